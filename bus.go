@@ -1,0 +1,319 @@
+package final
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/finalbus/final/message"
+	"github.com/finalbus/final/mq"
+	"github.com/finalbus/final/outbox"
+	"github.com/finalbus/final/outbox/mysql"
+)
+
+type busState int
+
+const (
+	stateNew busState = iota
+	stateStarted
+	stateClosed
+)
+
+// Bus is one service's connection to the message bus: it publishes through
+// the service's outbox table and delivers the service's subscriptions.
+// Create it with New, subscribe, then Start. It is safe for concurrent use.
+type Bus struct {
+	svcName  string
+	db       *sql.DB
+	provider mq.IProvider
+	opt      Options
+	log      *slog.Logger
+	owner    string // this instance's claim owner id
+
+	mu       sync.Mutex
+	state    busState
+	routes   map[string]*route
+	routeErr error // the first failed Subscribe, returned by Start
+
+	// Set by Start.
+	store      outbox.Store
+	acker      *acker
+	disp       *dispatcher
+	relay      *relay
+	subscriber *subscriber
+	stopHard   context.CancelFunc // cancels the acker's and dispatcher's waits
+
+	// intake is held for reading while a message enters the dispatcher and
+	// for writing while Shutdown closes it.
+	intake       sync.RWMutex
+	intakeClosed bool
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// New returns a bus for service svcName that keeps its outbox in db and
+// talks to the broker through provider. Nothing is checked or connected
+// until Start, which reports bad arguments.
+func New(svcName string, db *sql.DB, provider mq.IProvider, opt Options) *Bus {
+	return &Bus{
+		svcName:  svcName,
+		db:       db,
+		provider: provider,
+		opt:      opt,
+		log:      opt.Logger,
+		owner:    svcName + "-" + randomID(),
+		routes:   map[string]*route{},
+	}
+}
+
+// Start is StartContext with a background context.
+func (b *Bus) Start() error { return b.StartContext(context.Background()) }
+
+// StartContext validates the configuration, migrates the outbox table,
+// connects to the broker, declares the service's queue and starts the
+// dispatcher, the acker, the relay and the subscribers. It fails, leaving
+// nothing running, when the database or the broker cannot be reached.
+func (b *Bus) StartContext(ctx context.Context) (err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch b.state {
+	case stateStarted:
+		return ErrStarted
+	case stateClosed:
+		return ErrClosed
+	}
+	if err := validateService(b.svcName); err != nil {
+		return err
+	}
+	if b.db == nil {
+		return ErrNilDB
+	}
+	if b.provider == nil {
+		return ErrNilProvider
+	}
+	if b.routeErr != nil {
+		return b.routeErr
+	}
+	if err := b.opt.validate(); err != nil {
+		return err
+	}
+	b.log = b.opt.Logger
+
+	if err := b.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("final: database unreachable: %w", err)
+	}
+	store, err := mysql.New(b.db, outboxTable(b.svcName), mysql.Options{
+		RetryBase: b.opt.OutboxRetryBase,
+		RetryMax:  b.opt.OutboxRetryMax,
+	})
+	if err != nil {
+		return fmt.Errorf("final: %w", err)
+	}
+	if err := store.Migrate(ctx); err != nil {
+		return fmt.Errorf("final: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			store.Close()
+		}
+	}()
+	if b.opt.PurgeOnStartup {
+		n, err := store.Purge(ctx)
+		if err != nil {
+			return fmt.Errorf("final: %w", err)
+		}
+		b.log.Info("final: purged outbox", "rows", n)
+	}
+
+	topics := make([]string, 0, len(b.routes))
+	for t := range b.routes {
+		topics = append(topics, t)
+	}
+	if err := b.provider.Init(ctx, mq.Config{
+		Service:  b.svcName,
+		Topics:   topics,
+		Prefetch: b.opt.Prefetch,
+		Purge:    b.opt.PurgeOnStartup,
+		Logger:   b.log,
+	}); err != nil {
+		return fmt.Errorf("final: broker: %w", err)
+	}
+
+	hard, stopHard := context.WithCancel(context.Background())
+	b.store, b.stopHard = store, stopHard
+	b.acker = newAcker(hard, store, b.opt)
+	b.disp = newDispatcher(hard, b.provider, b.acker, b.opt)
+	b.relay = newRelay(store, b.disp, b.owner, b.opt)
+	b.acker.start(b.opt.NumAcker)
+	b.disp.start()
+	if len(b.routes) > 0 {
+		b.subscriber = newSubscriber(b.provider, b.routes, b.opt)
+		if err := b.subscriber.start(); err != nil {
+			b.stopPipeline()
+			b.provider.Close()
+			stopHard()
+			return fmt.Errorf("final: consume: %w", err)
+		}
+	}
+	b.relay.start()
+	b.state = stateStarted
+	b.log.Info("final: bus started", "service", b.svcName, "topics", len(topics), "owner", b.owner)
+	return nil
+}
+
+// Shutdown is ShutdownContext with a background context.
+func (b *Bus) Shutdown() error { return b.ShutdownContext(context.Background()) }
+
+// ShutdownContext stops intake (publishing then returns ErrClosed), stops
+// the relay and the consumer, waits up to Options.ShutdownTimeout for
+// in-flight handlers and for the confirms of what was already handed to
+// the broker, and closes the provider. Anything not confirmed by then stays
+// in the outbox and is sent by the next instance. It is idempotent, and
+// leaves no goroutine of the bus running.
+func (b *Bus) ShutdownContext(ctx context.Context) error {
+	b.shutdownOnce.Do(func() { b.shutdownErr = b.shutdown(ctx) })
+	return b.shutdownErr
+}
+
+func (b *Bus) shutdown(ctx context.Context) error {
+	b.mu.Lock()
+	started := b.state == stateStarted
+	b.state = stateClosed
+	b.mu.Unlock()
+	if !started {
+		return nil
+	}
+	var errs []error
+	b.relay.stop()
+	if b.subscriber != nil {
+		if err := b.subscriber.stop(b.opt.ShutdownTimeout); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	done := make(chan struct{})
+	go func() { b.stopPipeline(); close(done) }()
+	t := time.NewTimer(b.opt.ShutdownTimeout)
+	select {
+	case <-done:
+	case <-t.C:
+		b.log.Warn("final: shutdown timed out waiting for confirms; unconfirmed rows stay in the outbox")
+		b.stopHard()
+		<-done
+	case <-ctx.Done():
+		b.stopHard()
+		<-done
+	}
+	t.Stop()
+	b.stopHard()
+	if err := b.provider.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if s, ok := b.store.(interface{ Close() error }); ok {
+		_ = s.Close()
+	}
+	b.log.Info("final: bus stopped", "service", b.svcName)
+	return errors.Join(errs...)
+}
+
+// stopPipeline closes intake and waits for the dispatcher and the acker to
+// finish what they hold.
+func (b *Bus) stopPipeline() {
+	b.intake.Lock()
+	b.intakeClosed = true
+	b.disp.close()
+	b.intake.Unlock()
+	b.disp.wait()
+	b.acker.closeAndWait()
+}
+
+// enqueue hands committed rows to the fast path. What does not fit, or
+// arrives during Shutdown, is left to the relay.
+func (b *Bus) enqueue(out []outgoing) {
+	b.intake.RLock()
+	defer b.intake.RUnlock()
+	if b.intakeClosed {
+		return
+	}
+	for _, o := range out {
+		if !b.disp.offer(o) {
+			b.log.Debug("final: dispatch queue full; left to the relay", "id", o.id)
+		}
+	}
+}
+
+// Publish is PublishContext with a background context.
+func (b *Bus) Publish(topic string, payload []byte, opts ...message.PolicyOption) error {
+	return b.PublishContext(context.Background(), topic, payload, opts...)
+}
+
+// PublishContext publishes one message outside any business transaction.
+// With the default policy the message is written to the outbox (its own
+// one-statement transaction) and is safe once this returns nil. With
+// WithConfirm(false) it is handed to the broker directly: it may be lost.
+func (b *Bus) PublishContext(ctx context.Context, topic string, payload []byte, opts ...message.PolicyOption) error {
+	msg, err := b.newMessage(topic, payload, opts)
+	if err != nil {
+		return err
+	}
+	if !msg.Policy.Confirm {
+		_, err := b.provider.Publish(ctx, msg)
+		return err
+	}
+	id, err := b.store.Insert(ctx, nil, msg, b.availableIn(msg))
+	if err != nil {
+		return fmt.Errorf("final: publish %q: %w", topic, err)
+	}
+	if msg.Policy.Delay <= 0 {
+		b.enqueue([]outgoing{{id: id, msg: msg}})
+	}
+	return nil
+}
+
+// newMessage validates the call and builds the message.
+func (b *Bus) newMessage(topic string, payload []byte, opts []message.PolicyOption) (*message.Message, error) {
+	b.mu.Lock()
+	state := b.state
+	b.mu.Unlock()
+	switch state {
+	case stateNew:
+		return nil, ErrNotStarted
+	case stateClosed:
+		return nil, ErrClosed
+	}
+	if err := validateTopic(topic); err != nil {
+		return nil, err
+	}
+	if len(payload) > b.opt.MaxPayloadBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d (Options.MaxPayloadBytes)", ErrPayloadTooLarge, len(payload), b.opt.MaxPayloadBytes)
+	}
+	msg := message.New(topic, payload, opts...)
+	switch p := msg.Policy; {
+	case p.TTL < 0 || p.Delay < 0:
+		return nil, fmt.Errorf("%w: negative TTL or Delay", ErrInvalidPolicy)
+	case p.Delay > 0 && !p.Confirm:
+		return nil, fmt.Errorf("%w: WithDelay needs the outbox, so it cannot go with WithConfirm(false)", ErrInvalidPolicy)
+	}
+	return msg, nil
+}
+
+// availableIn is when the relay may first take the row: at its due time if
+// delayed, else after the fast path had its chance.
+func (b *Bus) availableIn(m *message.Message) time.Duration {
+	if m.Policy.Delay > 0 {
+		return m.Policy.Delay
+	}
+	return b.opt.OutboxScanAgoTime
+}
+
+func randomID() string {
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	return hex.EncodeToString(r[:])
+}

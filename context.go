@@ -1,0 +1,56 @@
+package final
+
+import (
+	"context"
+
+	"github.com/finalbus/final/message"
+)
+
+// HandlerFunc is a handler or a middleware. A middleware calls c.Next() to
+// run the rest of the chain and returns its error (or its own); one that
+// does not call Next runs before the rest of the chain.
+type HandlerFunc func(c *Context) error
+
+// Context is what a handler sees of one delivery.
+type Context struct {
+	// Topic the message was published under.
+	Topic string
+	// Key is the message key, if the publisher set one.
+	Key string
+	// Message is the decoded message, with its UUID, Header and Payload.
+	Message *message.Message
+	// Attempt counts the calls of the chain for this delivery, from 1.
+	Attempt int
+
+	ctx      context.Context
+	handlers []HandlerFunc
+	index    int
+}
+
+func newContext(ctx context.Context, m *message.Message, handlers []HandlerFunc, attempt int) *Context {
+	return &Context{
+		Topic:    m.Topic,
+		Key:      m.Key,
+		Message:  m,
+		Attempt:  attempt,
+		ctx:      ctx,
+		handlers: handlers,
+		index:    -1,
+	}
+}
+
+// Context returns the context of the delivery. It is cancelled when
+// Shutdown gives up waiting for in-flight handlers.
+func (c *Context) Context() context.Context { return c.ctx }
+
+// Next runs the remaining middleware and the handler, in order, and
+// returns the first error.
+func (c *Context) Next() error {
+	c.index++
+	for ; c.index < len(c.handlers); c.index++ {
+		if err := c.handlers[c.index](c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

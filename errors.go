@@ -1,0 +1,41 @@
+package final
+
+import "errors"
+
+// Sentinel errors. Match them with errors.Is: the bus wraps them with
+// details.
+var (
+	// ErrClosed is returned by calls on a bus after Shutdown.
+	ErrClosed = errors.New("final: bus is closed")
+	// ErrNotStarted is returned by publishing before Start.
+	ErrNotStarted = errors.New("final: bus is not started")
+	// ErrStarted is returned by Start twice, or Subscribe after Start.
+	ErrStarted = errors.New("final: bus is already started")
+	// ErrNilDB: New was given a nil *sql.DB.
+	ErrNilDB = errors.New("final: nil *sql.DB")
+	// ErrNilProvider: New was given a nil provider.
+	ErrNilProvider = errors.New("final: nil mq provider")
+	// ErrNilTx: a nil *sql.Tx was passed.
+	ErrNilTx = errors.New("final: nil *sql.Tx")
+	// ErrTxDone: the transaction was already committed or rolled back. It
+	// also matches sql.ErrTxDone when the database said so.
+	ErrTxDone = errors.New("final: transaction already committed or rolled back")
+	// ErrInvalidService: the service name is not 1-48 of [A-Za-z0-9_.-].
+	ErrInvalidService = errors.New("final: invalid service name")
+	// ErrInvalidTopic: the topic is not 1-255 of [A-Za-z0-9_.-].
+	ErrInvalidTopic = errors.New("final: invalid topic")
+	// ErrInvalidOption: an Options field is out of range; the message names it.
+	ErrInvalidOption = errors.New("final: invalid option")
+	// ErrInvalidPolicy: the message policy options contradict each other.
+	ErrInvalidPolicy = errors.New("final: invalid message policy")
+	// ErrPayloadTooLarge: the payload exceeds Options.MaxPayloadBytes.
+	ErrPayloadTooLarge = errors.New("final: payload too large")
+	// ErrDuplicateSubscription: the topic already has a handler.
+	ErrDuplicateSubscription = errors.New("final: topic already subscribed")
+	// ErrNilHandler: Handler was given nil.
+	ErrNilHandler = errors.New("final: nil handler")
+	// ErrHandlerPanic wraps a panic recovered from a handler or middleware.
+	ErrHandlerPanic = errors.New("final: handler panicked")
+	// ErrNoHandler: a delivery's topic has no handler in this service.
+	ErrNoHandler = errors.New("final: no handler for topic")
+)

@@ -1,0 +1,78 @@
+package amqp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/finalbus/final/message"
+	"github.com/finalbus/final/mq"
+)
+
+// Headers set on a dead-lettered message.
+const (
+	HeaderDeadReason = "x-final-dead-reason"
+	HeaderDeadAt     = "x-final-dead-at"
+	HeaderDeadQueue  = "x-final-dead-queue"
+)
+
+type delivery struct {
+	d amqp.Delivery
+	p *Provider
+}
+
+func (d *delivery) Message() (*message.Message, error) {
+	return message.Unmarshal(d.d.Body)
+}
+
+func (d *delivery) Redelivered() bool { return d.d.Redelivered }
+
+func (d *delivery) Ack() error { return d.d.Ack(false) }
+
+func (d *delivery) Requeue() error { return d.d.Nack(false, true) }
+
+// DeadLetter publishes the original body, with its properties and the
+// reason, to the dead-letter queue, waits for the broker's confirm and only
+// then acks the original: a crash in between duplicates, never loses.
+func (d *delivery) DeadLetter(ctx context.Context, reason string) error {
+	headers := amqp.Table{}
+	for k, v := range d.d.Headers {
+		headers[k] = v
+	}
+	headers[HeaderDeadReason] = reason
+	headers[HeaderDeadAt] = time.Now().UTC().Format(time.RFC3339Nano)
+	headers[HeaderDeadQueue] = d.p.topo.queue
+	id := d.d.MessageId
+	if id == "" {
+		id = "dead-" + randomTag()
+	}
+	pub := amqp.Publishing{
+		Headers:      headers,
+		ContentType:  d.d.ContentType,
+		DeliveryMode: amqp.Persistent,
+		MessageId:    id,
+		Timestamp:    d.d.Timestamp,
+		Type:         d.d.Type,
+		Body:         d.d.Body,
+	}
+	conf, err := d.p.publish(ctx, "", d.p.topo.dlq, pub)
+	if err != nil {
+		return fmt.Errorf("amqp: dead-letter: %w", err)
+	}
+	if err := conf.Wait(ctx); err != nil {
+		return fmt.Errorf("amqp: dead-letter: %w", err)
+	}
+	return d.d.Ack(false)
+}
+
+var _ mq.Delivery = (*delivery)(nil)
+
+func randomTag() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

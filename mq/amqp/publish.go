@@ -1,0 +1,56 @@
+package amqp
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/finalbus/final/message"
+	"github.com/finalbus/final/mq"
+)
+
+const contentType = "application/x-msgpack"
+
+// Publish sends msg to the exchange under its topic, mandatory, and returns
+// its pending confirmation.
+func (p *Provider) Publish(ctx context.Context, msg *message.Message) (mq.Confirmation, error) {
+	body, err := message.Marshal(msg)
+	if err != nil {
+		return nil, err
+	}
+	pub := amqp.Publishing{
+		ContentType: contentType,
+		MessageId:   msg.UUID,
+		Timestamp:   time.Now(),
+		Type:        msg.Topic,
+		Body:        body,
+	}
+	if msg.Policy == nil || msg.Policy.Durable {
+		pub.DeliveryMode = amqp.Persistent
+	}
+	if msg.Policy != nil && msg.Policy.TTL > 0 {
+		ms := msg.Policy.TTL.Milliseconds()
+		if ms < 1 {
+			ms = 1
+		}
+		pub.Expiration = strconv.FormatInt(ms, 10)
+	}
+	return p.publish(ctx, p.topo.exchange, msg.Topic, pub)
+}
+
+func (p *Provider) publish(ctx context.Context, exchange, key string, pub amqp.Publishing) (mq.Confirmation, error) {
+	s, err := p.session()
+	if err != nil {
+		return nil, err
+	}
+	s.returns.track(pub.MessageId)
+	dc, err := s.pub.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, pub)
+	if err != nil {
+		s.returns.settle(pub.MessageId)
+		return nil, fmt.Errorf("amqp: publish: %w: %w", mq.ErrUnavailable, err)
+	}
+	return &confirmation{dc: dc, returns: s.returns, id: pub.MessageId}, nil
+}

@@ -1,0 +1,124 @@
+package amqp
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/finalbus/final/mq"
+)
+
+// session is one live connection with its publishing channel. It is
+// replaced, never repaired: when anything in it fails it is lost as a whole.
+type session struct {
+	conn *amqp.Connection
+	pub  *amqp.Channel // confirm mode; carries publishes and dead letters
+
+	returns *returnTracker
+
+	lost     chan struct{} // closed once when the connection or a channel fails
+	lostOnce sync.Once
+	lostErr  error
+	wg       sync.WaitGroup // the watcher and the return drainer
+}
+
+// connect dials, opens the publishing channel in confirm mode and declares
+// the topology.
+func (p *Provider) connect(ctx context.Context) (*session, error) {
+	timeout := p.opts.dialTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+		timeout = time.Until(dl)
+	}
+	conn, err := amqp.DialConfig(p.url, amqp.Config{
+		Heartbeat: p.opts.heartbeat,
+		Dial:      amqp.DefaultDial(timeout),
+		Properties: amqp.Table{
+			"connection_name": "final." + p.cfg.Service,
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("amqp: dial: %w: %w", mq.ErrUnavailable, err)
+	}
+	s := &session{conn: conn, lost: make(chan struct{})}
+	fail := func(err error) (*session, error) {
+		_ = conn.Close()
+		return nil, fmt.Errorf("%w: %w", mq.ErrUnavailable, err)
+	}
+	setup, err := conn.Channel()
+	if err != nil {
+		return fail(err)
+	}
+	if err := p.topo.declare(setup); err != nil {
+		return fail(err)
+	}
+	_ = setup.Close()
+
+	if s.pub, err = conn.Channel(); err != nil {
+		return fail(err)
+	}
+	if err := s.pub.Confirm(false); err != nil {
+		return fail(err)
+	}
+	s.returns = newReturnTracker(s.pub.NotifyReturn(make(chan amqp.Return, 1024)))
+
+	connClosed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	pubClosed := s.pub.NotifyClose(make(chan *amqp.Error, 1))
+	s.wg.Add(2)
+	go func() { // watcher: turns any close into lost
+		defer s.wg.Done()
+		select {
+		case err := <-connClosed:
+			s.markLost(err)
+		case err := <-pubClosed:
+			s.markLost(err)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.returns.run(s.lost)
+	}()
+	return s, nil
+}
+
+func (s *session) markLost(err *amqp.Error) {
+	s.lostOnce.Do(func() {
+		if err != nil {
+			s.lostErr = err
+		} else {
+			s.lostErr = amqp.ErrClosed
+		}
+		close(s.lost)
+	})
+}
+
+func (s *session) lossReason() error {
+	select {
+	case <-s.lost:
+		return s.lostErr
+	default:
+		return nil
+	}
+}
+
+// close closes the connection and waits for the session's goroutines.
+func (s *session) close() {
+	_ = s.conn.Close()
+	s.markLost(nil)
+	s.wg.Wait()
+}
+
+// purge empties the service queue.
+func (s *session) purge(t topology) error {
+	ch, err := s.conn.Channel()
+	if err != nil {
+		return fmt.Errorf("amqp: purge: %w", err)
+	}
+	defer ch.Close()
+	if _, err := ch.QueuePurge(t.queue, false); err != nil {
+		return fmt.Errorf("amqp: purge %q: %w", t.queue, err)
+	}
+	return nil
+}

@@ -1,0 +1,109 @@
+// Package mq is the contract between the bus and a message broker.
+//
+// A provider publishes messages with broker confirms and delivers the
+// messages of one service's queue. It owns its connection: it reconnects on
+// its own and re-declares what it needs. Implementations live in
+// subpackages (mq/amqp); mq/mqtest is the conformance suite every
+// implementation, the in-memory test double included, must pass.
+package mq
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/finalbus/final/message"
+)
+
+// Errors a provider reports. Implementations wrap them with %w.
+var (
+	// ErrUnavailable: the broker cannot be reached right now. The caller
+	// keeps the message and tries again later.
+	ErrUnavailable = errors.New("mq: broker unavailable")
+	// ErrNacked: the broker refused the message (basic.nack), or the
+	// channel closed before it confirmed.
+	ErrNacked = errors.New("mq: publish not confirmed")
+	// ErrUnroutable: the broker returned the message because no queue is
+	// bound to its topic.
+	ErrUnroutable = errors.New("mq: message unroutable")
+	// ErrClosed: the provider was closed.
+	ErrClosed = errors.New("mq: provider closed")
+)
+
+// Config is what the bus tells a provider at Init.
+type Config struct {
+	// Service names the consuming service: its queue and dead-letter queue
+	// are derived from it. It is validated by the bus.
+	Service string
+	// Topics are the topics the service subscribes to; the service queue is
+	// bound to each. Empty means the service only publishes.
+	Topics []string
+	// Prefetch bounds the unacknowledged deliveries in flight.
+	Prefetch int
+	// Purge empties the service queue at Init.
+	Purge bool
+	// Logger receives the provider's logs; never nil.
+	Logger *slog.Logger
+}
+
+// IProvider is a message broker as the bus sees it. All methods are safe for
+// concurrent use.
+type IProvider interface {
+	// Init connects, declares the topology for cfg and starts keeping the
+	// connection alive. It fails (wrapping ErrUnavailable) when the broker
+	// cannot be reached.
+	Init(ctx context.Context, cfg Config) error
+	// Publish hands msg to the broker and returns at once with a
+	// Confirmation to wait on. It returns ErrUnavailable without blocking
+	// when the broker is not connected.
+	Publish(ctx context.Context, msg *message.Message) (Confirmation, error)
+	// Consume starts delivering the service queue's messages. The channel
+	// survives reconnects; it is closed after ctx is cancelled (the broker
+	// consumer is cancelled first, so no new deliveries start) or the
+	// provider is closed.
+	Consume(ctx context.Context) (<-chan Delivery, error)
+	// Close stops the provider and waits for its goroutines. Unacknowledged
+	// deliveries go back to the queue. Close is idempotent.
+	Close() error
+}
+
+// Confirmation is the broker's pending verdict on one publish.
+type Confirmation interface {
+	// Wait blocks until the broker confirms (nil), refuses (ErrNacked),
+	// returns the message (ErrUnroutable), or ctx ends (ctx.Err()).
+	Wait(ctx context.Context) error
+}
+
+// Delivery is one message received from the service queue.
+type Delivery interface {
+	// Message decodes the delivery. An error (wrapping message.ErrDecode)
+	// means it can never be handled and should be dead-lettered.
+	Message() (*message.Message, error)
+	// Redelivered reports whether the broker delivered it before.
+	Redelivered() bool
+	// Ack removes the delivery from the queue.
+	Ack() error
+	// Requeue gives the delivery back to the queue for another try.
+	Requeue() error
+	// DeadLetter moves the delivery to the service's dead-letter queue,
+	// recording reason, and acknowledges it once the dead-letter queue has
+	// confirmed. On error the delivery is left unacknowledged.
+	DeadLetter(ctx context.Context, reason string) error
+}
+
+// Backoff returns the wait before retry number attempt (0-based): base
+// doubled per attempt, capped at max.
+func Backoff(base, max time.Duration, attempt int) time.Duration {
+	if base <= 0 {
+		return 0
+	}
+	d := base
+	for i := 0; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	return d
+}

@@ -1,0 +1,193 @@
+package final
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Options configure a Bus. Start from DefaultOptions and change fields or
+// chain the With methods; Start rejects out-of-range values with an error
+// wrapping ErrInvalidOption that names the field.
+type Options struct {
+	// PurgeOnStartup deletes the service's outbox rows and empties its
+	// queue at Start. Default false. It drops messages: for tests only.
+	PurgeOnStartup bool
+
+	// RetryCount is how many times a failing handler is retried before the
+	// message is dead-lettered. Default 3 (so 4 calls in all).
+	RetryCount int
+	// RetryInterval is the first wait between handler retries; it doubles
+	// per retry, with jitter. Default 100ms.
+	RetryInterval time.Duration
+
+	// OutboxScanInterval is how often the relay looks for rows to re-send
+	// when the last look found less than a full batch. Default 1s.
+	OutboxScanInterval time.Duration
+	// OutboxScanOffset is the relay's batch size: rows claimed per scan.
+	// A full batch is followed by the next scan at once. Default 500.
+	OutboxScanOffset int64
+	// OutboxScanAgoTime is how long a freshly committed row is left to the
+	// fast path (publish right after commit) before the relay treats it as
+	// unconfirmed and re-sends it. Default 5s.
+	OutboxScanAgoTime time.Duration
+	// OutboxLease is how long a row claimed by one relay is hidden from
+	// the others. It must exceed PublishTimeout. Default 15s.
+	OutboxLease time.Duration
+	// OutboxRetryBase and OutboxRetryMax bound the backoff of a row whose
+	// publish failed (nacked, returned, timed out, broker down): the wait
+	// doubles per failure from the base up to the max. Defaults 100ms, 5s.
+	OutboxRetryBase time.Duration
+	OutboxRetryMax  time.Duration
+
+	// NumSubscriber is the number of concurrent handler workers. Default 8.
+	NumSubscriber int
+	// Prefetch bounds unacknowledged deliveries held by this instance.
+	// Default 0 means 4 × NumSubscriber.
+	Prefetch int
+	// NumAcker is the number of goroutines deleting confirmed rows in
+	// batches. Default 2.
+	NumAcker int
+	// AckBatchSize caps the rows removed by one DELETE. Default 500.
+	AckBatchSize int
+
+	// PublishTimeout bounds the wait for one broker confirm; an
+	// unconfirmed publish is then retried. Default 5s.
+	PublishTimeout time.Duration
+	// DispatchQueueSize bounds the committed messages waiting for the fast
+	// path. When it is full, new messages are left to the relay rather than
+	// blocking the committing caller. Default 8192.
+	DispatchQueueSize int
+	// MaxPayloadBytes caps a message payload. Default 1 MiB.
+	MaxPayloadBytes int
+	// ShutdownTimeout bounds how long Shutdown waits for in-flight handlers
+	// and confirms. Default 10s.
+	ShutdownTimeout time.Duration
+
+	// Logger receives the bus's logs. Default nil: discard. Nothing is
+	// logged per message above Debug.
+	Logger *slog.Logger
+}
+
+// DefaultOptions returns the defaults documented on each field.
+func DefaultOptions() Options {
+	return Options{
+		RetryCount:         3,
+		RetryInterval:      100 * time.Millisecond,
+		OutboxScanInterval: time.Second,
+		OutboxScanOffset:   500,
+		OutboxScanAgoTime:  5 * time.Second,
+		OutboxLease:        15 * time.Second,
+		OutboxRetryBase:    100 * time.Millisecond,
+		OutboxRetryMax:     5 * time.Second,
+		NumSubscriber:      8,
+		NumAcker:           2,
+		AckBatchSize:       500,
+		PublishTimeout:     5 * time.Second,
+		DispatchQueueSize:  8192,
+		MaxPayloadBytes:    1 << 20,
+		ShutdownTimeout:    10 * time.Second,
+	}
+}
+
+// WithPurgeOnStartup sets PurgeOnStartup.
+func (o Options) WithPurgeOnStartup(v bool) Options { o.PurgeOnStartup = v; return o }
+
+// WithRetryCount sets RetryCount.
+func (o Options) WithRetryCount(v int) Options { o.RetryCount = v; return o }
+
+// WithRetryInterval sets RetryInterval.
+func (o Options) WithRetryInterval(v time.Duration) Options { o.RetryInterval = v; return o }
+
+// WithOutboxScanInterval sets OutboxScanInterval.
+func (o Options) WithOutboxScanInterval(v time.Duration) Options { o.OutboxScanInterval = v; return o }
+
+// WithOutboxScanOffset sets OutboxScanOffset.
+func (o Options) WithOutboxScanOffset(v int64) Options { o.OutboxScanOffset = v; return o }
+
+// WithOutboxScanAgoTime sets OutboxScanAgoTime.
+func (o Options) WithOutboxScanAgoTime(v time.Duration) Options { o.OutboxScanAgoTime = v; return o }
+
+// WithOutboxLease sets OutboxLease.
+func (o Options) WithOutboxLease(v time.Duration) Options { o.OutboxLease = v; return o }
+
+// WithOutboxRetry sets OutboxRetryBase and OutboxRetryMax.
+func (o Options) WithOutboxRetry(base, max time.Duration) Options {
+	o.OutboxRetryBase, o.OutboxRetryMax = base, max
+	return o
+}
+
+// WithNumSubscriber sets NumSubscriber.
+func (o Options) WithNumSubscriber(v int) Options { o.NumSubscriber = v; return o }
+
+// WithPrefetch sets Prefetch.
+func (o Options) WithPrefetch(v int) Options { o.Prefetch = v; return o }
+
+// WithNumAcker sets NumAcker.
+func (o Options) WithNumAcker(v int) Options { o.NumAcker = v; return o }
+
+// WithAckBatchSize sets AckBatchSize.
+func (o Options) WithAckBatchSize(v int) Options { o.AckBatchSize = v; return o }
+
+// WithPublishTimeout sets PublishTimeout.
+func (o Options) WithPublishTimeout(v time.Duration) Options { o.PublishTimeout = v; return o }
+
+// WithDispatchQueueSize sets DispatchQueueSize.
+func (o Options) WithDispatchQueueSize(v int) Options { o.DispatchQueueSize = v; return o }
+
+// WithMaxPayloadBytes sets MaxPayloadBytes.
+func (o Options) WithMaxPayloadBytes(v int) Options { o.MaxPayloadBytes = v; return o }
+
+// WithShutdownTimeout sets ShutdownTimeout.
+func (o Options) WithShutdownTimeout(v time.Duration) Options { o.ShutdownTimeout = v; return o }
+
+// WithLogger sets Logger.
+func (o Options) WithLogger(l *slog.Logger) Options { o.Logger = l; return o }
+
+// validate checks every field and fills derived defaults.
+func (o *Options) validate() error {
+	bad := func(field string, v any, want string) error {
+		return fmt.Errorf("%w: %s = %v, want %s", ErrInvalidOption, field, v, want)
+	}
+	switch {
+	case o.RetryCount < 0:
+		return bad("RetryCount", o.RetryCount, ">= 0")
+	case o.RetryInterval < 0:
+		return bad("RetryInterval", o.RetryInterval, ">= 0")
+	case o.OutboxScanInterval <= 0:
+		return bad("OutboxScanInterval", o.OutboxScanInterval, "> 0")
+	case o.OutboxScanOffset <= 0 || o.OutboxScanOffset > 10000:
+		return bad("OutboxScanOffset", o.OutboxScanOffset, "1..10000")
+	case o.OutboxScanAgoTime <= 0:
+		return bad("OutboxScanAgoTime", o.OutboxScanAgoTime, "> 0")
+	case o.PublishTimeout <= 0:
+		return bad("PublishTimeout", o.PublishTimeout, "> 0")
+	case o.OutboxLease <= o.PublishTimeout:
+		return bad("OutboxLease", o.OutboxLease, "> PublishTimeout ("+o.PublishTimeout.String()+")")
+	case o.OutboxRetryBase <= 0:
+		return bad("OutboxRetryBase", o.OutboxRetryBase, "> 0")
+	case o.OutboxRetryMax < o.OutboxRetryBase:
+		return bad("OutboxRetryMax", o.OutboxRetryMax, ">= OutboxRetryBase")
+	case o.NumSubscriber <= 0:
+		return bad("NumSubscriber", o.NumSubscriber, "> 0")
+	case o.Prefetch < 0:
+		return bad("Prefetch", o.Prefetch, ">= 0")
+	case o.NumAcker <= 0:
+		return bad("NumAcker", o.NumAcker, "> 0")
+	case o.AckBatchSize <= 0 || o.AckBatchSize > 10000:
+		return bad("AckBatchSize", o.AckBatchSize, "1..10000")
+	case o.DispatchQueueSize <= 0:
+		return bad("DispatchQueueSize", o.DispatchQueueSize, "> 0")
+	case o.MaxPayloadBytes <= 0 || o.MaxPayloadBytes > 64<<20:
+		return bad("MaxPayloadBytes", o.MaxPayloadBytes, "1..64 MiB")
+	case o.ShutdownTimeout <= 0:
+		return bad("ShutdownTimeout", o.ShutdownTimeout, "> 0")
+	}
+	if o.Prefetch == 0 {
+		o.Prefetch = 4 * o.NumSubscriber
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}

@@ -1,0 +1,142 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// A migration moves the table from version-1 to version. Each step checks
+// the catalog before it changes anything, so a step interrupted half way
+// (MySQL DDL is not transactional) is completed on the next start.
+type migration struct {
+	version int
+	name    string
+	apply   func(ctx context.Context, conn *sql.Conn, s *Store) error
+}
+
+// migrations in order. Version 1 is the ancestor library's table, so a
+// table it created is picked up as version 1 and upgraded in place.
+var migrations = []migration{
+	{1, "create outbox table", func(ctx context.Context, c *sql.Conn, s *Store) error {
+		_, err := c.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+s.q+` (
+			id           BIGINT AUTO_INCREMENT PRIMARY KEY,
+			message      LONGBLOB NULL,
+			status       BIGINT NULL,
+			create_at    DATETIME(3) NULL,
+			last_send_at DATETIME(3) NULL
+		) ENGINE=InnoDB`)
+		return err
+	}},
+	{2, "relay columns and scan index", func(ctx context.Context, c *sql.Conn, s *Store) error {
+		columns := []struct{ name, ddl string }{
+			// Existing rows become available at once.
+			{"available_at", "DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)"},
+			{"attempts", "INT NOT NULL DEFAULT 0"},
+			{"last_error", "VARCHAR(1024) NULL"},
+			{"claimed_by", "VARCHAR(64) NULL"},
+		}
+		for _, col := range columns {
+			ok, err := s.hasColumn(ctx, c, col.name)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				if _, err := c.ExecContext(ctx, `ALTER TABLE `+s.q+` ADD COLUMN `+col.name+` `+col.ddl); err != nil {
+					return err
+				}
+			}
+		}
+		ok, err := s.hasIndex(ctx, c, "idx_final_available")
+		if err != nil || ok {
+			return err
+		}
+		_, err = c.ExecContext(ctx, `ALTER TABLE `+s.q+` ADD INDEX idx_final_available (available_at, id)`)
+		return err
+	}},
+}
+
+// SchemaVersion is the version Migrate brings a table to.
+func SchemaVersion() int { return migrations[len(migrations)-1].version }
+
+// versionTable records the applied migrations of every outbox table in the
+// database.
+const versionTable = "`final_schema_migrations`"
+
+// Migrate implements outbox.Store. Concurrent starters are serialised by a
+// named lock, so a fleet can start at once.
+func (s *Store) Migrate(ctx context.Context) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("outbox/mysql: migrate: %w", err)
+	}
+	defer conn.Close()
+
+	lock := "final_migrate_" + s.table
+	var got sql.NullInt64
+	if err := conn.QueryRowContext(ctx, `SELECT GET_LOCK(?, ?)`, lock, 30).Scan(&got); err != nil {
+		return fmt.Errorf("outbox/mysql: migrate lock: %w", err)
+	}
+	if !got.Valid || got.Int64 != 1 {
+		return fmt.Errorf("outbox/mysql: migrate: could not take lock %q within 30s", lock)
+	}
+	defer conn.ExecContext(context.Background(), `SELECT RELEASE_LOCK(?)`, lock) //nolint:errcheck // closing the connection releases it too
+
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+versionTable+` (
+		table_name VARCHAR(64) NOT NULL,
+		version    INT NOT NULL,
+		name       VARCHAR(255) NOT NULL,
+		applied_at DATETIME(3) NOT NULL,
+		PRIMARY KEY (table_name, version)
+	) ENGINE=InnoDB`); err != nil {
+		return fmt.Errorf("outbox/mysql: migrate: %w", err)
+	}
+	// A table dropped by hand starts again from version 0.
+	if exists, err := s.hasTable(ctx, conn); err != nil {
+		return fmt.Errorf("outbox/mysql: migrate: %w", err)
+	} else if !exists {
+		if _, err := conn.ExecContext(ctx, `DELETE FROM `+versionTable+` WHERE table_name = ?`, s.table); err != nil {
+			return fmt.Errorf("outbox/mysql: migrate: %w", err)
+		}
+	}
+	var current int
+	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM `+versionTable+` WHERE table_name = ?`,
+		s.table).Scan(&current); err != nil {
+		return fmt.Errorf("outbox/mysql: migrate: %w", err)
+	}
+	for _, m := range migrations {
+		if m.version <= current {
+			continue
+		}
+		if err := m.apply(ctx, conn, s); err != nil {
+			return fmt.Errorf("outbox/mysql: migration %d (%s) of %s: %w", m.version, m.name, s.table, err)
+		}
+		if _, err := conn.ExecContext(ctx, `INSERT INTO `+versionTable+` (table_name, version, name, applied_at) VALUES (?, ?, ?, ?)`,
+			s.table, m.version, m.name, time.Now().UTC()); err != nil {
+			return fmt.Errorf("outbox/mysql: record migration %d: %w", m.version, err)
+		}
+	}
+	return s.prepare(ctx)
+}
+
+func (s *Store) hasTable(ctx context.Context, c *sql.Conn) (bool, error) {
+	var n int
+	err := c.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.TABLES
+		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?`, s.table).Scan(&n)
+	return n > 0, err
+}
+
+func (s *Store) hasColumn(ctx context.Context, c *sql.Conn, column string) (bool, error) {
+	var n int
+	err := c.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.COLUMNS
+		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?`, s.table, column).Scan(&n)
+	return n > 0, err
+}
+
+func (s *Store) hasIndex(ctx context.Context, c *sql.Conn, index string) (bool, error) {
+	var n int
+	err := c.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.STATISTICS
+		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME = ?`, s.table, index).Scan(&n)
+	return n > 0, err
+}

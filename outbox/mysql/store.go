@@ -1,0 +1,249 @@
+// Package mysql is the outbox.Store for MariaDB (10.6 or later) and MySQL
+// (8.0 or later), on github.com/go-sql-driver/mysql.
+//
+// Times are taken from the database clock (NOW(6)), so instances whose
+// clocks disagree still agree on leases and schedules.
+package mysql
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/finalbus/final/message"
+	"github.com/finalbus/final/outbox"
+)
+
+// Options tunes a Store.
+type Options struct {
+	// RetryBase is the backoff after a row's first failed publish; it
+	// doubles with each further failure. Default 100ms.
+	RetryBase time.Duration
+	// RetryMax caps the backoff. Default 5s.
+	RetryMax time.Duration
+}
+
+// Store is an outbox table in MariaDB or MySQL.
+type Store struct {
+	db    *sql.DB
+	table string // validated, unquoted
+	q     string // quoted
+	opts  Options
+
+	insertSQL string
+	insert    *sql.Stmt // prepared at Migrate, reused in every transaction
+}
+
+var _ outbox.Store = (*Store)(nil)
+
+// New returns the store for table. It fails with outbox.ErrInvalidIdentifier
+// when table is not a safe identifier. Call Migrate before use.
+func New(db *sql.DB, table string, opts Options) (*Store, error) {
+	if db == nil {
+		return nil, errors.New("outbox/mysql: nil *sql.DB")
+	}
+	q, err := outbox.QuoteIdentifier(table)
+	if err != nil {
+		return nil, err
+	}
+	if opts.RetryBase <= 0 {
+		opts.RetryBase = 100 * time.Millisecond
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = 5 * time.Second
+	}
+	return &Store{db: db, table: table, q: q, opts: opts}, nil
+}
+
+// Table returns the table name.
+func (s *Store) Table() string { return s.table }
+
+// Close releases the prepared statement.
+func (s *Store) Close() error {
+	if s.insert != nil {
+		return s.insert.Close()
+	}
+	return nil
+}
+
+func (s *Store) prepare(ctx context.Context) error {
+	if s.insert != nil {
+		return nil
+	}
+	s.insertSQL = `INSERT INTO ` + s.q +
+		` (message, status, create_at, available_at) VALUES (?, 0, NOW(3), NOW(6) + INTERVAL ? MICROSECOND)`
+	stmt, err := s.db.PrepareContext(ctx, s.insertSQL)
+	if err != nil {
+		return fmt.Errorf("outbox/mysql: prepare insert: %w", err)
+	}
+	s.insert = stmt
+	return nil
+}
+
+// Insert implements outbox.Store.
+func (s *Store) Insert(ctx context.Context, tx *sql.Tx, m *message.Message, availableIn time.Duration) (int64, error) {
+	if s.insert == nil {
+		return 0, errors.New("outbox/mysql: Insert before Migrate")
+	}
+	body, err := message.Marshal(m)
+	if err != nil {
+		return 0, err
+	}
+	args := []any{body, availableIn.Microseconds()}
+	var res sql.Result
+	if tx == nil {
+		res, err = s.insert.ExecContext(ctx, args...)
+	} else {
+		// The statement prepared on the store's *sql.DB is reused on the
+		// transaction's connection. A transaction of another *sql.DB (an
+		// ORM that opened its own pool) cannot use it: database/sql says so
+		// with an unexported error, and the plain statement is used instead.
+		res, err = tx.StmtContext(ctx, s.insert).ExecContext(ctx, args...)
+		if err != nil && strings.Contains(err.Error(), "statement from different database") {
+			res, err = tx.ExecContext(ctx, s.insertSQL, args...)
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("outbox/mysql: insert: %w", err)
+	}
+	return res.LastInsertId()
+}
+
+// Claim implements outbox.Store. It runs in READ COMMITTED so that the
+// scan takes no gap locks that would stall business transactions inserting
+// rows, and uses SKIP LOCKED so that concurrent claimers split the rows.
+func (s *Store) Claim(ctx context.Context, owner string, limit int, lease time.Duration) ([]outbox.Record, error) {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+
+	rows, err := tx.QueryContext(ctx, `SELECT id, message, attempts FROM `+s.q+
+		` WHERE available_at <= NOW(6) ORDER BY available_at, id LIMIT ? FOR UPDATE SKIP LOCKED`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
+	}
+	var recs []outbox.Record
+	for rows.Next() {
+		var (
+			r    outbox.Record
+			body []byte
+		)
+		if err := rows.Scan(&r.ID, &body, &r.Attempts); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("outbox/mysql: claim scan: %w", err)
+		}
+		r.Message, r.Err = message.Unmarshal(body)
+		recs = append(recs, r)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
+	}
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	ids := make([]int64, len(recs))
+	for i, r := range recs {
+		ids[i] = r.ID
+	}
+	in, args := inList(ids)
+	args = append([]any{lease.Microseconds(), owner}, args...)
+	if _, err := tx.ExecContext(ctx, `UPDATE `+s.q+
+		` SET available_at = NOW(6) + INTERVAL ? MICROSECOND, claimed_by = ?, last_send_at = NOW(3) WHERE id IN `+in, args...); err != nil {
+		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("outbox/mysql: claim commit: %w", err)
+	}
+	sortByID(recs)
+	return recs, nil
+}
+
+// Delete implements outbox.Store.
+func (s *Store) Delete(ctx context.Context, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	in, args := inList(ids)
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM `+s.q+` WHERE id IN `+in, args...); err != nil {
+		return fmt.Errorf("outbox/mysql: delete: %w", err)
+	}
+	return nil
+}
+
+// maxErrorLen bounds last_error to its column.
+const maxErrorLen = 1024
+
+// Fail implements outbox.Store. available_at is assigned before attempts
+// because MySQL evaluates single-table assignments left to right.
+func (s *Store) Fail(ctx context.Context, owner string, ids []int64, cause string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if len(cause) > maxErrorLen {
+		cause = cause[:maxErrorLen]
+	}
+	var ownerArg any // NULL for rows nobody claimed
+	if owner != "" {
+		ownerArg = owner
+	}
+	in, idArgs := inList(ids)
+	args := append([]any{s.opts.RetryBase.Microseconds(), s.opts.RetryMax.Microseconds(), cause}, idArgs...)
+	args = append(args, ownerArg)
+	_, err := s.db.ExecContext(ctx, `UPDATE `+s.q+` SET
+		available_at = NOW(6) + INTERVAL FLOOR(LEAST(? * POW(2, LEAST(attempts, 30)), ?)) MICROSECOND,
+		attempts = attempts + 1, last_error = ?, claimed_by = NULL
+		WHERE id IN `+in+` AND claimed_by <=> ?`, args...)
+	if err != nil {
+		return fmt.Errorf("outbox/mysql: fail: %w", err)
+	}
+	return nil
+}
+
+// Purge implements outbox.Store.
+func (s *Store) Purge(ctx context.Context) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM `+s.q)
+	if err != nil {
+		return 0, fmt.Errorf("outbox/mysql: purge: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+// Len implements outbox.Store.
+func (s *Store) Len(ctx context.Context) (int, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+s.q).Scan(&n); err != nil {
+		return 0, fmt.Errorf("outbox/mysql: count: %w", err)
+	}
+	return n, nil
+}
+
+// inList returns "(?,?,…)" for ids and the ids as arguments.
+func inList(ids []int64) (string, []any) {
+	var b strings.Builder
+	b.Grow(2 * len(ids))
+	args := make([]any, len(ids))
+	b.WriteByte('(')
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('?')
+		args[i] = id
+	}
+	b.WriteByte(')')
+	return b.String(), args
+}
+
+func sortByID(recs []outbox.Record) {
+	slices.SortFunc(recs, func(a, b outbox.Record) int { return cmp.Compare(a.ID, b.ID) })
+}

@@ -1,0 +1,105 @@
+package final
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/finalbus/final/outbox"
+)
+
+// relay is the safety net: it claims rows that nobody confirmed in time
+// (the fast path failed, the process died, the broker was away, the row
+// was delayed) and sends them again through the dispatcher.
+//
+// A claim leases rows to this instance (outbox.Store.Claim: SELECT … FOR
+// UPDATE SKIP LOCKED, then a lease written in the same transaction), so
+// instances sharing the table never send the same row at the same time.
+// A full batch is followed at once by the next, so a backlog drains at the
+// broker's pace; otherwise the relay sleeps OutboxScanInterval.
+type relay struct {
+	store    outbox.Store
+	disp     *dispatcher
+	log      *slog.Logger
+	owner    string
+	batch    int
+	interval time.Duration
+	lease    time.Duration
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newRelay(s outbox.Store, d *dispatcher, owner string, o Options) *relay {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &relay{
+		store:    s,
+		disp:     d,
+		log:      o.Logger,
+		owner:    owner,
+		batch:    int(o.OutboxScanOffset),
+		interval: o.OutboxScanInterval,
+		lease:    o.OutboxLease,
+		ctx:      ctx,
+		cancel:   cancel,
+	}
+}
+
+func (r *relay) start() {
+	r.wg.Add(1)
+	go r.run()
+}
+
+// stop ends the loop and waits for it. Rows it claimed but did not hand
+// over stay leased and are claimed again when the lease ends.
+func (r *relay) stop() {
+	r.cancel()
+	r.wg.Wait()
+}
+
+func (r *relay) run() {
+	defer r.wg.Done()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := r.scan()
+		if err != nil && r.ctx.Err() == nil {
+			r.log.Warn("final: relay scan failed", "err", err)
+		}
+		next := r.interval
+		if err == nil && n == r.batch && !r.disp.brokerDown.Load() {
+			next = 0
+		}
+		t.Reset(next)
+	}
+}
+
+// scan claims one batch and hands it to the dispatcher; it returns how many
+// rows it claimed.
+func (r *relay) scan() (int, error) {
+	recs, err := r.store.Claim(r.ctx, r.owner, r.batch, r.lease)
+	if err != nil {
+		return 0, err
+	}
+	for _, rec := range recs {
+		if rec.Err != nil {
+			r.log.Warn("final: outbox row cannot be decoded; it stays in the table", "id", rec.ID, "err", rec.Err)
+			r.disp.acker.fail(failure{id: rec.ID, owner: r.owner, cause: rec.Err.Error()})
+			continue
+		}
+		if err := r.disp.submit(r.ctx, outgoing{id: rec.ID, owner: r.owner, msg: rec.Message}); err != nil {
+			return len(recs), err
+		}
+	}
+	if len(recs) > 0 {
+		r.log.Debug("final: relayed unconfirmed rows", "rows", len(recs))
+	}
+	return len(recs), nil
+}

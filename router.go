@@ -1,0 +1,85 @@
+package final
+
+import (
+	"fmt"
+	"sort"
+)
+
+// Subscription binds a topic to a middleware chain and a handler. Build it
+// with Bus.Subscribe before Start.
+type Subscription struct {
+	bus         *Bus
+	topic       string
+	middlewares []HandlerFunc
+}
+
+// Subscribe starts a subscription of this service to topic. Instances of
+// one service share the topic's messages; each other service subscribed to
+// it gets its own copy.
+func (b *Bus) Subscribe(topic string) *Subscription {
+	return &Subscription{bus: b, topic: topic}
+}
+
+// Middleware appends middlewares, run in order around the handler.
+func (s *Subscription) Middleware(mw ...HandlerFunc) *Subscription {
+	s.middlewares = append(s.middlewares, mw...)
+	return s
+}
+
+// Handler completes the subscription. It fails (and Start then fails
+// too) for an invalid topic, a nil handler, a topic already subscribed, or
+// a bus already started.
+func (s *Subscription) Handler(h HandlerFunc) error {
+	err := s.bus.addRoute(s.topic, s.middlewares, h)
+	if err != nil {
+		s.bus.mu.Lock()
+		if s.bus.routeErr == nil {
+			s.bus.routeErr = err
+		}
+		s.bus.mu.Unlock()
+	}
+	return err
+}
+
+// route is one topic's complete chain.
+type route struct {
+	chain []HandlerFunc // middlewares then the handler
+}
+
+func (b *Bus) addRoute(topic string, mw []HandlerFunc, h HandlerFunc) error {
+	if err := validateTopic(topic); err != nil {
+		return err
+	}
+	if h == nil {
+		return fmt.Errorf("%w: topic %q", ErrNilHandler, topic)
+	}
+	for i, m := range mw {
+		if m == nil {
+			return fmt.Errorf("%w: middleware %d of topic %q", ErrNilHandler, i, topic)
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.state != stateNew {
+		return fmt.Errorf("%w: Subscribe(%q) must come before Start", ErrStarted, topic)
+	}
+	if _, ok := b.routes[topic]; ok {
+		return fmt.Errorf("%w: %q", ErrDuplicateSubscription, topic)
+	}
+	chain := make([]HandlerFunc, 0, len(mw)+1)
+	chain = append(chain, mw...)
+	b.routes[topic] = &route{chain: append(chain, h)}
+	return nil
+}
+
+// topics lists the subscribed topics, sorted.
+func (b *Bus) topics() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ts := make([]string, 0, len(b.routes))
+	for t := range b.routes {
+		ts = append(ts, t)
+	}
+	sort.Strings(ts)
+	return ts
+}

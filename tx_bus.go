@@ -1,0 +1,153 @@
+package final
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/finalbus/final/message"
+)
+
+// TxBus publishes inside one SQL transaction: each message is written to
+// the outbox on that transaction, so it exists if and only if the
+// transaction commits. After a commit through TxBus the messages are sent
+// at once; if the caller commits the *sql.Tx itself they are still sent, by
+// the relay, after OutboxScanAgoTime.
+type TxBus struct {
+	bus *Bus
+	tx  *sql.Tx
+	ctx context.Context
+
+	mu      sync.Mutex
+	done    bool               // committed or rolled back
+	commit  bool               // committed
+	pending []outgoing         // outbox rows to send after commit
+	direct  []*message.Message // WithConfirm(false): sent after commit, without the outbox
+}
+
+// WithTx returns a TxBus on tx; commit it with TxBus.Commit.
+func (b *Bus) WithTx(tx *sql.Tx) *TxBus { return b.WithTxContext(context.Background(), tx) }
+
+// WithTxContext is WithTx whose publishes use ctx.
+func (b *Bus) WithTxContext(ctx context.Context, tx *sql.Tx) *TxBus {
+	return &TxBus{bus: b, tx: tx, ctx: ctx}
+}
+
+// Transaction is TransactionContext with a background context.
+func (b *Bus) Transaction(tx *sql.Tx, fn func(txBus *TxBus) error) error {
+	return b.TransactionContext(context.Background(), tx, fn)
+}
+
+// TransactionContext runs fn with a TxBus on tx. It commits when fn returns
+// nil and rolls back when fn returns an error (which it returns) or panics
+// (it re-panics after the rollback). gorm users pass
+// gormTx.Statement.ConnPool.(*sql.Tx) and let this commit.
+func (b *Bus) TransactionContext(ctx context.Context, tx *sql.Tx, fn func(txBus *TxBus) error) (err error) {
+	if tx == nil {
+		return ErrNilTx
+	}
+	txb := b.WithTxContext(ctx, tx)
+	defer func() {
+		if r := recover(); r != nil {
+			_ = txb.RollBack()
+			panic(r)
+		}
+	}()
+	if err := fn(txb); err != nil {
+		if rbErr := txb.RollBack(); rbErr != nil && !errors.Is(rbErr, ErrTxDone) {
+			return errors.Join(err, rbErr)
+		}
+		return err
+	}
+	if txb.committed() {
+		return nil // fn called Commit itself
+	}
+	return txb.Commit()
+}
+
+// Publish is PublishContext with the TxBus's context.
+func (t *TxBus) Publish(topic string, payload []byte, opts ...message.PolicyOption) error {
+	return t.PublishContext(t.ctx, topic, payload, opts...)
+}
+
+// PublishContext writes a message to the outbox on the transaction.
+func (t *TxBus) PublishContext(ctx context.Context, topic string, payload []byte, opts ...message.PolicyOption) error {
+	if t.tx == nil {
+		return ErrNilTx
+	}
+	msg, err := t.bus.newMessage(topic, payload, opts)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.done {
+		return ErrTxDone
+	}
+	if !msg.Policy.Confirm {
+		t.direct = append(t.direct, msg)
+		return nil
+	}
+	id, err := t.bus.store.Insert(ctx, t.tx, msg, t.bus.availableIn(msg))
+	if err != nil {
+		return txErr(fmt.Errorf("final: publish %q: %w", topic, err))
+	}
+	if msg.Policy.Delay <= 0 {
+		t.pending = append(t.pending, outgoing{id: id, msg: msg})
+	}
+	return nil
+}
+
+// Commit commits the transaction and hands its messages to the broker.
+func (t *TxBus) Commit() error {
+	if t.tx == nil {
+		return ErrNilTx
+	}
+	t.mu.Lock()
+	if t.done {
+		t.mu.Unlock()
+		return ErrTxDone
+	}
+	t.done, t.commit = true, true
+	pending, direct := t.pending, t.direct
+	t.mu.Unlock()
+	if err := t.tx.Commit(); err != nil {
+		// If the commit did happen after all, the relay sends the rows.
+		return txErr(err)
+	}
+	t.bus.enqueue(pending)
+	for _, m := range direct {
+		if _, err := t.bus.provider.Publish(t.ctx, m); err != nil {
+			t.bus.log.Warn("final: fire-and-forget publish after commit failed; message lost", "topic", m.Topic, "uuid", m.UUID, "err", err)
+		}
+	}
+	return nil
+}
+
+func (t *TxBus) committed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.commit
+}
+
+// RollBack rolls the transaction back; its messages are discarded.
+func (t *TxBus) RollBack() error {
+	if t.tx == nil {
+		return ErrNilTx
+	}
+	t.mu.Lock()
+	t.done = true
+	t.pending, t.direct = nil, nil
+	t.mu.Unlock()
+	return txErr(t.tx.Rollback())
+}
+
+// txErr makes sql.ErrTxDone match ErrTxDone as well.
+func txErr(err error) error {
+	if errors.Is(err, sql.ErrTxDone) && !errors.Is(err, ErrTxDone) {
+		return fmt.Errorf("%w: %w", ErrTxDone, err)
+	}
+	return err
+}
