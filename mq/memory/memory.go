@@ -1,0 +1,244 @@
+// Package memory is an in-process broker: a test double for mq.IProvider.
+// It is not a transport. It routes by topic to one queue per service,
+// confirms at once, returns unroutable messages and keeps dead letters in
+// memory; it passes the mq/mqtest conformance suite like the real provider.
+package memory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/finalbus/final/message"
+	"github.com/finalbus/final/mq"
+)
+
+// Broker holds the queues shared by the providers made from it.
+type Broker struct {
+	mu     sync.Mutex
+	queues map[string]*queue // by service
+}
+
+type queue struct {
+	topics map[string]bool
+	items  chan item // redeliveries go round again
+	dead   []DeadLetter
+}
+
+type item struct {
+	body        []byte
+	redelivered bool
+}
+
+// DeadLetter is a message moved to a service's dead-letter queue.
+type DeadLetter struct {
+	Body   []byte
+	Reason string
+}
+
+// NewBroker returns an empty broker.
+func NewBroker() *Broker { return &Broker{queues: map[string]*queue{}} }
+
+// Provider returns a new provider connected to b.
+func (b *Broker) Provider() *Provider { return &Provider{b: b, done: make(chan struct{})} }
+
+// DeadLetters returns what service dead-lettered so far.
+func (b *Broker) DeadLetters(service string) []DeadLetter {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if q := b.queues[service]; q != nil {
+		return append([]DeadLetter(nil), q.dead...)
+	}
+	return nil
+}
+
+// Provider is an mq.IProvider on a Broker.
+type Provider struct {
+	b   *Broker
+	cfg mq.Config
+
+	mu     sync.Mutex
+	inited bool
+	closed bool
+	done   chan struct{}
+	wg     sync.WaitGroup
+}
+
+var _ mq.IProvider = (*Provider)(nil)
+
+// Init declares the service's queue and bindings.
+func (p *Provider) Init(_ context.Context, cfg mq.Config) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.inited || p.closed {
+		return fmt.Errorf("memory: Init twice or after Close: %w", mq.ErrClosed)
+	}
+	p.inited, p.cfg = true, cfg
+	if len(cfg.Topics) == 0 {
+		return nil
+	}
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	q := p.b.queues[cfg.Service]
+	if q == nil {
+		q = &queue{topics: map[string]bool{}, items: make(chan item, 1<<16)}
+		p.b.queues[cfg.Service] = q
+	}
+	for _, t := range cfg.Topics {
+		q.topics[t] = true
+	}
+	if cfg.Purge {
+		for len(q.items) > 0 {
+			<-q.items
+		}
+	}
+	return nil
+}
+
+// Publish routes msg to every queue bound to its topic.
+func (p *Provider) Publish(_ context.Context, msg *message.Message) (mq.Confirmation, error) {
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return nil, mq.ErrClosed
+	}
+	body, err := message.Marshal(msg)
+	if err != nil {
+		return nil, err
+	}
+	p.b.mu.Lock()
+	var targets []*queue
+	for _, q := range p.b.queues {
+		if q.topics[msg.Topic] {
+			targets = append(targets, q)
+		}
+	}
+	p.b.mu.Unlock()
+	if len(targets) == 0 {
+		return confirmation{fmt.Errorf("memory: %s: %w", msg.Topic, mq.ErrUnroutable)}, nil
+	}
+	for _, q := range targets {
+		select {
+		case q.items <- item{body: body}:
+		default:
+			return confirmation{fmt.Errorf("memory: queue full: %w", mq.ErrNacked)}, nil
+		}
+	}
+	return confirmation{}, nil
+}
+
+type confirmation struct{ err error }
+
+func (c confirmation) Wait(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return c.err
+}
+
+// Consume delivers the service queue until ctx ends or Close.
+func (p *Provider) Consume(ctx context.Context) (<-chan mq.Delivery, error) {
+	p.b.mu.Lock()
+	q := p.b.queues[p.cfg.Service]
+	p.b.mu.Unlock()
+	if q == nil {
+		return nil, errors.New("memory: Consume: the service subscribes to no topic")
+	}
+	out := make(chan mq.Delivery)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer close(out)
+		for {
+			select {
+			case it := <-q.items:
+				d := &delivery{b: p.b, q: q, body: it.body, redelivered: it.redelivered}
+				select {
+				case out <- d:
+				case <-ctx.Done():
+					q.items <- it
+					return
+				case <-p.done:
+					q.items <- it
+					return
+				}
+			case <-ctx.Done():
+				return
+			case <-p.done:
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// Close stops consuming.
+func (p *Provider) Close() error {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		close(p.done)
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+	return nil
+}
+
+type delivery struct {
+	b           *Broker
+	q           *queue
+	body        []byte
+	redelivered bool
+
+	mu      sync.Mutex
+	settled bool
+}
+
+func (d *delivery) Message() (*message.Message, error) { return message.Unmarshal(d.body) }
+func (d *delivery) Redelivered() bool                  { return d.redelivered }
+
+func (d *delivery) settle() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.settled {
+		return false
+	}
+	d.settled = true
+	return true
+}
+
+func (d *delivery) Ack() error {
+	d.settle()
+	return nil
+}
+
+func (d *delivery) Requeue() error {
+	if d.settle() {
+		d.q.items <- item{body: d.body, redelivered: true}
+	}
+	return nil
+}
+
+func (d *delivery) DeadLetter(_ context.Context, reason string) error {
+	if d.settle() {
+		d.b.mu.Lock()
+		d.q.dead = append(d.q.dead, DeadLetter{Body: d.body, Reason: reason})
+		d.b.mu.Unlock()
+	}
+	return nil
+}
+
+// Inject puts a raw body on service's queue, as a foreign producer could:
+// tests use it to deliver undecodable messages.
+func (b *Broker) Inject(service string, body []byte) error {
+	b.mu.Lock()
+	q := b.queues[service]
+	b.mu.Unlock()
+	if q == nil {
+		return fmt.Errorf("memory: no queue for %q", service)
+	}
+	q.items <- item{body: body}
+	return nil
+}

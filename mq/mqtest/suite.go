@@ -1,0 +1,249 @@
+// Package mqtest is the conformance suite for mq.IProvider implementations,
+// in the manner of testing/slogtest: every provider, the in-memory test
+// double included, runs it from its own tests.
+package mqtest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/finalbus/final/message"
+	"github.com/finalbus/final/mq"
+)
+
+// Harness tells the suite how to make providers.
+type Harness struct {
+	// New returns a provider, not yet initialised, on the broker under test.
+	New func(t *testing.T) mq.IProvider
+	// Service returns a fresh service name; the harness removes what it
+	// leaves on the broker when t ends.
+	Service func(t *testing.T) string
+}
+
+const wait = 10 * time.Second
+
+// Run runs the suite.
+func Run(t *testing.T, h Harness) {
+	t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, h) })
+	t.Run("Unroutable", func(t *testing.T) { testUnroutable(t, h) })
+	t.Run("Requeue", func(t *testing.T) { testRequeue(t, h) })
+	t.Run("DeadLetter", func(t *testing.T) { testDeadLetter(t, h) })
+	t.Run("FanOutAndCompete", func(t *testing.T) { testFanOutAndCompete(t, h) })
+	t.Run("ConsumeStops", func(t *testing.T) { testConsumeStops(t, h) })
+	t.Run("Close", func(t *testing.T) { testClose(t, h) })
+}
+
+func logger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func start(t *testing.T, h Harness, service string, topics ...string) mq.IProvider {
+	t.Helper()
+	p := h.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := p.Init(ctx, mq.Config{Service: service, Topics: topics, Prefetch: 16, Logger: logger()}); err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func consume(t *testing.T, p mq.IProvider) <-chan mq.Delivery {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ch, err := p.Consume(ctx)
+	if err != nil {
+		t.Fatalf("Consume: %v", err)
+	}
+	return ch
+}
+
+func publish(t *testing.T, p mq.IProvider, m *message.Message) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	conf, err := p.Publish(ctx, m)
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	if err := conf.Wait(ctx); err != nil {
+		t.Fatalf("confirm: %v", err)
+	}
+}
+
+func next(t *testing.T, ch <-chan mq.Delivery) (mq.Delivery, *message.Message) {
+	t.Helper()
+	select {
+	case d, ok := <-ch:
+		if !ok {
+			t.Fatal("delivery channel closed")
+		}
+		m, err := d.Message()
+		if err != nil {
+			t.Fatalf("decode delivery: %v", err)
+		}
+		return d, m
+	case <-time.After(wait):
+		t.Fatal("no delivery within", wait)
+	}
+	return nil, nil
+}
+
+func testRoundTrip(t *testing.T, h Harness) {
+	svc := h.Service(t)
+	p := start(t, h, svc, svc+".created")
+	ch := consume(t, p)
+	m := message.New(svc+".created", []byte("payload-1"), message.WithTTL(time.Minute))
+	m.Key = "k1"
+	m.Header.Set("trace", "abc")
+	publish(t, p, m)
+	d, got := next(t, ch)
+	if got.UUID != m.UUID || got.Topic != m.Topic || got.Key != "k1" || string(got.Payload) != "payload-1" {
+		t.Fatalf("got %+v, want %+v", got, m)
+	}
+	if got.Header.GetString("trace") != "abc" {
+		t.Fatalf("header lost: %v", got.Header)
+	}
+	if d.Redelivered() {
+		t.Fatal("first delivery marked redelivered")
+	}
+	if err := d.Ack(); err != nil {
+		t.Fatalf("Ack: %v", err)
+	}
+}
+
+func testUnroutable(t *testing.T, h Harness) {
+	svc := h.Service(t)
+	p := start(t, h, svc)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	conf, err := p.Publish(ctx, message.New(svc+".nobody-listens", []byte("x")))
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	if err := conf.Wait(ctx); !errors.Is(err, mq.ErrUnroutable) {
+		t.Fatalf("Wait = %v, want ErrUnroutable", err)
+	}
+}
+
+func testRequeue(t *testing.T, h Harness) {
+	svc := h.Service(t)
+	p := start(t, h, svc, svc+".t")
+	ch := consume(t, p)
+	m := message.New(svc+".t", []byte("again"))
+	publish(t, p, m)
+	d, _ := next(t, ch)
+	if err := d.Requeue(); err != nil {
+		t.Fatalf("Requeue: %v", err)
+	}
+	d2, got := next(t, ch)
+	if got.UUID != m.UUID || !d2.Redelivered() {
+		t.Fatalf("after requeue got %s redelivered=%v, want %s redelivered", got.UUID, d2.Redelivered(), m.UUID)
+	}
+	_ = d2.Ack()
+}
+
+func testDeadLetter(t *testing.T, h Harness) {
+	svc := h.Service(t)
+	p := start(t, h, svc, svc+".t")
+	ch := consume(t, p)
+	m1 := message.New(svc+".t", []byte("poison"))
+	publish(t, p, m1)
+	d, _ := next(t, ch)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := d.DeadLetter(ctx, "test reason"); err != nil {
+		t.Fatalf("DeadLetter: %v", err)
+	}
+	m2 := message.New(svc+".t", []byte("next"))
+	publish(t, p, m2)
+	d2, got := next(t, ch)
+	if got.UUID != m2.UUID {
+		t.Fatalf("dead-lettered message came back: got %s, want %s", got.UUID, m2.UUID)
+	}
+	_ = d2.Ack()
+}
+
+func testFanOutAndCompete(t *testing.T, h Harness) {
+	svcA, svcB := h.Service(t), h.Service(t)
+	topic := svcA + ".shared"
+	a1 := start(t, h, svcA, topic)
+	a2 := start(t, h, svcA, topic)
+	b := start(t, h, svcB, topic)
+	chA1, chA2, chB := consume(t, a1), consume(t, a2), consume(t, b)
+
+	const n = 40
+	want := map[string]bool{}
+	for i := 0; i < n; i++ {
+		m := message.New(topic, []byte{byte(i)})
+		want[m.UUID] = true
+		publish(t, b, m)
+	}
+	gotA, gotB := map[string]int{}, map[string]int{}
+	deadline := time.After(wait)
+	for len(gotA) < n || len(gotB) < n {
+		var d mq.Delivery
+		var into map[string]int
+		select {
+		case d = <-chA1:
+			into = gotA
+		case d = <-chA2:
+			into = gotA
+		case d = <-chB:
+			into = gotB
+		case <-deadline:
+			t.Fatalf("service A got %d, service B got %d of %d", len(gotA), len(gotB), n)
+		}
+		m, err := d.Message()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !want[m.UUID] {
+			t.Fatalf("unexpected message %s", m.UUID)
+		}
+		into[m.UUID]++
+		_ = d.Ack()
+	}
+	for id, c := range gotA {
+		if c != 1 {
+			t.Fatalf("service A instances got %s %d times, want once between them", id, c)
+		}
+	}
+}
+
+func testConsumeStops(t *testing.T, h Harness) {
+	svc := h.Service(t)
+	p := start(t, h, svc, svc+".t")
+	ctx, cancel := context.WithCancel(context.Background())
+	ch, err := p.Consume(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case _, ok := <-ch:
+		for ok {
+			_, ok = <-ch
+		}
+	case <-time.After(wait):
+		t.Fatal("delivery channel not closed after its context was cancelled")
+	}
+}
+
+func testClose(t *testing.T, h Harness) {
+	svc := h.Service(t)
+	p := start(t, h, svc, svc+".t")
+	if err := p.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := p.Publish(context.Background(), message.New(svc+".t", nil)); !errors.Is(err, mq.ErrClosed) {
+		t.Fatalf("Publish after Close = %v, want ErrClosed", err)
+	}
+}

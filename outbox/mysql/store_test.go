@@ -1,0 +1,121 @@
+package mysql_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/finalbus/final/internal/testenv"
+	"github.com/finalbus/final/message"
+	"github.com/finalbus/final/outbox"
+	"github.com/finalbus/final/outbox/mysql"
+	"github.com/finalbus/final/outbox/outboxtest"
+)
+
+func newStore(t *testing.T) (*mysql.Store, *sql.DB) {
+	db := testenv.DB(t)
+	table := "final_" + testenv.Service(t, db) + "_outbox"
+	s, err := mysql.New(db, table, mysql.Options{RetryBase: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond})
+	require.NoError(t, err)
+	require.NoError(t, s.Migrate(context.Background()))
+	t.Cleanup(func() { s.Close() })
+	return s, db
+}
+
+func TestConformance(t *testing.T) {
+	outboxtest.Run(t, outboxtest.Harness{New: func(t *testing.T) (outbox.Store, *sql.DB) { return newStore(t) }})
+}
+
+func TestHostileTableNamesRefused(t *testing.T) {
+	db := testenv.DB(t)
+	for _, name := range []string{"", "x`; DROP TABLE users; --", "a b", "name'quote", "t\x00", string(make([]byte, 65))} {
+		_, err := mysql.New(db, name, mysql.Options{})
+		require.ErrorIs(t, err, outbox.ErrInvalidIdentifier, "name %q", name)
+	}
+	_, err := mysql.New(db, "final_order-svc.v2_outbox", mysql.Options{})
+	require.NoError(t, err)
+}
+
+func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
+	s, db := newStore(t)
+	errs := make(chan error, 4)
+	for i := 0; i < 4; i++ {
+		go func() {
+			other, err := mysql.New(db, s.Table(), mysql.Options{})
+			if err == nil {
+				err = other.Migrate(context.Background())
+				other.Close()
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < 4; i++ {
+		require.NoError(t, <-errs)
+	}
+	var v int
+	require.NoError(t, db.QueryRow("SELECT MAX(version) FROM final_schema_migrations WHERE table_name = ?", s.Table()).Scan(&v))
+	require.Equal(t, mysql.SchemaVersion(), v)
+}
+
+// legacyMessage is the ancestor library's message as it sits in its rows.
+type legacyMessage struct {
+	UUID    string
+	Topic   string
+	Handler string
+	SvcName string
+	Header  map[string]interface{}
+	Payload []byte
+	Policy  *struct {
+		Confirm bool
+		Durable bool
+		TTL     time.Duration
+		Delay   int64
+	}
+}
+
+func TestAncestorTableMigratedInPlace(t *testing.T) {
+	db := testenv.DB(t)
+	table := "final_" + testenv.Service(t, db) + "_outbox"
+	_, err := db.Exec("CREATE TABLE `" + table + `` + "` (id bigint auto_increment primary key, message longblob null, status bigint null, create_at datetime(3) null, last_send_at datetime(3) null)")
+	require.NoError(t, err)
+	body, err := msgpack.Marshal(legacyMessage{UUID: "legacy-1", Topic: "orders.created", Header: map[string]interface{}{"record_id": 7}, Payload: []byte("old")})
+	require.NoError(t, err)
+	_, err = db.Exec("INSERT INTO `"+table+"` (message, status, create_at, last_send_at) VALUES (?, 0, NOW(3), NOW(3))", body)
+	require.NoError(t, err)
+
+	s, err := mysql.New(db, table, mysql.Options{})
+	require.NoError(t, err)
+	defer s.Close()
+	require.NoError(t, s.Migrate(context.Background()))
+
+	recs, err := s.Claim(context.Background(), "me", 10, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, recs, 1, "the ancestor's pending row must be relayed")
+	require.NoError(t, recs[0].Err)
+	require.Equal(t, "legacy-1", recs[0].Message.UUID)
+	require.Equal(t, "orders.created", recs[0].Message.Topic)
+	require.Equal(t, "old", string(recs[0].Message.Payload))
+
+	var n int
+	require.NoError(t, db.QueryRow(`SELECT COUNT(*) FROM information_schema.STATISTICS
+		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME = 'idx_final_available'`, table).Scan(&n))
+	require.Positive(t, n, "the relay's scan index must exist")
+}
+
+func TestCorruptRowIsReportedNotFatal(t *testing.T) {
+	s, db := newStore(t)
+	_, err := db.Exec("INSERT INTO `"+s.Table()+"` (message, status, create_at) VALUES (?, 0, NOW(3))", []byte{0xc1, 0xff, 0x00})
+	require.NoError(t, err)
+	recs, err := s.Claim(context.Background(), "me", 10, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	require.Nil(t, recs[0].Message)
+	require.True(t, errors.Is(recs[0].Err, errDecode()), "got %v", recs[0].Err)
+}
+
+func errDecode() error { return message.ErrDecode }
