@@ -258,49 +258,71 @@ func (b *Bus) Publish(topic string, payload []byte, opts ...message.PolicyOption
 // one-statement transaction) and is safe once this returns nil. With
 // WithConfirm(false) it is handed to the broker directly: it may be lost.
 func (b *Bus) PublishContext(ctx context.Context, topic string, payload []byte, opts ...message.PolicyOption) error {
-	msg, err := b.newMessage(topic, payload, opts)
-	if err != nil {
+	return b.PublishMessageContext(ctx, message.New(topic, payload, opts...))
+}
+
+// PublishMessage is PublishMessageContext with a background context.
+func (b *Bus) PublishMessage(m *message.Message) error {
+	return b.PublishMessageContext(context.Background(), m)
+}
+
+// PublishMessageContext publishes a message built with message.New, for
+// callers that set its Header, Key or UUID. It behaves as PublishContext.
+func (b *Bus) PublishMessageContext(ctx context.Context, m *message.Message) error {
+	if err := b.check(m); err != nil {
 		return err
 	}
-	if !msg.Policy.Confirm {
-		_, err := b.provider.Publish(ctx, msg)
+	if !m.Policy.Confirm {
+		_, err := b.provider.Publish(ctx, m)
 		return err
 	}
-	id, err := b.store.Insert(ctx, nil, msg, b.availableIn(msg))
+	id, err := b.store.Insert(ctx, nil, m, b.availableIn(m))
 	if err != nil {
-		return fmt.Errorf("final: publish %q: %w", topic, err)
+		return fmt.Errorf("final: publish %q: %w", m.Topic, err)
 	}
-	if msg.Policy.Delay <= 0 {
-		b.enqueue([]outgoing{{id: id, msg: msg}})
+	if m.Policy.Delay <= 0 {
+		b.enqueue([]outgoing{{id: id, msg: m}})
 	}
 	return nil
 }
 
-// newMessage validates the call and builds the message.
-func (b *Bus) newMessage(topic string, payload []byte, opts []message.PolicyOption) (*message.Message, error) {
+// check validates a message against the bus's state and options, filling
+// in what message.New would have.
+func (b *Bus) check(m *message.Message) error {
 	b.mu.Lock()
 	state := b.state
 	b.mu.Unlock()
 	switch state {
 	case stateNew:
-		return nil, ErrNotStarted
+		return ErrNotStarted
 	case stateClosed:
-		return nil, ErrClosed
+		return ErrClosed
 	}
-	if err := validateTopic(topic); err != nil {
-		return nil, err
+	if m == nil {
+		return fmt.Errorf("%w: nil message", ErrInvalidPolicy)
 	}
-	if len(payload) > b.opt.MaxPayloadBytes {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d (Options.MaxPayloadBytes)", ErrPayloadTooLarge, len(payload), b.opt.MaxPayloadBytes)
+	if err := validateTopic(m.Topic); err != nil {
+		return err
 	}
-	msg := message.New(topic, payload, opts...)
-	switch p := msg.Policy; {
+	if len(m.Payload) > b.opt.MaxPayloadBytes {
+		return fmt.Errorf("%w: %d bytes, limit %d (Options.MaxPayloadBytes)", ErrPayloadTooLarge, len(m.Payload), b.opt.MaxPayloadBytes)
+	}
+	if m.UUID == "" {
+		m.UUID = message.NewUUID()
+	}
+	if m.Header == nil {
+		m.Header = message.Header{}
+	}
+	if m.Policy == nil {
+		m.Policy = message.DefaultPolicy()
+	}
+	switch p := m.Policy; {
 	case p.TTL < 0 || p.Delay < 0:
-		return nil, fmt.Errorf("%w: negative TTL or Delay", ErrInvalidPolicy)
+		return fmt.Errorf("%w: negative TTL or Delay", ErrInvalidPolicy)
 	case p.Delay > 0 && !p.Confirm:
-		return nil, fmt.Errorf("%w: WithDelay needs the outbox, so it cannot go with WithConfirm(false)", ErrInvalidPolicy)
+		return fmt.Errorf("%w: WithDelay needs the outbox, so it cannot go with WithConfirm(false)", ErrInvalidPolicy)
 	}
-	return msg, nil
+	return nil
 }
 
 // availableIn is when the relay may first take the row: at its due time if

@@ -74,11 +74,22 @@ func (t *TxBus) Publish(topic string, payload []byte, opts ...message.PolicyOpti
 
 // PublishContext writes a message to the outbox on the transaction.
 func (t *TxBus) PublishContext(ctx context.Context, topic string, payload []byte, opts ...message.PolicyOption) error {
+	return t.PublishMessageContext(ctx, message.New(topic, payload, opts...))
+}
+
+// PublishMessage is PublishMessageContext with the TxBus's context.
+func (t *TxBus) PublishMessage(m *message.Message) error {
+	return t.PublishMessageContext(t.ctx, m)
+}
+
+// PublishMessageContext writes a message built with message.New (for
+// callers that set its Header, Key or UUID) to the outbox on the
+// transaction.
+func (t *TxBus) PublishMessageContext(ctx context.Context, m *message.Message) error {
 	if t.tx == nil {
 		return ErrNilTx
 	}
-	msg, err := t.bus.newMessage(topic, payload, opts)
-	if err != nil {
+	if err := t.bus.check(m); err != nil {
 		return err
 	}
 	t.mu.Lock()
@@ -86,16 +97,16 @@ func (t *TxBus) PublishContext(ctx context.Context, topic string, payload []byte
 	if t.done {
 		return ErrTxDone
 	}
-	if !msg.Policy.Confirm {
-		t.direct = append(t.direct, msg)
+	if !m.Policy.Confirm {
+		t.direct = append(t.direct, m)
 		return nil
 	}
-	id, err := t.bus.store.Insert(ctx, t.tx, msg, t.bus.availableIn(msg))
+	id, err := t.bus.store.Insert(ctx, t.tx, m, t.bus.availableIn(m))
 	if err != nil {
-		return txErr(fmt.Errorf("final: publish %q: %w", topic, err))
+		return txErr(fmt.Errorf("final: publish %q: %w", m.Topic, err))
 	}
-	if msg.Policy.Delay <= 0 {
-		t.pending = append(t.pending, outgoing{id: id, msg: msg})
+	if m.Policy.Delay <= 0 {
+		t.pending = append(t.pending, outgoing{id: id, msg: m})
 	}
 	return nil
 }

@@ -1,0 +1,190 @@
+package final_test
+
+import (
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/finalbus/final"
+	"github.com/finalbus/final/internal/testenv"
+	"github.com/finalbus/final/mq/amqp"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) != "" {
+		os.Exit(runHelperProducer())
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// testOptions are the defaults with a quiet logger (FINAL_TEST_LOG=debug
+// shows everything on stderr) and the given changes.
+func testOptions() final.Options {
+	o := final.DefaultOptions()
+	level := slog.LevelError + 4
+	if os.Getenv("FINAL_TEST_LOG") == "debug" {
+		level = slog.LevelDebug
+	}
+	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return o
+}
+
+// env is one test's database, broker URL and service name.
+type env struct {
+	t   *testing.T
+	db  *sql.DB
+	url string
+	svc string
+}
+
+func newEnv(t *testing.T) *env {
+	db := testenv.DB(t)
+	url := testenv.AMQP(t)
+	return &env{t: t, db: db, url: url, svc: testenv.Service(t, db)}
+}
+
+// start builds, subscribes and starts a bus of service svc; it is shut
+// down when the test ends.
+func (e *env) start(svc, url string, opt final.Options, subscribe func(b *final.Bus)) *final.Bus {
+	e.t.Helper()
+	b := final.New(svc, e.db, amqp.NewProvider(url, amqp.WithReconnectBackoff(20*time.Millisecond, 500*time.Millisecond)), opt)
+	if subscribe != nil {
+		subscribe(b)
+	}
+	require.NoError(e.t, b.Start())
+	e.t.Cleanup(func() { require.NoError(e.t, b.Shutdown()) })
+	return b
+}
+
+func (e *env) outboxRows() int {
+	e.t.Helper()
+	var n int
+	require.NoError(e.t, e.db.QueryRow("SELECT COUNT(*) FROM `final_"+e.svc+"_outbox`").Scan(&n))
+	return n
+}
+
+// business creates the test's business table: the truth a checker compares
+// deliveries with.
+func (e *env) business() string {
+	e.t.Helper()
+	table := "biz_" + e.svc
+	_, err := e.db.Exec("CREATE TABLE `" + table + "` (id BIGINT AUTO_INCREMENT PRIMARY KEY, ref VARCHAR(64) NOT NULL UNIQUE)")
+	require.NoError(e.t, err)
+	e.t.Cleanup(func() { _, _ = e.db.Exec("DROP TABLE IF EXISTS `" + table + "`") })
+	return table
+}
+
+func (e *env) committedRefs(table string) []string {
+	e.t.Helper()
+	rows, err := e.db.Query("SELECT ref FROM `" + table + "`")
+	require.NoError(e.t, err)
+	defer rows.Close()
+	var refs []string
+	for rows.Next() {
+		var r string
+		require.NoError(e.t, rows.Scan(&r))
+		refs = append(refs, r)
+	}
+	require.NoError(e.t, rows.Err())
+	return refs
+}
+
+// deadLetters drains the service's dead-letter queue.
+func (e *env) deadLetters() []amqp091.Delivery {
+	e.t.Helper()
+	conn, err := amqp091.Dial(e.url)
+	require.NoError(e.t, err)
+	defer conn.Close()
+	ch, err := conn.Channel()
+	require.NoError(e.t, err)
+	var out []amqp091.Delivery
+	for {
+		d, ok, err := ch.Get("final."+e.svc+".dlq", true)
+		require.NoError(e.t, err)
+		if !ok {
+			return out
+		}
+		out = append(out, d)
+	}
+}
+
+// recorder counts deliveries by payload.
+type recorder struct {
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func newRecorder() *recorder { return &recorder{seen: map[string]int{}} }
+
+func (r *recorder) handle(c *final.Context) error {
+	r.mu.Lock()
+	r.seen[string(c.Message.Payload)]++
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *recorder) count(ref string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seen[ref]
+}
+
+func (r *recorder) distinct() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.seen)
+}
+
+// tally compares deliveries with the committed refs.
+type tally struct {
+	committed, delivered, lost, phantom, duplicates int
+}
+
+func (t tally) String() string {
+	return fmt.Sprintf("committed=%d delivered=%d lost=%d phantom=%d duplicates=%d",
+		t.committed, t.delivered, t.lost, t.phantom, t.duplicates)
+}
+
+func (r *recorder) tally(committed []string) tally {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	truth := make(map[string]bool, len(committed))
+	t := tally{committed: len(committed)}
+	for _, ref := range committed {
+		truth[ref] = true
+		if n := r.seen[ref]; n == 0 {
+			t.lost++
+		}
+	}
+	for ref, n := range r.seen {
+		t.delivered++
+		t.duplicates += n - 1
+		if !truth[ref] {
+			t.phantom++
+		}
+	}
+	return t
+}
+
+// waitAll waits until every ref was delivered.
+func (r *recorder) waitAll(t *testing.T, refs []string, timeout time.Duration) {
+	t.Helper()
+	testenv.Eventually(t, timeout, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, ref := range refs {
+			if r.seen[ref] == 0 {
+				return false
+			}
+		}
+		return true
+	}, "all %d refs delivered (have %d)", len(refs), r.distinct())
+}

@@ -1,0 +1,102 @@
+package final_test
+
+import (
+	"bufio"
+	"database/sql"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/finalbus/final"
+	"github.com/finalbus/final/internal/testenv"
+	"github.com/finalbus/final/mq/amqp"
+)
+
+// The test binary doubles as a producer process that tests kill.
+const helperEnv = "FINAL_HELPER_PRODUCER"
+
+// runHelperProducer commits business rows with messages from 4 goroutines
+// until it is killed (or 60s pass), printing each ref once committed.
+func runHelperProducer() int {
+	svc, table, topic, prefix := os.Getenv("FINAL_HELPER_SVC"), os.Getenv("FINAL_HELPER_TABLE"),
+		os.Getenv("FINAL_HELPER_TOPIC"), os.Getenv(helperEnv)
+	db, err := sql.Open("mysql", testenv.MySQLDSN())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	b := final.New(svc, db, amqp.NewProvider(testenv.AMQPURL()), final.DefaultOptions())
+	if err := b.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	out := bufio.NewWriter(os.Stdout)
+	var mu sync.Mutex
+	fmt.Fprintln(out, "ready")
+	out.Flush()
+	deadline := time.Now().Add(60 * time.Second)
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline); i++ {
+				ref := fmt.Sprintf("%s-%d-%d", prefix, w, i)
+				if err := publishTx(b, db, table, topic, ref, nil); err != nil {
+					continue
+				}
+				mu.Lock()
+				fmt.Fprintln(out, ref)
+				out.Flush()
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return 0
+}
+
+func TestKilledProducerLosesNothing(t *testing.T) {
+	e := newEnv(t)
+	table := e.business()
+	topic := e.svc + ".created"
+	rec := newRecorder()
+	// The consuming instance of the same service: its relay takes over what
+	// the killed producers left in the shared outbox table.
+	opt := testOptions().WithOutboxScanAgoTime(time.Second).WithOutboxScanInterval(100 * time.Millisecond)
+	e.start(e.svc, e.url, opt, func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
+
+	const kills = 6
+	for k := 0; k < kills; k++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), helperEnv+"=kill"+fmt.Sprint(k), "FINAL_HELPER_SVC="+e.svc,
+			"FINAL_HELPER_TABLE="+table, "FINAL_HELPER_TOPIC="+topic)
+		stdout, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		cmd.Stderr = os.Stderr
+		require.NoError(t, cmd.Start())
+		lines := bufio.NewScanner(stdout)
+		// Kill at a different point each time: after 50, 100, … commits.
+		want, seen := 50*(k+1), -1
+		for seen < want && lines.Scan() {
+			seen++
+		}
+		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+		_ = cmd.Wait()
+		require.GreaterOrEqual(t, seen, want, "producer %d exited early", k)
+	}
+
+	committed := e.committedRefs(table)
+	rec.waitAll(t, committed, 60*time.Second)
+	testenv.Eventually(t, 20*time.Second, func() bool { return e.outboxRows() == 0 }, "outbox empty after recovery")
+	got := rec.tally(committed)
+	t.Logf("kill -9 case: kills=%d %s outbox_left=%d", kills, got, e.outboxRows())
+	require.Zero(t, got.lost)
+	require.Zero(t, got.phantom)
+}
