@@ -15,6 +15,7 @@ import (
 
 	"github.com/finalbus/final"
 	"github.com/finalbus/final/internal/testenv"
+	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/mq/amqp"
 )
 
@@ -187,4 +188,13 @@ func (r *recorder) waitAll(t *testing.T, refs []string, timeout time.Duration) {
 		}
 		return true
 	}, "all %d refs delivered (have %d)", len(refs), r.distinct())
+}
+
+// decodeBody returns the payload of a body the bus published.
+func decodeBody(body []byte) ([]byte, error) {
+	m, err := message.Unmarshal(body)
+	if err != nil {
+		return nil, err
+	}
+	return m.Payload, nil
 }
