@@ -1,0 +1,103 @@
+package final_test
+
+import (
+	"database/sql"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/finalbus/final"
+	"github.com/finalbus/final/internal/testenv"
+)
+
+// backlog leaves n committed rows in svc's outbox that no fast path will
+// send: they are committed on the *sql.Tx directly.
+func backlog(t *testing.T, e *env, topic string, n int) []string {
+	t.Helper()
+	pub := e.start(e.svc, e.url, testOptions().WithOutboxScanAgoTime(time.Hour), nil)
+	refs := make([]string, 0, n)
+	tx, err := e.db.Begin()
+	require.NoError(t, err)
+	txBus := pub.WithTx(tx)
+	for i := 0; i < n; i++ {
+		ref := fmt.Sprintf("b%d", i)
+		refs = append(refs, ref)
+		require.NoError(t, txBus.Publish(topic, []byte(ref)))
+	}
+	require.NoError(t, tx.Commit())
+	require.NoError(t, pub.Shutdown())
+	makeAvailable(t, e.db, e.svc)
+	return refs
+}
+
+// makeAvailable makes every row of svc's outbox due now.
+func makeAvailable(t *testing.T, db *sql.DB, svc string) {
+	_, err := db.Exec("UPDATE `final_" + svc + "_outbox` SET available_at = NOW(6)")
+	require.NoError(t, err)
+}
+
+// With an hour between scans, a 2,000-row backlog drains only if each full
+// batch is followed at once by the next.
+func TestRelayChainsFullBatches(t *testing.T) {
+	e := newEnv(t)
+	topic := e.svc + ".t"
+	rec := newRecorder()
+	// Bind the queue first so the backlog is routable.
+	e.start(e.svc, e.url, testOptions(), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) }).Shutdown()
+	refs := backlog(t, e, topic, 2000)
+	opt := testOptions().WithOutboxScanInterval(time.Hour).WithOutboxScanOffset(100)
+	e.start(e.svc, e.url, opt, func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
+	rec.waitAll(t, refs, 30*time.Second)
+	testenv.Eventually(t, 10*time.Second, func() bool { return e.outboxRows() == 0 }, "outbox drained")
+}
+
+// Two and three instances relaying one table never send a row at the same
+// time; without faults no row is sent twice at all.
+func TestRelaysOnOneTableSplitTheBacklog(t *testing.T) {
+	for _, instances := range []int{2, 3} {
+		t.Run(fmt.Sprint(instances), func(t *testing.T) {
+			e := newEnv(t)
+			topic := e.svc + ".t"
+			rec := newRecorder()
+			e.start(e.svc, e.url, testOptions(), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) }).Shutdown()
+			refs := backlog(t, e, topic, 3000)
+			opt := testOptions().WithOutboxScanOffset(50).WithOutboxScanInterval(20 * time.Millisecond)
+			for i := 0; i < instances; i++ {
+				e.start(e.svc, e.url, opt, func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
+			}
+			rec.waitAll(t, refs, 60*time.Second)
+			testenv.Eventually(t, 10*time.Second, func() bool { return e.outboxRows() == 0 }, "outbox drained")
+			got := rec.tally(refs)
+			t.Logf("%d relays: %s", instances, got)
+			require.Zero(t, got.duplicates, "a row was sent twice")
+		})
+	}
+}
+
+// A message no queue is bound to comes back from the broker (mandatory
+// publish); it stays in the outbox with its attempts and last error, and is
+// delivered once a subscriber binds the topic.
+func TestUnroutableMessageRetriedUntilRoutable(t *testing.T) {
+	e := newEnv(t)
+	topic := e.svc + ".later"
+	opt := testOptions().WithOutboxRetry(20*time.Millisecond, 200*time.Millisecond).WithOutboxScanInterval(20 * time.Millisecond)
+	pub := e.start(e.svc, e.url, opt, nil)
+	require.NoError(t, pub.Publish(topic, []byte("waits")))
+
+	var attempts int
+	var lastErr sql.NullString
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		err := e.db.QueryRow("SELECT attempts, last_error FROM `final_"+e.svc+"_outbox`").Scan(&attempts, &lastErr)
+		return err == nil && attempts >= 3
+	}, "the row records failed attempts")
+	require.True(t, strings.Contains(lastErr.String, "unroutable"), "last_error = %q", lastErr.String)
+
+	rec := newRecorder()
+	consumer := testenv.Service(t, e.db)
+	e.start(consumer, e.url, testOptions(), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
+	rec.waitAll(t, []string{"waits"}, 20*time.Second)
+	testenv.Eventually(t, 10*time.Second, func() bool { return e.outboxRows() == 0 }, "row deleted once confirmed")
+}
