@@ -28,6 +28,7 @@ func (p *Provider) Publish(ctx context.Context, msg *message.Message) (mq.Confir
 		Type:        msg.Topic,
 		Body:        body,
 	}
+	pub.DeliveryMode = amqp.Transient
 	if msg.Policy == nil || msg.Policy.Durable {
 		pub.DeliveryMode = amqp.Persistent
 	}

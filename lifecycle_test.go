@@ -1,0 +1,46 @@
+package final_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/finalbus/final"
+	"github.com/finalbus/final/mq/amqp"
+)
+
+// Shutdown waits for a handler in progress; its message is acked, not
+// redelivered to the next instance.
+func TestShutdownWaitsForInFlightHandler(t *testing.T) {
+	e := newEnv(t)
+	topic := e.svc + ".t"
+	started, release := make(chan struct{}), make(chan struct{})
+	b := final.New(e.svc, e.db, amqp.NewProvider(e.url), testOptions())
+	b.Subscribe(topic).Handler(func(c *final.Context) error {
+		if string(c.Message.Payload) == "slow" {
+			close(started)
+			<-release
+		}
+		return nil
+	})
+	require.NoError(t, b.Start())
+	require.NoError(t, b.Publish(topic, []byte("slow")))
+	<-started
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- b.Shutdown() }()
+	select {
+	case <-stopped:
+		t.Fatal("Shutdown returned while a handler was running")
+	case <-time.After(200 * time.Millisecond): // give Shutdown the chance to return early
+	}
+	close(release)
+	require.NoError(t, <-stopped)
+
+	rec := newRecorder()
+	next := e.start(e.svc, e.url, testOptions(), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
+	require.NoError(t, next.Publish(topic, []byte("marker")))
+	rec.waitAll(t, []string{"marker"}, 10*time.Second)
+	require.Zero(t, rec.count("slow"), "the handled message was redelivered")
+}
