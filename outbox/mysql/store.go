@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	gomysql "github.com/go-sql-driver/mysql"
+
 	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/outbox"
 )
@@ -117,7 +119,28 @@ func (s *Store) Insert(ctx context.Context, tx *sql.Tx, m *message.Message, avai
 // Claim implements outbox.Store. It runs in READ COMMITTED so that the
 // scan takes no gap locks that would stall business transactions inserting
 // rows, and uses SKIP LOCKED so that concurrent claimers split the rows.
+//
+// Concurrent claimers can still deadlock: the lease rewrites the indexed
+// available_at while another claimer walks that index. InnoDB then rolls
+// one claim back whole, so it is simply tried again.
 func (s *Store) Claim(ctx context.Context, owner string, limit int, lease time.Duration) ([]outbox.Record, error) {
+	for attempt := 1; ; attempt++ {
+		recs, err := s.claim(ctx, owner, limit, lease)
+		if err == nil || attempt == maxClaimAttempts || !retryable(err) {
+			return recs, err
+		}
+	}
+}
+
+const maxClaimAttempts = 5
+
+// retryable reports InnoDB's deadlock and lock wait timeout errors.
+func retryable(err error) bool {
+	var me *gomysql.MySQLError
+	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
+}
+
+func (s *Store) claim(ctx context.Context, owner string, limit int, lease time.Duration) ([]outbox.Record, error) {
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {
 		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
