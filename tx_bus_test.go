@@ -55,7 +55,7 @@ func TestTransactionCommitsAndRollsBackAtomically(t *testing.T) {
 	require.NoError(t, err)
 	require.PanicsWithValue(t, "kaboom", func() {
 		_ = b.Transaction(tx, func(txBus *final.TxBus) error {
-			_, _ = tx.Exec("INSERT INTO `"+table+"` (ref) VALUES ('panicked')")
+			_, _ = tx.Exec("INSERT INTO `" + table + "` (ref) VALUES ('panicked')")
 			require.NoError(t, txBus.Publish(topic, []byte("panicked")))
 			panic("kaboom")
 		})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/finalbus/final"
 	"github.com/finalbus/final/_example/internal/exampleenv"
+	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/mq/amqp"
 )
 
@@ -35,9 +36,13 @@ func main() {
 	}
 
 	bus := final.New("example_gorm", db, amqp.NewProvider(exampleenv.AMQPURL()), final.DefaultOptions())
+	// The queue outlives this process: count only this run's messages.
+	run := message.NewUUID()
 	received := make(chan string, 10)
 	bus.Subscribe("example.user.registered").Handler(func(c *final.Context) error {
-		received <- string(c.Message.Payload)
+		if c.Message.Header.GetString("run") == run {
+			received <- string(c.Message.Payload)
+		}
 		return nil
 	})
 	if err := bus.Start(); err != nil {
@@ -54,7 +59,9 @@ func main() {
 			if err := gtx.Create(&ExampleUser{Name: name}).Error; err != nil {
 				return err
 			}
-			if err := txBus.Publish("example.user.registered", []byte(name)); err != nil {
+			m := message.New("example.user.registered", []byte(name))
+			m.Header.Set("run", run)
+			if err := txBus.PublishMessage(m); err != nil {
 				return err
 			}
 			if fail {

@@ -24,13 +24,19 @@ func main() {
 	bus := final.New("example_simple", db, amqp.NewProvider(exampleenv.AMQPURL()),
 		final.DefaultOptions().WithLogger(logger))
 
+	// Delivery is at-least-once and the queue outlives this process, so the
+	// handler counts distinct messages of this run and ignores the rest.
 	const n = 10
-	var wg sync.WaitGroup
-	wg.Add(n)
+	run := message.NewUUID()
+	var (
+		mu   sync.Mutex
+		seen = map[string]bool{}
+		done = make(chan struct{})
+	)
 	timing := func(c *final.Context) error {
 		start := time.Now()
 		err := c.Next()
-		fmt.Printf("  %s took %s\n", c.Message.UUID, time.Since(start).Round(time.Microsecond))
+		fmt.Printf("  handled %s in %s\n", c.Message.UUID, time.Since(start).Round(time.Microsecond))
 		return err
 	}
 	tracing := func(c *final.Context) error {
@@ -38,8 +44,19 @@ func main() {
 		return c.Next()
 	}
 	bus.Subscribe("example.greeting").Middleware(timing, tracing).Handler(func(c *final.Context) error {
+		if c.Message.Header.GetString("run") != run {
+			fmt.Printf("skipped %q from an earlier run\n", c.Message.Payload)
+			return nil
+		}
 		fmt.Printf("received %q (attempt %d)\n", c.Message.Payload, c.Attempt)
-		wg.Done()
+		mu.Lock()
+		defer mu.Unlock()
+		if !seen[c.Message.UUID] {
+			seen[c.Message.UUID] = true
+			if len(seen) == n {
+				close(done)
+			}
+		}
 		return nil
 	})
 	if err := bus.Start(); err != nil {
@@ -52,12 +69,11 @@ func main() {
 		// message whose headers, key or UUID the caller sets.
 		m := message.New("example.greeting", []byte(fmt.Sprintf("hello %d", i)))
 		m.Header.Set("trace-id", fmt.Sprintf("trace-%d", i))
+		m.Header.Set("run", run)
 		if err := bus.PublishMessage(m); err != nil {
 			log.Fatal(err)
 		}
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
 		fmt.Printf("all %d messages handled\n", n)

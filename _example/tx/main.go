@@ -12,6 +12,7 @@ import (
 
 	"github.com/finalbus/final"
 	"github.com/finalbus/final/_example/internal/exampleenv"
+	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/mq/amqp"
 )
 
@@ -24,9 +25,13 @@ func main() {
 	}
 
 	bus := final.New("example_tx", db, amqp.NewProvider(exampleenv.AMQPURL()), final.DefaultOptions())
+	// The queue outlives this process: count only this run's messages.
+	run := message.NewUUID()
 	received := make(chan string, 10)
 	bus.Subscribe("example.order.created").Handler(func(c *final.Context) error {
-		received <- string(c.Message.Payload)
+		if c.Message.Header.GetString("run") == run {
+			received <- string(c.Message.Payload)
+		}
 		return nil
 	})
 	if err := bus.Start(); err != nil {
@@ -43,7 +48,9 @@ func main() {
 			if _, err := tx.Exec("INSERT INTO example_orders (item) VALUES (?)", item); err != nil {
 				return err
 			}
-			if err := txBus.Publish("example.order.created", []byte(item)); err != nil {
+			m := message.New("example.order.created", []byte(item))
+			m.Header.Set("run", run)
+			if err := txBus.PublishMessage(m); err != nil {
 				return err
 			}
 			if !valid {
