@@ -101,7 +101,7 @@ func (s *subscriber) handle(d mq.Delivery) {
 		}
 		s.log.Debug("final: handler failed", "topic", msg.Topic, "uuid", msg.UUID, "attempt", attempt, "err", err)
 		if attempt > s.opt.RetryCount {
-			s.log.Info("final: message dead-lettered after retries", "topic", msg.Topic, "uuid", msg.UUID, "attempts", attempt, "err", err)
+			s.log.Warn("final: message dead-lettered after retries", "topic", msg.Topic, "uuid", msg.UUID, "attempts", attempt, "err", err)
 			s.deadLetter(d, fmt.Sprintf("handler failed %d times: %v", attempt, err))
 			return
 		}

@@ -15,13 +15,13 @@ import (
 // this package, correlates acks with publishes.
 type confirmation struct {
 	dc      *amqp.DeferredConfirmation
-	returns *returnTracker
+	returns *returnTracker // nil for a publish that is not mandatory
 	id      string
 }
 
 func (c *confirmation) Wait(ctx context.Context) error {
 	acked, err := c.dc.WaitContext(ctx)
-	returned := c.returns.settle(c.id)
+	returned := c.returns != nil && c.returns.settle(c.id)
 	switch {
 	case err != nil:
 		return err
@@ -68,6 +68,7 @@ func (r *returnTracker) track(id string) {
 }
 
 // settle unregisters one publish of id and reports whether it came back.
+// Every tracked publish is settled exactly once, by its Wait.
 func (r *returnTracker) settle(id string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -102,8 +103,8 @@ func (r *returnTracker) drainLocked() {
 	}
 }
 
-// run drains returns nobody waits for (fire-and-forget publishes) so the
-// notify channel never fills and blocks the connection.
+// run drains the notify channel between Waits, so that it never fills and
+// blocks the connection's reader.
 func (r *returnTracker) run(stop <-chan struct{}) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/finalbus/final/mq"
 )
@@ -26,30 +27,39 @@ func (p *Provider) Consume(ctx context.Context) (<-chan mq.Delivery, error) {
 	go func() {
 		defer p.wg.Done()
 		defer close(out)
-		for {
+		for attempt := 0; ; attempt++ {
 			s := p.waitSession(ctx)
 			if s == nil {
 				return
 			}
-			if err := p.consumeSession(ctx, s, out); err != nil {
-				p.cfg.Logger.Warn("amqp: consumer stopped", "err", err)
-				// A failed channel open or consume means the session is
-				// going; wait for the supervisor to replace it.
-				select {
-				case <-s.lost:
-				case <-ctx.Done():
-					return
-				case <-p.done:
-					return
-				}
-			}
+			err := p.consumeSession(ctx, s, out)
 			if ctx.Err() != nil {
 				return
 			}
 			select {
 			case <-p.done:
 				return
+			case <-s.lost:
+				attempt = -1 // a new session starts a new backoff
+				continue
 			default:
+			}
+			// The consumer ended while the connection lives on: its
+			// channel failed or the broker cancelled it (queue deleted).
+			// Declare the topology again and consume anew, with backoff.
+			p.cfg.Logger.Warn("amqp: consumer ended, restarting", "err", err)
+			t := time.NewTimer(mq.Backoff(p.opts.reconnectMin, p.opts.reconnectMax, attempt))
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-p.done:
+				t.Stop()
+				return
+			}
+			if err := s.redeclare(p.topo); err != nil {
+				p.cfg.Logger.Warn("amqp: re-declare failed", "err", err)
 			}
 		}
 	}()
@@ -64,11 +74,13 @@ func (p *Provider) consumeSession(ctx context.Context, s *session, out chan<- mq
 		return err
 	}
 	if err := ch.Qos(p.cfg.Prefetch, 0, false); err != nil {
+		_ = ch.Close()
 		return err
 	}
 	tag := "final." + p.cfg.Service + "." + randomTag()
 	deliveries, err := ch.Consume(p.topo.queue, tag, false, false, false, false, nil)
 	if err != nil {
+		_ = ch.Close()
 		return err
 	}
 	// The channel stays open after the consumer is cancelled so that
@@ -84,7 +96,10 @@ func (p *Provider) consumeSession(ctx context.Context, s *session, out chan<- mq
 		select {
 		case d, ok := <-deliveries:
 			if !ok {
-				return nil // channel or connection closed: the session is lost
+				// The channel or the connection closed, or the broker
+				// cancelled the consumer.
+				_ = ch.Close()
+				return errors.New("amqp: delivery channel closed")
 			}
 			select {
 			case out <- &delivery{d: d, p: p}:

@@ -39,19 +39,32 @@ func (p *Provider) Publish(ctx context.Context, msg *message.Message) (mq.Confir
 		}
 		pub.Expiration = strconv.FormatInt(ms, 10)
 	}
-	return p.publish(ctx, p.topo.exchange, msg.Topic, pub)
+	// A fire-and-forget message (Confirm false) may be lost by contract:
+	// it is not mandatory, so nobody has to collect its return.
+	mandatory := msg.Policy == nil || msg.Policy.Confirm
+	return p.publish(ctx, p.topo.exchange, msg.Topic, mandatory, pub)
 }
 
-func (p *Provider) publish(ctx context.Context, exchange, key string, pub amqp.Publishing) (mq.Confirmation, error) {
+// publish sends pub. A mandatory publish is registered with the return
+// tracker and must be waited on, which settles the registration.
+func (p *Provider) publish(ctx context.Context, exchange, key string, mandatory bool, pub amqp.Publishing) (mq.Confirmation, error) {
 	s, err := p.session()
 	if err != nil {
 		return nil, err
 	}
-	s.returns.track(pub.MessageId)
-	dc, err := s.pub.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, pub)
+	if mandatory {
+		s.returns.track(pub.MessageId)
+	}
+	dc, err := s.pub.PublishWithDeferredConfirmWithContext(ctx, exchange, key, mandatory, false, pub)
 	if err != nil {
-		s.returns.settle(pub.MessageId)
+		if mandatory {
+			s.returns.settle(pub.MessageId)
+		}
 		return nil, fmt.Errorf("amqp: publish: %w: %w", mq.ErrUnavailable, err)
 	}
-	return &confirmation{dc: dc, returns: s.returns, id: pub.MessageId}, nil
+	c := &confirmation{dc: dc, id: pub.MessageId}
+	if mandatory {
+		c.returns = s.returns
+	}
+	return c, nil
 }

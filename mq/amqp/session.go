@@ -110,6 +110,16 @@ func (s *session) close() {
 	s.wg.Wait()
 }
 
+// redeclare declares the topology again on a fresh channel.
+func (s *session) redeclare(t topology) error {
+	ch, err := s.conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	return t.declare(ch)
+}
+
 // purge empties the service queue.
 func (s *session) purge(t topology) error {
 	ch, err := s.conn.Channel()
