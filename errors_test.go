@@ -18,7 +18,7 @@ import (
 func TestBadInputGetsSentinelErrors(t *testing.T) {
 	e := newEnv(t)
 	topic := e.svc + ".t"
-	b := e.start(e.svc, e.url, testOptions().WithMaxPayloadBytes(1024), nil)
+	b := e.start(e.svc, e.url, testOptions(t).WithMaxPayloadBytes(1024), nil)
 	doneTx, err := e.db.Begin()
 	require.NoError(t, err)
 	require.NoError(t, doneTx.Rollback())
@@ -66,29 +66,29 @@ func TestStartRefusesBadConfiguration(t *testing.T) {
 		bus  func() *final.Bus
 		want error
 	}{
-		{"nil db", func() *final.Bus { return final.New("svc", nil, p, testOptions()) }, final.ErrNilDB},
-		{"nil provider", func() *final.Bus { return final.New("svc", db, nil, testOptions()) }, final.ErrNilProvider},
-		{"hostile service", func() *final.Bus { return final.New("svc`; DROP TABLE users; --", db, p, testOptions()) }, final.ErrInvalidService},
-		{"empty service", func() *final.Bus { return final.New("", db, p, testOptions()) }, final.ErrInvalidService},
-		{"long service", func() *final.Bus { return final.New(strings.Repeat("s", 49), db, p, testOptions()) }, final.ErrInvalidService},
-		{"negative retry", func() *final.Bus { return final.New("svc", db, p, testOptions().WithRetryCount(-1)) }, final.ErrInvalidOption},
+		{"nil db", func() *final.Bus { return final.New("svc", nil, p, testOptions(t)) }, final.ErrNilDB},
+		{"nil provider", func() *final.Bus { return final.New("svc", db, nil, testOptions(t)) }, final.ErrNilProvider},
+		{"hostile service", func() *final.Bus { return final.New("svc`; DROP TABLE users; --", db, p, testOptions(t)) }, final.ErrInvalidService},
+		{"empty service", func() *final.Bus { return final.New("", db, p, testOptions(t)) }, final.ErrInvalidService},
+		{"long service", func() *final.Bus { return final.New(strings.Repeat("s", 49), db, p, testOptions(t)) }, final.ErrInvalidService},
+		{"negative retry", func() *final.Bus { return final.New("svc", db, p, testOptions(t).WithRetryCount(-1)) }, final.ErrInvalidOption},
 		{"lease not above timeout", func() *final.Bus {
-			return final.New("svc", db, p, testOptions().WithOutboxLease(time.Second).WithPublishTimeout(time.Second))
+			return final.New("svc", db, p, testOptions(t).WithOutboxLease(time.Second).WithPublishTimeout(time.Second))
 		}, final.ErrInvalidOption},
-		{"zero subscribers", func() *final.Bus { return final.New("svc", db, p, testOptions().WithNumSubscriber(0)) }, final.ErrInvalidOption},
+		{"zero subscribers", func() *final.Bus { return final.New("svc", db, p, testOptions(t).WithNumSubscriber(0)) }, final.ErrInvalidOption},
 		{"invalid subscription topic", func() *final.Bus {
-			b := final.New("svc", db, p, testOptions())
+			b := final.New("svc", db, p, testOptions(t))
 			b.Subscribe("bad topic").Handler(noop)
 			return b
 		}, final.ErrInvalidTopic},
 		{"duplicate subscription", func() *final.Bus {
-			b := final.New("svc", db, p, testOptions())
+			b := final.New("svc", db, p, testOptions(t))
 			b.Subscribe("t").Handler(noop)
 			b.Subscribe("t").Handler(noop)
 			return b
 		}, final.ErrDuplicateSubscription},
 		{"nil handler", func() *final.Bus {
-			b := final.New("svc", db, p, testOptions())
+			b := final.New("svc", db, p, testOptions(t))
 			b.Subscribe("t").Handler(nil)
 			return b
 		}, final.ErrNilHandler},
@@ -99,21 +99,21 @@ func TestStartRefusesBadConfiguration(t *testing.T) {
 		require.ErrorIs(t, b.Publish("t", nil), final.ErrNotStarted, c.name)
 		require.NoError(t, b.Shutdown(), c.name)
 	}
-	err := final.New("svc", db, p, testOptions().WithRetryCount(-1)).Start()
+	err := final.New("svc", db, p, testOptions(t).WithRetryCount(-1)).Start()
 	require.ErrorContains(t, err, "RetryCount", "the error names the option")
 }
 
 func TestStartFailsCleanlyWhenServicesAreUnreachable(t *testing.T) {
 	e := newEnv(t)
 	deadBroker := amqp.NewProvider("amqp://guest:guest@127.0.0.1:1/", amqp.WithDialTimeout(time.Second))
-	b := final.New(e.svc, e.db, deadBroker, testOptions())
+	b := final.New(e.svc, e.db, deadBroker, testOptions(t))
 	require.Error(t, b.Start(), "broker unreachable")
 	require.NoError(t, b.Shutdown())
 
 	deadDB, err := sql.Open("mysql", "root@tcp(127.0.0.1:1)/test?timeout=1s")
 	require.NoError(t, err)
 	defer deadDB.Close()
-	b = final.New(e.svc, deadDB, amqp.NewProvider(e.url), testOptions())
+	b = final.New(e.svc, deadDB, amqp.NewProvider(e.url), testOptions(t))
 	require.ErrorContains(t, b.Start(), "database unreachable")
 	require.NoError(t, b.Shutdown())
 }
@@ -125,7 +125,7 @@ func TestServiceNameWithDashWorksAndUsesAncestorTableName(t *testing.T) {
 	t.Cleanup(func() { testenv.DropService(t, e.db, svc) })
 	topic := "order.created"
 	rec := newRecorder()
-	b := e.start(svc, e.url, testOptions(), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
+	b := e.start(svc, e.url, testOptions(t), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
 	require.NoError(t, b.Publish(topic, []byte("dash")))
 	rec.waitAll(t, []string{"dash"}, 10*time.Second)
 	var name string

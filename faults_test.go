@@ -43,7 +43,7 @@ func TestBrokerLinkCutUnderLoad(t *testing.T) {
 	viaProxy := "amqp://guest:guest@" + proxy.Addr() + "/"
 
 	rec := newRecorder()
-	opt := testOptions().WithPublishTimeout(2*time.Second).WithOutboxLease(4*time.Second).
+	opt := testOptions(t).WithPublishTimeout(2*time.Second).WithOutboxLease(4*time.Second).
 		WithOutboxRetry(50*time.Millisecond, time.Second)
 	b := e.start(e.svc, viaProxy, opt, func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
 

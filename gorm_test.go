@@ -26,7 +26,7 @@ func TestGormTransaction(t *testing.T) {
 	table := e.business()
 	topic := e.svc + ".t"
 	rec := newRecorder()
-	b := e.start(e.svc, e.url, testOptions(), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
+	b := e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
 	gdb, err := gorm.Open(gormmysql.New(gormmysql.Config{Conn: e.db}), &gorm.Config{Logger: logger.Discard})
 	require.NoError(t, err)
 

@@ -1,10 +1,12 @@
 package final_test
 
 import (
+	"bytes"
 	"database/sql"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,16 +28,40 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// testOptions are the defaults with a quiet logger (FINAL_TEST_LOG=debug
-// shows everything on stderr) and the given changes.
-func testOptions() final.Options {
+// testOptions are the defaults with a Debug logger into memory, printed
+// only if t fails (FINAL_TEST_LOG=debug prints it always).
+func testOptions(t *testing.T) final.Options {
 	o := final.DefaultOptions()
-	level := slog.LevelError + 4
-	if os.Getenv("FINAL_TEST_LOG") == "debug" {
-		level = slog.LevelDebug
-	}
-	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	buf := &logBuffer{}
+	o.Logger = slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	t.Cleanup(func() {
+		if t.Failed() || os.Getenv("FINAL_TEST_LOG") == "debug" {
+			t.Logf("bus log (last 300 lines):\n%s", buf.tail(300))
+		}
+	})
 	return o
+}
+
+// logBuffer keeps a log in memory; it outlives the test safely.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) tail(n int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lines := strings.Split(l.buf.String(), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // env is one test's database, broker URL and service name.

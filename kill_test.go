@@ -69,7 +69,7 @@ func TestKilledProducerLosesNothing(t *testing.T) {
 	rec := newRecorder()
 	// The consuming instance of the same service: its relay takes over what
 	// the killed producers left in the shared outbox table.
-	opt := testOptions().WithOutboxScanAgoTime(time.Second).WithOutboxScanInterval(100 * time.Millisecond)
+	opt := testOptions(t).WithOutboxScanAgoTime(time.Second).WithOutboxScanInterval(100 * time.Millisecond)
 	e.start(e.svc, e.url, opt, func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
 
 	const kills = 6

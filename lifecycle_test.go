@@ -16,7 +16,7 @@ func TestShutdownWaitsForInFlightHandler(t *testing.T) {
 	e := newEnv(t)
 	topic := e.svc + ".t"
 	started, release := make(chan struct{}), make(chan struct{})
-	b := final.New(e.svc, e.db, amqp.NewProvider(e.url), testOptions())
+	b := final.New(e.svc, e.db, amqp.NewProvider(e.url), testOptions(t))
 	b.Subscribe(topic).Handler(func(c *final.Context) error {
 		if string(c.Message.Payload) == "slow" {
 			close(started)
@@ -39,7 +39,7 @@ func TestShutdownWaitsForInFlightHandler(t *testing.T) {
 	require.NoError(t, <-stopped)
 
 	rec := newRecorder()
-	next := e.start(e.svc, e.url, testOptions(), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
+	next := e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
 	require.NoError(t, next.Publish(topic, []byte("marker")))
 	rec.waitAll(t, []string{"marker"}, 10*time.Second)
 	require.Zero(t, rec.count("slow"), "the handled message was redelivered")

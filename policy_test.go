@@ -16,7 +16,7 @@ func TestUnconfirmedPublishBypassesOutbox(t *testing.T) {
 	e := newEnv(t)
 	topic := e.svc + ".t"
 	rec := newRecorder()
-	b := e.start(e.svc, e.url, testOptions(), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
+	b := e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
 
 	tx, err := e.db.Begin()
 	require.NoError(t, err)
@@ -46,7 +46,7 @@ func TestDelayedMessageWaitsInOutbox(t *testing.T) {
 	e := newEnv(t)
 	topic := e.svc + ".t"
 	arrived := make(chan time.Time, 1)
-	opt := testOptions().WithOutboxScanInterval(50 * time.Millisecond)
+	opt := testOptions(t).WithOutboxScanInterval(50 * time.Millisecond)
 	b := e.start(e.svc, e.url, opt, func(b *final.Bus) {
 		b.Subscribe(topic).Handler(func(c *final.Context) error { arrived <- time.Now(); return nil })
 	})

@@ -17,7 +17,7 @@ import (
 // send: they are committed on the *sql.Tx directly.
 func backlog(t *testing.T, e *env, topic string, n int) []string {
 	t.Helper()
-	pub := e.start(e.svc, e.url, testOptions().WithOutboxScanAgoTime(time.Hour), nil)
+	pub := e.start(e.svc, e.url, testOptions(t).WithOutboxScanAgoTime(time.Hour), nil)
 	refs := make([]string, 0, n)
 	tx, err := e.db.Begin()
 	require.NoError(t, err)
@@ -46,9 +46,9 @@ func TestRelayChainsFullBatches(t *testing.T) {
 	topic := e.svc + ".t"
 	rec := newRecorder()
 	// Bind the queue first so the backlog is routable.
-	e.start(e.svc, e.url, testOptions(), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) }).Shutdown()
+	e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) }).Shutdown()
 	refs := backlog(t, e, topic, 2000)
-	opt := testOptions().WithOutboxScanInterval(time.Hour).WithOutboxScanOffset(100)
+	opt := testOptions(t).WithOutboxScanInterval(time.Hour).WithOutboxScanOffset(100)
 	e.start(e.svc, e.url, opt, func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
 	rec.waitAll(t, refs, 30*time.Second)
 	testenv.Eventually(t, 10*time.Second, func() bool { return e.outboxRows() == 0 }, "outbox drained")
@@ -62,9 +62,9 @@ func TestRelaysOnOneTableSplitTheBacklog(t *testing.T) {
 			e := newEnv(t)
 			topic := e.svc + ".t"
 			rec := newRecorder()
-			e.start(e.svc, e.url, testOptions(), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) }).Shutdown()
+			e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) }).Shutdown()
 			refs := backlog(t, e, topic, 3000)
-			opt := testOptions().WithOutboxScanOffset(50).WithOutboxScanInterval(20 * time.Millisecond)
+			opt := testOptions(t).WithOutboxScanOffset(50).WithOutboxScanInterval(20 * time.Millisecond)
 			for i := 0; i < instances; i++ {
 				e.start(e.svc, e.url, opt, func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
 			}
@@ -83,7 +83,7 @@ func TestRelaysOnOneTableSplitTheBacklog(t *testing.T) {
 func TestUnroutableMessageRetriedUntilRoutable(t *testing.T) {
 	e := newEnv(t)
 	topic := e.svc + ".later"
-	opt := testOptions().WithOutboxRetry(20*time.Millisecond, 200*time.Millisecond).WithOutboxScanInterval(20 * time.Millisecond)
+	opt := testOptions(t).WithOutboxRetry(20*time.Millisecond, 200*time.Millisecond).WithOutboxScanInterval(20 * time.Millisecond)
 	pub := e.start(e.svc, e.url, opt, nil)
 	require.NoError(t, pub.Publish(topic, []byte("waits")))
 
@@ -97,7 +97,7 @@ func TestUnroutableMessageRetriedUntilRoutable(t *testing.T) {
 
 	rec := newRecorder()
 	consumer := testenv.Service(t, e.db)
-	e.start(consumer, e.url, testOptions(), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
+	e.start(consumer, e.url, testOptions(t), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
 	rec.waitAll(t, []string{"waits"}, 20*time.Second)
 	testenv.Eventually(t, 10*time.Second, func() bool { return e.outboxRows() == 0 }, "row deleted once confirmed")
 }

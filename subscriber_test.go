@@ -34,7 +34,7 @@ func TestMiddlewareRunsInOrderAroundHandler(t *testing.T) {
 		}
 	}
 	before := func(c *final.Context) error { note("before"); return nil } // does not call Next
-	e.start(e.svc, e.url, testOptions(), func(b *final.Bus) {
+	e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) {
 		b.Subscribe(topic).Middleware(mw("mw1"), before, mw("mw2")).Handler(func(c *final.Context) error {
 			note("handler")
 			return nil
@@ -55,9 +55,9 @@ func TestInstancesCompeteServicesEachGetACopy(t *testing.T) {
 	count := func(r *recorder) final.HandlerFunc {
 		return func(c *final.Context) error { calls.Add(1); return r.handle(c) }
 	}
-	pub := e.start(e.svc, e.url, testOptions(), func(b *final.Bus) { b.Subscribe(topic).Handler(count(a1)) })
-	e.start(e.svc, e.url, testOptions(), func(b *final.Bus) { b.Subscribe(topic).Handler(count(a2)) })
-	e.start(other, e.url, testOptions(), func(b *final.Bus) { b.Subscribe(topic).Handler(bRec.handle) })
+	pub := e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) { b.Subscribe(topic).Handler(count(a1)) })
+	e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) { b.Subscribe(topic).Handler(count(a2)) })
+	e.start(other, e.url, testOptions(t), func(b *final.Bus) { b.Subscribe(topic).Handler(bRec.handle) })
 
 	var refs []string
 	for i := 0; i < 200; i++ {
@@ -79,7 +79,7 @@ func TestFailingAndPanickingHandlersAreDeadLetteredWhileOthersFlow(t *testing.T)
 	topic := e.svc + ".t"
 	rec := newRecorder()
 	var poisonCalls, panicCalls, flakyCalls atomic.Int64
-	opt := testOptions().WithRetryCount(3).WithRetryInterval(100 * time.Millisecond).WithNumSubscriber(4)
+	opt := testOptions(t).WithRetryCount(3).WithRetryInterval(100 * time.Millisecond).WithNumSubscriber(4)
 	b := e.start(e.svc, e.url, opt, func(b *final.Bus) {
 		b.Subscribe(topic).Handler(func(c *final.Context) error {
 			switch p := string(c.Message.Payload); {
@@ -132,7 +132,7 @@ func TestUndecodableDeliveryIsDeadLetteredNotFatal(t *testing.T) {
 	e := newEnv(t)
 	topic := e.svc + ".t"
 	rec := newRecorder()
-	b := e.start(e.svc, e.url, testOptions(), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
+	b := e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
 
 	conn, err := amqp091.Dial(e.url)
 	require.NoError(t, err)

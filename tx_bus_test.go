@@ -37,7 +37,7 @@ func TestTransactionCommitsAndRollsBackAtomically(t *testing.T) {
 	table := e.business()
 	topic := e.svc + ".created"
 	rec := newRecorder()
-	b := e.start(e.svc, e.url, testOptions(), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
+	b := e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
 
 	var committed, rolledBack []string
 	for i := 0; i < 50; i++ {
@@ -83,7 +83,7 @@ func TestWithTxCommitAndRollBack(t *testing.T) {
 	e := newEnv(t)
 	topic := e.svc + ".t"
 	rec := newRecorder()
-	b := e.start(e.svc, e.url, testOptions(), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
+	b := e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
 
 	tx, err := e.db.Begin()
 	require.NoError(t, err)
@@ -110,7 +110,7 @@ func TestRelaySendsRowsCommittedOutsideTxBus(t *testing.T) {
 	e := newEnv(t)
 	topic := e.svc + ".t"
 	rec := newRecorder()
-	opt := testOptions().WithOutboxScanAgoTime(200 * time.Millisecond).WithOutboxScanInterval(50 * time.Millisecond)
+	opt := testOptions(t).WithOutboxScanAgoTime(200 * time.Millisecond).WithOutboxScanInterval(50 * time.Millisecond)
 	b := e.start(e.svc, e.url, opt, func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
 
 	tx, err := e.db.Begin()
@@ -127,7 +127,7 @@ func TestFastPathDeliversAndDeletesWithoutRelay(t *testing.T) {
 	e := newEnv(t)
 	topic := e.svc + ".t"
 	rec := newRecorder()
-	opt := testOptions().WithOutboxScanAgoTime(time.Hour).WithOutboxLease(2 * time.Hour)
+	opt := testOptions(t).WithOutboxScanAgoTime(time.Hour).WithOutboxLease(2 * time.Hour)
 	b := e.start(e.svc, e.url, opt, func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
 	var refs []string
 	for i := 0; i < 300; i++ {
@@ -143,7 +143,7 @@ func TestHeadersKeyAndUUIDTravelEndToEnd(t *testing.T) {
 	e := newEnv(t)
 	topic := e.svc + ".t"
 	got := make(chan *final.Context, 1)
-	b := e.start(e.svc, e.url, testOptions(), func(b *final.Bus) {
+	b := e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) {
 		b.Subscribe(topic).Handler(func(c *final.Context) error { got <- c; return nil })
 	})
 	m := message.New(topic, []byte("with-headers"))
