@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/finalbus/final"
+	"github.com/finalbus/final/internal/faultnet"
 	"github.com/finalbus/final/internal/testenv"
 )
 
@@ -37,7 +38,7 @@ func TestBrokerLinkCutUnderLoad(t *testing.T) {
 	e := newEnv(t)
 	table := e.business()
 	topic := e.svc + ".created"
-	proxy, err := testenv.NewProxy(testenv.Hostport(e.url))
+	proxy, err := faultnet.NewProxy(testenv.Hostport(e.url))
 	require.NoError(t, err)
 	defer proxy.Close()
 	viaProxy := "amqp://guest:guest@" + proxy.Addr() + "/"

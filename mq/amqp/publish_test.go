@@ -11,6 +11,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/finalbus/final/internal/faultnet"
 	"github.com/finalbus/final/internal/testenv"
 	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/mq"
@@ -101,7 +102,7 @@ func TestReconnectsAfterLinkCuts(t *testing.T) {
 	url := testenv.AMQP(t)
 	svc := testenv.Service(t, nil)
 	topic := svc + ".t"
-	proxy, err := testenv.NewProxy(testenv.Hostport(url))
+	proxy, err := faultnet.NewProxy(testenv.Hostport(url))
 	require.NoError(t, err)
 	defer proxy.Close()
 	p := amqp.NewProvider("amqp://guest:guest@"+proxy.Addr()+"/", amqp.WithReconnectBackoff(10*time.Millisecond, 200*time.Millisecond))

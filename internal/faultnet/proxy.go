@@ -1,4 +1,6 @@
-package testenv
+// Package faultnet puts network faults between a client and a server, for
+// tests and benchmarks.
+package faultnet
 
 import (
 	"io"
