@@ -1,0 +1,117 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/finalbus/final"
+	"github.com/finalbus/final/internal/faultnet"
+	"github.com/finalbus/final/mq/amqp"
+)
+
+type drainResult struct {
+	rate         float64 // messages per second from restoring the link to the last delivery with the outbox empty
+	rssGrowthMiB float64 // peak RSS during the drain minus RSS when it began
+}
+
+// drain builds a backlog of n committed messages while a proxy keeps the
+// broker unreachable, restores the link, and times the relay draining it.
+func (e *benchEnv) drain(n int) (drainResult, error) {
+	host := e.cfg.amqpURL[strings.Index(e.cfg.amqpURL, "@")+1:]
+	host = strings.TrimSuffix(host[:strings.Index(host+"/", "/")], "/")
+	proxy, err := faultnet.NewProxy(host)
+	if err != nil {
+		return drainResult{}, err
+	}
+	defer proxy.Close()
+	url := strings.Replace(e.cfg.amqpURL, host, proxy.Addr(), 1)
+
+	svc := e.service("drain")
+	topic := "bench." + svc
+	tr := newTracker()
+	bus := final.New(svc, e.db, amqp.NewProvider(url), final.DefaultOptions().WithLogger(quietLogger()))
+	bus.Subscribe(topic).Handler(tr.handle)
+	if err := bus.Start(); err != nil {
+		return drainResult{}, err
+	}
+	defer bus.Shutdown()
+	proxy.Cut()
+
+	const perTx = 100
+	var next atomic.Uint64
+	for next.Load() < uint64(n) {
+		tx, err := e.db.Begin()
+		if err != nil {
+			return drainResult{}, err
+		}
+		err = bus.Transaction(tx, func(txBus *final.TxBus) error {
+			for k := 0; k < perTx && next.Load() < uint64(n); k++ {
+				if err := txBus.Publish(topic, e.payload(next.Add(1))); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return drainResult{}, err
+		}
+	}
+	// Let the failed fast-path attempts settle and their backoff pass, so
+	// that the drain measures the relay alone.
+	time.Sleep(6 * time.Second) // OutboxRetryMax (5s) plus a margin: waiting out a backoff, not synchronising
+	if got := tr.received.Load(); got != 0 {
+		return drainResult{}, fmt.Errorf("drain: %d messages delivered while the broker was unreachable", got)
+	}
+
+	base := rssMiB()
+	peak := base
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				peak = max(peak, rssMiB())
+			}
+		}
+	}()
+	start := time.Now()
+	proxy.Restore()
+	deadline := start.Add(5 * time.Minute)
+	for tr.received.Load() < int64(n) || e.outboxLen(svc) > 0 {
+		if time.Now().After(deadline) {
+			close(stop)
+			return drainResult{}, fmt.Errorf("drain: %d of %d delivered after 5 minutes", tr.received.Load(), n)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval
+	}
+	took := time.Since(start)
+	close(stop)
+	<-sampled
+	return drainResult{rate: float64(n) / took.Seconds(), rssGrowthMiB: peak - base}, nil
+}
+
+// rssMiB is the process's resident set size.
+func rssMiB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			f := strings.Fields(l)
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/finalbus/final"
+	"github.com/finalbus/final/mq/amqp"
+)
+
+type latency struct{ p50, p99, max float64 } // milliseconds
+
+type libResult struct {
+	commitTx float64 // transactions committed per second while producing
+	e2eTx    float64 // transactions per second until every message was handled and the outbox was empty
+	lat      latency
+}
+
+// tracker records when each message's transaction committed and when its
+// first delivery arrived.
+type tracker struct {
+	mu       sync.Mutex
+	commit   map[uint64]time.Time
+	recv     map[uint64]time.Time
+	received atomic.Int64 // distinct messages delivered
+}
+
+func newTracker() *tracker {
+	return &tracker{commit: map[uint64]time.Time{}, recv: map[uint64]time.Time{}}
+}
+
+func (t *tracker) committed(seqs []uint64, at time.Time) {
+	t.mu.Lock()
+	for _, s := range seqs {
+		t.commit[s] = at
+	}
+	t.mu.Unlock()
+}
+
+func (t *tracker) handle(c *final.Context) error {
+	now := time.Now()
+	seq := binary.BigEndian.Uint64(c.Message.Payload)
+	t.mu.Lock()
+	if _, dup := t.recv[seq]; !dup {
+		t.recv[seq] = now
+		t.received.Add(1)
+	}
+	t.mu.Unlock()
+	return nil
+}
+
+func (t *tracker) latency() latency {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ds := make([]float64, 0, len(t.recv))
+	for seq, r := range t.recv {
+		if c, ok := t.commit[seq]; ok {
+			ds = append(ds, max(0, float64(r.Sub(c))/float64(time.Millisecond)))
+		}
+	}
+	if len(ds) == 0 {
+		return latency{}
+	}
+	slices.Sort(ds)
+	at := func(q float64) float64 { return ds[min(len(ds)-1, int(q*float64(len(ds))))] }
+	return latency{p50: at(0.50), p99: at(0.99), max: ds[len(ds)-1]}
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// library runs n producers committing a business insert and perTx messages
+// per transaction through the bus for d (paced to rate tx/s when rate > 0),
+// with a subscriber in the same process.
+func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResult, error) {
+	svc := e.service("lib")
+	topic := "bench." + svc
+	tr := newTracker()
+	bus := final.New(svc, e.db, amqp.NewProvider(e.cfg.amqpURL), final.DefaultOptions().WithLogger(quietLogger()))
+	bus.Subscribe(topic).Handler(tr.handle)
+	if err := bus.Start(); err != nil {
+		return libResult{}, err
+	}
+	defer bus.Shutdown()
+	biz, err := e.db.Prepare("INSERT INTO `" + bizTable + "` (ref, amount, created_at) VALUES (?, ?, NOW(3))")
+	if err != nil {
+		return libResult{}, err
+	}
+	defer biz.Close()
+
+	var next atomic.Uint64
+	start := time.Now()
+	commits, took := produce(n, d, rate, func(int) error {
+		tx, err := e.db.Begin()
+		if err != nil {
+			return err
+		}
+		seqs := make([]uint64, perTx)
+		err = bus.Transaction(tx, func(txBus *final.TxBus) error {
+			if _, err := tx.Stmt(biz).Exec(1, 100); err != nil {
+				return err
+			}
+			for k := range seqs {
+				seqs[k] = next.Add(1)
+				if err := txBus.Publish(topic, e.payload(seqs[k])); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			tr.committed(seqs, time.Now())
+		}
+		return err
+	})
+	want := commits * int64(perTx)
+	deadline := time.Now().Add(2 * time.Minute)
+	for tr.received.Load() < want || e.outboxLen(svc) > 0 {
+		if time.Now().After(deadline) {
+			return libResult{}, fmt.Errorf("library phase: %d of %d messages delivered, %d rows left after 2 minutes",
+				tr.received.Load(), want, e.outboxLen(svc))
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval
+	}
+	e2e := time.Since(start)
+	_, _ = e.db.Exec("TRUNCATE TABLE `" + bizTable + "`")
+	return libResult{
+		commitTx: float64(commits) / took.Seconds(),
+		e2eTx:    float64(commits) / e2e.Seconds(),
+		lat:      tr.latency(),
+	}, nil
+}
+
+func (e *benchEnv) outboxLen(svc string) int {
+	var n int
+	_ = e.db.QueryRow("SELECT COUNT(*) FROM `final_" + svc + "_outbox`").Scan(&n)
+	return n
+}

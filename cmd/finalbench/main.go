@@ -1,0 +1,188 @@
+// Command finalbench measures final against the limits of the database and
+// the broker it runs on, side by side in one run: the raw commit rate of the
+// same transaction without the library, the library's commit and end-to-end
+// rates, commit-to-delivery latency, the raw confirmed-publish rate against
+// the library's backlog drain, and consumer throughput against raw
+// consumption. It prints a table and writes JSON and an SVG chart.
+//
+//	go run ./cmd/finalbench                  # defaults: 8 producers, 256-byte payloads, 1 message per tx
+//	go run ./cmd/finalbench -c 16 -size 1024 -per-tx 10 -out bench/results
+package main
+
+import (
+	"context"
+	"database/sql"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+)
+
+type config struct {
+	dsn, amqpURL string
+	concurrency  int
+	size         int
+	perTx        int
+	duration     time.Duration
+	backlog      int
+	consume      int
+	sweep        []int
+	out          string
+}
+
+func main() {
+	var (
+		c     config
+		sweep string
+	)
+	flag.StringVar(&c.dsn, "dsn", envOr("FINAL_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/test"), "MariaDB/MySQL DSN")
+	flag.StringVar(&c.amqpURL, "amqp", envOr("FINAL_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ URL")
+	flag.IntVar(&c.concurrency, "c", 8, "concurrent producers")
+	flag.IntVar(&c.size, "size", 256, "payload bytes")
+	flag.IntVar(&c.perTx, "per-tx", 1, "messages per transaction in the main phases (a 10-per-tx phase always runs too)")
+	flag.DurationVar(&c.duration, "d", 10*time.Second, "length of each timed phase")
+	flag.IntVar(&c.backlog, "backlog", 100000, "messages in the backlog-drain phase")
+	flag.IntVar(&c.consume, "consume", 50000, "messages in the consumer phase")
+	flag.StringVar(&sweep, "sweep", "1,2,4,8,16", "producer counts for the chart (empty: no chart)")
+	flag.StringVar(&c.out, "out", "bench/results", "directory for results.json and throughput.svg")
+	flag.Parse()
+	for _, f := range strings.Split(sweep, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			n, err := strconv.Atoi(f)
+			if err != nil || n <= 0 {
+				log.Fatalf("bad -sweep entry %q", f)
+			}
+			c.sweep = append(c.sweep, n)
+		}
+	}
+	if c.concurrency <= 0 || c.size <= 0 || c.perTx <= 0 || c.backlog <= 0 || c.consume <= 0 {
+		log.Fatal("-c, -size, -per-tx, -backlog and -consume must be positive")
+	}
+	if err := run(c); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func run(c config) error {
+	db, err := sql.Open("mysql", c.dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(4 * (c.concurrency + 8))
+	db.SetMaxIdleConns(4 * (c.concurrency + 8))
+	if err := db.PingContext(context.Background()); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	env := &benchEnv{cfg: c, db: db}
+	if err := env.setup(); err != nil {
+		return err
+	}
+	defer env.teardown()
+
+	r := &report{Machine: machine(), Config: c.describe(), Started: time.Now().UTC()}
+	r.Database, r.Broker = env.versions()
+	say := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "finalbench: "+format+"\n", args...) }
+
+	say("raw database, %d producers, %d msg/tx", c.concurrency, c.perTx)
+	rawTx := env.rawDB(c.concurrency, c.perTx, c.duration, 0)
+	say("  %.0f tx/s", rawTx)
+	say("library commit and end-to-end")
+	lib, err := env.library(c.concurrency, c.perTx, c.duration, 0)
+	if err != nil {
+		return err
+	}
+	say("  commit %.0f tx/s, end-to-end %.0f tx/s", lib.commitTx, lib.e2eTx)
+	r.add("commit rate (tx/s)", lib.commitTx, rawTx, ">= 0.90 x raw DB", 0.90)
+	r.add("end-to-end rate (tx/s)", lib.e2eTx, rawTx, ">= 0.85 x raw DB", 0.85)
+	r.addLatency("latency p50 at full load (ms)", lib.lat.p50, 0)
+	r.addLatency("latency p99 at full load (ms)", lib.lat.p99, 0)
+	r.addLatency("latency max at full load (ms)", lib.lat.max, 0)
+
+	half := rawTx / 2
+	say("library at half the raw rate (%.0f tx/s)", half)
+	halfRun, err := env.library(c.concurrency, c.perTx, c.duration, half)
+	if err != nil {
+		return err
+	}
+	r.addLatency("latency p50 at half raw rate (ms)", halfRun.lat.p50, 0)
+	r.addLatency("latency p99 at half raw rate (ms)", halfRun.lat.p99, 20)
+	r.addLatency("latency max at half raw rate (ms)", halfRun.lat.max, 0)
+
+	say("raw RabbitMQ confirmed publishes")
+	rawPub, err := env.rawPublish(c.backlog)
+	if err != nil {
+		return err
+	}
+	say("  %.0f msg/s", rawPub)
+	say("backlog of %d with the broker unreachable, then drain", c.backlog)
+	drain, err := env.drain(c.backlog)
+	if err != nil {
+		return err
+	}
+	say("  %.0f msg/s, RSS +%.1f MiB", drain.rate, drain.rssGrowthMiB)
+	r.add("backlog drain (msg/s)", drain.rate, rawPub, ">= 0.50 x raw confirmed publish", 0.50)
+	r.addMax("RSS growth while draining (MiB)", drain.rssGrowthMiB, 64)
+
+	say("consumers: raw and library, %d messages", c.consume)
+	rawCons, libCons, err := env.consumers(c.consume)
+	if err != nil {
+		return err
+	}
+	say("  raw %.0f msg/s, library %.0f msg/s", rawCons, libCons)
+	r.add("consumer throughput (msg/s)", libCons, rawCons, ">= 0.70 x raw consumption", 0.70)
+
+	say("10 messages per transaction")
+	raw10 := env.rawDB(c.concurrency, 10, c.duration, 0)
+	lib10, err := env.library(c.concurrency, 10, c.duration, 0)
+	if err != nil {
+		return err
+	}
+	limit10 := min(rawPub, raw10*10)
+	r.add("10 msg/tx: messages/s", lib10.commitTx*10, limit10, ">= 0.70 x min(raw publish, raw DB)", 0.70)
+
+	if len(c.sweep) > 0 {
+		for _, n := range c.sweep {
+			say("sweep: %d producers", n)
+			rawN := env.rawDB(n, c.perTx, c.duration/3, 0)
+			libN, err := env.library(n, c.perTx, c.duration/3, 0)
+			if err != nil {
+				return err
+			}
+			r.Sweep = append(r.Sweep, sweepPoint{Producers: n, RawTx: rawN, LibraryTx: libN.commitTx})
+		}
+	}
+	r.Finished = time.Now().UTC()
+	fmt.Println(r.table())
+	if err := os.MkdirAll(c.out, 0o755); err != nil {
+		return err
+	}
+	if err := r.writeJSON(filepath.Join(c.out, "results.json")); err != nil {
+		return err
+	}
+	if len(r.Sweep) > 0 {
+		if err := r.writeSVG(filepath.Join(c.out, "throughput.svg")); err != nil {
+			return err
+		}
+	}
+	say("wrote %s", c.out)
+	return nil
+}
+
+func (c config) describe() string {
+	return fmt.Sprintf("producers=%d payload=%dB per-tx=%d phase=%s backlog=%d consume=%d",
+		c.concurrency, c.size, c.perTx, c.duration, c.backlog, c.consume)
+}

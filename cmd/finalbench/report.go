@@ -1,0 +1,165 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"strings"
+	"time"
+)
+
+// row is one figure: the library's value beside the limit it is measured
+// against, and whether the target holds.
+type row struct {
+	Figure  string  `json:"figure"`
+	Library float64 `json:"library"`
+	Limit   float64 `json:"limit,omitempty"` // the raw measurement, or the target for a bound
+	Ratio   float64 `json:"ratio,omitempty"` // library / limit
+	Target  string  `json:"target,omitempty"`
+	Pass    *bool   `json:"pass,omitempty"`
+}
+
+type sweepPoint struct {
+	Producers int     `json:"producers"`
+	RawTx     float64 `json:"raw_tx_per_s"`
+	LibraryTx float64 `json:"library_tx_per_s"`
+}
+
+type report struct {
+	Machine  string       `json:"machine"`
+	Database string       `json:"database"`
+	Broker   string       `json:"broker"`
+	Config   string       `json:"config"`
+	Started  time.Time    `json:"started"`
+	Finished time.Time    `json:"finished"`
+	Rows     []row        `json:"rows"`
+	Sweep    []sweepPoint `json:"sweep,omitempty"`
+}
+
+// add records a rate against a measured limit with a minimum ratio.
+func (r *report) add(figure string, lib, limit float64, target string, minRatio float64) {
+	ratio := 0.0
+	if limit > 0 {
+		ratio = lib / limit
+	}
+	pass := ratio >= minRatio
+	r.Rows = append(r.Rows, row{Figure: figure, Library: lib, Limit: limit, Ratio: ratio, Target: target, Pass: &pass})
+}
+
+// addLatency records a latency, with an upper bound when bound > 0.
+func (r *report) addLatency(figure string, ms, bound float64) {
+	if bound <= 0 {
+		r.Rows = append(r.Rows, row{Figure: figure, Library: ms})
+		return
+	}
+	r.addMax(figure, ms, bound)
+}
+
+// addMax records a value that must stay at or under bound.
+func (r *report) addMax(figure string, v, bound float64) {
+	pass := v <= bound
+	r.Rows = append(r.Rows, row{Figure: figure, Library: v, Limit: bound, Ratio: v / bound,
+		Target: fmt.Sprintf("<= %g", bound), Pass: &pass})
+}
+
+func (r *report) table() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "machine:  %s\ndatabase: %s   broker: RabbitMQ %s\nconfig:   %s\n\n", r.Machine, r.Database, r.Broker, r.Config)
+	fmt.Fprintf(&b, "| %-36s | %10s | %10s | %6s | %-36s | %-4s |\n", "figure", "library", "limit", "ratio", "target", "ok")
+	fmt.Fprintf(&b, "|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 38), strings.Repeat("-", 12), strings.Repeat("-", 12),
+		strings.Repeat("-", 8), strings.Repeat("-", 38), strings.Repeat("-", 6))
+	for _, x := range r.Rows {
+		limit, ratio, ok := "", "", ""
+		if x.Limit != 0 {
+			limit, ratio = num(x.Limit), fmt.Sprintf("%.2f", x.Ratio)
+		}
+		if x.Pass != nil {
+			ok = map[bool]string{true: "yes", false: "NO"}[*x.Pass]
+		}
+		fmt.Fprintf(&b, "| %-36s | %10s | %10s | %6s | %-36s | %-4s |\n", x.Figure, num(x.Library), limit, ratio, x.Target, ok)
+	}
+	if len(r.Sweep) > 0 {
+		fmt.Fprintf(&b, "\n| producers | raw DB tx/s | library tx/s | ratio |\n|---|---|---|---|\n")
+		for _, p := range r.Sweep {
+			fmt.Fprintf(&b, "| %d | %.0f | %.0f | %.2f |\n", p.Producers, p.RawTx, p.LibraryTx, p.LibraryTx/p.RawTx)
+		}
+	}
+	return b.String()
+}
+
+func num(v float64) string {
+	if math.Abs(v) >= 100 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func (r *report) writeJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// writeSVG draws commit throughput against producers, raw and library.
+func (r *report) writeSVG(path string) error {
+	const (
+		w, h                   = 640, 400
+		left, right, top, bott = 70, 20, 40, 50
+	)
+	ymax := 0.0
+	for _, p := range r.Sweep {
+		ymax = max(ymax, p.RawTx, p.LibraryTx)
+	}
+	ymax = niceCeil(ymax)
+	x := func(i int) float64 {
+		if len(r.Sweep) == 1 {
+			return left + float64(w-left-right)/2
+		}
+		return left + float64(i)*float64(w-left-right)/float64(len(r.Sweep)-1)
+	}
+	y := func(v float64) float64 { return float64(h-bott) - v/ymax*float64(h-top-bott) }
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, h)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="14">Commit throughput: raw database vs final (%s)</text>`+"\n", left, r.Config[:strings.Index(r.Config, " phase")])
+	for i := 0; i <= 4; i++ {
+		v := ymax * float64(i) / 4
+		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%.0f</text>`+"\n",
+			left, w-right, y(v), y(v), left-6, y(v)+4, v)
+	}
+	for i, p := range r.Sweep {
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%d</text>`+"\n", x(i), h-bott+18, p.Producers)
+	}
+	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">concurrent producers</text>`+"\n", (w+left)/2, h-12)
+	fmt.Fprintf(&b, `<text x="16" y="%d" transform="rotate(-90 16 %d)" text-anchor="middle">transactions / s</text>`+"\n", (h)/2, h/2)
+	line := func(color string, val func(sweepPoint) float64) {
+		var pts []string
+		for i, p := range r.Sweep {
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(i), y(val(p))))
+			fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>`+"\n", x(i), y(val(p)), color)
+		}
+		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`+"\n", color, strings.Join(pts, " "))
+	}
+	line("#888", func(p sweepPoint) float64 { return p.RawTx })
+	line("#1f77b4", func(p sweepPoint) float64 { return p.LibraryTx })
+	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="3" fill="#888"/><text x="%d" y="%d">raw DB (business + outbox-shaped insert)</text>`+"\n", left+10, top+6, left+28, top+10)
+	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="3" fill="#1f77b4"/><text x="%d" y="%d">final (same transaction through the bus)</text>`+"\n", left+10, top+22, left+28, top+26)
+	b.WriteString("</svg>\n")
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+func niceCeil(v float64) float64 {
+	if v <= 0 {
+		return 1
+	}
+	p := math.Pow(10, math.Floor(math.Log10(v)))
+	for _, m := range []float64{1, 2, 2.5, 5, 10} {
+		if m*p >= v {
+			return m * p
+		}
+	}
+	return 10 * p
+}
