@@ -276,14 +276,41 @@ func (b *Bus) PublishMessageContext(ctx context.Context, m *message.Message) err
 		_, err := b.provider.Publish(ctx, m)
 		return err
 	}
-	id, err := b.store.Insert(ctx, nil, m, b.availableIn(m))
+	out, err := b.stage(ctx, nil, m)
 	if err != nil {
-		return fmt.Errorf("final: publish %q: %w", m.Topic, err)
+		return err
 	}
-	if m.Policy.Delay <= 0 {
-		b.enqueue([]outgoing{{id: id, msg: m}})
+	if out != nil {
+		b.enqueue([]outgoing{*out})
 	}
 	return nil
+}
+
+// stage writes m to the outbox on tx (nil: on its own) and returns what the
+// fast path should send after the commit, or nil for a delayed message.
+func (b *Bus) stage(ctx context.Context, tx *sql.Tx, m *message.Message) (*outgoing, error) {
+	out, err := snapshot(m)
+	if err != nil {
+		return nil, err
+	}
+	if out.id, err = b.store.Insert(ctx, tx, out.body, b.availableIn(m)); err != nil {
+		return nil, txErr(fmt.Errorf("final: publish %q: %w", m.Topic, err))
+	}
+	if m.Policy.Delay > 0 {
+		return nil, nil
+	}
+	return &out, nil
+}
+
+// snapshot encodes m and copies its routing fields: what is sent later is
+// what was stored now, so the caller may reuse m once Publish returns.
+func snapshot(m *message.Message) (outgoing, error) {
+	body, err := message.Marshal(m)
+	if err != nil {
+		return outgoing{}, err
+	}
+	policy := *m.Policy
+	return outgoing{msg: &message.Message{UUID: m.UUID, Topic: m.Topic, Key: m.Key, Policy: &policy}, body: body}, nil
 }
 
 // check validates a message against the bus's state and options, filling

@@ -12,11 +12,12 @@ import (
 	"github.com/finalbus/final/mq"
 )
 
-// outgoing is a message on its way to the broker.
+// outgoing is an outbox row on its way to the broker.
 type outgoing struct {
-	id    int64  // outbox row id
-	owner string // the relay's claim owner; "" on the fast path
-	msg   *message.Message
+	id    int64            // outbox row id
+	owner string           // the relay's claim owner; "" on the fast path
+	msg   *message.Message // routing: topic, UUID, policy
+	body  []byte           // the bytes stored in the row: the wire body
 }
 
 // flight is a publish waiting for its confirm.
@@ -34,6 +35,7 @@ type flight struct {
 // belongs to which publish.
 type dispatcher struct {
 	provider mq.IProvider
+	encoded  mq.EncodedPublisher // the provider, if it can publish stored bytes
 	acker    *acker
 	log      *slog.Logger
 	timeout  time.Duration
@@ -50,8 +52,10 @@ type dispatcher struct {
 }
 
 func newDispatcher(ctx context.Context, p mq.IProvider, a *acker, o Options) *dispatcher {
+	encoded, _ := p.(mq.EncodedPublisher)
 	return &dispatcher{
 		provider: p,
+		encoded:  encoded,
 		acker:    a,
 		log:      o.Logger,
 		timeout:  o.PublishTimeout,
@@ -98,9 +102,17 @@ func (d *dispatcher) publishLoop() {
 	defer d.wg.Done()
 	defer close(d.inflight)
 	for o := range d.queue {
-		conf, err := d.provider.Publish(d.ctx, o.msg)
+		conf, err := d.send(d.ctx, o)
 		d.inflight <- flight{outgoing: o, conf: conf, sent: time.Now(), err: err}
 	}
+}
+
+// send publishes o, as its stored bytes when the provider can.
+func (d *dispatcher) send(ctx context.Context, o outgoing) (mq.Confirmation, error) {
+	if d.encoded != nil {
+		return d.encoded.PublishEncoded(ctx, o.msg, o.body)
+	}
+	return d.provider.Publish(ctx, o.msg)
 }
 
 func (d *dispatcher) confirmLoop() {

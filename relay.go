@@ -94,7 +94,7 @@ func (r *relay) scan() (int, error) {
 			r.disp.acker.fail(failure{id: rec.ID, owner: r.owner, cause: rec.Err.Error()})
 			continue
 		}
-		if err := r.disp.submit(r.ctx, outgoing{id: rec.ID, owner: r.owner, msg: rec.Message}); err != nil {
+		if err := r.disp.submit(r.ctx, outgoing{id: rec.ID, owner: r.owner, msg: rec.Message, body: rec.Body}); err != nil {
 			return len(recs), err
 		}
 	}

@@ -21,10 +21,10 @@ type TxBus struct {
 	ctx context.Context
 
 	mu      sync.Mutex
-	done    bool               // committed or rolled back
-	commit  bool               // committed
-	pending []outgoing         // outbox rows to send after commit
-	direct  []*message.Message // WithConfirm(false): sent after commit, without the outbox
+	done    bool       // committed or rolled back
+	commit  bool       // committed
+	pending []outgoing // outbox rows to send after commit
+	direct  []outgoing // WithConfirm(false): sent after commit, without the outbox
 }
 
 // WithTx returns a TxBus on tx; commit it with TxBus.Commit.
@@ -98,15 +98,19 @@ func (t *TxBus) PublishMessageContext(ctx context.Context, m *message.Message) e
 		return ErrTxDone
 	}
 	if !m.Policy.Confirm {
-		t.direct = append(t.direct, m)
+		out, err := snapshot(m)
+		if err != nil {
+			return err
+		}
+		t.direct = append(t.direct, out)
 		return nil
 	}
-	id, err := t.bus.store.Insert(ctx, t.tx, m, t.bus.availableIn(m))
+	out, err := t.bus.stage(ctx, t.tx, m)
 	if err != nil {
-		return txErr(fmt.Errorf("final: publish %q: %w", m.Topic, err))
+		return err
 	}
-	if m.Policy.Delay <= 0 {
-		t.pending = append(t.pending, outgoing{id: id, msg: m})
+	if out != nil {
+		t.pending = append(t.pending, *out)
 	}
 	return nil
 }
@@ -129,9 +133,9 @@ func (t *TxBus) Commit() error {
 		return txErr(err)
 	}
 	t.bus.enqueue(pending)
-	for _, m := range direct {
-		if _, err := t.bus.provider.Publish(t.ctx, m); err != nil {
-			t.bus.log.Warn("final: fire-and-forget publish after commit failed; message lost", "topic", m.Topic, "uuid", m.UUID, "err", err)
+	for _, o := range direct {
+		if _, err := t.bus.disp.send(t.ctx, o); err != nil {
+			t.bus.log.Warn("final: fire-and-forget publish after commit failed; message lost", "topic", o.msg.Topic, "uuid", o.msg.UUID, "err", err)
 		}
 	}
 	return nil

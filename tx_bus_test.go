@@ -166,3 +166,38 @@ func TestHeadersKeyAndUUIDTravelEndToEnd(t *testing.T) {
 		t.Fatal("not delivered")
 	}
 }
+
+// What is delivered is what the transaction stored, even if the caller
+// reuses its message before the commit.
+func TestMessageReusedAfterPublishIsDeliveredAsStored(t *testing.T) {
+	e := newEnv(t)
+	topic := e.svc + ".t"
+	got := make(chan *message.Message, 4)
+	b := e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) {
+		b.Subscribe(topic).Handler(func(c *final.Context) error { got <- c.Message; return nil })
+	})
+	tx, err := e.db.Begin()
+	require.NoError(t, err)
+	require.NoError(t, b.Transaction(tx, func(txBus *final.TxBus) error {
+		for _, confirm := range []bool{true, false} {
+			m := message.New(topic, []byte(fmt.Sprintf("original-%v", confirm)), message.WithConfirm(confirm))
+			m.Header.Set("v", "original")
+			if err := txBus.PublishMessage(m); err != nil {
+				return err
+			}
+			m.Payload = []byte("mutated")
+			m.Header.Set("v", "mutated")
+			m.Topic = "elsewhere"
+		}
+		return nil
+	}))
+	for i := 0; i < 2; i++ {
+		select {
+		case m := <-got:
+			require.Contains(t, string(m.Payload), "original-")
+			require.Equal(t, "original", m.Header.GetString("v"))
+		case <-time.After(10 * time.Second):
+			t.Fatal("not delivered")
+		}
+	}
+}

@@ -68,6 +68,15 @@ type IProvider interface {
 	Close() error
 }
 
+// EncodedPublisher is an optional capability of a provider: publishing a
+// message already encoded with message.Marshal. The bus uses it for outbox
+// rows, whose stored bytes are the wire body, so a message is encoded once
+// and the broker receives exactly what the transaction stored. msg supplies
+// the topic, UUID and policy.
+type EncodedPublisher interface {
+	PublishEncoded(ctx context.Context, msg *message.Message, body []byte) (Confirmation, error)
+}
+
 // Confirmation is the broker's pending verdict on one publish.
 type Confirmation interface {
 	// Wait blocks until the broker confirms (nil), refuses (ErrNacked),

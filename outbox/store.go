@@ -28,6 +28,8 @@ type Record struct {
 	ID int64
 	// Message is the decoded message; nil when Err is set.
 	Message *message.Message
+	// Body is the message as stored, encoded by message.Marshal.
+	Body []byte
 	// Attempts counts the publishes of this row that failed so far.
 	Attempts int
 	// Err is set when the stored message cannot be decoded. Such a row is
@@ -39,9 +41,10 @@ type Record struct {
 type Store interface {
 	// Migrate creates the table or upgrades it to the current schema.
 	Migrate(ctx context.Context) error
-	// Insert writes m inside tx (or on its own when tx is nil) and returns
-	// the row id. The relay may claim the row once availableIn has passed.
-	Insert(ctx context.Context, tx *sql.Tx, m *message.Message, availableIn time.Duration) (int64, error)
+	// Insert writes body, a message encoded by message.Marshal, inside tx
+	// (or on its own when tx is nil) and returns the row id. The relay may
+	// claim the row once availableIn has passed.
+	Insert(ctx context.Context, tx *sql.Tx, body []byte, availableIn time.Duration) (int64, error)
 	// Claim leases up to limit available rows to owner for lease, so that
 	// no other owner claims them meanwhile, and returns them in id order.
 	// Rows locked by a concurrent claim are skipped, not waited for.

@@ -87,7 +87,13 @@ func (e *benchEnv) drain(n int) (drainResult, error) {
 	start := time.Now()
 	proxy.Restore()
 	deadline := start.Add(5 * time.Minute)
+	lastReport := start
 	for tr.received.Load() < int64(n) || e.outboxLen(svc) > 0 {
+		if time.Since(lastReport) >= time.Second {
+			lastReport = time.Now()
+			fmt.Fprintf(os.Stderr, "finalbench:   drain t=%4.1fs delivered=%d rows_left=%d\n",
+				time.Since(start).Seconds(), tr.received.Load(), e.outboxLen(svc))
+		}
 		if time.Now().After(deadline) {
 			close(stop)
 			return drainResult{}, fmt.Errorf("drain: %d of %d delivered after 5 minutes", tr.received.Load(), n)

@@ -17,6 +17,8 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +36,14 @@ type config struct {
 	consume      int
 	sweep        []int
 	out          string
+	phases       map[string]bool
+	cpuprofile   string
 }
+
+// phases in the order they run.
+var allPhases = []string{"commit", "latency", "drain", "consume", "tx10", "sweep"}
+
+func (c config) runs(phase string) bool { return c.phases[phase] }
 
 func main() {
 	var (
@@ -51,7 +60,18 @@ func main() {
 	flag.IntVar(&c.consume, "consume", 50000, "messages in the consumer phase")
 	flag.StringVar(&sweep, "sweep", "1,2,4,8,16", "producer counts for the chart (empty: no chart)")
 	flag.StringVar(&c.out, "out", "bench/results", "directory for results.json and throughput.svg")
+	phases := flag.String("phases", strings.Join(allPhases, ","), "phases to run")
+	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	c.phases = map[string]bool{}
+	for _, p := range strings.Split(*phases, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			if !slices.Contains(allPhases, p) {
+				log.Fatalf("unknown phase %q (have %s)", p, strings.Join(allPhases, ","))
+			}
+			c.phases[p] = true
+		}
+	}
 	for _, f := range strings.Split(sweep, ",") {
 		if f = strings.TrimSpace(f); f != "" {
 			n, err := strconv.Atoi(f)
@@ -64,7 +84,18 @@ func main() {
 	if c.concurrency <= 0 || c.size <= 0 || c.perTx <= 0 || c.backlog <= 0 || c.consume <= 0 {
 		log.Fatal("-c, -size, -per-tx, -backlog and -consume must be positive")
 	}
+	if c.cpuprofile != "" {
+		f, err := os.Create(c.cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(c); err != nil {
+		pprof.StopCPUProfile()
 		log.Fatal(err)
 	}
 }
@@ -97,64 +128,19 @@ func run(c config) error {
 	r.Database, r.Broker = env.versions()
 	say := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "finalbench: "+format+"\n", args...) }
 
-	say("raw database, %d producers, %d msg/tx", c.concurrency, c.perTx)
-	rawTx := env.rawDB(c.concurrency, c.perTx, c.duration, 0)
-	say("  %.0f tx/s", rawTx)
-	say("library commit and end-to-end")
-	lib, err := env.library(c.concurrency, c.perTx, c.duration, 0)
-	if err != nil {
+	var rawTx float64
+	if c.runs("commit") || c.runs("latency") {
+		say("raw database, %d producers, %d msg/tx", c.concurrency, c.perTx)
+		rawTx = env.rawDB(c.concurrency, c.perTx, c.duration, 0)
+		say("  %.0f tx/s", rawTx)
+	}
+	if err := r.commitPhases(env, rawTx, say); err != nil {
 		return err
 	}
-	say("  commit %.0f tx/s, end-to-end %.0f tx/s", lib.commitTx, lib.e2eTx)
-	r.add("commit rate (tx/s)", lib.commitTx, rawTx, ">= 0.90 x raw DB", 0.90)
-	r.add("end-to-end rate (tx/s)", lib.e2eTx, rawTx, ">= 0.85 x raw DB", 0.85)
-	r.addLatency("latency p50 at full load (ms)", lib.lat.p50, 0)
-	r.addLatency("latency p99 at full load (ms)", lib.lat.p99, 0)
-	r.addLatency("latency max at full load (ms)", lib.lat.max, 0)
-
-	half := rawTx / 2
-	say("library at half the raw rate (%.0f tx/s)", half)
-	halfRun, err := env.library(c.concurrency, c.perTx, c.duration, half)
-	if err != nil {
+	if err := r.brokerPhases(env, say); err != nil {
 		return err
 	}
-	r.addLatency("latency p50 at half raw rate (ms)", halfRun.lat.p50, 0)
-	r.addLatency("latency p99 at half raw rate (ms)", halfRun.lat.p99, 20)
-	r.addLatency("latency max at half raw rate (ms)", halfRun.lat.max, 0)
-
-	say("raw RabbitMQ confirmed publishes")
-	rawPub, err := env.rawPublish(c.backlog)
-	if err != nil {
-		return err
-	}
-	say("  %.0f msg/s", rawPub)
-	say("backlog of %d with the broker unreachable, then drain", c.backlog)
-	drain, err := env.drain(c.backlog)
-	if err != nil {
-		return err
-	}
-	say("  %.0f msg/s, RSS +%.1f MiB", drain.rate, drain.rssGrowthMiB)
-	r.add("backlog drain (msg/s)", drain.rate, rawPub, ">= 0.50 x raw confirmed publish", 0.50)
-	r.addMax("RSS growth while draining (MiB)", drain.rssGrowthMiB, 64)
-
-	say("consumers: raw and library, %d messages", c.consume)
-	rawCons, libCons, err := env.consumers(c.consume)
-	if err != nil {
-		return err
-	}
-	say("  raw %.0f msg/s, library %.0f msg/s", rawCons, libCons)
-	r.add("consumer throughput (msg/s)", libCons, rawCons, ">= 0.70 x raw consumption", 0.70)
-
-	say("10 messages per transaction")
-	raw10 := env.rawDB(c.concurrency, 10, c.duration, 0)
-	lib10, err := env.library(c.concurrency, 10, c.duration, 0)
-	if err != nil {
-		return err
-	}
-	limit10 := min(rawPub, raw10*10)
-	r.add("10 msg/tx: messages/s", lib10.commitTx*10, limit10, ">= 0.70 x min(raw publish, raw DB)", 0.70)
-
-	if len(c.sweep) > 0 {
+	if c.runs("sweep") && len(c.sweep) > 0 {
 		for _, n := range c.sweep {
 			say("sweep: %d producers", n)
 			rawN := env.rawDB(n, c.perTx, c.duration/3, 0)
@@ -179,6 +165,84 @@ func run(c config) error {
 		}
 	}
 	say("wrote %s", c.out)
+	return nil
+}
+
+// commitPhases measures the library's commit, end-to-end and latency
+// figures against the raw database rate.
+func (r *report) commitPhases(env *benchEnv, rawTx float64, say func(string, ...any)) error {
+	c := env.cfg
+	if c.runs("commit") {
+		say("library commit and end-to-end")
+		lib, err := env.library(c.concurrency, c.perTx, c.duration, 0)
+		if err != nil {
+			return err
+		}
+		say("  commit %.0f tx/s, end-to-end %.0f tx/s", lib.commitTx, lib.e2eTx)
+		r.add("commit rate (tx/s)", lib.commitTx, rawTx, ">= 0.90 x raw DB", 0.90)
+		r.add("end-to-end rate (tx/s)", lib.e2eTx, rawTx, ">= 0.85 x raw DB", 0.85)
+		r.addLatency("latency p50 at full load (ms)", lib.lat.p50, 0)
+		r.addLatency("latency p99 at full load (ms)", lib.lat.p99, 0)
+		r.addLatency("latency max at full load (ms)", lib.lat.max, 0)
+	}
+	if !c.runs("latency") {
+		return nil
+	}
+	half := rawTx / 2
+	say("library at half the raw rate (%.0f tx/s)", half)
+	halfRun, err := env.library(c.concurrency, c.perTx, c.duration, half)
+	if err != nil {
+		return err
+	}
+	r.addLatency("latency p50 at half raw rate (ms)", halfRun.lat.p50, 0)
+	r.addLatency("latency p99 at half raw rate (ms)", halfRun.lat.p99, 20)
+	r.addLatency("latency max at half raw rate (ms)", halfRun.lat.max, 0)
+	return nil
+}
+
+// brokerPhases measures the drain, consumer and 10-per-transaction figures
+// against the raw broker rates.
+func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
+	c := env.cfg
+	if !c.runs("drain") && !c.runs("consume") && !c.runs("tx10") {
+		return nil
+	}
+	say("raw RabbitMQ confirmed publishes")
+	rawPub, err := env.rawPublish(c.backlog)
+	if err != nil {
+		return err
+	}
+	say("  %.0f msg/s", rawPub)
+	if c.runs("drain") {
+		say("backlog of %d with the broker unreachable, then drain", c.backlog)
+		drain, err := env.drain(c.backlog)
+		if err != nil {
+			return err
+		}
+		say("  %.0f msg/s, RSS +%.1f MiB", drain.rate, drain.rssGrowthMiB)
+		r.add("backlog drain (msg/s)", drain.rate, rawPub, ">= 0.50 x raw confirmed publish", 0.50)
+		r.addMax("RSS growth while draining (MiB)", drain.rssGrowthMiB, 64)
+	}
+	if c.runs("consume") {
+		say("consumers: raw and library, %d messages", c.consume)
+		rawCons, libCons, err := env.consumers(c.consume)
+		if err != nil {
+			return err
+		}
+		say("  raw %.0f msg/s, library %.0f msg/s", rawCons, libCons)
+		r.add("consumer throughput (msg/s)", libCons, rawCons, ">= 0.70 x raw consumption", 0.70)
+	}
+	if c.runs("tx10") {
+		say("10 messages per transaction")
+		raw10 := env.rawDB(c.concurrency, 10, c.duration, 0)
+		lib10, err := env.library(c.concurrency, 10, c.duration, 0)
+		if err != nil {
+			return err
+		}
+		say("  raw DB %.0f msg/s, library %.0f msg/s", raw10*10, lib10.commitTx*10)
+		limit10 := min(rawPub, raw10*10)
+		r.add("10 msg/tx: messages/s", lib10.commitTx*10, limit10, ">= 0.70 x min(raw publish, raw DB)", 0.70)
+	}
 	return nil
 }
 

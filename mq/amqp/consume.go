@@ -69,7 +69,7 @@ func (p *Provider) Consume(ctx context.Context) (<-chan mq.Delivery, error) {
 // consumeSession forwards deliveries from one session until it is lost, ctx
 // ends or the provider closes.
 func (p *Provider) consumeSession(ctx context.Context, s *session, out chan<- mq.Delivery) error {
-	ch, err := s.conn.Channel()
+	ch, err := s.consConn.Channel()
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ func defaultOptions() options {
 		dialTimeout:  5 * time.Second,
 		heartbeat:    5 * time.Second,
 		reconnectMin: 100 * time.Millisecond,
-		reconnectMax: 2 * time.Second,
+		reconnectMax: time.Second,
 	}
 }
 
@@ -41,7 +41,7 @@ func WithHeartbeat(d time.Duration) Option {
 }
 
 // WithReconnectBackoff sets the first and the largest wait between
-// reconnect attempts; the wait doubles in between. Default 100ms and 2s.
+// reconnect attempts; the wait doubles in between. Default 100ms and 1s.
 func WithReconnectBackoff(min, max time.Duration) Option {
 	return func(o *options) { o.reconnectMin, o.reconnectMax = min, max }
 }

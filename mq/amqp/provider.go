@@ -42,7 +42,10 @@ const (
 	stateClosed
 )
 
-var _ mq.IProvider = (*Provider)(nil)
+var (
+	_ mq.IProvider        = (*Provider)(nil)
+	_ mq.EncodedPublisher = (*Provider)(nil)
+)
 
 // NewProvider returns a provider for the broker at url
 // (amqp://user:pass@host:port/vhost). It does not connect until Init.

@@ -21,6 +21,12 @@ func (p *Provider) Publish(ctx context.Context, msg *message.Message) (mq.Confir
 	if err != nil {
 		return nil, err
 	}
+	return p.PublishEncoded(ctx, msg, body)
+}
+
+// PublishEncoded implements mq.EncodedPublisher: body is msg as encoded by
+// message.Marshal.
+func (p *Provider) PublishEncoded(ctx context.Context, msg *message.Message, body []byte) (mq.Confirmation, error) {
 	pub := amqp.Publishing{
 		ContentType: contentType,
 		MessageId:   msg.UUID,

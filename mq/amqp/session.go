@@ -11,11 +11,15 @@ import (
 	"github.com/finalbus/final/mq"
 )
 
-// session is one live connection with its publishing channel. It is
-// replaced, never repaired: when anything in it fails it is lost as a whole.
+// session is the live pair of connections: one publishes, one consumes.
+// They are separate because RabbitMQ's flow control throttles reading from
+// a connection that publishes fast, which would also hold back the acks of
+// a consumer sharing it, and so starve the consumer. A session is replaced,
+// never repaired: when anything in it fails it is lost as a whole.
 type session struct {
-	conn *amqp.Connection
-	pub  *amqp.Channel // confirm mode; carries publishes and dead letters
+	conn     *amqp.Connection // publishing
+	consConn *amqp.Connection // consuming; nil for a service without topics
+	pub      *amqp.Channel    // confirm mode; carries publishes and dead letters
 
 	returns *returnTracker
 
@@ -32,20 +36,35 @@ func (p *Provider) connect(ctx context.Context) (*session, error) {
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 		timeout = time.Until(dl)
 	}
-	conn, err := amqp.DialConfig(p.url, amqp.Config{
-		Heartbeat: p.opts.heartbeat,
-		Dial:      amqp.DefaultDial(timeout),
-		Properties: amqp.Table{
-			"connection_name": "final." + p.cfg.Service,
-		},
-	})
+	dial := func(role string) (*amqp.Connection, error) {
+		conn, err := amqp.DialConfig(p.url, amqp.Config{
+			Heartbeat: p.opts.heartbeat,
+			Dial:      amqp.DefaultDial(timeout),
+			Properties: amqp.Table{
+				"connection_name": "final." + p.cfg.Service + "." + role,
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("amqp: dial: %w: %w", mq.ErrUnavailable, err)
+		}
+		return conn, nil
+	}
+	conn, err := dial("publish")
 	if err != nil {
-		return nil, fmt.Errorf("amqp: dial: %w: %w", mq.ErrUnavailable, err)
+		return nil, err
 	}
 	s := &session{conn: conn, lost: make(chan struct{})}
 	fail := func(err error) (*session, error) {
 		_ = conn.Close()
+		if s.consConn != nil {
+			_ = s.consConn.Close()
+		}
 		return nil, fmt.Errorf("%w: %w", mq.ErrUnavailable, err)
+	}
+	if p.topo.consumes() {
+		if s.consConn, err = dial("consume"); err != nil {
+			return fail(err)
+		}
 	}
 	setup, err := conn.Channel()
 	if err != nil {
@@ -66,6 +85,10 @@ func (p *Provider) connect(ctx context.Context) (*session, error) {
 
 	connClosed := conn.NotifyClose(make(chan *amqp.Error, 1))
 	pubClosed := s.pub.NotifyClose(make(chan *amqp.Error, 1))
+	var consClosed chan *amqp.Error // nil: never ready
+	if s.consConn != nil {
+		consClosed = s.consConn.NotifyClose(make(chan *amqp.Error, 1))
+	}
 	s.wg.Add(2)
 	go func() { // watcher: turns any close into lost
 		defer s.wg.Done()
@@ -73,6 +96,8 @@ func (p *Provider) connect(ctx context.Context) (*session, error) {
 		case err := <-connClosed:
 			s.markLost(err)
 		case err := <-pubClosed:
+			s.markLost(err)
+		case err := <-consClosed:
 			s.markLost(err)
 		}
 	}()
@@ -103,9 +128,12 @@ func (s *session) lossReason() error {
 	}
 }
 
-// close closes the connection and waits for the session's goroutines.
+// close closes the connections and waits for the session's goroutines.
 func (s *session) close() {
 	_ = s.conn.Close()
+	if s.consConn != nil {
+		_ = s.consConn.Close()
+	}
 	s.markLost(nil)
 	s.wg.Wait()
 }

@@ -65,7 +65,10 @@ type Provider struct {
 	wg     sync.WaitGroup
 }
 
-var _ mq.IProvider = (*Provider)(nil)
+var (
+	_ mq.IProvider        = (*Provider)(nil)
+	_ mq.EncodedPublisher = (*Provider)(nil)
+)
 
 // Init declares the service's queue and bindings.
 func (p *Provider) Init(_ context.Context, cfg mq.Config) error {
@@ -97,16 +100,21 @@ func (p *Provider) Init(_ context.Context, cfg mq.Config) error {
 }
 
 // Publish routes msg to every queue bound to its topic.
-func (p *Provider) Publish(_ context.Context, msg *message.Message) (mq.Confirmation, error) {
+func (p *Provider) Publish(ctx context.Context, msg *message.Message) (mq.Confirmation, error) {
+	body, err := message.Marshal(msg)
+	if err != nil {
+		return nil, err
+	}
+	return p.PublishEncoded(ctx, msg, body)
+}
+
+// PublishEncoded implements mq.EncodedPublisher.
+func (p *Provider) PublishEncoded(_ context.Context, msg *message.Message, body []byte) (mq.Confirmation, error) {
 	p.mu.Lock()
 	closed := p.closed
 	p.mu.Unlock()
 	if closed {
 		return nil, mq.ErrClosed
-	}
-	body, err := message.Marshal(msg)
-	if err != nil {
-		return nil, err
 	}
 	p.b.mu.Lock()
 	var targets []*queue

@@ -88,16 +88,15 @@ func (s *Store) prepare(ctx context.Context) error {
 }
 
 // Insert implements outbox.Store.
-func (s *Store) Insert(ctx context.Context, tx *sql.Tx, m *message.Message, availableIn time.Duration) (int64, error) {
+func (s *Store) Insert(ctx context.Context, tx *sql.Tx, body []byte, availableIn time.Duration) (int64, error) {
 	if s.insert == nil {
 		return 0, errors.New("outbox/mysql: Insert before Migrate")
 	}
-	body, err := message.Marshal(m)
-	if err != nil {
-		return 0, err
-	}
 	args := []any{body, availableIn.Microseconds()}
-	var res sql.Result
+	var (
+		res sql.Result
+		err error
+	)
 	if tx == nil {
 		res, err = s.insert.ExecContext(ctx, args...)
 	} else {
@@ -162,6 +161,7 @@ func (s *Store) claim(ctx context.Context, owner string, limit int, lease time.D
 			rows.Close()
 			return nil, fmt.Errorf("outbox/mysql: claim scan: %w", err)
 		}
+		r.Body = body
 		r.Message, r.Err = message.Unmarshal(body)
 		recs = append(recs, r)
 	}

@@ -36,7 +36,11 @@ func insert(t *testing.T, s outbox.Store, tx *sql.Tx, availableIn time.Duration)
 	t.Helper()
 	m := message.New("topic.a", []byte("p"))
 	m.Header.Set("h", "v")
-	id, err := s.Insert(ctx, tx, m, availableIn)
+	body, err := message.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.Insert(ctx, tx, body, availableIn)
 	if err != nil {
 		t.Fatalf("Insert: %v", err)
 	}
@@ -96,6 +100,9 @@ func testClaimAvailable(t *testing.T, h Harness) {
 	got := recs[0].Message
 	if recs[0].Err != nil || got.UUID != m.UUID || got.Header.GetString("h") != "v" || string(got.Payload) != "p" {
 		t.Fatalf("claimed message %+v (err %v), want %+v", got, recs[0].Err, m)
+	}
+	if want, _ := message.Marshal(m); string(recs[0].Body) != string(want) {
+		t.Fatal("claimed body differs from the stored bytes")
 	}
 }
 
