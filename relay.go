@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/finalbus/final/mq"
 	"github.com/finalbus/final/outbox"
 )
 
@@ -21,6 +22,7 @@ import (
 type relay struct {
 	store    outbox.Store
 	disp     *dispatcher
+	ready    mq.ReadyNotifier // nil if the provider cannot say
 	log      *slog.Logger
 	owner    string
 	batch    int
@@ -34,9 +36,11 @@ type relay struct {
 
 func newRelay(s outbox.Store, d *dispatcher, owner string, o Options) *relay {
 	ctx, cancel := context.WithCancel(context.Background())
+	ready, _ := d.provider.(mq.ReadyNotifier)
 	return &relay{
 		store:    s,
 		disp:     d,
+		ready:    ready,
 		log:      o.Logger,
 		owner:    owner,
 		batch:    int(o.OutboxScanOffset),
@@ -74,11 +78,40 @@ func (r *relay) run() {
 			r.log.Warn("final: relay scan failed", "err", err)
 		}
 		next := r.interval
-		if err == nil && n == r.batch && !r.disp.brokerDown.Load() {
+		if err == nil && n == r.batch {
 			next = 0
+		}
+		if r.waitForBroker() {
+			next = 0 // the connection is back: resume at once
+		} else if r.ready == nil && r.disp.brokerDown.Load() {
+			next = r.interval
 		}
 		t.Reset(next)
 	}
+}
+
+// waitForBroker blocks while the provider reports the broker disconnected,
+// for up to one interval, rather than claiming rows that cannot be sent.
+// It reports whether it waited and the broker is back.
+func (r *relay) waitForBroker() bool {
+	if r.ready == nil {
+		return false
+	}
+	ready := r.ready.Ready()
+	select {
+	case <-ready:
+		return false // connected: nothing to wait for
+	default:
+	}
+	t := time.NewTimer(r.interval)
+	defer t.Stop()
+	select {
+	case <-ready:
+		return true
+	case <-t.C:
+	case <-r.ctx.Done():
+	}
+	return false
 }
 
 // scan claims one batch and hands it to the dispatcher; it returns how many

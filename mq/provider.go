@@ -77,6 +77,14 @@ type EncodedPublisher interface {
 	PublishEncoded(ctx context.Context, msg *message.Message, body []byte) (Confirmation, error)
 }
 
+// ReadyNotifier is an optional capability of a provider: Ready returns a
+// channel that is closed while the broker is connected (a fresh, open one
+// while it is not). The relay uses it to resume the moment a lost
+// connection is back instead of polling.
+type ReadyNotifier interface {
+	Ready() <-chan struct{}
+}
+
 // Confirmation is the broker's pending verdict on one publish.
 type Confirmation interface {
 	// Wait blocks until the broker confirms (nil), refuses (ErrNacked),

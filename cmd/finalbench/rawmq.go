@@ -111,33 +111,55 @@ func rawPublishTo(conn *amqp091.Connection, topic string, n int, body func(i int
 	return time.Since(start), nil
 }
 
+type rawPublishResult struct {
+	confirmed float64 // messages per second until the last confirm
+	consumed  float64 // messages per second until the consumer had them all
+}
+
 // rawPublish measures RabbitMQ's confirmed-publish rate for persistent
-// messages into a durable queue that a raw consumer drains meanwhile: the
-// conditions of the library's backlog drain, without the library.
-func (e *benchEnv) rawPublish(n int) (float64, error) {
+// messages into a durable queue that a raw consumer drains meanwhile, on
+// its own connection as the provider does: the conditions of the library's
+// backlog drain, without the library.
+func (e *benchEnv) rawPublish(n int) (rawPublishResult, error) {
 	conn, err := amqp091.Dial(e.cfg.amqpURL)
 	if err != nil {
-		return 0, err
+		return rawPublishResult{}, err
 	}
 	defer conn.Close()
+	consConn, err := amqp091.Dial(e.cfg.amqpURL)
+	if err != nil {
+		return rawPublishResult{}, err
+	}
+	defer consConn.Close()
 	queue, topic := "bench.rawmq", "bench.rawmq"
 	ch, err := rawTopology(conn, queue, topic)
 	if err != nil {
-		return 0, err
+		return rawPublishResult{}, err
 	}
 	defer ch.QueueDelete(queue, false, false, false) //nolint:errcheck
+	if _, err := ch.QueuePurge(queue, false); err != nil {
+		return rawPublishResult{}, err
+	}
 	var got atomic.Int64
 	stop := make(chan struct{})
 	defer close(stop)
-	if err := rawConsume(conn, queue, 32, &got, stop); err != nil {
-		return 0, err
+	if err := rawConsume(consConn, queue, 32, &got, stop); err != nil {
+		return rawPublishResult{}, err
 	}
 	body := e.body(topic, 0)
+	start := time.Now()
 	took, err := rawPublishTo(conn, topic, n, func(int) []byte { return body })
 	if err != nil {
-		return 0, err
+		return rawPublishResult{}, err
 	}
-	return float64(n) / took.Seconds(), nil
+	deadline := time.Now().Add(5 * time.Minute)
+	for got.Load() < int64(n) {
+		if time.Now().After(deadline) {
+			return rawPublishResult{}, fmt.Errorf("raw consumer got %d of %d", got.Load(), n)
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+	return rawPublishResult{confirmed: float64(n) / took.Seconds(), consumed: float64(n) / time.Since(start).Seconds()}, nil
 }
 
 // consumers preloads a service queue with m library-encoded messages twice:

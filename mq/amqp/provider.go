@@ -45,6 +45,7 @@ const (
 var (
 	_ mq.IProvider        = (*Provider)(nil)
 	_ mq.EncodedPublisher = (*Provider)(nil)
+	_ mq.ReadyNotifier    = (*Provider)(nil)
 )
 
 // NewProvider returns a provider for the broker at url
@@ -109,6 +110,13 @@ func (p *Provider) Close() error {
 	p.mu.Unlock()
 	p.wg.Wait()
 	return nil
+}
+
+// Ready implements mq.ReadyNotifier.
+func (p *Provider) Ready() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ready
 }
 
 // session returns the live session, or an error saying why there is none.
