@@ -22,6 +22,7 @@ type drainResult struct {
 // drain builds a backlog of n committed messages while a proxy keeps the
 // broker unreachable, restores the link, and times the relay draining it.
 func (e *benchEnv) drain(n int) (drainResult, error) {
+	e.settle()
 	host := e.cfg.amqpURL[strings.Index(e.cfg.amqpURL, "@")+1:]
 	host = strings.TrimSuffix(host[:strings.Index(host+"/", "/")], "/")
 	proxy, err := faultnet.NewProxy(host)

@@ -132,6 +132,7 @@ func produce(n int, d time.Duration, rate float64, tx func(worker int) error) (i
 // rawDB measures the same transaction without the library: a business
 // insert and perTx outbox-shaped inserts, with prepared statements.
 func (e *benchEnv) rawDB(n, perTx int, d time.Duration, rate float64) float64 {
+	e.settle()
 	biz, err := e.db.Prepare("INSERT INTO `" + bizTable + "` (ref, amount, created_at) VALUES (?, ?, NOW(3))")
 	if err != nil {
 		panic(err)
@@ -162,6 +163,20 @@ func (e *benchEnv) rawDB(n, perTx int, d time.Duration, rate float64) float64 {
 	_, _ = e.db.Exec("TRUNCATE TABLE `" + rawOutbox + "`")
 	_, _ = e.db.Exec("TRUNCATE TABLE `" + bizTable + "`")
 	return float64(commits) / took.Seconds()
+}
+
+// settle waits, up to a minute, for InnoDB to purge what earlier phases
+// deleted, so that each phase starts from a quiet database.
+func (e *benchEnv) settle() {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		var n int64
+		err := e.db.QueryRow("SELECT COUNT FROM information_schema.INNODB_METRICS WHERE NAME = 'trx_rseg_history_len'").Scan(&n)
+		if err != nil || n < 1000 {
+			return
+		}
+		time.Sleep(200 * time.Millisecond) // polling interval
+	}
 }
 
 // machine describes where the benchmark ran.

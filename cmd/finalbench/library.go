@@ -78,6 +78,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // per transaction through the bus for d (paced to rate tx/s when rate > 0),
 // with a subscriber in the same process.
 func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResult, error) {
+	e.settle()
 	svc := e.service("lib")
 	topic := "bench." + svc
 	tr := newTracker()

@@ -68,7 +68,14 @@ func main() {
 	phases := flag.String("phases", strings.Join(defaultPhases, ","), "phases to run: "+strings.Join(allPhases, ","))
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Float64Var(&c.pacedRate, "rate", 0, "tx/s of the paced latency phase (0: half the raw database rate)")
+	replot := flag.String("replot", "", "redraw the chart of a saved results.json beside it, and exit")
 	flag.Parse()
+	if *replot != "" {
+		if err := replotFile(*replot); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	c.phases = map[string]bool{}
 	for _, p := range strings.Split(*phases, ",") {
 		if p = strings.TrimSpace(p); p != "" {
