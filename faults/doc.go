@@ -1,0 +1,17 @@
+// Package faults is final's fault-injection suite. It breaks things on
+// purpose under sustained load, against the real MariaDB and RabbitMQ, and
+// compares the business table (the truth) with what subscribers received:
+// committed, delivered, lost, phantom (delivered but rolled back),
+// duplicates, outbox rows left, and the time from the end of the fault
+// until everything committed was delivered.
+//
+// The short form runs with the rest of the tests (go test ./...). The full
+// form repeats each fault more often and also stops the RabbitMQ
+// application, so it needs the broker to itself:
+//
+//	go test -count=1 -v ./faults -faults.full -timeout 30m
+//
+// The suite works in its own RabbitMQ vhost (final_faults) and as its own
+// MariaDB user (final_faults), which it creates, so that closing or killing
+// connections touches nothing but its own.
+package faults

@@ -1,0 +1,45 @@
+package faults
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestFaults runs every scenario under load and prints the summary table.
+// Each must end with nothing lost, nothing phantom and an empty outbox.
+func TestFaults(t *testing.T) {
+	w := setupWorld(t)
+	var results []result
+	for _, sc := range scenarios {
+		if sc.full && !*full || !strings.Contains(sc.name, *only) {
+			continue
+		}
+		t.Run(sc.name, func(t *testing.T) {
+			s := newScene(t, w)
+			n, ended := sc.run(t, s)
+			r := s.settle(sc.name, n, ended)
+			results = append(results, r)
+			if r.lost != 0 || r.phantom != 0 || r.rowsLeft != 0 {
+				t.Errorf("%s: lost=%d phantom=%d outbox rows left=%d", sc.name, r.lost, r.phantom, r.rowsLeft)
+			}
+		})
+	}
+	t.Log("\n" + table(results))
+}
+
+func table(rs []result) string {
+	var b strings.Builder
+	b.WriteString("| scenario | faults | committed | delivered | lost | phantom | duplicates | dup % | outbox left | all delivered after fault |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rs {
+		pct := 0.0
+		if r.committed > 0 {
+			pct = 100 * float64(r.dups) / float64(r.committed)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %.2f | %d | %s |\n", r.scenario, r.faults, r.committed,
+			r.delivered, r.lost, r.phantom, r.dups, pct, r.rowsLeft, r.recovery.Round(10*time.Millisecond))
+	}
+	return b.String()
+}

@@ -1,0 +1,379 @@
+package faults
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+	"go.uber.org/goleak"
+
+	"github.com/finalbus/final"
+	"github.com/finalbus/final/internal/testenv"
+	"github.com/finalbus/final/mq/amqp"
+)
+
+var (
+	full = flag.Bool("faults.full", false, "run the full fault suite (longer; stops the RabbitMQ application)")
+	only = flag.String("faults.only", "", "run only the scenarios whose name contains this")
+)
+
+const (
+	vhost  = "final_faults"
+	dbUser = "final_faults"
+)
+
+// world is the suite's isolated corner of the services.
+type world struct {
+	rootDB  *sql.DB // root: setup, checks, KILL
+	dsn     string  // the suite user's DSN
+	amqpURL string  // the suite vhost's URL
+}
+
+func setupWorld(t *testing.T) *world {
+	t.Helper()
+	root := testenv.DB(t)
+	for _, q := range []string{
+		"CREATE USER IF NOT EXISTS '" + dbUser + "'@'%'",
+		"GRANT ALL PRIVILEGES ON test.* TO '" + dbUser + "'@'%'",
+	} {
+		if _, err := root.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	testenv.AMQP(t)
+	if out, err := exec.Command("rabbitmqctl", "add_vhost", vhost).CombinedOutput(); err != nil && !strings.Contains(string(out), "already exists") {
+		testenv.Unavailable(t, "rabbitmqctl add_vhost: %v: %s", err, out)
+	}
+	if out, err := exec.Command("rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*").CombinedOutput(); err != nil {
+		t.Fatalf("rabbitmqctl set_permissions: %v: %s", err, out)
+	}
+	cfg, err := mysql.ParseDSN(testenv.MySQLDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.User, cfg.Passwd = dbUser, ""
+	return &world{rootDB: root, dsn: cfg.FormatDSN(), amqpURL: strings.TrimSuffix(testenv.AMQPURL(), "/") + "/" + vhost}
+}
+
+// dsnVia is the suite user's DSN through another address (a proxy).
+func (w *world) dsnVia(addr string) string {
+	cfg, _ := mysql.ParseDSN(w.dsn)
+	cfg.Addr = addr
+	cfg.Timeout = 2 * time.Second
+	return cfg.FormatDSN()
+}
+
+func (w *world) amqpVia(addr string) string {
+	return "amqp://guest:guest@" + addr + "/" + vhost
+}
+
+func (w *world) open(t *testing.T, dsn string) *sql.DB {
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(32)
+	db.SetMaxIdleConns(32)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// scene is one scenario's service, truth table and receipts.
+type scene struct {
+	t     *testing.T
+	w     *world
+	svc   string
+	table string // business table: the truth
+	topic string
+
+	mu   sync.Mutex
+	seen map[string]int // receipts by ref
+
+	recvTable string // set when consumers run in other processes and record receipts there
+}
+
+func newScene(t *testing.T, w *world) *scene {
+	svc := testenv.Service(t, w.rootDB)
+	s := &scene{t: t, w: w, svc: svc, table: "biz_" + svc, topic: svc + ".event", seen: map[string]int{}}
+	if _, err := w.rootDB.Exec("CREATE TABLE `" + s.table + "` (id BIGINT AUTO_INCREMENT PRIMARY KEY, ref VARCHAR(64) NOT NULL UNIQUE)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = w.rootDB.Exec("DROP TABLE IF EXISTS `" + s.table + "`")
+		deleteQueues(w.amqpURL, svc)
+	})
+	return s
+}
+
+func deleteQueues(url, svc string) {
+	conn, err := amqp091.Dial(url)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	if ch, err := conn.Channel(); err == nil {
+		_, _ = ch.QueueDelete("final."+svc, false, false, false)
+		_, _ = ch.QueueDelete("final."+svc+".dlq", false, false, false)
+	}
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// options are the defaults the suite runs with: shorter retry and lease
+// times than production so that recovery shows within the run.
+func options() final.Options {
+	return final.DefaultOptions().WithLogger(quiet()).
+		WithOutboxScanAgoTime(2*time.Second).WithOutboxScanInterval(200*time.Millisecond).
+		WithPublishTimeout(2*time.Second).WithOutboxLease(4*time.Second).
+		WithOutboxRetry(50*time.Millisecond, time.Second)
+}
+
+// bus starts an instance of the scene's service on db and url, subscribed
+// when consume is set.
+func (s *scene) bus(db *sql.DB, url string, consume bool) *final.Bus {
+	s.t.Helper()
+	b := final.New(s.svc, db, amqp.NewProvider(url, amqp.WithReconnectBackoff(20*time.Millisecond, 500*time.Millisecond)), options())
+	if consume {
+		b.Subscribe(s.topic).Handler(s.record)
+	}
+	if err := b.Start(); err != nil {
+		s.t.Fatalf("start: %v", err)
+	}
+	s.t.Cleanup(func() { _ = b.Shutdown() })
+	return b
+}
+
+func (s *scene) record(c *final.Context) error {
+	s.mu.Lock()
+	s.seen[string(c.Message.Payload)]++
+	s.mu.Unlock()
+	return nil
+}
+
+// commit writes a business row and its message in one transaction.
+func (s *scene) commit(b *final.Bus, db *sql.DB, ref string) error {
+	tx, err := db.Begin()
+	if err != nil {
+		return err
+	}
+	return b.Transaction(tx, func(txBus *final.TxBus) error {
+		if _, err := tx.Exec("INSERT INTO `"+s.table+"` (ref) VALUES (?)", ref); err != nil {
+			return err
+		}
+		return txBus.Publish(s.topic, []byte(ref))
+	})
+}
+
+// load commits continuously from n goroutines until stop is called; about
+// a tenth of the transactions roll back after publishing.
+type load struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	tries  atomic.Int64
+}
+
+var errRollback = errors.New("deliberate rollback")
+
+func (s *scene) startLoad(b *final.Bus, db *sql.DB, n int) *load {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &load{cancel: cancel}
+	for w := 0; w < n; w++ {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				l.tries.Add(1)
+				ref := fmt.Sprintf("%d-%d", w, i)
+				if i%10 == 9 {
+					ref = "rb-" + ref
+					_ = s.rollback(b, db, ref)
+					continue
+				}
+				if err := s.commit(b, db, ref); err != nil {
+					time.Sleep(20 * time.Millisecond) // back off while the fault lasts
+				}
+			}
+		}()
+	}
+	return l
+}
+
+func (s *scene) rollback(b *final.Bus, db *sql.DB, ref string) error {
+	tx, err := db.Begin()
+	if err != nil {
+		return err
+	}
+	return b.Transaction(tx, func(txBus *final.TxBus) error {
+		if _, err := tx.Exec("INSERT INTO `"+s.table+"` (ref) VALUES (?)", ref); err != nil {
+			return err
+		}
+		if err := txBus.Publish(s.topic, []byte(ref)); err != nil {
+			return err
+		}
+		return errRollback
+	})
+}
+
+func (l *load) stop() { l.cancel(); l.wg.Wait() }
+
+// committed reads the truth.
+func (s *scene) committed() map[string]bool {
+	rows, err := s.w.rootDB.Query("SELECT ref FROM `" + s.table + "`")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer rows.Close()
+	truth := map[string]bool{}
+	for rows.Next() {
+		var r string
+		if err := rows.Scan(&r); err != nil {
+			s.t.Fatal(err)
+		}
+		truth[r] = true
+	}
+	return truth
+}
+
+func (s *scene) outboxRows() int {
+	var n int
+	_ = s.w.rootDB.QueryRow("SELECT COUNT(*) FROM `final_" + s.svc + "_outbox`").Scan(&n)
+	return n
+}
+
+// result is one row of the summary table.
+type result struct {
+	scenario                                            string
+	faults                                              int
+	committed, delivered, lost, phantom, dups, rowsLeft int
+	recovery                                            time.Duration
+}
+
+// settle waits (up to 90s) until everything committed was delivered and
+// the outbox is empty, then tallies.
+func (s *scene) settle(name string, faults int, faultEnded time.Time) result {
+	s.t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	var truth map[string]bool
+	for {
+		truth = s.committed()
+		if s.allDelivered(truth) && s.outboxRows() == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
+	r := result{scenario: name, faults: faults, recovery: time.Since(faultEnded), committed: len(truth), rowsLeft: s.outboxRows()}
+	if r.rowsLeft > 0 {
+		s.explain()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ref := range truth {
+		if s.seen[ref] == 0 {
+			r.lost++
+		}
+	}
+	for ref, n := range s.seen {
+		r.delivered++
+		r.dups += n - 1
+		if !truth[ref] {
+			r.phantom++
+		}
+	}
+	return r
+}
+
+// loadReceipts refreshes seen from recvTable.
+func (s *scene) loadReceipts() {
+	if s.recvTable == "" {
+		return
+	}
+	rows, err := s.w.rootDB.Query("SELECT ref, COUNT(*) FROM `" + s.recvTable + "` GROUP BY ref")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer rows.Close()
+	seen := map[string]int{}
+	for rows.Next() {
+		var (
+			ref string
+			n   int
+		)
+		if err := rows.Scan(&ref, &n); err != nil {
+			s.t.Fatal(err)
+		}
+		seen[ref] = n
+	}
+	s.mu.Lock()
+	s.seen = seen
+	s.mu.Unlock()
+}
+
+// explain logs the rows left in the outbox and writes every goroutine's
+// stack to a file, to show why they are stuck.
+func (s *scene) explain() {
+	rows, err := s.w.rootDB.Query("SELECT id, attempts, COALESCE(last_error, ''), available_at, NOW(6), COALESCE(claimed_by, '') FROM `final_" + s.svc + "_outbox` ORDER BY id LIMIT 10")
+	if err == nil {
+		for rows.Next() {
+			var (
+				id, attempts         int64
+				lastErr, at, now, by string
+			)
+			_ = rows.Scan(&id, &attempts, &lastErr, &at, &now, &by)
+			s.t.Logf("stuck row %d: attempts=%d available_at=%s now=%s claimed_by=%q last_error=%q", id, attempts, at, now, by, lastErr)
+		}
+		rows.Close()
+	}
+	path := filepath.Join(os.TempDir(), "faults-goroutines-"+s.svc+".txt")
+	if f, err := os.Create(path); err == nil {
+		_ = pprof.Lookup("goroutine").WriteTo(f, 2)
+		f.Close()
+		s.t.Logf("goroutine stacks: %s", path)
+	}
+}
+
+func (s *scene) allDelivered(truth map[string]bool) bool {
+	s.loadReceipts()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ref := range truth {
+		if s.seen[ref] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// sleep lasts a fault or a stretch of load; it synchronises nothing.
+func sleep(d time.Duration) { time.Sleep(d) }
+
+func reps(short, long int) int {
+	if *full {
+		return long
+	}
+	return short
+}
+
+func TestMain(m *testing.M) {
+	if role := os.Getenv("FAULTS_ROLE"); role != "" {
+		os.Exit(runRole(role))
+	}
+	goleak.VerifyTestMain(m)
+}

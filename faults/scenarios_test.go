@@ -1,0 +1,311 @@
+package faults
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/finalbus/final"
+	"github.com/finalbus/final/internal/faultnet"
+	"github.com/finalbus/final/message"
+	"github.com/finalbus/final/mq/amqp"
+)
+
+// A scenario injects its faults into a scene and returns how many it
+// injected and when the last one ended.
+type scenario struct {
+	name string
+	full bool // only in the full suite
+	run  func(t *testing.T, s *scene) (int, time.Time)
+}
+
+var scenarios = []scenario{
+	{name: "producer killed (SIGKILL)", run: producerKilled},
+	{name: "broker link cut (publish and consume sides)", run: linkCut},
+	{name: "broker closes all connections", run: brokerClosesConnections},
+	{name: "RabbitMQ application stopped and started", full: true, run: brokerRestarted},
+	{name: "database connections killed", run: dbConnectionsKilled},
+	{name: "database unreachable", run: dbUnreachable},
+	{name: "three relays on one table", run: threeRelays},
+	{name: "consumer killed mid-handler", run: consumerKilled},
+	{name: "bad input under load", run: badInput},
+}
+
+func producerKilled(t *testing.T, s *scene) (int, time.Time) {
+	s.bus(s.w.open(t, s.w.dsn), s.w.amqpURL, true) // takes over what the killed producers leave
+	n := reps(4, 12)
+	for k := 0; k < n; k++ {
+		cmd := s.spawn("producer", fmt.Sprintf("kill%d", k))
+		sleep(time.Duration(200+rand.IntN(800)) * time.Millisecond)
+		kill(t, cmd)
+	}
+	return n, time.Now()
+}
+
+func linkCut(t *testing.T, s *scene) (int, time.Time) {
+	pubLink, subLink := proxy(t, hostport(s.w.amqpURL)), proxy(t, hostport(s.w.amqpURL))
+	db := s.w.open(t, s.w.dsn)
+	producer := s.bus(db, s.w.amqpVia(pubLink.Addr()), false)
+	s.bus(db, s.w.amqpVia(subLink.Addr()), true)
+	l := s.startLoad(producer, db, 4)
+	defer l.stop()
+	cuts := 0
+	for i := 0; i < reps(1, 4); i++ {
+		for _, links := range [][]*faultnet.Proxy{{pubLink}, {subLink}, {pubLink, subLink}} {
+			sleep(500 * time.Millisecond)
+			for _, p := range links {
+				p.Cut()
+			}
+			cuts++
+			sleep(time.Second)
+			for _, p := range links {
+				p.Restore()
+			}
+		}
+	}
+	ended := time.Now()
+	sleep(500 * time.Millisecond) // load goes on after the fault
+	return cuts, ended
+}
+
+func brokerClosesConnections(t *testing.T, s *scene) (int, time.Time) {
+	db := s.w.open(t, s.w.dsn)
+	b := s.bus(db, s.w.amqpURL, true)
+	l := s.startLoad(b, db, 4)
+	defer l.stop()
+	n := reps(3, 8)
+	for i := 0; i < n; i++ {
+		sleep(700 * time.Millisecond)
+		rabbitmqctl(t, "close_all_connections", "-p", vhost, "fault injection")
+	}
+	ended := time.Now()
+	sleep(500 * time.Millisecond) // load goes on after the fault
+	return n, ended
+}
+
+func brokerRestarted(t *testing.T, s *scene) (int, time.Time) {
+	db := s.w.open(t, s.w.dsn)
+	b := s.bus(db, s.w.amqpURL, true)
+	l := s.startLoad(b, db, 4)
+	defer l.stop()
+	sleep(time.Second)
+	rabbitmqctl(t, "stop_app")
+	sleep(2 * time.Second)
+	rabbitmqctl(t, "start_app")
+	rabbitmqctl(t, "await_startup")
+	ended := time.Now()
+	sleep(time.Second)
+	return 1, ended
+}
+
+func dbConnectionsKilled(t *testing.T, s *scene) (int, time.Time) {
+	db := s.w.open(t, s.w.dsn)
+	b := s.bus(db, s.w.amqpURL, true)
+	l := s.startLoad(b, db, 4)
+	defer l.stop()
+	kills := 0
+	for i := 0; i < reps(4, 12); i++ {
+		sleep(500 * time.Millisecond)
+		rows, err := s.w.rootDB.Query("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ?", dbUser)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []int64
+		for rows.Next() {
+			var id int64
+			_ = rows.Scan(&id)
+			ids = append(ids, id)
+		}
+		rows.Close()
+		for _, id := range ids { // producers', relay's, acker's: whatever is open now
+			if _, err := s.w.rootDB.Exec(fmt.Sprintf("KILL CONNECTION %d", id)); err == nil {
+				kills++
+			}
+		}
+	}
+	ended := time.Now()
+	sleep(500 * time.Millisecond) // load goes on after the fault
+	return kills, ended
+}
+
+func dbUnreachable(t *testing.T, s *scene) (int, time.Time) {
+	link := proxy(t, "127.0.0.1:3306")
+	db := s.w.open(t, s.w.dsnVia(link.Addr()))
+	b := s.bus(db, s.w.amqpURL, true)
+	l := s.startLoad(b, db, 4)
+	defer l.stop()
+	n := reps(1, 3)
+	for i := 0; i < n; i++ {
+		sleep(time.Second)
+		link.Cut()
+		sleep(3 * time.Second)
+		link.Restore()
+	}
+	ended := time.Now()
+	sleep(time.Second) // load goes on after the fault
+	return n, ended
+}
+
+// threeRelays leaves half the rows to the relays (their transactions are
+// committed on the *sql.Tx directly, which skips the fast path) while
+// three instances share the table.
+func threeRelays(t *testing.T, s *scene) (int, time.Time) {
+	db := s.w.open(t, s.w.dsn)
+	buses := []*final.Bus{s.bus(db, s.w.amqpURL, true), s.bus(db, s.w.amqpURL, true), s.bus(db, s.w.amqpURL, true)}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(reps(3, 10))*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	for w := 0; w < 6; w++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			b := buses[w%3]
+			for i := 0; ctx.Err() == nil; i++ {
+				ref := fmt.Sprintf("r%d-%d", w, i)
+				if i%2 == 0 {
+					_ = s.commit(b, db, ref)
+					continue
+				}
+				tx, err := db.Begin()
+				if err != nil {
+					continue
+				}
+				if _, err := tx.Exec("INSERT INTO `"+s.table+"` (ref) VALUES (?)", ref); err != nil {
+					_ = tx.Rollback()
+					continue
+				}
+				if err := b.WithTx(tx).Publish(s.topic, []byte(ref)); err != nil {
+					_ = tx.Rollback()
+					continue
+				}
+				_ = tx.Commit()
+			}
+		}()
+	}
+	for w := 0; w < 6; w++ {
+		<-done
+	}
+	return 3, time.Now()
+}
+
+func consumerKilled(t *testing.T, s *scene) (int, time.Time) {
+	s.recvTable = "recv_" + s.svc
+	if _, err := s.w.rootDB.Exec("CREATE TABLE `" + s.recvTable + "` (id BIGINT AUTO_INCREMENT PRIMARY KEY, ref VARCHAR(64) NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = s.w.rootDB.Exec("DROP TABLE IF EXISTS `" + s.recvTable + "`") })
+	db := s.w.open(t, s.w.dsn)
+	consumer := s.spawn("consumer", "") // binds the queue before the load starts
+	b := s.bus(db, s.w.amqpURL, false)
+	l := s.startLoad(b, db, 4)
+	defer l.stop()
+	n := reps(4, 12)
+	for k := 0; k < n; k++ {
+		sleep(time.Duration(300+rand.IntN(700)) * time.Millisecond)
+		kill(t, consumer)
+		consumer = s.spawn("consumer", "")
+	}
+	ended := time.Now()
+	sleep(500 * time.Millisecond) // load goes on after the fault
+	return n, ended
+}
+
+// badInput publishes, under load, garbage deliveries, a poison message and
+// a panicking one, and calls the API wrongly; the good messages must flow.
+func badInput(t *testing.T, s *scene) (int, time.Time) {
+	db := s.w.open(t, s.w.dsn)
+	b := final.New(s.svc, db, nil, options())
+	if err := b.Start(); err == nil {
+		t.Fatal("Start with a nil provider succeeded")
+	}
+	bus := s.busWith(db, func(c *final.Context) error {
+		switch p := string(c.Message.Payload); {
+		case p == "poison":
+			return fmt.Errorf("cannot handle %s", p)
+		case p == "panic":
+			panic("handler panicked on purpose")
+		}
+		return s.record(c)
+	})
+	l := s.startLoad(bus, db, 4)
+	defer l.stop()
+
+	conn, err := amqp091.Dial(s.w.amqpURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := 0
+	for i := 0; i < reps(20, 100); i++ {
+		if err := ch.Publish("final", s.topic, false, false, amqp091.Publishing{Body: []byte{0xc1, byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{"poison", "panic"} {
+			if err := bus.Publish(s.topic, []byte(p)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, call := range []error{
+			bus.Publish("", nil),
+			bus.Publish(s.topic, make([]byte, 2<<20)),
+			bus.Publish("no spaces allowed", nil),
+			bus.Transaction(nil, func(*final.TxBus) error { return nil }),
+			bus.Publish(s.topic, nil, message.WithDelay(time.Second), message.WithConfirm(false)),
+		} {
+			if call == nil {
+				t.Fatal("bad input accepted")
+			}
+		}
+		bad += 3
+		sleep(50 * time.Millisecond)
+	}
+	return bad, time.Now()
+}
+
+// busWith starts a consuming instance of the scene's service with handler h.
+func (s *scene) busWith(db *sql.DB, h final.HandlerFunc) *final.Bus {
+	s.t.Helper()
+	b := final.New(s.svc, db, amqp.NewProvider(s.w.amqpURL, amqp.WithReconnectBackoff(20*time.Millisecond, 500*time.Millisecond)),
+		options().WithRetryCount(1).WithRetryInterval(10*time.Millisecond))
+	b.Subscribe(s.topic).Handler(h)
+	if err := b.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { _ = b.Shutdown() })
+	return b
+}
+
+// proxy starts a fault proxy to target that lives until the scene is
+// cleaned up: the buses through it must outlive the scenario's faults, up
+// to the end of the settle phase.
+func proxy(t *testing.T, target string) *faultnet.Proxy {
+	t.Helper()
+	p, err := faultnet.NewProxy(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+func rabbitmqctl(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("rabbitmqctl", args...).CombinedOutput(); err != nil {
+		t.Fatalf("rabbitmqctl %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+func hostport(url string) string {
+	s := url[strings.Index(url, "@")+1:]
+	return s[:strings.Index(s, "/")]
+}
