@@ -43,6 +43,14 @@ func newContext(ctx context.Context, m *message.Message, handlers []HandlerFunc,
 // Shutdown gives up waiting for in-flight handlers.
 func (c *Context) Context() context.Context { return c.ctx }
 
+// SetContext replaces the delivery's context for the rest of the chain; a
+// middleware uses it to add a deadline or values.
+func (c *Context) SetContext(ctx context.Context) {
+	if ctx != nil {
+		c.ctx = ctx
+	}
+}
+
 // Next runs the remaining middleware and the handler, in order, and
 // returns the first error.
 func (c *Context) Next() error {
