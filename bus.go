@@ -43,6 +43,8 @@ type Bus struct {
 
 	// Set by Start.
 	store      outbox.Store
+	inbox      outbox.Inbox // nil without Inbox subscriptions
+	pruner     *pruner
 	acker      *acker
 	disp       *dispatcher
 	relay      *relay
@@ -124,6 +126,19 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 			store.Close()
 		}
 	}()
+	if b.usesInbox() {
+		if err := b.opt.validateInbox(); err != nil {
+			return err
+		}
+		inbox, err := mysql.NewInbox(b.db, inboxTable(b.svcName))
+		if err != nil {
+			return fmt.Errorf("final: %w", err)
+		}
+		if err := inbox.Migrate(ctx); err != nil {
+			return fmt.Errorf("final: %w", err)
+		}
+		b.inbox = inbox
+	}
 	if b.opt.PurgeOnStartup {
 		n, err := store.Purge(ctx)
 		if err != nil {
@@ -154,7 +169,7 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 	b.acker.start(b.opt.NumAcker)
 	b.disp.start()
 	if len(b.routes) > 0 {
-		b.subscriber = newSubscriber(b.provider, b.routes, b.opt)
+		b.subscriber = newSubscriber(b, b.routes, b.opt)
 		if err := b.subscriber.start(); err != nil {
 			b.stopPipeline()
 			b.provider.Close()
@@ -163,6 +178,10 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 		}
 	}
 	b.relay.start()
+	if b.inbox != nil {
+		b.pruner = newPruner(b.inbox, b.opt)
+		b.pruner.start()
+	}
 	b.state = stateStarted
 	b.log.Info("final: bus started", "service", b.svcName, "topics", len(topics), "owner", b.owner)
 	return nil
@@ -192,6 +211,9 @@ func (b *Bus) shutdown(ctx context.Context) error {
 	}
 	var errs []error
 	b.relay.stop()
+	if b.pruner != nil {
+		b.pruner.stop()
+	}
 	if b.subscriber != nil {
 		if err := b.subscriber.stop(b.opt.ShutdownTimeout); err != nil {
 			errs = append(errs, err)
@@ -220,6 +242,16 @@ func (b *Bus) shutdown(ctx context.Context) error {
 	}
 	b.log.Info("final: bus stopped", "service", b.svcName)
 	return errors.Join(errs...)
+}
+
+// usesInbox reports whether a subscription has Inbox.
+func (b *Bus) usesInbox() bool {
+	for _, r := range b.routes {
+		if r.inbox {
+			return true
+		}
+	}
+	return false
 }
 
 // stopPipeline closes intake and waits for the dispatcher and the acker to

@@ -2,6 +2,7 @@ package final
 
 import (
 	"context"
+	"database/sql"
 
 	"github.com/finalbus/final/message"
 )
@@ -25,6 +26,7 @@ type Context struct {
 	ctx      context.Context
 	handlers []HandlerFunc
 	index    int
+	txBus    *TxBus // set for Inbox subscriptions
 }
 
 func newContext(ctx context.Context, m *message.Message, handlers []HandlerFunc, attempt int) *Context {
@@ -42,6 +44,20 @@ func newContext(ctx context.Context, m *message.Message, handlers []HandlerFunc,
 // Context returns the context of the delivery. It is cancelled when
 // Shutdown gives up waiting for in-flight handlers.
 func (c *Context) Context() context.Context { return c.ctx }
+
+// Tx returns the transaction an Inbox subscription's chain runs in, or nil
+// for other subscriptions. Write the handler's rows on it; the bus commits
+// it when the chain succeeds. Do not commit or roll it back yourself.
+func (c *Context) Tx() *sql.Tx {
+	if c.txBus == nil {
+		return nil
+	}
+	return c.txBus.tx
+}
+
+// TxBus returns a TxBus on Tx, for publishing in the same transaction, or
+// nil for subscriptions without Inbox.
+func (c *Context) TxBus() *TxBus { return c.txBus }
 
 // SetContext replaces the delivery's context for the rest of the chain; a
 // middleware uses it to add a deadline or values.

@@ -31,3 +31,6 @@ func validateTopic(topic string) error {
 
 // outboxTable is the ancestor's table name, kept so its rows carry over.
 func outboxTable(service string) string { return "final_" + service + "_outbox" }
+
+// inboxTable records the messages a service's Inbox subscriptions handled.
+func inboxTable(service string) string { return "final_" + service + "_inbox" }

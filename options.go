@@ -64,6 +64,11 @@ type Options struct {
 	// and confirms. Default 10s.
 	ShutdownTimeout time.Duration
 
+	// InboxRetention is how long the inbox remembers a handled message
+	// (subscriptions with Inbox). Start refuses a value shorter than the
+	// redelivery horizon the other options allow. Default 24h.
+	InboxRetention time.Duration
+
 	// Logger receives the bus's logs. Default nil: discard. Nothing is
 	// logged per message above Debug.
 	Logger *slog.Logger
@@ -87,6 +92,7 @@ func DefaultOptions() Options {
 		DispatchQueueSize:  8192,
 		MaxPayloadBytes:    1 << 20,
 		ShutdownTimeout:    10 * time.Second,
+		InboxRetention:     24 * time.Hour,
 	}
 }
 
@@ -141,8 +147,33 @@ func (o Options) WithMaxPayloadBytes(v int) Options { o.MaxPayloadBytes = v; ret
 // WithShutdownTimeout sets ShutdownTimeout.
 func (o Options) WithShutdownTimeout(v time.Duration) Options { o.ShutdownTimeout = v; return o }
 
+// WithInboxRetention sets InboxRetention.
+func (o Options) WithInboxRetention(v time.Duration) Options { o.InboxRetention = v; return o }
+
 // WithLogger sets Logger.
 func (o Options) WithLogger(l *slog.Logger) Options { o.Logger = l; return o }
+
+// redeliveryHorizon bounds how long after a message was first handled a
+// copy of it can still arrive, while the database is reachable: its outbox
+// row may be re-sent until the fast-path window, a lease, a confirm wait and
+// a backoff have passed, and a delivery may be retried or redelivered.
+func (o Options) redeliveryHorizon() time.Duration {
+	retries := time.Duration(0)
+	for i := 0; i < o.RetryCount; i++ {
+		retries += min(o.RetryInterval<<i, time.Hour)
+	}
+	return o.OutboxScanAgoTime + o.OutboxLease + o.PublishTimeout + o.OutboxRetryMax + retries + o.ShutdownTimeout
+}
+
+// validateInbox checks InboxRetention, for a bus with Inbox subscriptions.
+func (o Options) validateInbox() error {
+	if h := o.redeliveryHorizon(); o.InboxRetention < h {
+		return fmt.Errorf("%w: InboxRetention = %s is shorter than the redelivery horizon %s these options allow "+
+			"(OutboxScanAgoTime + OutboxLease + PublishTimeout + OutboxRetryMax + handler retries + ShutdownTimeout): "+
+			"a duplicate could arrive after its inbox record is pruned", ErrInvalidOption, o.InboxRetention, h)
+	}
+	return nil
+}
 
 // validate checks every field and fills derived defaults.
 func (o *Options) validate() error {

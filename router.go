@@ -11,6 +11,7 @@ type Subscription struct {
 	bus         *Bus
 	topic       string
 	middlewares []HandlerFunc
+	inbox       bool
 }
 
 // Subscribe starts a subscription of this service to topic. Instances of
@@ -18,6 +19,17 @@ type Subscription struct {
 // it gets its own copy.
 func (b *Bus) Subscribe(topic string) *Subscription {
 	return &Subscription{bus: b, topic: topic}
+}
+
+// Inbox makes the subscription effectively-once: the chain runs inside a
+// database transaction the bus opens (Context.Tx, Context.TxBus), which
+// also records the message UUID in the service's inbox table
+// (final_<service>_inbox). A message whose UUID is recorded already is
+// acknowledged without calling the handler; a failing handler rolls back
+// its writes, its publishes and the record together.
+func (s *Subscription) Inbox() *Subscription {
+	s.inbox = true
+	return s
 }
 
 // Middleware appends middlewares, run in order around the handler.
@@ -30,7 +42,7 @@ func (s *Subscription) Middleware(mw ...HandlerFunc) *Subscription {
 // too) for an invalid topic, a nil handler, a topic already subscribed, or
 // a bus already started.
 func (s *Subscription) Handler(h HandlerFunc) error {
-	err := s.bus.addRoute(s.topic, s.middlewares, h)
+	err := s.bus.addRoute(s.topic, s.middlewares, h, s.inbox)
 	if err != nil {
 		s.bus.mu.Lock()
 		if s.bus.routeErr == nil {
@@ -44,9 +56,10 @@ func (s *Subscription) Handler(h HandlerFunc) error {
 // route is one topic's complete chain.
 type route struct {
 	chain []HandlerFunc // middlewares then the handler
+	inbox bool          // run in a transaction with an inbox record
 }
 
-func (b *Bus) addRoute(topic string, mw []HandlerFunc, h HandlerFunc) error {
+func (b *Bus) addRoute(topic string, mw []HandlerFunc, h HandlerFunc, inbox bool) error {
 	if err := validateTopic(topic); err != nil {
 		return err
 	}
@@ -68,7 +81,7 @@ func (b *Bus) addRoute(topic string, mw []HandlerFunc, h HandlerFunc) error {
 	}
 	chain := make([]HandlerFunc, 0, len(mw)+1)
 	chain = append(chain, mw...)
-	b.routes[topic] = &route{chain: append(chain, h)}
+	b.routes[topic] = &route{chain: append(chain, h), inbox: inbox}
 	return nil
 }
 

@@ -18,6 +18,7 @@ import (
 // handler is retried RetryCount times with exponential backoff and jitter
 // while the other workers go on; then the message is dead-lettered.
 type subscriber struct {
+	bus      *Bus // for Inbox subscriptions: the database, the inbox, WithTx
 	provider mq.IProvider
 	routes   map[string]*route
 	opt      Options
@@ -30,8 +31,8 @@ type subscriber struct {
 	wg          sync.WaitGroup
 }
 
-func newSubscriber(p mq.IProvider, routes map[string]*route, o Options) *subscriber {
-	s := &subscriber{provider: p, routes: routes, opt: o, log: o.Logger}
+func newSubscriber(b *Bus, routes map[string]*route, o Options) *subscriber {
+	s := &subscriber{bus: b, provider: b.provider, routes: routes, opt: o, log: o.Logger}
 	s.consumeCtx, s.stopConsume = context.WithCancel(context.Background())
 	s.handlerCtx, s.stopHandler = context.WithCancel(context.Background())
 	return s
@@ -92,7 +93,16 @@ func (s *subscriber) handle(d mq.Delivery) {
 		return
 	}
 	for attempt := 1; ; attempt++ {
-		err := s.call(rt, msg, attempt)
+		var err error
+		if rt.inbox {
+			var dup bool
+			dup, err = s.callInTx(rt, msg, attempt)
+			if dup {
+				s.log.Debug("final: duplicate acknowledged without handling", "topic", msg.Topic, "uuid", msg.UUID)
+			}
+		} else {
+			err = s.call(rt, msg, attempt, nil)
+		}
 		if err == nil {
 			if err := d.Ack(); err != nil {
 				s.log.Debug("final: ack failed; the broker will redeliver", "uuid", msg.UUID, "err", err)
@@ -117,15 +127,45 @@ func (s *subscriber) handle(d mq.Delivery) {
 	}
 }
 
-// call runs the chain once; a panic becomes an error wrapping ErrHandlerPanic.
-func (s *subscriber) call(rt *route, msg *message.Message, attempt int) (err error) {
+// call runs the chain once, on txBus for an Inbox subscription; a panic
+// becomes an error wrapping ErrHandlerPanic.
+func (s *subscriber) call(rt *route, msg *message.Message, attempt int, txBus *TxBus) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("final: handler panicked", "topic", msg.Topic, "uuid", msg.UUID, "panic", r, "stack", string(debug.Stack()))
 			err = fmt.Errorf("%w: %v", ErrHandlerPanic, r)
 		}
 	}()
-	return newContext(s.handlerCtx, msg, rt.chain, attempt).Next()
+	c := newContext(s.handlerCtx, msg, rt.chain, attempt)
+	c.txBus = txBus
+	return c.Next()
+}
+
+// callInTx runs an Inbox subscription's chain once inside a transaction
+// that first records the message in the inbox. It reports dup, without
+// calling the chain, when the message was handled before.
+func (s *subscriber) callInTx(rt *route, msg *message.Message, attempt int) (dup bool, err error) {
+	ctx := s.handlerCtx
+	tx, err := s.bus.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("final: inbox: %w", err)
+	}
+	txBus := s.bus.WithTxContext(ctx, tx)
+	defer func() {
+		if dup || err != nil {
+			_ = txBus.RollBack()
+		}
+	}()
+	if dup, err = s.bus.inbox.Record(ctx, tx, msg.UUID, msg.Topic); dup || err != nil {
+		return dup, err
+	}
+	if err = s.call(rt, msg, attempt, txBus); err != nil {
+		return false, err
+	}
+	if err = txBus.Commit(); err != nil {
+		return false, fmt.Errorf("final: inbox commit: %w", err)
+	}
+	return false, nil
 }
 
 // deadLetter moves d to the dead-letter queue; if that fails the delivery
