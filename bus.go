@@ -147,16 +147,21 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 		b.log.Info("final: purged outbox", "rows", n)
 	}
 
-	topics := make([]string, 0, len(b.routes))
-	for t := range b.routes {
-		topics = append(topics, t)
+	var topics, broadcast []string
+	for t, r := range b.routes {
+		if r.broadcast {
+			broadcast = append(broadcast, t)
+		} else {
+			topics = append(topics, t)
+		}
 	}
 	if err := b.provider.Init(ctx, mq.Config{
-		Service:  b.svcName,
-		Topics:   topics,
-		Prefetch: b.opt.Prefetch,
-		Purge:    b.opt.PurgeOnStartup,
-		Logger:   b.log,
+		Service:   b.svcName,
+		Topics:    topics,
+		Broadcast: broadcast,
+		Prefetch:  b.opt.Prefetch,
+		Purge:     b.opt.PurgeOnStartup,
+		Logger:    b.log,
 	}); err != nil {
 		return fmt.Errorf("final: broker: %w", err)
 	}
@@ -183,7 +188,7 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 		b.pruner.start()
 	}
 	b.state = stateStarted
-	b.log.Info("final: bus started", "service", b.svcName, "topics", len(topics), "owner", b.owner)
+	b.log.Info("final: bus started", "service", b.svcName, "topics", len(topics), "broadcast", len(broadcast), "owner", b.owner)
 	return nil
 }
 

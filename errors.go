@@ -32,6 +32,9 @@ var (
 	ErrPayloadTooLarge = errors.New("final: payload too large")
 	// ErrDuplicateSubscription: the topic already has a handler.
 	ErrDuplicateSubscription = errors.New("final: topic already subscribed")
+	// ErrInvalidSubscription: the subscription's modes contradict each
+	// other (Inbox with Broadcast).
+	ErrInvalidSubscription = errors.New("final: invalid subscription")
 	// ErrNilHandler: Handler was given nil.
 	ErrNilHandler = errors.New("final: nil handler")
 	// ErrHandlerPanic wraps a panic recovered from a handler or middleware.

@@ -1,9 +1,6 @@
 package final
 
-import (
-	"fmt"
-	"sort"
-)
+import "fmt"
 
 // Subscription binds a topic to a middleware chain and a handler. Build it
 // with Bus.Subscribe before Start.
@@ -12,6 +9,7 @@ type Subscription struct {
 	topic       string
 	middlewares []HandlerFunc
 	inbox       bool
+	broadcast   bool
 }
 
 // Subscribe starts a subscription of this service to topic. Instances of
@@ -32,6 +30,17 @@ func (s *Subscription) Inbox() *Subscription {
 	return s
 }
 
+// Broadcast makes every running instance of the service receive every
+// message of the topic, through a queue of its own that lives as long as
+// its connection, instead of the instances sharing the messages. An
+// instance does not receive what was published while it was not
+// connected. It cannot be combined with Inbox, whose record is per
+// service.
+func (s *Subscription) Broadcast() *Subscription {
+	s.broadcast = true
+	return s
+}
+
 // Middleware appends middlewares, run in order around the handler.
 func (s *Subscription) Middleware(mw ...HandlerFunc) *Subscription {
 	s.middlewares = append(s.middlewares, mw...)
@@ -42,7 +51,7 @@ func (s *Subscription) Middleware(mw ...HandlerFunc) *Subscription {
 // too) for an invalid topic, a nil handler, a topic already subscribed, or
 // a bus already started.
 func (s *Subscription) Handler(h HandlerFunc) error {
-	err := s.bus.addRoute(s.topic, s.middlewares, h, s.inbox)
+	err := s.bus.addRoute(s.topic, s.middlewares, h, s.inbox, s.broadcast)
 	if err != nil {
 		s.bus.mu.Lock()
 		if s.bus.routeErr == nil {
@@ -55,16 +64,20 @@ func (s *Subscription) Handler(h HandlerFunc) error {
 
 // route is one topic's complete chain.
 type route struct {
-	chain []HandlerFunc // middlewares then the handler
-	inbox bool          // run in a transaction with an inbox record
+	chain     []HandlerFunc // middlewares then the handler
+	inbox     bool          // run in a transaction with an inbox record
+	broadcast bool          // every instance receives every message
 }
 
-func (b *Bus) addRoute(topic string, mw []HandlerFunc, h HandlerFunc, inbox bool) error {
+func (b *Bus) addRoute(topic string, mw []HandlerFunc, h HandlerFunc, inbox, broadcast bool) error {
 	if err := validateTopic(topic); err != nil {
 		return err
 	}
 	if h == nil {
 		return fmt.Errorf("%w: topic %q", ErrNilHandler, topic)
+	}
+	if inbox && broadcast {
+		return fmt.Errorf("%w: topic %q: Inbox records a message once per service, Broadcast delivers it to every instance", ErrInvalidSubscription, topic)
 	}
 	for i, m := range mw {
 		if m == nil {
@@ -81,18 +94,6 @@ func (b *Bus) addRoute(topic string, mw []HandlerFunc, h HandlerFunc, inbox bool
 	}
 	chain := make([]HandlerFunc, 0, len(mw)+1)
 	chain = append(chain, mw...)
-	b.routes[topic] = &route{chain: append(chain, h), inbox: inbox}
+	b.routes[topic] = &route{chain: append(chain, h), inbox: inbox, broadcast: broadcast}
 	return nil
-}
-
-// topics lists the subscribed topics, sorted.
-func (b *Bus) topics() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	ts := make([]string, 0, len(b.routes))
-	for t := range b.routes {
-		ts = append(ts, t)
-	}
-	sort.Strings(ts)
-	return ts
 }

@@ -151,3 +151,38 @@ func TestUndecodableDeliveryIsDeadLetteredNotFatal(t *testing.T) {
 		require.True(t, strings.HasPrefix(fmt.Sprint(d.Headers[amqp.HeaderDeadReason]), "undecodable"), "reason %v", d.Headers[amqp.HeaderDeadReason])
 	}
 }
+
+// Three instances with a Broadcast subscription each receive every message,
+// while their competing subscription is still shared.
+func TestBroadcastReachesEveryInstance(t *testing.T) {
+	e := newEnv(t)
+	fan, work := e.svc+".config-changed", e.svc+".work"
+	var recs []*recorder
+	var pub *final.Bus
+	shared := newRecorder()
+	for i := 0; i < 3; i++ {
+		rec := newRecorder()
+		recs = append(recs, rec)
+		pub = e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) {
+			b.Subscribe(fan).Broadcast().Handler(rec.handle)
+			b.Subscribe(work).Handler(shared.handle)
+		})
+	}
+	var refs []string
+	for i := 0; i < 30; i++ {
+		ref := fmt.Sprintf("f%d", i)
+		refs = append(refs, ref)
+		require.NoError(t, pub.Publish(fan, []byte(ref)))
+	}
+	require.NoError(t, pub.Publish(work, []byte("job")))
+	for _, rec := range recs {
+		rec.waitAll(t, refs, 20*time.Second)
+	}
+	shared.waitAll(t, []string{"job"}, 10*time.Second)
+	require.Equal(t, 1, shared.count("job"))
+
+	b := final.New(e.svc, e.db, amqp.NewProvider(e.url), testOptions(t))
+	err := b.Subscribe(fan).Inbox().Broadcast().Handler(recs[0].handle)
+	require.ErrorIs(t, err, final.ErrInvalidSubscription)
+	require.ErrorIs(t, b.Start(), final.ErrInvalidSubscription)
+}

@@ -37,8 +37,12 @@ type Config struct {
 	// are derived from it. It is validated by the bus.
 	Service string
 	// Topics are the topics the service subscribes to; the service queue is
-	// bound to each. Empty means the service only publishes.
+	// bound to each, and its instances compete for the messages.
 	Topics []string
+	// Broadcast are topics every instance receives in full, through a
+	// queue of its own that lives as long as its connection: messages
+	// published while an instance is disconnected do not reach it.
+	Broadcast []string
 	// Prefetch bounds the unacknowledged deliveries in flight.
 	Prefetch int
 	// Purge empties the service queue at Init.
@@ -58,7 +62,8 @@ type IProvider interface {
 	// Confirmation to wait on. It returns ErrUnavailable without blocking
 	// when the broker is not connected.
 	Publish(ctx context.Context, msg *message.Message) (Confirmation, error)
-	// Consume starts delivering the service queue's messages. The channel
+	// Consume starts delivering the service queue's messages, and the
+	// instance's broadcast messages. The channel
 	// survives reconnects; it is closed after ctx is cancelled (the broker
 	// consumer is cancelled first, so no new deliveries start) or the
 	// provider is closed.

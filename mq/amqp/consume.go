@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/finalbus/final/mq"
 )
 
@@ -77,45 +79,79 @@ func (p *Provider) consumeSession(ctx context.Context, s *session, out chan<- mq
 		_ = ch.Close()
 		return err
 	}
-	tag := "final." + p.cfg.Service + "." + randomTag()
-	deliveries, err := ch.Consume(p.topo.queue, tag, false, false, false, false, nil)
-	if err != nil {
-		_ = ch.Close()
-		return err
+	// One consumer on the service queue, one on this connection's
+	// broadcast queue; a nil channel stands for one the service lacks.
+	var (
+		tags                []string
+		shared, private     <-chan amqp.Delivery
+		sharedOK, privateOK = true, true
+	)
+	consume := func(queue string) (<-chan amqp.Delivery, error) {
+		tag := "final." + p.cfg.Service + "." + randomTag()
+		ds, err := ch.Consume(queue, tag, false, false, false, false, nil)
+		if err == nil {
+			tags = append(tags, tag)
+		}
+		return ds, err
 	}
-	// The channel stays open after the consumer is cancelled so that
+	if len(p.topo.topics) > 0 {
+		if shared, err = consume(p.topo.queue); err != nil {
+			_ = ch.Close()
+			return err
+		}
+	}
+	if s.private != "" {
+		if private, err = consume(s.private); err != nil {
+			_ = ch.Close()
+			return err
+		}
+	}
+	// The channel stays open after the consumers are cancelled so that
 	// in-flight handlers can still ack; closing the connection closes it.
 	stop := func() {
-		_ = ch.Cancel(tag, false)
+		for _, tag := range tags {
+			_ = ch.Cancel(tag, false)
+		}
 		// Deliveries already prefetched go straight back to the queue.
-		for d := range deliveries {
-			_ = d.Nack(false, true)
+		for _, ds := range []<-chan amqp.Delivery{shared, private} {
+			if ds != nil {
+				for d := range ds {
+					_ = d.Nack(false, true)
+				}
+			}
 		}
 	}
 	for {
+		var (
+			d  amqp.Delivery
+			ok bool
+		)
 		select {
-		case d, ok := <-deliveries:
-			if !ok {
-				// The channel or the connection closed, or the broker
-				// cancelled the consumer.
-				_ = ch.Close()
-				return errors.New("amqp: delivery channel closed")
-			}
-			select {
-			case out <- &delivery{d: d, p: p}:
-			case <-ctx.Done():
-				_ = d.Nack(false, true)
-				stop()
-				return nil
-			case <-p.done:
-				return nil
-			}
+		case d, ok = <-shared:
+			sharedOK = ok
+		case d, ok = <-private:
+			privateOK = ok
 		case <-ctx.Done():
 			stop()
 			return nil
 		case <-p.done:
 			return nil
 		case <-s.lost:
+			return nil
+		}
+		if !sharedOK || !privateOK {
+			// The channel or the connection closed, or the broker
+			// cancelled a consumer.
+			_ = ch.Close()
+			return errors.New("amqp: delivery channel closed")
+		}
+		select {
+		case out <- &delivery{d: d, p: p}:
+		case <-ctx.Done():
+			_ = d.Nack(false, true)
+			stop()
+			return nil
+		case <-p.done:
 			return nil
 		}
 	}

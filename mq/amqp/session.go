@@ -20,6 +20,7 @@ type session struct {
 	conn     *amqp.Connection // publishing
 	consConn *amqp.Connection // consuming; nil for a service without topics
 	pub      *amqp.Channel    // confirm mode; carries publishes and dead letters
+	private  string           // this connection's broadcast queue, if any
 
 	returns *returnTracker
 
@@ -65,6 +66,18 @@ func (p *Provider) connect(ctx context.Context) (*session, error) {
 		if s.consConn, err = dial("consume"); err != nil {
 			return fail(err)
 		}
+	}
+	if len(p.topo.fanout) > 0 {
+		// Declared now, so that an instance receives every broadcast
+		// message published once Init has returned.
+		ch, err := s.consConn.Channel()
+		if err != nil {
+			return fail(err)
+		}
+		if s.private, err = p.topo.declarePrivate(ch); err != nil {
+			return fail(err)
+		}
+		_ = ch.Close()
 	}
 	setup, err := conn.Channel()
 	if err != nil {

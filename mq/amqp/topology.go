@@ -14,6 +14,7 @@ type topology struct {
 	queue    string // the service queue, "final.<service>"
 	dlq      string // its dead-letter queue, "final.<service>.dlq"
 	topics   []string
+	fanout   []string // broadcast topics, bound to a private queue per connection
 }
 
 func newTopology(exchange string, cfg mq.Config) topology {
@@ -22,11 +23,12 @@ func newTopology(exchange string, cfg mq.Config) topology {
 		queue:    "final." + cfg.Service,
 		dlq:      "final." + cfg.Service + ".dlq",
 		topics:   cfg.Topics,
+		fanout:   cfg.Broadcast,
 	}
 }
 
-// consumes reports whether the service has a queue to consume.
-func (t topology) consumes() bool { return len(t.topics) > 0 }
+// consumes reports whether the service has anything to consume.
+func (t topology) consumes() bool { return len(t.topics) > 0 || len(t.fanout) > 0 }
 
 // declare creates the exchange, and for a consuming service its queue,
 // bindings and dead-letter queue. Declarations are idempotent, so they run
@@ -38,11 +40,14 @@ func (t topology) declare(ch *amqp.Channel) error {
 	if !t.consumes() {
 		return nil
 	}
-	if _, err := ch.QueueDeclare(t.queue, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("amqp: declare queue %q: %w", t.queue, err)
-	}
 	if _, err := ch.QueueDeclare(t.dlq, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("amqp: declare queue %q: %w", t.dlq, err)
+	}
+	if len(t.topics) == 0 {
+		return nil
+	}
+	if _, err := ch.QueueDeclare(t.queue, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("amqp: declare queue %q: %w", t.queue, err)
 	}
 	for _, topic := range t.topics {
 		if err := ch.QueueBind(t.queue, topic, t.exchange, false, nil); err != nil {
@@ -50,4 +55,21 @@ func (t topology) declare(ch *amqp.Channel) error {
 		}
 	}
 	return nil
+}
+
+// declarePrivate declares this connection's broadcast queue and binds it.
+// It is exclusive, so the broker deletes it with the connection, and named
+// by the broker; it is not auto-delete, so that a consumer restarted on the
+// same connection finds it again.
+func (t topology) declarePrivate(ch *amqp.Channel) (string, error) {
+	q, err := ch.QueueDeclare("", false, false, true, false, nil)
+	if err != nil {
+		return "", fmt.Errorf("amqp: declare broadcast queue: %w", err)
+	}
+	for _, topic := range t.fanout {
+		if err := ch.QueueBind(q.Name, topic, t.exchange, false, nil); err != nil {
+			return "", fmt.Errorf("amqp: bind broadcast queue to %q: %w", topic, err)
+		}
+	}
+	return q.Name, nil
 }

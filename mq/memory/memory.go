@@ -16,8 +16,9 @@ import (
 
 // Broker holds the queues shared by the providers made from it.
 type Broker struct {
-	mu     sync.Mutex
-	queues map[string]*queue // by service
+	mu      sync.Mutex
+	queues  map[string]*queue // by service
+	private []*queue          // one per provider with broadcast topics
 }
 
 type queue struct {
@@ -58,11 +59,12 @@ type Provider struct {
 	b   *Broker
 	cfg mq.Config
 
-	mu     sync.Mutex
-	inited bool
-	closed bool
-	done   chan struct{}
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	inited  bool
+	closed  bool
+	done    chan struct{}
+	wg      sync.WaitGroup
+	private *queue // this provider's broadcast queue, if any
 }
 
 var (
@@ -78,12 +80,19 @@ func (p *Provider) Init(_ context.Context, cfg mq.Config) error {
 		return fmt.Errorf("memory: Init twice or after Close: %w", mq.ErrClosed)
 	}
 	p.inited, p.cfg = true, cfg
-	if len(cfg.Topics) == 0 {
-		return nil
-	}
 	p.b.mu.Lock()
 	defer p.b.mu.Unlock()
-	q := p.b.queues[cfg.Service]
+	if len(cfg.Broadcast) > 0 {
+		p.private = &queue{topics: map[string]bool{}, items: make(chan item, 1<<16)}
+		for _, t := range cfg.Broadcast {
+			p.private.topics[t] = true
+		}
+		p.b.private = append(p.b.private, p.private)
+	}
+	if len(cfg.Topics) == 0 && len(cfg.Broadcast) == 0 {
+		return nil
+	}
+	q := p.b.queues[cfg.Service] // also keeps the service's dead letters
 	if q == nil {
 		q = &queue{topics: map[string]bool{}, items: make(chan item, 1<<16)}
 		p.b.queues[cfg.Service] = q
@@ -123,6 +132,11 @@ func (p *Provider) PublishEncoded(_ context.Context, msg *message.Message, body 
 			targets = append(targets, q)
 		}
 	}
+	for _, q := range p.b.private {
+		if q.topics[msg.Topic] {
+			targets = append(targets, q)
+		}
+	}
 	p.b.mu.Unlock()
 	if len(targets) == 0 {
 		return confirmation{fmt.Errorf("memory: %s: %w", msg.Topic, mq.ErrUnroutable)}, nil
@@ -154,27 +168,39 @@ func (p *Provider) Consume(ctx context.Context) (<-chan mq.Delivery, error) {
 	if q == nil {
 		return nil, errors.New("memory: Consume: the service subscribes to no topic")
 	}
+	// A nil queue channel never delivers.
+	shared, private := q.items, chan item(nil)
+	if p.private != nil {
+		private = p.private.items
+	}
 	out := make(chan mq.Delivery)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		defer close(out)
 		for {
+			var (
+				it   item
+				from *queue
+			)
 			select {
-			case it := <-q.items:
-				d := &delivery{b: p.b, q: q, body: it.body, redelivered: it.redelivered}
-				select {
-				case out <- d:
-				case <-ctx.Done():
-					q.items <- it
-					return
-				case <-p.done:
-					q.items <- it
-					return
-				}
+			case it = <-shared:
+				from = q
+			case it = <-private:
+				from = p.private
 			case <-ctx.Done():
 				return
 			case <-p.done:
+				return
+			}
+			d := &delivery{b: p.b, q: from, dead: q, body: it.body, redelivered: it.redelivered}
+			select {
+			case out <- d:
+			case <-ctx.Done():
+				from.items <- it
+				return
+			case <-p.done:
+				from.items <- it
 				return
 			}
 		}
@@ -182,7 +208,7 @@ func (p *Provider) Consume(ctx context.Context) (<-chan mq.Delivery, error) {
 	return out, nil
 }
 
-// Close stops consuming.
+// Close stops consuming; the broadcast queue goes with the provider.
 func (p *Provider) Close() error {
 	p.mu.Lock()
 	if !p.closed {
@@ -190,13 +216,22 @@ func (p *Provider) Close() error {
 		close(p.done)
 	}
 	p.mu.Unlock()
+	p.b.mu.Lock()
+	for i, q := range p.b.private {
+		if q == p.private {
+			p.b.private = append(p.b.private[:i], p.b.private[i+1:]...)
+			break
+		}
+	}
+	p.b.mu.Unlock()
 	p.wg.Wait()
 	return nil
 }
 
 type delivery struct {
 	b           *Broker
-	q           *queue
+	q           *queue // where a requeue goes
+	dead        *queue // the service queue, which keeps the dead letters
 	body        []byte
 	redelivered bool
 
@@ -232,7 +267,7 @@ func (d *delivery) Requeue() error {
 func (d *delivery) DeadLetter(_ context.Context, reason string) error {
 	if d.settle() {
 		d.b.mu.Lock()
-		d.q.dead = append(d.q.dead, DeadLetter{Body: d.body, Reason: reason})
+		d.dead.dead = append(d.dead.dead, DeadLetter{Body: d.body, Reason: reason})
 		d.b.mu.Unlock()
 	}
 	return nil

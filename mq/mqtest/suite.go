@@ -33,6 +33,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Requeue", func(t *testing.T) { testRequeue(t, h) })
 	t.Run("DeadLetter", func(t *testing.T) { testDeadLetter(t, h) })
 	t.Run("FanOutAndCompete", func(t *testing.T) { testFanOutAndCompete(t, h) })
+	t.Run("Broadcast", func(t *testing.T) { testBroadcast(t, h) })
 	t.Run("ConsumeStops", func(t *testing.T) { testConsumeStops(t, h) })
 	t.Run("Close", func(t *testing.T) { testClose(t, h) })
 }
@@ -41,10 +42,16 @@ func logger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil
 
 func start(t *testing.T, h Harness, service string, topics ...string) mq.IProvider {
 	t.Helper()
+	return startConfig(t, h, mq.Config{Service: service, Topics: topics})
+}
+
+func startConfig(t *testing.T, h Harness, cfg mq.Config) mq.IProvider {
+	t.Helper()
 	p := h.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	if err := p.Init(ctx, mq.Config{Service: service, Topics: topics, Prefetch: 16, Logger: logger()}); err != nil {
+	cfg.Prefetch, cfg.Logger = 16, logger()
+	if err := p.Init(ctx, cfg); err != nil {
 		t.Fatalf("Init: %v", err)
 	}
 	t.Cleanup(func() { p.Close() })
@@ -212,6 +219,64 @@ func testFanOutAndCompete(t *testing.T, h Harness) {
 		if c != 1 {
 			t.Fatalf("service A instances got %s %d times, want once between them", id, c)
 		}
+	}
+}
+
+// testBroadcast: every instance of a service receives every broadcast
+// message, beside the competing topics of the service queue.
+func testBroadcast(t *testing.T, h Harness) {
+	svc := h.Service(t)
+	fan, work := svc+".fan", svc+".work"
+	var instances []<-chan mq.Delivery
+	for i := 0; i < 3; i++ {
+		p := startConfig(t, h, mq.Config{Service: svc, Topics: []string{work}, Broadcast: []string{fan}})
+		instances = append(instances, consume(t, p))
+	}
+	pub := start(t, h, h.Service(t))
+	const n = 10
+	for i := 0; i < n; i++ {
+		publish(t, pub, message.New(fan, []byte{byte(i)}))
+	}
+	publish(t, pub, message.New(work, []byte("once")))
+	works := 0
+	for i, ch := range instances {
+		fans := 0
+		deadline := time.After(wait)
+		for fans < n {
+			select {
+			case d := <-ch:
+				m, err := d.Message()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m.Topic == work {
+					works++
+				} else {
+					fans++
+				}
+				_ = d.Ack()
+			case <-deadline:
+				t.Fatalf("instance %d got %d of %d broadcast messages", i, fans, n)
+			}
+		}
+	}
+	for works == 0 {
+		select {
+		case d := <-instances[0]:
+			_ = d.Ack()
+			works++
+		case d := <-instances[1]:
+			_ = d.Ack()
+			works++
+		case d := <-instances[2]:
+			_ = d.Ack()
+			works++
+		case <-time.After(wait):
+			t.Fatal("the competing message never arrived")
+		}
+	}
+	if works != 1 {
+		t.Fatalf("the competing message arrived %d times", works)
 	}
 }
 
