@@ -58,6 +58,7 @@ type Bus struct {
 
 	shutdownOnce sync.Once
 	shutdownErr  error
+	asyncWG      sync.WaitGroup // PublishAsync callbacks
 }
 
 // New returns a bus for service svcName that keeps its outbox in db and
@@ -239,6 +240,7 @@ func (b *Bus) shutdown(ctx context.Context) error {
 	}
 	t.Stop()
 	b.stopHard()
+	b.asyncWG.Wait() // each waits at most PublishTimeout
 	if err := b.provider.Close(); err != nil {
 		errs = append(errs, err)
 	}

@@ -1,6 +1,9 @@
 package final
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors. Match them with errors.Is: the bus wraps them with
 // details.
@@ -41,4 +44,16 @@ var (
 	ErrHandlerPanic = errors.New("final: handler panicked")
 	// ErrNoHandler: a delivery's topic has no handler in this service.
 	ErrNoHandler = errors.New("final: no handler for topic")
+	// ErrPermanent marks a handler error that retrying cannot fix: the
+	// message is dead-lettered at once. Wrap errors with Permanent.
+	ErrPermanent = errors.New("final: permanent failure")
 )
+
+// Permanent wraps err so that the bus dead-letters the message at once
+// instead of retrying it: for input that can never be handled.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrPermanent, err)
+}

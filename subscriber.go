@@ -110,7 +110,7 @@ func (s *subscriber) handle(d mq.Delivery) {
 			return
 		}
 		s.log.Debug("final: handler failed", "topic", msg.Topic, "uuid", msg.UUID, "attempt", attempt, "err", err)
-		if attempt > s.opt.RetryCount {
+		if attempt > s.opt.RetryCount || errors.Is(err, ErrPermanent) {
 			s.log.Warn("final: message dead-lettered after retries", "topic", msg.Topic, "uuid", msg.UUID, "attempts", attempt, "err", err)
 			s.deadLetter(d, fmt.Sprintf("handler failed %d times: %v", attempt, err))
 			return

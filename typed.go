@@ -1,0 +1,81 @@
+package final
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/finalbus/final/message"
+)
+
+// Codec turns typed values into payloads and back.
+type Codec interface {
+	Name() string // recorded in the message's content-type header
+	Marshal(v any) ([]byte, error)
+	Unmarshal(data []byte, v any) error
+}
+
+// HeaderContentType names the codec of a typed payload.
+const HeaderContentType = "content-type"
+
+// MsgpackCodec encodes with msgpack; it is the default.
+var MsgpackCodec Codec = msgpackCodec{}
+
+// JSONCodec encodes with encoding/json.
+var JSONCodec Codec = jsonCodec{}
+
+type msgpackCodec struct{}
+
+func (msgpackCodec) Name() string                       { return "application/x-msgpack" }
+func (msgpackCodec) Marshal(v any) ([]byte, error)      { return msgpack.Marshal(v) }
+func (msgpackCodec) Unmarshal(data []byte, v any) error { return msgpack.Unmarshal(data, v) }
+
+type jsonCodec struct{}
+
+func (jsonCodec) Name() string                       { return "application/json" }
+func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
+func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+// Publisher is what both *Bus and *TxBus are: PublishValue takes either.
+type Publisher interface {
+	PublishMessageContext(ctx context.Context, m *message.Message) error
+}
+
+// PublishValue encodes v with codec (nil: MsgpackCodec) and publishes it to
+// topic through p, a *Bus or a *TxBus.
+func PublishValue[T any](ctx context.Context, p Publisher, codec Codec, topic string, v T, opts ...message.PolicyOption) error {
+	if codec == nil {
+		codec = MsgpackCodec
+	}
+	payload, err := codec.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("final: encode %T: %w", v, err)
+	}
+	m := message.New(topic, payload, opts...)
+	m.Header.Set(HeaderContentType, codec.Name())
+	return p.PublishMessageContext(ctx, m)
+}
+
+// Typed adapts a handler of decoded values: the payload is decoded into a T
+// with codec (nil: MsgpackCodec) and h gets the delivery's context. A
+// payload that does not decode is dead-lettered at once, with the reason,
+// and never retried.
+func Typed[T any](codec Codec, h func(ctx context.Context, v T) error) HandlerFunc {
+	return TypedContext(codec, func(c *Context, v T) error { return h(c.Context(), v) })
+}
+
+// TypedContext is Typed for handlers that want the whole Context.
+func TypedContext[T any](codec Codec, h func(c *Context, v T) error) HandlerFunc {
+	if codec == nil {
+		codec = MsgpackCodec
+	}
+	return func(c *Context) error {
+		var v T
+		if err := codec.Unmarshal(c.Message.Payload, &v); err != nil {
+			return Permanent(fmt.Errorf("decode %s payload into %T: %w", codec.Name(), v, err))
+		}
+		return h(c, v)
+	}
+}

@@ -1,0 +1,82 @@
+package final_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/finalbus/final"
+	"github.com/finalbus/final/internal/testenv"
+	"github.com/finalbus/final/mq/amqp"
+)
+
+type order struct {
+	ID    int64
+	Items []string
+	Total float64
+}
+
+func TestTypedRoundTripAndWrongTypeDeadLettered(t *testing.T) {
+	for _, codec := range []final.Codec{final.MsgpackCodec, final.JSONCodec} {
+		t.Run(codec.Name(), func(t *testing.T) {
+			e := newEnv(t)
+			topic, wrong := e.svc+".order", e.svc+".wrong"
+			got := make(chan order, 1)
+			var wrongCalls atomic.Int64
+			b := e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) {
+				b.Subscribe(topic).Handler(final.Typed(codec, func(ctx context.Context, o order) error {
+					got <- o
+					return nil
+				}))
+				b.Subscribe(wrong).Handler(final.Typed(codec, func(ctx context.Context, o order) error {
+					wrongCalls.Add(1)
+					return nil
+				}))
+			})
+			want := order{ID: 42, Items: []string{"book", "lamp"}, Total: 31.5}
+			tx, err := e.db.Begin()
+			require.NoError(t, err)
+			require.NoError(t, b.Transaction(tx, func(txBus *final.TxBus) error {
+				return final.PublishValue(context.Background(), txBus, codec, topic, want)
+			}))
+			select {
+			case o := <-got:
+				require.Equal(t, want, o)
+			case <-time.After(10 * time.Second):
+				t.Fatal("typed message not delivered")
+			}
+
+			// A string where an order is expected: dead-lettered at once.
+			require.NoError(t, final.PublishValue(context.Background(), b, codec, wrong, "not an order"))
+			var dead []amqp091.Delivery
+			testenv.Eventually(t, 10*time.Second, func() bool { dead = append(dead, e.deadLetters()...); return len(dead) == 1 }, "dead-lettered")
+			reason := fmt.Sprint(dead[0].Headers[amqp.HeaderDeadReason])
+			require.True(t, strings.Contains(reason, "decode") && strings.Contains(reason, "handler failed 1 times"), "reason %q", reason)
+			require.Zero(t, wrongCalls.Load())
+		})
+	}
+}
+
+func TestPermanentErrorIsNotRetried(t *testing.T) {
+	e := newEnv(t)
+	topic := e.svc + ".t"
+	var calls atomic.Int64
+	b := e.start(e.svc, e.url, testOptions(t).WithRetryCount(5), func(b *final.Bus) {
+		b.Subscribe(topic).Handler(func(c *final.Context) error {
+			calls.Add(1)
+			return final.Permanent(errors.New("invalid order"))
+		})
+	})
+	require.NoError(t, b.Publish(topic, []byte("x")))
+	var dead []amqp091.Delivery
+	testenv.Eventually(t, 10*time.Second, func() bool { dead = append(dead, e.deadLetters()...); return len(dead) == 1 }, "dead-lettered")
+	require.EqualValues(t, 1, calls.Load())
+	require.Nil(t, final.Permanent(nil))
+}
