@@ -39,6 +39,10 @@
 //     longer than OutboxScanAgoTime, or a consumer died after its handler
 //     succeeded but before the ack. Handlers should be idempotent; the
 //     message UUID (Context.Message.UUID) identifies duplicates.
+//   - Effectively-once with Subscription.Inbox: the chain runs in a
+//     transaction that also records the message UUID, so a duplicate is
+//     recognised and acknowledged without calling the handler, and the
+//     handler's writes and publishes happen once.
 //   - Not ordered: messages are published concurrently, re-sent out of
 //     order after failures, and handled by NumSubscriber concurrent
 //     workers. Do not rely on the order of any two messages.
