@@ -44,6 +44,9 @@ var (
 	ErrHandlerPanic = errors.New("final: handler panicked")
 	// ErrNoHandler: a delivery's topic has no handler in this service.
 	ErrNoHandler = errors.New("final: no handler for topic")
+	// ErrNotSupported: the provider lacks the optional capability a call
+	// needs.
+	ErrNotSupported = errors.New("final: not supported by the provider")
 	// ErrPermanent marks a handler error that retrying cannot fix: the
 	// message is dead-lettered at once. Wrap errors with Permanent.
 	ErrPermanent = errors.New("final: permanent failure")

@@ -90,6 +90,27 @@ type ReadyNotifier interface {
 	Ready() <-chan struct{}
 }
 
+// DeadLetter is a message in a service's dead-letter queue.
+type DeadLetter struct {
+	Body   []byte    // as published: message.Unmarshal decodes it
+	Topic  string    // the topic it was published under, if known
+	Reason string    // why it was dead-lettered
+	At     time.Time // when, if known
+}
+
+// DeadLetterQueue is an optional capability of a provider: reading and
+// replaying the service's dead letters.
+type DeadLetterQueue interface {
+	// PeekDeadLetters returns up to limit dead letters, oldest first,
+	// leaving them in the queue.
+	PeekDeadLetters(ctx context.Context, limit int) ([]DeadLetter, error)
+	// ReplayDeadLetters publishes up to limit dead letters to their topics
+	// again, each removed from the dead-letter queue only once the broker
+	// confirmed its new publish, and returns how many. Dead letters whose
+	// topic is unknown stay where they are.
+	ReplayDeadLetters(ctx context.Context, limit int) (int, error)
+}
+
 // Confirmation is the broker's pending verdict on one publish.
 type Confirmation interface {
 	// Wait blocks until the broker confirms (nil), refuses (ErrNacked),

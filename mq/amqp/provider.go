@@ -46,6 +46,7 @@ var (
 	_ mq.IProvider        = (*Provider)(nil)
 	_ mq.EncodedPublisher = (*Provider)(nil)
 	_ mq.ReadyNotifier    = (*Provider)(nil)
+	_ mq.DeadLetterQueue  = (*Provider)(nil)
 )
 
 // NewProvider returns a provider for the broker at url

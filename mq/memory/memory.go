@@ -70,6 +70,7 @@ type Provider struct {
 var (
 	_ mq.IProvider        = (*Provider)(nil)
 	_ mq.EncodedPublisher = (*Provider)(nil)
+	_ mq.DeadLetterQueue  = (*Provider)(nil)
 )
 
 // Init declares the service's queue and bindings.
@@ -271,6 +272,63 @@ func (d *delivery) DeadLetter(_ context.Context, reason string) error {
 		d.b.mu.Unlock()
 	}
 	return nil
+}
+
+// PeekDeadLetters implements mq.DeadLetterQueue.
+func (p *Provider) PeekDeadLetters(_ context.Context, limit int) ([]mq.DeadLetter, error) {
+	var out []mq.DeadLetter
+	for _, d := range p.b.DeadLetters(p.cfg.Service) {
+		if len(out) == limit {
+			break
+		}
+		dl := mq.DeadLetter{Body: d.Body, Reason: d.Reason}
+		if m, err := message.Unmarshal(d.Body); err == nil {
+			dl.Topic = m.Topic
+		}
+		out = append(out, dl)
+	}
+	return out, nil
+}
+
+// ReplayDeadLetters implements mq.DeadLetterQueue.
+func (p *Provider) ReplayDeadLetters(ctx context.Context, limit int) (int, error) {
+	replayed := 0
+	for replayed < limit {
+		p.b.mu.Lock()
+		q := p.b.queues[p.cfg.Service]
+		var next *DeadLetter
+		idx := -1
+		if q != nil {
+			for i := range q.dead {
+				if _, err := message.Unmarshal(q.dead[i].Body); err == nil {
+					next, idx = &q.dead[i], i
+					break
+				}
+			}
+		}
+		var dl DeadLetter
+		if next != nil {
+			dl = *next
+			q.dead = append(q.dead[:idx], q.dead[idx+1:]...)
+		}
+		p.b.mu.Unlock()
+		if next == nil {
+			return replayed, nil
+		}
+		m, _ := message.Unmarshal(dl.Body)
+		conf, err := p.PublishEncoded(ctx, m, dl.Body)
+		if err == nil {
+			err = conf.Wait(ctx)
+		}
+		if err != nil {
+			p.b.mu.Lock()
+			q.dead = append([]DeadLetter{dl}, q.dead...)
+			p.b.mu.Unlock()
+			return replayed, err
+		}
+		replayed++
+	}
+	return replayed, nil
 }
 
 // Inject puts a raw body on service's queue, as a foreign producer could:

@@ -34,6 +34,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("DeadLetter", func(t *testing.T) { testDeadLetter(t, h) })
 	t.Run("FanOutAndCompete", func(t *testing.T) { testFanOutAndCompete(t, h) })
 	t.Run("Broadcast", func(t *testing.T) { testBroadcast(t, h) })
+	t.Run("DeadLetterQueue", func(t *testing.T) { testDeadLetterQueue(t, h) })
 	t.Run("ConsumeStops", func(t *testing.T) { testConsumeStops(t, h) })
 	t.Run("Close", func(t *testing.T) { testClose(t, h) })
 }
@@ -277,6 +278,48 @@ func testBroadcast(t *testing.T, h Harness) {
 	}
 	if works != 1 {
 		t.Fatalf("the competing message arrived %d times", works)
+	}
+}
+
+// testDeadLetterQueue runs for providers with mq.DeadLetterQueue: a dead
+// letter can be read, stays until replayed, and comes back to its topic.
+func testDeadLetterQueue(t *testing.T, h Harness) {
+	svc := h.Service(t)
+	topic := svc + ".t"
+	p := start(t, h, svc, topic)
+	dlq, ok := p.(mq.DeadLetterQueue)
+	if !ok {
+		t.Skip("the provider has no mq.DeadLetterQueue")
+	}
+	ch := consume(t, p)
+	m := message.New(topic, []byte("dead then alive"))
+	publish(t, p, m)
+	d, _ := next(t, ch)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := d.DeadLetter(ctx, "reason 1"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ { // reading does not remove
+		dls, err := dlq.PeekDeadLetters(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(dls) != 1 || dls[0].Reason != "reason 1" || dls[0].Topic != topic {
+			t.Fatalf("peek %d = %+v, want one dead letter of %s with its reason", i, dls, topic)
+		}
+	}
+	n, err := dlq.ReplayDeadLetters(ctx, 10)
+	if err != nil || n != 1 {
+		t.Fatalf("ReplayDeadLetters = %d, %v; want 1", n, err)
+	}
+	d2, got := next(t, ch)
+	if got.UUID != m.UUID {
+		t.Fatalf("replayed %s, want %s", got.UUID, m.UUID)
+	}
+	_ = d2.Ack()
+	if dls, err := dlq.PeekDeadLetters(ctx, 10); err != nil || len(dls) != 0 {
+		t.Fatalf("after replay: %+v, %v; want an empty dead-letter queue", dls, err)
 	}
 }
 
