@@ -148,11 +148,14 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 		b.log.Info("final: purged outbox", "rows", n)
 	}
 
-	var topics, broadcast []string
+	var topics, broadcast, ordered []string
 	for t, r := range b.routes {
-		if r.broadcast {
+		switch {
+		case r.broadcast:
 			broadcast = append(broadcast, t)
-		} else {
+		case r.ordered:
+			ordered = append(ordered, t)
+		default:
 			topics = append(topics, t)
 		}
 	}
@@ -160,6 +163,7 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 		Service:   b.svcName,
 		Topics:    topics,
 		Broadcast: broadcast,
+		Ordered:   ordered,
 		Prefetch:  b.opt.Prefetch,
 		Purge:     b.opt.PurgeOnStartup,
 		Logger:    b.log,

@@ -25,7 +25,7 @@ var (
 	ErrTxDone = errors.New("final: transaction already committed or rolled back")
 	// ErrInvalidService: the service name is not 1-48 of [A-Za-z0-9_.-].
 	ErrInvalidService = errors.New("final: invalid service name")
-	// ErrInvalidTopic: the topic is not 1-255 of [A-Za-z0-9_.-].
+	// ErrInvalidTopic: the topic is not 1-250 of [A-Za-z0-9_.-].
 	ErrInvalidTopic = errors.New("final: invalid topic")
 	// ErrInvalidOption: an Options field is out of range; the message names it.
 	ErrInvalidOption = errors.New("final: invalid option")

@@ -10,7 +10,7 @@ import (
 // for MySQL's 64-character identifiers.
 const (
 	MaxServiceNameLen = 48
-	MaxTopicLen       = 255 // the AMQP routing key limit
+	MaxTopicLen       = 250 // the AMQP routing key limit (255) less a shard suffix ("#15")
 )
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)

@@ -10,6 +10,7 @@ type Subscription struct {
 	middlewares []HandlerFunc
 	inbox       bool
 	broadcast   bool
+	ordered     bool
 }
 
 // Subscribe starts a subscription of this service to topic. Instances of
@@ -41,6 +42,17 @@ func (s *Subscription) Broadcast() *Subscription {
 	return s
 }
 
+// Ordered makes the subscription handle messages with the same key
+// (message.WithKey) one at a time, in the order they reached the broker,
+// across all instances of the service; messages with different keys run in
+// parallel. A failing message holds back only its own key while it is
+// retried, then is dead-lettered and its key moves on. Messages without a
+// key are ordered among themselves. It cannot be combined with Broadcast.
+func (s *Subscription) Ordered() *Subscription {
+	s.ordered = true
+	return s
+}
+
 // Middleware appends middlewares, run in order around the handler.
 func (s *Subscription) Middleware(mw ...HandlerFunc) *Subscription {
 	s.middlewares = append(s.middlewares, mw...)
@@ -51,7 +63,7 @@ func (s *Subscription) Middleware(mw ...HandlerFunc) *Subscription {
 // too) for an invalid topic, a nil handler, a topic already subscribed, or
 // a bus already started.
 func (s *Subscription) Handler(h HandlerFunc) error {
-	err := s.bus.addRoute(s.topic, s.middlewares, h, s.inbox, s.broadcast)
+	err := s.bus.addRoute(s.topic, s.middlewares, h, route{inbox: s.inbox, broadcast: s.broadcast, ordered: s.ordered})
 	if err != nil {
 		s.bus.mu.Lock()
 		if s.bus.routeErr == nil {
@@ -67,17 +79,21 @@ type route struct {
 	chain     []HandlerFunc // middlewares then the handler
 	inbox     bool          // run in a transaction with an inbox record
 	broadcast bool          // every instance receives every message
+	ordered   bool          // one message per key at a time, in order
 }
 
-func (b *Bus) addRoute(topic string, mw []HandlerFunc, h HandlerFunc, inbox, broadcast bool) error {
+func (b *Bus) addRoute(topic string, mw []HandlerFunc, h HandlerFunc, mode route) error {
 	if err := validateTopic(topic); err != nil {
 		return err
 	}
 	if h == nil {
 		return fmt.Errorf("%w: topic %q", ErrNilHandler, topic)
 	}
-	if inbox && broadcast {
+	if mode.inbox && mode.broadcast {
 		return fmt.Errorf("%w: topic %q: Inbox records a message once per service, Broadcast delivers it to every instance", ErrInvalidSubscription, topic)
+	}
+	if mode.ordered && mode.broadcast {
+		return fmt.Errorf("%w: topic %q: Ordered and Broadcast cannot be combined", ErrInvalidSubscription, topic)
 	}
 	for i, m := range mw {
 		if m == nil {
@@ -94,6 +110,7 @@ func (b *Bus) addRoute(topic string, mw []HandlerFunc, h HandlerFunc, inbox, bro
 	}
 	chain := make([]HandlerFunc, 0, len(mw)+1)
 	chain = append(chain, mw...)
-	b.routes[topic] = &route{chain: append(chain, h), inbox: inbox, broadcast: broadcast}
+	mode.chain = append(chain, h)
+	b.routes[topic] = &mode
 	return nil
 }

@@ -24,6 +24,7 @@ type subscriber struct {
 	opt      Options
 	log      *slog.Logger
 
+	lanes       *lanes          // per-key order for Ordered subscriptions
 	consumeCtx  context.Context // cancelling it stops new deliveries
 	stopConsume context.CancelFunc
 	handlerCtx  context.Context // given to handlers; cancelled when Shutdown gives up
@@ -32,7 +33,7 @@ type subscriber struct {
 }
 
 func newSubscriber(b *Bus, routes map[string]*route, o Options) *subscriber {
-	s := &subscriber{bus: b, provider: b.provider, routes: routes, opt: o, log: o.Logger}
+	s := &subscriber{bus: b, provider: b.provider, routes: routes, opt: o, log: o.Logger, lanes: newLanes()}
 	s.consumeCtx, s.stopConsume = context.WithCancel(context.Background())
 	s.handlerCtx, s.stopHandler = context.WithCancel(context.Background())
 	return s
@@ -43,16 +44,48 @@ func (s *subscriber) start() error {
 	if err != nil {
 		return err
 	}
+	work := make(chan task)
+	s.wg.Add(1)
+	go func() { // the router: decode, and hold back a busy key's next message
+		defer s.wg.Done()
+		defer close(work)
+		for d := range deliveries {
+			t := task{d: d}
+			if t.msg, t.err = d.Message(); t.err == nil {
+				t.rt = s.routes[t.msg.Topic]
+				if t.rt != nil && t.rt.ordered && !s.lanes.enter(t) {
+					continue // runs when its key's current message is done
+				}
+			}
+			work <- t
+		}
+	}()
 	for i := 0; i < s.opt.NumSubscriber; i++ {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			for d := range deliveries {
-				s.handle(d)
+			for t := range work {
+				s.run(t)
 			}
 		}()
 	}
 	return nil
+}
+
+// run handles t and, for an Ordered subscription, the messages that queued
+// behind it on its key.
+func (s *subscriber) run(t task) {
+	for {
+		s.handle(t)
+		if t.rt == nil || !t.rt.ordered {
+			return
+		}
+		next, ok := s.lanes.leave(t.msg)
+		if !ok {
+			return
+		}
+		t = next
+	}
 }
 
 // stop cancels the consumer, lets in-flight handlers finish for up to
@@ -79,14 +112,13 @@ func (s *subscriber) stop(timeout time.Duration) error {
 	}
 }
 
-func (s *subscriber) handle(d mq.Delivery) {
-	msg, err := d.Message()
-	if err != nil {
-		s.log.Warn("final: undecodable delivery dead-lettered", "err", err)
-		s.deadLetter(d, "undecodable: "+err.Error())
+func (s *subscriber) handle(t task) {
+	d, msg, rt := t.d, t.msg, t.rt
+	if t.err != nil {
+		s.log.Warn("final: undecodable delivery dead-lettered", "err", t.err)
+		s.deadLetter(d, "undecodable: "+t.err.Error())
 		return
 	}
-	rt := s.routes[msg.Topic]
 	if rt == nil {
 		s.log.Warn("final: delivery for a topic without handler dead-lettered", "topic", msg.Topic, "uuid", msg.UUID)
 		s.deadLetter(d, ErrNoHandler.Error()+": "+msg.Topic)

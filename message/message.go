@@ -40,6 +40,7 @@ func New(topic string, payload []byte, opts ...PolicyOption) *Message {
 	return &Message{
 		UUID:    NewUUID(),
 		Topic:   topic,
+		Key:     p.Key,
 		Header:  Header{},
 		Payload: payload,
 		Policy:  p,

@@ -20,6 +20,9 @@ type Policy struct {
 	// Delay keeps the message in the outbox until it is due; it is then
 	// published by the relay. Zero means publish at once. It needs Confirm.
 	Delay time.Duration
+	// Key, when set, becomes the message's Key: messages with the same key
+	// are handled in order by Ordered subscriptions.
+	Key string `msgpack:",omitempty"`
 }
 
 // DefaultPolicy returns the policy every message starts from: confirmed
@@ -44,6 +47,11 @@ func WithDurable(durable bool) PolicyOption {
 // WithTTL sets Policy.TTL.
 func WithTTL(ttl time.Duration) PolicyOption {
 	return func(p *Policy) { p.TTL = ttl }
+}
+
+// WithKey sets the message key (Policy.Key, copied to Message.Key).
+func WithKey(key string) PolicyOption {
+	return func(p *Policy) { p.Key = key }
 }
 
 // WithDelay sets Policy.Delay.

@@ -43,6 +43,10 @@ type Config struct {
 	// queue of its own that lives as long as its connection: messages
 	// published while an instance is disconnected do not reach it.
 	Broadcast []string
+	// Ordered are topics whose messages with the same key are delivered
+	// in order to one consumer at a time across the service's instances
+	// (see OrderShards); keys are spread over shards handled in parallel.
+	Ordered []string
 	// Prefetch bounds the unacknowledged deliveries in flight.
 	Prefetch int
 	// Purge empties the service queue at Init.
@@ -63,10 +67,10 @@ type IProvider interface {
 	// when the broker is not connected.
 	Publish(ctx context.Context, msg *message.Message) (Confirmation, error)
 	// Consume starts delivering the service queue's messages, and the
-	// instance's broadcast messages. The channel
-	// survives reconnects; it is closed after ctx is cancelled (the broker
-	// consumer is cancelled first, so no new deliveries start) or the
-	// provider is closed.
+	// instance's broadcast messages. The channel survives reconnects; it is
+	// closed after ctx is cancelled or the provider is closed. Once ctx is
+	// cancelled no delivery is handed out any more, while those handed out
+	// can still be acknowledged; Close returns the rest to their queues.
 	Consume(ctx context.Context) (<-chan Delivery, error)
 	// Close stops the provider and waits for its goroutines. Unacknowledged
 	// deliveries go back to the queue. Close is idempotent.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -69,7 +70,9 @@ func (p *Provider) Consume(ctx context.Context) (<-chan mq.Delivery, error) {
 }
 
 // consumeSession forwards deliveries from one session until it is lost, ctx
-// ends or the provider closes.
+// ends or the provider closes. It consumes every queue of the service (the
+// service queue, the shards of ordered topics, the connection's broadcast
+// queue) on one channel, with a forwarding goroutine per queue.
 func (p *Provider) consumeSession(ctx context.Context, s *session, out chan<- mq.Delivery) error {
 	ch, err := s.consConn.Channel()
 	if err != nil {
@@ -79,80 +82,69 @@ func (p *Provider) consumeSession(ctx context.Context, s *session, out chan<- mq
 		_ = ch.Close()
 		return err
 	}
-	// One consumer on the service queue, one on this connection's
-	// broadcast queue; a nil channel stands for one the service lacks.
-	var (
-		tags                []string
-		shared, private     <-chan amqp.Delivery
-		sharedOK, privateOK = true, true
-	)
-	consume := func(queue string) (<-chan amqp.Delivery, error) {
-		tag := "final." + p.cfg.Service + "." + randomTag()
-		ds, err := ch.Consume(queue, tag, false, false, false, false, nil)
-		if err == nil {
-			tags = append(tags, tag)
-		}
-		return ds, err
-	}
-	if len(p.topo.topics) > 0 {
-		if shared, err = consume(p.topo.queue); err != nil {
-			_ = ch.Close()
-			return err
-		}
-	}
+	queues := p.topo.queues()
 	if s.private != "" {
-		if private, err = consume(s.private); err != nil {
+		queues = append(queues, s.private)
+	}
+	var streams []<-chan amqp.Delivery
+	for _, q := range queues {
+		ds, err := ch.Consume(q, "final."+p.cfg.Service+"."+randomTag(), false, false, false, false, nil)
+		if err != nil {
 			_ = ch.Close()
 			return err
 		}
+		streams = append(streams, ds)
 	}
-	// The channel stays open after the consumers are cancelled so that
-	// in-flight handlers can still ack; closing the connection closes it.
-	stop := func() {
-		for _, tag := range tags {
-			_ = ch.Cancel(tag, false)
-		}
-		// Deliveries already prefetched go straight back to the queue.
-		for _, ds := range []<-chan amqp.Delivery{shared, private} {
-			if ds != nil {
-				for d := range ds {
-					_ = d.Nack(false, true)
+
+	var (
+		quit   = make(chan struct{}) // tells the forwarders to stop
+		closed = make(chan struct{}, len(streams))
+		wg     sync.WaitGroup
+	)
+	for _, ds := range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case d, ok := <-ds:
+					if !ok {
+						closed <- struct{}{}
+						return
+					}
+					select {
+					case out <- &delivery{d: d, p: p}:
+					case <-quit:
+						_ = d.Nack(false, true)
+						return
+					}
+				case <-quit:
+					return
 				}
 			}
-		}
+		}()
 	}
-	for {
-		var (
-			d  amqp.Delivery
-			ok bool
-		)
-		select {
-		case d, ok = <-shared:
-			sharedOK = ok
-		case d, ok = <-private:
-			privateOK = ok
-		case <-ctx.Done():
-			stop()
-			return nil
-		case <-p.done:
-			return nil
-		case <-s.lost:
-			return nil
-		}
-		if !sharedOK || !privateOK {
-			// The channel or the connection closed, or the broker
-			// cancelled a consumer.
-			_ = ch.Close()
-			return errors.New("amqp: delivery channel closed")
-		}
-		select {
-		case out <- &delivery{d: d, p: p}:
-		case <-ctx.Done():
-			_ = d.Nack(false, true)
-			stop()
-			return nil
-		case <-p.done:
-			return nil
-		}
+	halt := func() { close(quit); wg.Wait() }
+
+	select {
+	case <-ctx.Done():
+		// Stop handing deliveries out, but keep the consumers and the
+		// channel: in-flight handlers still ack on it, and a
+		// single-active-consumer shard must not pass to another instance
+		// while this one still works on its messages. Close closes the
+		// connection, which returns every unacknowledged delivery to its
+		// place in its queue.
+		halt()
+		return nil
+	case <-closed:
+		// The channel or the connection closed, or the broker cancelled a
+		// consumer.
+		halt()
+		_ = ch.Close()
+		return errors.New("amqp: delivery channel closed")
+	case <-p.done:
+	case <-s.lost:
 	}
+	halt()
+	return nil
 }

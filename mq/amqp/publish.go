@@ -48,7 +48,7 @@ func (p *Provider) PublishEncoded(ctx context.Context, msg *message.Message, bod
 	// A fire-and-forget message (Confirm false) may be lost by contract:
 	// it is not mandatory, so nobody has to collect its return.
 	mandatory := msg.Policy == nil || msg.Policy.Confirm
-	return p.publish(ctx, p.topo.exchange, msg.Topic, mandatory, pub)
+	return p.publish(ctx, p.topo.exchange, mq.RoutingKey(msg.Topic, msg.Key), mandatory, pub)
 }
 
 // publish sends pub. A mandatory publish is registered with the return

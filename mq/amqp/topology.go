@@ -2,6 +2,7 @@ package amqp
 
 import (
 	"fmt"
+	"hash/fnv"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -15,6 +16,7 @@ type topology struct {
 	dlq      string // its dead-letter queue, "final.<service>.dlq"
 	topics   []string
 	fanout   []string // broadcast topics, bound to a private queue per connection
+	ordered  []string // topics with single-active-consumer shard queues
 }
 
 func newTopology(exchange string, cfg mq.Config) topology {
@@ -24,11 +26,35 @@ func newTopology(exchange string, cfg mq.Config) topology {
 		dlq:      "final." + cfg.Service + ".dlq",
 		topics:   cfg.Topics,
 		fanout:   cfg.Broadcast,
+		ordered:  cfg.Ordered,
 	}
 }
 
 // consumes reports whether the service has anything to consume.
-func (t topology) consumes() bool { return len(t.topics) > 0 || len(t.fanout) > 0 }
+func (t topology) consumes() bool { return len(t.topics)+len(t.fanout)+len(t.ordered) > 0 }
+
+// shardQueue names shard i of an ordered topic. The topic is hashed so the
+// name stays within AMQP's 255 bytes.
+func (t topology) shardQueue(topic string, i int) string {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(topic))
+	return fmt.Sprintf("%s.ordered.%016x.%d", t.queue, h.Sum64(), i)
+}
+
+// bindAll binds queue to topic and to every shard of it, so that keyed and
+// unkeyed messages of topic both reach it.
+func (t topology) bindAll(ch *amqp.Channel, queue, topic string) error {
+	for i := -1; i < mq.OrderShards; i++ {
+		key := topic
+		if i >= 0 {
+			key = mq.ShardRoutingKey(topic, i)
+		}
+		if err := ch.QueueBind(queue, key, t.exchange, false, nil); err != nil {
+			return fmt.Errorf("amqp: bind %q to %q: %w", queue, key, err)
+		}
+	}
+	return nil
+}
 
 // declare creates the exchange, and for a consuming service its queue,
 // bindings and dead-letter queue. Declarations are idempotent, so they run
@@ -43,6 +69,25 @@ func (t topology) declare(ch *amqp.Channel) error {
 	if _, err := ch.QueueDeclare(t.dlq, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("amqp: declare queue %q: %w", t.dlq, err)
 	}
+	for _, topic := range t.ordered {
+		// Shard i takes the keys of shard i; unkeyed messages go to shard
+		// 0. One consumer at a time per shard, across all instances.
+		for i := 0; i < mq.OrderShards; i++ {
+			q := t.shardQueue(topic, i)
+			args := amqp.Table{"x-single-active-consumer": true}
+			if _, err := ch.QueueDeclare(q, true, false, false, false, args); err != nil {
+				return fmt.Errorf("amqp: declare queue %q: %w", q, err)
+			}
+			if err := ch.QueueBind(q, mq.ShardRoutingKey(topic, i), t.exchange, false, nil); err != nil {
+				return fmt.Errorf("amqp: bind %q: %w", q, err)
+			}
+			if i == 0 {
+				if err := ch.QueueBind(q, topic, t.exchange, false, nil); err != nil {
+					return fmt.Errorf("amqp: bind %q: %w", q, err)
+				}
+			}
+		}
+	}
 	if len(t.topics) == 0 {
 		return nil
 	}
@@ -50,11 +95,25 @@ func (t topology) declare(ch *amqp.Channel) error {
 		return fmt.Errorf("amqp: declare queue %q: %w", t.queue, err)
 	}
 	for _, topic := range t.topics {
-		if err := ch.QueueBind(t.queue, topic, t.exchange, false, nil); err != nil {
-			return fmt.Errorf("amqp: bind %q to %q: %w", t.queue, topic, err)
+		if err := t.bindAll(ch, t.queue, topic); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// queues lists the durable queues the service consumes.
+func (t topology) queues() []string {
+	var qs []string
+	if len(t.topics) > 0 {
+		qs = append(qs, t.queue)
+	}
+	for _, topic := range t.ordered {
+		for i := 0; i < mq.OrderShards; i++ {
+			qs = append(qs, t.shardQueue(topic, i))
+		}
+	}
+	return qs
 }
 
 // declarePrivate declares this connection's broadcast queue and binds it.
@@ -67,8 +126,8 @@ func (t topology) declarePrivate(ch *amqp.Channel) (string, error) {
 		return "", fmt.Errorf("amqp: declare broadcast queue: %w", err)
 	}
 	for _, topic := range t.fanout {
-		if err := ch.QueueBind(q.Name, topic, t.exchange, false, nil); err != nil {
-			return "", fmt.Errorf("amqp: bind broadcast queue to %q: %w", topic, err)
+		if err := t.bindAll(ch, q.Name, topic); err != nil {
+			return "", err
 		}
 	}
 	return q.Name, nil

@@ -90,7 +90,7 @@ func (p *Provider) Init(_ context.Context, cfg mq.Config) error {
 		}
 		p.b.private = append(p.b.private, p.private)
 	}
-	if len(cfg.Topics) == 0 && len(cfg.Broadcast) == 0 {
+	if len(cfg.Topics) == 0 && len(cfg.Broadcast) == 0 && len(cfg.Ordered) == 0 {
 		return nil
 	}
 	q := p.b.queues[cfg.Service] // also keeps the service's dead letters
@@ -98,7 +98,8 @@ func (p *Provider) Init(_ context.Context, cfg mq.Config) error {
 		q = &queue{topics: map[string]bool{}, items: make(chan item, 1<<16)}
 		p.b.queues[cfg.Service] = q
 	}
-	for _, t := range cfg.Topics {
+	// One FIFO queue per service: ordered topics need nothing more here.
+	for _, t := range append(append([]string(nil), cfg.Topics...), cfg.Ordered...) {
 		q.topics[t] = true
 	}
 	if cfg.Purge {
