@@ -43,7 +43,11 @@
 //     transaction that also records the message UUID, so a duplicate is
 //     recognised and acknowledged without calling the handler, and the
 //     handler's writes and publishes happen once.
-//   - Not ordered: messages are published concurrently, re-sent out of
+//   - Ordered per key with Subscription.Ordered and message.WithKey: the
+//     messages of one key are handled one at a time in the order the
+//     broker received them, across instances. A message re-sent after a
+//     failed publish can come after later messages of its key.
+//   - Otherwise not ordered: messages are published concurrently, re-sent out of
 //     order after failures, and handled by NumSubscriber concurrent
 //     workers. Do not rely on the order of any two messages.
 //   - WithConfirm(false) opts out of the outbox: such a message is sent
