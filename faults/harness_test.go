@@ -115,6 +115,7 @@ func newScene(t *testing.T, w *world) *scene {
 	}
 	t.Cleanup(func() {
 		_, _ = w.rootDB.Exec("DROP TABLE IF EXISTS `" + s.table + "`")
+		_, _ = w.rootDB.Exec("DROP TABLE IF EXISTS `final_" + svc + "_inbox`")
 		deleteQueues(w.amqpURL, svc)
 	})
 	return s

@@ -19,6 +19,8 @@ import (
 //	producer: commits business rows with messages from 4 goroutines.
 //	consumer: handles the scene's topic, recording each delivery in a table
 //	          before it returns, slowly enough that kills land mid-handler.
+//	inbox-consumer: the same with an Inbox subscription: the record is
+//	          written in the handler's transaction.
 func runRole(role string) int {
 	svc, table, topic, recv := os.Getenv("FAULTS_SVC"), os.Getenv("FAULTS_TABLE"), os.Getenv("FAULTS_TOPIC"), os.Getenv("FAULTS_RECV")
 	db, err := sql.Open("mysql", os.Getenv("FAULTS_DSN"))
@@ -27,9 +29,18 @@ func runRole(role string) int {
 		return 2
 	}
 	b := final.New(svc, db, amqp.NewProvider(os.Getenv("FAULTS_AMQP")), options())
-	if role == "consumer" {
+	switch role {
+	case "consumer":
 		b.Subscribe(topic).Handler(func(c *final.Context) error {
 			if _, err := db.Exec("INSERT INTO `"+recv+"` (ref) VALUES (?)", string(c.Message.Payload)); err != nil {
+				return err
+			}
+			time.Sleep(5 * time.Millisecond) // a handler that takes time: the kill lands mid-handler
+			return nil
+		})
+	case "inbox-consumer":
+		b.Subscribe(topic).Inbox().Handler(func(c *final.Context) error {
+			if _, err := c.Tx().Exec("INSERT INTO `"+recv+"` (ref) VALUES (?)", string(c.Message.Payload)); err != nil {
 				return err
 			}
 			time.Sleep(5 * time.Millisecond) // a handler that takes time: the kill lands mid-handler
@@ -41,7 +52,7 @@ func runRole(role string) int {
 		return 2
 	}
 	fmt.Println("ready")
-	if role == "consumer" {
+	if role != "producer" {
 		select {} // until killed
 	}
 	s := &scene{table: table, topic: topic}

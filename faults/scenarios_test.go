@@ -34,7 +34,8 @@ var scenarios = []scenario{
 	{name: "database connections killed", run: dbConnectionsKilled},
 	{name: "database unreachable", run: dbUnreachable},
 	{name: "three relays on one table", run: threeRelays},
-	{name: "consumer killed mid-handler", run: consumerKilled},
+	{name: "consumer killed mid-handler", run: func(t *testing.T, s *scene) (int, time.Time) { return consumerKilled(t, s, "consumer") }},
+	{name: "Inbox consumer killed mid-handler", run: func(t *testing.T, s *scene) (int, time.Time) { return consumerKilled(t, s, "inbox-consumer") }},
 	{name: "bad input under load", run: badInput},
 }
 
@@ -194,14 +195,16 @@ func threeRelays(t *testing.T, s *scene) (int, time.Time) {
 	return 3, time.Now()
 }
 
-func consumerKilled(t *testing.T, s *scene) (int, time.Time) {
+// consumerKilled kills consumer processes of role mid-handler, again and
+// again; their receipts (the side effects) are rows in recvTable.
+func consumerKilled(t *testing.T, s *scene, role string) (int, time.Time) {
 	s.recvTable = "recv_" + s.svc
 	if _, err := s.w.rootDB.Exec("CREATE TABLE `" + s.recvTable + "` (id BIGINT AUTO_INCREMENT PRIMARY KEY, ref VARCHAR(64) NOT NULL)"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = s.w.rootDB.Exec("DROP TABLE IF EXISTS `" + s.recvTable + "`") })
 	db := s.w.open(t, s.w.dsn)
-	consumer := s.spawn("consumer", "") // binds the queue before the load starts
+	consumer := s.spawn(role, "") // binds the queue before the load starts
 	b := s.bus(db, s.w.amqpURL, false)
 	l := s.startLoad(b, db, 4)
 	defer l.stop()
@@ -209,7 +212,7 @@ func consumerKilled(t *testing.T, s *scene) (int, time.Time) {
 	for k := 0; k < n; k++ {
 		sleep(time.Duration(300+rand.IntN(700)) * time.Millisecond)
 		kill(t, consumer)
-		consumer = s.spawn("consumer", "")
+		consumer = s.spawn(role, "")
 	}
 	ended := time.Now()
 	sleep(500 * time.Millisecond) // load goes on after the fault
