@@ -84,9 +84,24 @@ func (s *subscriber) run(t task) {
 		if !ok {
 			return
 		}
+		if s.consumeCtx.Err() != nil {
+			// Shutting down: the rest of the key stays unacknowledged, and
+			// closing the provider returns it to its place in the queue, to
+			// the next instance, in order. Handling it here could overtake
+			// a message handle just gave back.
+			for ok {
+				next, ok = s.lanes.leave(next.msg)
+			}
+			return
+		}
 		t = next
 	}
 }
+
+// stale reports a delivery from a connection that is gone: the broker has
+// requeued it already, and handling it would run it again after, not
+// before, its own redelivery and what follows it.
+type stale interface{ Stale() bool }
 
 // stop cancels the consumer, lets in-flight handlers finish for up to
 // timeout, then cancels their context and waits up to timeout again.
@@ -114,6 +129,9 @@ func (s *subscriber) stop(timeout time.Duration) error {
 
 func (s *subscriber) handle(t task) {
 	d, msg, rt := t.d, t.msg, t.rt
+	if st, ok := d.(stale); ok && st.Stale() {
+		return
+	}
 	if t.err != nil {
 		s.log.Warn("final: undecodable delivery dead-lettered", "err", t.err)
 		s.deadLetter(d, "undecodable: "+t.err.Error())

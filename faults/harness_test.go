@@ -168,6 +168,12 @@ func (s *scene) record(c *final.Context) error {
 
 // commit writes a business row and its message in one transaction.
 func (s *scene) commit(b *final.Bus, db *sql.DB, ref string) error {
+	return s.write(b, db, ref, nil)
+}
+
+// write writes a business row and its message in one transaction, which
+// rolls back when fail is set.
+func (s *scene) write(b *final.Bus, db *sql.DB, ref string, fail error) error {
 	tx, err := db.Begin()
 	if err != nil {
 		return err
@@ -176,7 +182,10 @@ func (s *scene) commit(b *final.Bus, db *sql.DB, ref string) error {
 		if _, err := tx.Exec("INSERT INTO `"+s.table+"` (ref) VALUES (?)", ref); err != nil {
 			return err
 		}
-		return txBus.Publish(s.topic, []byte(ref))
+		if err := txBus.Publish(s.topic, []byte(ref)); err != nil {
+			return err
+		}
+		return fail
 	})
 }
 
@@ -202,7 +211,7 @@ func (s *scene) startLoad(b *final.Bus, db *sql.DB, n int) *load {
 				ref := fmt.Sprintf("%d-%d", w, i)
 				if i%10 == 9 {
 					ref = "rb-" + ref
-					_ = s.rollback(b, db, ref)
+					_ = s.write(b, db, ref, errRollback)
 					continue
 				}
 				if err := s.commit(b, db, ref); err != nil {
@@ -212,22 +221,6 @@ func (s *scene) startLoad(b *final.Bus, db *sql.DB, n int) *load {
 		}()
 	}
 	return l
-}
-
-func (s *scene) rollback(b *final.Bus, db *sql.DB, ref string) error {
-	tx, err := db.Begin()
-	if err != nil {
-		return err
-	}
-	return b.Transaction(tx, func(txBus *final.TxBus) error {
-		if _, err := tx.Exec("INSERT INTO `"+s.table+"` (ref) VALUES (?)", ref); err != nil {
-			return err
-		}
-		if err := txBus.Publish(s.topic, []byte(ref)); err != nil {
-			return err
-		}
-		return errRollback
-	})
 }
 
 func (l *load) stop() { l.cancel(); l.wg.Wait() }

@@ -113,7 +113,7 @@ func (p *Provider) consumeSession(ctx context.Context, s *session, out chan<- mq
 						return
 					}
 					select {
-					case out <- &delivery{d: d, p: p}:
+					case out <- &delivery{d: d, p: p, s: s}:
 					case <-quit:
 						_ = d.Nack(false, true)
 						return

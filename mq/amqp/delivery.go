@@ -23,6 +23,22 @@ const (
 type delivery struct {
 	d amqp.Delivery
 	p *Provider
+	s *session // the session it came on
+}
+
+// Stale reports whether the channel it came on is gone: the broker then
+// requeued it, and it can no longer be acknowledged. The channel knows
+// before the session's watcher does.
+func (d *delivery) Stale() bool {
+	if ch, ok := d.d.Acknowledger.(*amqp.Channel); ok && ch.IsClosed() {
+		return true
+	}
+	select {
+	case <-d.s.lost:
+		return true
+	default:
+		return false
+	}
 }
 
 func (d *delivery) Message() (*message.Message, error) {
