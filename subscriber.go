@@ -98,10 +98,6 @@ func (s *subscriber) run(t task) {
 	}
 }
 
-// stale reports a delivery from a connection that is gone: the broker has
-// requeued it already, and handling it would run it again after, not
-// before, its own redelivery and what follows it.
-type stale interface{ Stale() bool }
 
 // stop cancels the consumer, lets in-flight handlers finish for up to
 // timeout, then cancels their context and waits up to timeout again.
@@ -129,7 +125,7 @@ func (s *subscriber) stop(timeout time.Duration) error {
 
 func (s *subscriber) handle(t task) {
 	d, msg, rt := t.d, t.msg, t.rt
-	if st, ok := d.(stale); ok && st.Stale() {
+	if st, ok := d.(mq.Staler); ok && st.Stale() {
 		return
 	}
 	if t.err != nil {

@@ -139,6 +139,14 @@ type Delivery interface {
 	DeadLetter(ctx context.Context, reason string) error
 }
 
+// Staler is an optional capability of a Delivery: Stale reports that the
+// connection it came on is gone. The broker then delivers it again, so the
+// bus does not handle it; for an ordered subscription handling it would
+// also run it after its own redelivery's successors.
+type Staler interface {
+	Stale() bool
+}
+
 // Backoff returns the wait before retry number attempt (0-based): base
 // doubled per attempt, capped at max.
 func Backoff(base, max time.Duration, attempt int) time.Duration {

@@ -85,7 +85,10 @@ func (d *delivery) DeadLetter(ctx context.Context, reason string) error {
 	return d.d.Ack(false)
 }
 
-var _ mq.Delivery = (*delivery)(nil)
+var (
+	_ mq.Delivery = (*delivery)(nil)
+	_ mq.Staler   = (*delivery)(nil)
+)
 
 func randomTag() string {
 	var b [6]byte
