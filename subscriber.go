@@ -98,7 +98,6 @@ func (s *subscriber) run(t task) {
 	}
 }
 
-
 // stop cancels the consumer, lets in-flight handlers finish for up to
 // timeout, then cancels their context and waits up to timeout again.
 func (s *subscriber) stop(timeout time.Duration) error {
