@@ -331,16 +331,3 @@ func (p *Provider) ReplayDeadLetters(ctx context.Context, limit int) (int, error
 	}
 	return replayed, nil
 }
-
-// Inject puts a raw body on service's queue, as a foreign producer could:
-// tests use it to deliver undecodable messages.
-func (b *Broker) Inject(service string, body []byte) error {
-	b.mu.Lock()
-	q := b.queues[service]
-	b.mu.Unlock()
-	if q == nil {
-		return fmt.Errorf("memory: no queue for %q", service)
-	}
-	q.items <- item{body: body}
-	return nil
-}
