@@ -191,12 +191,18 @@ func TestInboxRetentionMustCoverRedeliveries(t *testing.T) {
 
 	// Without Inbox subscriptions the retention does not matter.
 	plain := final.New(e.svc, e.db, amqp.NewProvider(e.url), testOptions(t).WithInboxRetention(time.Second))
+	hasTx := make(chan bool, 1)
 	plain.Subscribe(e.svc + ".t").Handler(func(c *final.Context) error {
-		if c.Tx() != nil || c.TxBus() != nil {
-			return errors.New("a plain subscription has no transaction")
-		}
+		hasTx <- c.Tx() != nil || c.TxBus() != nil
 		return nil
 	})
 	require.NoError(t, plain.Start())
+	require.NoError(t, plain.Publish(e.svc+".t", nil))
+	select {
+	case got := <-hasTx:
+		require.False(t, got, "a plain subscription has no transaction")
+	case <-time.After(10 * time.Second):
+		t.Fatal("not delivered")
+	}
 	require.NoError(t, plain.Shutdown())
 }
