@@ -286,6 +286,9 @@ func (b *Bus) enqueue(out []outgoing) {
 	}
 	for _, o := range out {
 		if !b.disp.offer(o) {
+			if o.key != 0 {
+				b.disp.order.leftBehind(o.key, o.id)
+			}
 			b.log.Debug("final: dispatch queue full; left to the relay", "id", o.id)
 		}
 	}
@@ -336,7 +339,13 @@ func (b *Bus) stage(ctx context.Context, tx *sql.Tx, m *message.Message) (*outgo
 	if err != nil {
 		return nil, err
 	}
-	if out.id, err = b.store.Insert(ctx, tx, out.body, b.availableIn(m)); err != nil {
+	if m.Policy.Delay > 0 {
+		// A delayed message goes when it is due, so it is not ordered
+		// with the other messages of its key.
+		out.key = 0
+	}
+	row := outbox.Row{Body: out.body, OrderKey: out.key, AvailableIn: b.availableIn(m)}
+	if out.id, err = b.store.Insert(ctx, tx, row); err != nil {
 		return nil, txErr(fmt.Errorf("final: publish %q: %w", m.Topic, err))
 	}
 	if m.Policy.Delay > 0 {
@@ -353,7 +362,11 @@ func snapshot(m *message.Message) (outgoing, error) {
 		return outgoing{}, err
 	}
 	policy := *m.Policy
-	return outgoing{msg: &message.Message{UUID: m.UUID, Topic: m.Topic, Key: m.Key, Policy: &policy}, body: body}, nil
+	return outgoing{
+		key:  outbox.OrderKey(m.Topic, m.Key),
+		msg:  &message.Message{UUID: m.UUID, Topic: m.Topic, Key: m.Key, Policy: &policy},
+		body: body,
+	}, nil
 }
 
 // check validates a message against the bus's state and options, filling

@@ -15,6 +15,7 @@ import (
 // outgoing is an outbox row on its way to the broker.
 type outgoing struct {
 	id    int64            // outbox row id
+	key   int64            // outbox.OrderKey; 0: not ordered
 	owner string           // the relay's claim owner; "" on the fast path
 	msg   *message.Message // routing: topic, UUID, policy
 	body  []byte           // the bytes stored in the row: the wire body
@@ -25,17 +26,20 @@ type flight struct {
 	outgoing
 	conf mq.Confirmation
 	sent time.Time
-	err  error
+	err  error // the publish failed; conf is nil
 }
 
 // dispatcher hands outbox rows to the broker: committed rows right after
 // commit (the fast path) and rows claimed by the relay. One goroutine
 // publishes, pipelining; another waits for the confirms in publish order
 // and passes the verdicts to the acker. amqp091-go tracks which confirm
-// belongs to which publish.
+// belongs to which publish. Messages with a key go through order, which
+// keeps each key's messages in outbox order.
 type dispatcher struct {
 	provider mq.IProvider
 	encoded  mq.EncodedPublisher // the provider, if it can publish stored bytes
+	ordered  mq.OrderedPublisher // the provider, if it can publish after a given publish
+	order    *keyOrder
 	acker    *acker
 	log      *slog.Logger
 	timeout  time.Duration
@@ -53,9 +57,12 @@ type dispatcher struct {
 
 func newDispatcher(ctx context.Context, p mq.IProvider, a *acker, o Options) *dispatcher {
 	encoded, _ := p.(mq.EncodedPublisher)
+	ordered, _ := p.(mq.OrderedPublisher)
 	return &dispatcher{
 		provider: p,
 		encoded:  encoded,
+		ordered:  ordered,
+		order:    newKeyOrder(o.DispatchQueueSize),
 		acker:    a,
 		log:      o.Logger,
 		timeout:  o.PublishTimeout,
@@ -102,8 +109,65 @@ func (d *dispatcher) publishLoop() {
 	defer d.wg.Done()
 	defer close(d.inflight)
 	for o := range d.queue {
+		if o.key != 0 {
+			d.publishKeyed(o)
+			continue
+		}
 		conf, err := d.send(d.ctx, o)
 		d.inflight <- flight{outgoing: o, conf: conf, sent: time.Now(), err: err}
+	}
+}
+
+// publishKeyed publishes o, and the parked rows of its key that may follow
+// it, each behind the previous publish of the key.
+func (d *dispatcher) publishKeyed(o outgoing) {
+	ready, refused := d.order.admit(o)
+	if refused {
+		d.inflight <- flight{outgoing: o, sent: time.Now(), err: errHeldBack}
+		return
+	}
+	for i, r := range ready {
+		conf, err := d.sendAfter(d.ctx, d.order.last(r.key), r)
+		outOfOrder := errors.Is(err, mq.ErrOutOfOrder)
+		if d.order.sent(r, conf, err, outOfOrder) {
+			d.inflight <- flight{outgoing: r, conf: conf, sent: time.Now()}
+			continue
+		}
+		// Nothing behind r may go now. Fast-path rows wait parked; a
+		// relay row is given back to the table.
+		rest := ready[i:]
+		if !outOfOrder {
+			d.inflight <- flight{outgoing: r, sent: time.Now(), err: err}
+			rest = ready[i+1:]
+		}
+		var parked []outgoing
+		for _, x := range rest {
+			if x.owner != "" {
+				d.inflight <- flight{outgoing: x, sent: time.Now(), err: errHeldBack}
+			} else {
+				parked = append(parked, x)
+			}
+		}
+		if len(parked) > 0 {
+			d.order.repark(r.key, parked)
+		}
+		return
+	}
+}
+
+// errHeldBack is the failure recorded for a relay row that could not be
+// sent because an earlier message of its key is unconfirmed.
+var errHeldBack = errors.New("final: held back behind an unconfirmed message with the same key")
+
+// sendAfter publishes o behind prev (nil: no condition).
+func (d *dispatcher) sendAfter(ctx context.Context, prev mq.Confirmation, o outgoing) (mq.Confirmation, error) {
+	switch {
+	case prev == nil:
+		return d.send(ctx, o)
+	case d.ordered != nil:
+		return d.ordered.PublishEncodedAfter(ctx, prev, o.msg, o.body)
+	default:
+		return nil, mq.ErrOutOfOrder // cannot pipeline: wait for the confirm
 	}
 }
 
@@ -119,13 +183,17 @@ func (d *dispatcher) confirmLoop() {
 	defer d.wg.Done()
 	for f := range d.inflight {
 		err := f.err
-		if err == nil {
+		published := err == nil
+		if published {
 			ctx, cancel := context.WithDeadline(d.ctx, f.sent.Add(d.timeout))
 			err = f.conf.Wait(ctx)
 			cancel()
 			if errors.Is(err, context.DeadlineExceeded) {
 				err = errors.New("final: publish not confirmed within PublishTimeout")
 			}
+		}
+		if f.key != 0 {
+			d.order.settled(f.outgoing, published, err)
 		}
 		if err == nil {
 			d.brokerDown.Store(false)

@@ -20,9 +20,10 @@ import (
 type countingStore struct{ deleted, failed atomic.Int64 }
 
 func (*countingStore) Migrate(context.Context) error { return nil }
-func (*countingStore) Insert(context.Context, *sql.Tx, []byte, time.Duration) (int64, error) {
+func (*countingStore) Insert(context.Context, *sql.Tx, outbox.Row) (int64, error) {
 	return 0, nil
 }
+func (*countingStore) Remaining(context.Context, []int64) ([]int64, error) { return nil, nil }
 func (*countingStore) Claim(context.Context, string, int, time.Duration) ([]outbox.Record, error) {
 	return nil, nil
 }

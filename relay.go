@@ -77,6 +77,9 @@ func (r *relay) run() {
 		if err != nil && r.ctx.Err() == nil {
 			r.log.Warn("final: relay scan failed", "err", err)
 		}
+		if err := r.pruneHeld(); err != nil && r.ctx.Err() == nil {
+			r.log.Warn("final: relay could not check held rows", "err", err)
+		}
 		next := r.interval
 		if err == nil && n == r.batch {
 			next = 0
@@ -114,6 +117,32 @@ func (r *relay) waitForBroker() bool {
 	return false
 }
 
+// pruneHeld lets the dispatcher forget the held rows of ordered keys that
+// are gone from the table, sent by another instance's relay; otherwise
+// their keys would wait for them for ever.
+func (r *relay) pruneHeld() error {
+	ids := r.disp.order.held(r.batch)
+	if len(ids) == 0 {
+		return nil
+	}
+	left, err := r.store.Remaining(r.ctx, ids)
+	if err != nil {
+		return err
+	}
+	still := make(map[int64]bool, len(left))
+	for _, id := range left {
+		still[id] = true
+	}
+	gone := ids[:0]
+	for _, id := range ids {
+		if !still[id] {
+			gone = append(gone, id)
+		}
+	}
+	r.disp.order.forget(gone)
+	return nil
+}
+
 // scan claims one batch and hands it to the dispatcher; it returns how many
 // rows it claimed.
 func (r *relay) scan() (int, error) {
@@ -127,7 +156,7 @@ func (r *relay) scan() (int, error) {
 			r.disp.acker.fail(failure{id: rec.ID, owner: r.owner, cause: rec.Err.Error()})
 			continue
 		}
-		if err := r.disp.submit(r.ctx, outgoing{id: rec.ID, owner: r.owner, msg: rec.Message, body: rec.Body}); err != nil {
+		if err := r.disp.submit(r.ctx, outgoing{id: rec.ID, key: rec.OrderKey, owner: r.owner, msg: rec.Message, body: rec.Body}); err != nil {
 			return len(recs), err
 		}
 	}

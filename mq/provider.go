@@ -29,6 +29,10 @@ var (
 	ErrUnroutable = errors.New("mq: message unroutable")
 	// ErrClosed: the provider was closed.
 	ErrClosed = errors.New("mq: provider closed")
+	// ErrOutOfOrder: a publish was refused because the broker could route
+	// it ahead of an earlier publish that is not confirmed (see
+	// OrderedPublisher). Nothing was sent.
+	ErrOutOfOrder = errors.New("mq: publish could overtake an unconfirmed one")
 )
 
 // Config is what the bus tells a provider at Init.
@@ -84,6 +88,22 @@ type IProvider interface {
 // the topic, UUID and policy.
 type EncodedPublisher interface {
 	PublishEncoded(ctx context.Context, msg *message.Message, body []byte) (Confirmation, error)
+}
+
+// OrderedPublisher is an optional capability of a provider: publishing a
+// message that the broker must not route ahead of an earlier one. The bus
+// uses it to pipeline the messages of one key without waiting for each
+// confirm. PublishEncodedAfter publishes body (as PublishEncoded) only if
+// the broker will route it after prev: prev is confirmed already, or went
+// out on the same channel, which the broker processes in order. Otherwise,
+// typically because the connection prev went out on was lost, it returns
+// ErrOutOfOrder without publishing. A nil prev imposes no condition.
+//
+// Without this capability the bus sends a keyed message only when no
+// earlier message of its key awaits a confirm, and leaves it to the relay
+// otherwise.
+type OrderedPublisher interface {
+	PublishEncodedAfter(ctx context.Context, prev Confirmation, msg *message.Message, body []byte) (Confirmation, error)
 }
 
 // ReadyNotifier is an optional capability of a provider: Ready returns a

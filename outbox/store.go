@@ -23,6 +23,40 @@ import (
 // identifier.
 var ErrInvalidIdentifier = errors.New("outbox: invalid identifier")
 
+// Row is what Insert writes.
+type Row struct {
+	// Body is the message encoded by message.Marshal.
+	Body []byte
+	// OrderKey groups rows whose order the relay keeps (see OrderKey);
+	// zero means the row is not ordered.
+	OrderKey int64
+	// AvailableIn is how long after the insert the relay may first claim
+	// the row.
+	AvailableIn time.Duration
+}
+
+// OrderKey returns the order key of messages with key under topic, or 0
+// when key is empty. It is a 64-bit FNV-1a hash: two keys that collide
+// only wait for each other, which costs latency and never order.
+func OrderKey(topic, key string) int64 {
+	if key == "" {
+		return 0
+	}
+	const offset, prime = 14695981039346656037, 1099511628211
+	h := uint64(offset)
+	for i := 0; i < len(topic); i++ {
+		h = (h ^ uint64(topic[i])) * prime
+	}
+	h *= prime // a zero byte between them: ("ab","c") and ("a","bc") differ
+	for i := 0; i < len(key); i++ {
+		h = (h ^ uint64(key[i])) * prime
+	}
+	if h == 0 {
+		h = 1
+	}
+	return int64(h)
+}
+
 // Record is one outbox row handed to the relay.
 type Record struct {
 	ID int64
@@ -30,6 +64,8 @@ type Record struct {
 	Message *message.Message
 	// Body is the message as stored, encoded by message.Marshal.
 	Body []byte
+	// OrderKey is the row's Row.OrderKey.
+	OrderKey int64
 	// Attempts counts the publishes of this row that failed so far.
 	Attempts int
 	// Err is set when the stored message cannot be decoded. Such a row is
@@ -41,13 +77,18 @@ type Record struct {
 type Store interface {
 	// Migrate creates the table or upgrades it to the current schema.
 	Migrate(ctx context.Context) error
-	// Insert writes body, a message encoded by message.Marshal, inside tx
-	// (or on its own when tx is nil) and returns the row id. The relay may
-	// claim the row once availableIn has passed.
-	Insert(ctx context.Context, tx *sql.Tx, body []byte, availableIn time.Duration) (int64, error)
+	// Insert writes row inside tx (or on its own when tx is nil) and
+	// returns its id.
+	Insert(ctx context.Context, tx *sql.Tx, row Row) (int64, error)
 	// Claim leases up to limit available rows to owner for lease, so that
 	// no other owner claims them meanwhile, and returns them in id order.
 	// Rows locked by a concurrent claim are skipped, not waited for.
+	//
+	// A row with an OrderKey is claimed only if every row of the same
+	// OrderKey with a lower id that is still in the table is claimed in
+	// the same call: a row behind one that is leased, waiting out a
+	// backoff or not yet available stays where it is. Claim may then return fewer than limit rows
+	// although more are available.
 	Claim(ctx context.Context, owner string, limit int, lease time.Duration) ([]Record, error)
 	// Delete removes confirmed rows.
 	Delete(ctx context.Context, ids []int64) error
@@ -56,6 +97,8 @@ type Store interface {
 	// error, and makes the rows available again after a backoff that grows
 	// with their attempts.
 	Fail(ctx context.Context, owner string, ids []int64, cause string) error
+	// Remaining returns those of ids that are still in the table.
+	Remaining(ctx context.Context, ids []int64) ([]int64, error)
 	// Purge deletes every row and returns how many.
 	Purge(ctx context.Context) (int64, error)
 	// Len counts the rows.

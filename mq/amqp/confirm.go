@@ -17,6 +17,7 @@ type confirmation struct {
 	dc      *amqp.DeferredConfirmation
 	returns *returnTracker // nil for a publish that is not mandatory
 	id      string
+	s       *session // the session it went out on
 }
 
 func (c *confirmation) Wait(ctx context.Context) error {

@@ -62,7 +62,7 @@ func (p *Provider) ReplayDeadLetters(ctx context.Context, limit int) (int, error
 			Timestamp:    time.Now(),
 			Type:         dl.Topic,
 			Body:         d.Body,
-		})
+		}, nil)
 		if err == nil {
 			err = conf.Wait(ctx)
 		}

@@ -75,7 +75,7 @@ func (d *delivery) DeadLetter(ctx context.Context, reason string) error {
 		Type:         d.d.Type,
 		Body:         d.d.Body,
 	}
-	conf, err := d.p.publish(ctx, "", d.p.topo.dlq, true, pub)
+	conf, err := d.p.publish(ctx, "", d.p.topo.dlq, true, pub, nil)
 	if err != nil {
 		return fmt.Errorf("amqp: dead-letter: %w", err)
 	}

@@ -27,6 +27,13 @@ func (p *Provider) Publish(ctx context.Context, msg *message.Message) (mq.Confir
 // PublishEncoded implements mq.EncodedPublisher: body is msg as encoded by
 // message.Marshal.
 func (p *Provider) PublishEncoded(ctx context.Context, msg *message.Message, body []byte) (mq.Confirmation, error) {
+	return p.PublishEncodedAfter(ctx, nil, msg, body)
+}
+
+// PublishEncodedAfter implements mq.OrderedPublisher. A session has one
+// publishing channel, so publishes on the same session reach the broker in
+// order; a session is replaced only after it was lost.
+func (p *Provider) PublishEncodedAfter(ctx context.Context, prev mq.Confirmation, msg *message.Message, body []byte) (mq.Confirmation, error) {
 	pub := amqp.Publishing{
 		ContentType: contentType,
 		MessageId:   msg.UUID,
@@ -48,15 +55,40 @@ func (p *Provider) PublishEncoded(ctx context.Context, msg *message.Message, bod
 	// A fire-and-forget message (Confirm false) may be lost by contract:
 	// it is not mandatory, so nobody has to collect its return.
 	mandatory := msg.Policy == nil || msg.Policy.Confirm
-	return p.publish(ctx, p.topo.exchange, mq.RoutingKey(msg.Topic, msg.Key), mandatory, pub)
+	return p.publish(ctx, p.topo.exchange, mq.RoutingKey(msg.Topic, msg.Key), mandatory, pub, prev)
+}
+
+// follows reports whether a publish on s is routed after prev.
+func follows(s *session, prev mq.Confirmation) bool {
+	if prev == nil {
+		return true
+	}
+	c, ok := prev.(*confirmation)
+	if !ok {
+		return false // not ours: nothing is known about it
+	}
+	if c.s == s {
+		return true
+	}
+	select {
+	case <-c.dc.Done():
+		return c.dc.Acked()
+	default:
+		return false
+	}
 }
 
 // publish sends pub. A mandatory publish is registered with the return
 // tracker and must be waited on, which settles the registration.
-func (p *Provider) publish(ctx context.Context, exchange, key string, mandatory bool, pub amqp.Publishing) (mq.Confirmation, error) {
+// It is refused with mq.ErrOutOfOrder when it could overtake after, which
+// may be nil.
+func (p *Provider) publish(ctx context.Context, exchange, key string, mandatory bool, pub amqp.Publishing, after mq.Confirmation) (mq.Confirmation, error) {
 	s, err := p.session()
 	if err != nil {
 		return nil, err
+	}
+	if !follows(s, after) {
+		return nil, fmt.Errorf("amqp: message %s: %w", pub.MessageId, mq.ErrOutOfOrder)
 	}
 	if mandatory {
 		s.returns.track(pub.MessageId)
@@ -68,7 +100,7 @@ func (p *Provider) publish(ctx context.Context, exchange, key string, mandatory 
 		}
 		return nil, fmt.Errorf("amqp: publish: %w: %w", mq.ErrUnavailable, err)
 	}
-	c := &confirmation{dc: dc, id: pub.MessageId}
+	c := &confirmation{dc: dc, id: pub.MessageId, s: s}
 	if mandatory {
 		c.returns = s.returns
 	}

@@ -119,6 +119,15 @@ func (p *Provider) Publish(ctx context.Context, msg *message.Message) (mq.Confir
 	return p.PublishEncoded(ctx, msg, body)
 }
 
+// PublishEncodedAfter implements mq.OrderedPublisher. Publishes settle at
+// once and in order, so only a failed prev is something to overtake.
+func (p *Provider) PublishEncodedAfter(ctx context.Context, prev mq.Confirmation, msg *message.Message, body []byte) (mq.Confirmation, error) {
+	if c, ok := prev.(confirmation); prev != nil && (!ok || c.err != nil) {
+		return nil, fmt.Errorf("memory: %s: %w", msg.UUID, mq.ErrOutOfOrder)
+	}
+	return p.PublishEncoded(ctx, msg, body)
+}
+
 // PublishEncoded implements mq.EncodedPublisher.
 func (p *Provider) PublishEncoded(_ context.Context, msg *message.Message, body []byte) (mq.Confirmation, error) {
 	p.mu.Lock()

@@ -55,6 +55,24 @@ var migrations = []migration{
 		_, err = c.ExecContext(ctx, `ALTER TABLE `+s.q+` ADD INDEX idx_final_available (available_at, id)`)
 		return err
 	}},
+	{3, "order key column and index", func(ctx context.Context, c *sql.Conn, s *Store) error {
+		// Existing rows have no key: they are not ordered.
+		ok, err := s.hasColumn(ctx, c, "order_key")
+		if err != nil {
+			return err
+		}
+		if !ok {
+			if _, err := c.ExecContext(ctx, `ALTER TABLE `+s.q+` ADD COLUMN order_key BIGINT NULL`); err != nil {
+				return err
+			}
+		}
+		ok, err = s.hasIndex(ctx, c, "idx_final_order")
+		if err != nil || ok {
+			return err
+		}
+		_, err = c.ExecContext(ctx, `ALTER TABLE `+s.q+` ADD INDEX idx_final_order (order_key, id)`)
+		return err
+	}},
 }
 
 // SchemaVersion is the version Migrate brings a table to.

@@ -78,7 +78,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		return nil
 	}
 	s.insertSQL = `INSERT INTO ` + s.q +
-		` (message, status, create_at, available_at) VALUES (?, 0, NOW(3), NOW(6) + INTERVAL ? MICROSECOND)`
+		` (message, status, create_at, available_at, order_key) VALUES (?, 0, NOW(3), NOW(6) + INTERVAL ? MICROSECOND, ?)`
 	stmt, err := s.db.PrepareContext(ctx, s.insertSQL)
 	if err != nil {
 		return fmt.Errorf("outbox/mysql: prepare insert: %w", err)
@@ -88,11 +88,15 @@ func (s *Store) prepare(ctx context.Context) error {
 }
 
 // Insert implements outbox.Store.
-func (s *Store) Insert(ctx context.Context, tx *sql.Tx, body []byte, availableIn time.Duration) (int64, error) {
+func (s *Store) Insert(ctx context.Context, tx *sql.Tx, row outbox.Row) (int64, error) {
 	if s.insert == nil {
 		return 0, errors.New("outbox/mysql: Insert before Migrate")
 	}
-	args := []any{body, availableIn.Microseconds()}
+	var key any // NULL: not ordered
+	if row.OrderKey != 0 {
+		key = row.OrderKey
+	}
+	args := []any{row.Body, row.AvailableIn.Microseconds(), key}
 	var (
 		res sql.Result
 		err error
@@ -146,49 +150,173 @@ func (s *Store) claim(ctx context.Context, owner string, limit int, lease time.D
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
 
-	rows, err := tx.QueryContext(ctx, `SELECT id, message, attempts FROM `+s.q+
-		` WHERE available_at <= NOW(6) ORDER BY available_at, id LIMIT ? FOR UPDATE SKIP LOCKED`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
-	}
-	var recs []outbox.Record
-	for rows.Next() {
-		var (
-			r    outbox.Record
-			body []byte
-		)
-		if err := rows.Scan(&r.ID, &body, &r.Attempts); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("outbox/mysql: claim scan: %w", err)
+	var (
+		recs    []outbox.Record
+		claimed = map[int64][]int64{} // ids claimed so far, by order key
+		held    []int64               // order keys held back by an earlier row
+	)
+	// Rows held back stay at the head of the scan; the next pass looks
+	// past their keys, so that a key stuck behind a failing row does not
+	// stall the others.
+	for pass := 0; pass < maxClaimPasses && len(recs) < limit; pass++ {
+		cands, err := s.candidates(ctx, tx, limit-len(recs), held)
+		if err != nil || len(cands) == 0 {
+			if err != nil {
+				return nil, err
+			}
+			break
 		}
-		r.Body = body
-		r.Message, r.Err = message.Unmarshal(body)
-		recs = append(recs, r)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
+		ok, blocked, err := s.inOrder(ctx, tx, cands, claimed)
+		if err != nil {
+			return nil, err
+		}
+		if len(ok) > 0 {
+			if err := s.lease(ctx, tx, owner, ok, lease); err != nil {
+				return nil, err
+			}
+			for _, c := range ok {
+				if c.key != 0 {
+					claimed[c.key] = append(claimed[c.key], c.rec.ID)
+				}
+				recs = append(recs, c.rec)
+			}
+		}
+		if len(blocked) == 0 {
+			break // the scan reached no held-back row: it is complete
+		}
+		held = append(held, blocked...)
 	}
 	if len(recs) == 0 {
 		return nil, nil
-	}
-	ids := make([]int64, len(recs))
-	for i, r := range recs {
-		ids[i] = r.ID
-	}
-	in, args := inList(ids)
-	args = append([]any{lease.Microseconds(), owner}, args...)
-	if _, err := tx.ExecContext(ctx, `UPDATE `+s.q+
-		` SET available_at = NOW(6) + INTERVAL ? MICROSECOND, claimed_by = ?, last_send_at = NOW(3) WHERE id IN `+in, args...); err != nil {
-		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("outbox/mysql: claim commit: %w", err)
 	}
 	sortByID(recs)
 	return recs, nil
+}
+
+// maxClaimPasses bounds the scans of one claim that look past held-back
+// keys.
+const maxClaimPasses = 4
+
+// candidate is an available row locked by the claim.
+type candidate struct {
+	rec outbox.Record
+	key int64 // 0: not ordered
+}
+
+// candidates locks up to limit available rows whose order key is not in
+// skip, first available first.
+func (s *Store) candidates(ctx context.Context, tx *sql.Tx, limit int, skip []int64) ([]candidate, error) {
+	query := `SELECT id, message, attempts, order_key FROM ` + s.q + ` WHERE available_at <= NOW(6)`
+	var args []any
+	if len(skip) > 0 {
+		in, keyArgs := inList(skip)
+		query += ` AND (order_key IS NULL OR order_key NOT IN ` + in + `)`
+		args = keyArgs
+	}
+	query += ` ORDER BY available_at, id LIMIT ? FOR UPDATE SKIP LOCKED`
+	rows, err := tx.QueryContext(ctx, query, append(args, limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
+	}
+	defer rows.Close()
+	var cands []candidate
+	for rows.Next() {
+		var (
+			c    candidate
+			body []byte
+			key  sql.NullInt64
+		)
+		if err := rows.Scan(&c.rec.ID, &body, &c.rec.Attempts, &key); err != nil {
+			return nil, fmt.Errorf("outbox/mysql: claim scan: %w", err)
+		}
+		c.rec.Body = body
+		c.rec.Message, c.rec.Err = message.Unmarshal(body)
+		c.key = key.Int64
+		c.rec.OrderKey = key.Int64
+		cands = append(cands, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
+	}
+	return cands, nil
+}
+
+// inOrder splits cands into the rows that may be claimed and the order keys
+// held back: an ordered row is claimable only when no row of its key with
+// a lower id is left in the table outside cands and claimed. For each key,
+// one index probe finds its lowest such row.
+func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, cands []candidate, claimed map[int64][]int64) (ok []candidate, blocked []int64, err error) {
+	byKey := map[int64][]int64{}
+	var keys []int64
+	for _, c := range cands {
+		if c.key == 0 {
+			continue
+		}
+		if _, seen := byKey[c.key]; !seen {
+			keys = append(keys, c.key)
+		}
+		byKey[c.key] = append(byKey[c.key], c.rec.ID)
+	}
+	if len(keys) == 0 {
+		return cands, nil, nil
+	}
+	var (
+		b    strings.Builder
+		args []any
+	)
+	for i, k := range keys {
+		in, idArgs := inList(slices.Concat(byKey[k], claimed[k]))
+		if i > 0 {
+			b.WriteString(" UNION ALL ")
+		}
+		b.WriteString(`(SELECT order_key, id FROM ` + s.q + ` WHERE order_key = ? AND id < ? AND id NOT IN ` + in + ` ORDER BY id LIMIT 1)`)
+		args = append(args, k, slices.Max(byKey[k]))
+		args = append(args, idArgs...)
+	}
+	rows, err := tx.QueryContext(ctx, b.String(), args...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("outbox/mysql: claim order: %w", err)
+	}
+	defer rows.Close()
+	first := map[int64]int64{} // key → its lowest row outside the claim
+	for rows.Next() {
+		var k, id int64
+		if err := rows.Scan(&k, &id); err != nil {
+			return nil, nil, fmt.Errorf("outbox/mysql: claim order: %w", err)
+		}
+		first[k] = id
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("outbox/mysql: claim order: %w", err)
+	}
+	for _, c := range cands {
+		if f, found := first[c.key]; c.key != 0 && found && c.rec.ID > f {
+			continue
+		}
+		ok = append(ok, c)
+	}
+	for k := range first {
+		blocked = append(blocked, k)
+	}
+	return ok, blocked, nil
+}
+
+// lease hides the claimed rows from other claimers until lease has passed.
+func (s *Store) lease(ctx context.Context, tx *sql.Tx, owner string, cands []candidate, lease time.Duration) error {
+	ids := make([]int64, len(cands))
+	for i, c := range cands {
+		ids[i] = c.rec.ID
+	}
+	in, args := inList(ids)
+	args = append([]any{lease.Microseconds(), owner}, args...)
+	if _, err := tx.ExecContext(ctx, `UPDATE `+s.q+
+		` SET available_at = NOW(6) + INTERVAL ? MICROSECOND, claimed_by = ?, last_send_at = NOW(3) WHERE id IN `+in, args...); err != nil {
+		return fmt.Errorf("outbox/mysql: claim: %w", err)
+	}
+	return nil
 }
 
 // Delete implements outbox.Store.
@@ -230,6 +358,31 @@ func (s *Store) Fail(ctx context.Context, owner string, ids []int64, cause strin
 		return fmt.Errorf("outbox/mysql: fail: %w", err)
 	}
 	return nil
+}
+
+// Remaining implements outbox.Store.
+func (s *Store) Remaining(ctx context.Context, ids []int64) ([]int64, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	in, args := inList(ids)
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM `+s.q+` WHERE id IN `+in, args...)
+	if err != nil {
+		return nil, fmt.Errorf("outbox/mysql: remaining: %w", err)
+	}
+	defer rows.Close()
+	var left []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("outbox/mysql: remaining: %w", err)
+		}
+		left = append(left, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("outbox/mysql: remaining: %w", err)
+	}
+	return left, nil
 }
 
 // Purge implements outbox.Store.

@@ -28,19 +28,29 @@ func Run(t *testing.T, h Harness) {
 	t.Run("ConcurrentClaimsDisjoint", func(t *testing.T) { testConcurrentClaims(t, h) })
 	t.Run("FailBacksOff", func(t *testing.T) { testFail(t, h) })
 	t.Run("DeleteAndPurge", func(t *testing.T) { testDeleteAndPurge(t, h) })
+	t.Run("Remaining", func(t *testing.T) { testRemaining(t, h) })
+	t.Run("ClaimKeepsKeyOrder", func(t *testing.T) { testClaimKeyOrder(t, h) })
+	t.Run("ClaimLooksPastHeldKeys", func(t *testing.T) { testClaimPastHeldKeys(t, h) })
+	t.Run("ConcurrentClaimsKeepKeyOrder", func(t *testing.T) { testConcurrentKeyOrder(t, h) })
 }
 
 var ctx = context.Background()
 
 func insert(t *testing.T, s outbox.Store, tx *sql.Tx, availableIn time.Duration) (int64, *message.Message) {
 	t.Helper()
-	m := message.New("topic.a", []byte("p"))
+	return insertKeyed(t, s, tx, "", availableIn)
+}
+
+// insertKeyed inserts a message of topic.a with key ("" for none).
+func insertKeyed(t *testing.T, s outbox.Store, tx *sql.Tx, key string, availableIn time.Duration) (int64, *message.Message) {
+	t.Helper()
+	m := message.New("topic.a", []byte("p"), message.WithKey(key))
 	m.Header.Set("h", "v")
 	body, err := message.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := s.Insert(ctx, tx, body, availableIn)
+	id, err := s.Insert(ctx, tx, outbox.Row{Body: body, OrderKey: outbox.OrderKey(m.Topic, key), AvailableIn: availableIn})
 	if err != nil {
 		t.Fatalf("Insert: %v", err)
 	}
@@ -223,4 +233,219 @@ func testDeleteAndPurge(t *testing.T, h Harness) {
 	if n := length(t, s); n != 0 {
 		t.Fatalf("rows after purge = %d", n)
 	}
+}
+
+func testRemaining(t *testing.T, h Harness) {
+	s, _ := h.New(t)
+	a, _ := insert(t, s, nil, 0)
+	b, _ := insert(t, s, nil, 0)
+	if err := s.Delete(ctx, []int64{a}); err != nil {
+		t.Fatal(err)
+	}
+	left, err := s.Remaining(ctx, []int64{a, b, b + 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 1 || left[0] != b {
+		t.Fatalf("Remaining = %v, want [%d]", left, b)
+	}
+	if left, err := s.Remaining(ctx, nil); err != nil || len(left) != 0 {
+		t.Fatalf("Remaining(nil) = %v, %v", left, err)
+	}
+}
+
+func ids(recs []outbox.Record) []int64 {
+	out := make([]int64, len(recs))
+	for i, r := range recs {
+		out[i] = r.ID
+	}
+	return out
+}
+
+// testClaimKeyOrder: a keyed row is not claimed while an earlier row of its
+// key is leased, backing off or not yet available; other keys and unkeyed
+// rows are not held back.
+func testClaimKeyOrder(t *testing.T, h Harness) {
+	s, _ := h.New(t)
+	k1, _ := insertKeyed(t, s, nil, "k", time.Hour) // not yet available: holds k back
+	k2, _ := insertKeyed(t, s, nil, "k", 0)
+	o1, _ := insertKeyed(t, s, nil, "other", 0)
+	free, _ := insert(t, s, nil, 0)
+	got := ids(claim(t, s, "a", 10, time.Hour))
+	if want := []int64{o1, free}; !equal(got, want) {
+		t.Fatalf("claimed %v, want %v: row %d of key k is behind row %d", got, want, k2, k1)
+	}
+
+	// Once the earlier row is gone, the later one is claimed.
+	if err := s.Delete(ctx, []int64{k1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(claim(t, s, "a", 10, time.Hour)); !equal(got, []int64{k2}) {
+		t.Fatalf("claimed %v, want [%d]", got, k2)
+	}
+
+	// A failed row holds its key back while it backs off, and its
+	// successors are claimed with it, in id order, when it is due.
+	s2, _ := h.New(t)
+	f1, _ := insertKeyed(t, s2, nil, "k", 0)
+	if got := ids(claim(t, s2, "a", 10, 0)); !equal(got, []int64{f1}) {
+		t.Fatalf("claimed %v, want [%d]", got, f1)
+	}
+	if err := s2.Fail(ctx, "a", []int64{f1}, "nacked"); err != nil {
+		t.Fatal(err)
+	}
+	f2, _ := insertKeyed(t, s2, nil, "k", 0)
+	f3, _ := insertKeyed(t, s2, nil, "k", 0)
+	if got := ids(claim(t, s2, "a", 10, time.Hour)); len(got) != 0 {
+		t.Fatalf("claimed %v while row %d of their key backs off", got, f1)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := ids(claim(t, s2, "a", 10, time.Hour))
+		if len(got) > 0 {
+			if want := []int64{f1, f2, f3}; !equal(got, want) {
+				t.Fatalf("claimed %v, want %v", got, want)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("failed row never became available again")
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
+
+	// A key's rows beyond the batch are not claimed ahead of its earlier
+	// ones: with limit 2, only a prefix of the key is taken.
+	s3, _ := h.New(t)
+	var want []int64
+	for i := 0; i < 5; i++ {
+		id, _ := insertKeyed(t, s3, nil, "k", 0)
+		want = append(want, id)
+	}
+	for len(want) > 0 {
+		got := ids(claim(t, s3, "a", 2, time.Hour))
+		n := min(2, len(want))
+		if !equal(got, want[:n]) {
+			t.Fatalf("claimed %v, want %v", got, want[:n])
+		}
+		if err := s3.Delete(ctx, got); err != nil {
+			t.Fatal(err)
+		}
+		want = want[n:]
+	}
+}
+
+// testClaimPastHeldKeys: rows held back fill the head of the scan; a claim
+// still finds the rows behind them.
+func testClaimPastHeldKeys(t *testing.T, h Harness) {
+	s, db := h.New(t)
+	insertKeyed(t, s, nil, "stuck", time.Hour)
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 30; i++ {
+		insertKeyed(t, s, tx, "stuck", 0)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	free, _ := insert(t, s, nil, 0)
+	if got := ids(claim(t, s, "a", 10, time.Hour)); !equal(got, []int64{free}) {
+		t.Fatalf("claimed %v, want [%d] from behind 30 held-back rows", got, free)
+	}
+}
+
+// testConcurrentKeyOrder: claimers racing over many keys never hold a row
+// while an earlier row of its key is unclaimed or held by another, and
+// every row is claimed once.
+func testConcurrentKeyOrder(t *testing.T, h Harness) {
+	s, db := h.New(t)
+	const keys, perKey = 20, 30
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyOf := map[int64]int{}
+	for i := 0; i < perKey; i++ {
+		for k := 0; k < keys; k++ {
+			id, _ := insertKeyed(t, s, tx, string(rune('a'+k)), 0)
+			keyOf[id] = k
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu        sync.Mutex
+		done      = map[int64]bool{}
+		violation string
+		wg        sync.WaitGroup
+	)
+	for w := 0; w < 4; w++ {
+		owner := string(rune('A' + w))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			idle := 0
+			for idle < 50 {
+				recs, err := s.Claim(ctx, owner, 15, time.Hour)
+				if err != nil {
+					t.Errorf("Claim: %v", err)
+					return
+				}
+				if len(recs) == 0 {
+					mu.Lock()
+					finished := len(done) == len(keyOf)
+					mu.Unlock()
+					if finished {
+						return
+					}
+					idle++
+					time.Sleep(5 * time.Millisecond) // polling interval
+					continue
+				}
+				idle = 0
+				// "Send" in id order, checking that each row follows the
+				// last finished row of its key and that none is missing.
+				mu.Lock()
+				for _, r := range recs {
+					k := keyOf[r.ID]
+					if done[r.ID] && violation == "" {
+						violation = "row claimed twice"
+					}
+					for id, kk := range keyOf {
+						if kk == k && id < r.ID && !done[id] && violation == "" {
+							violation = "row claimed before an earlier row of its key finished"
+						}
+					}
+					done[r.ID] = true
+				}
+				mu.Unlock()
+				if err := s.Delete(ctx, ids(recs)); err != nil {
+					t.Errorf("Delete: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if violation != "" {
+		t.Fatal(violation)
+	}
+	if len(done) != len(keyOf) {
+		t.Fatalf("claimed %d of %d rows", len(done), len(keyOf))
+	}
+}
+
+func equal(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }

@@ -1,0 +1,229 @@
+package final
+
+import (
+	"slices"
+	"sync"
+
+	"github.com/finalbus/final/mq"
+)
+
+// keyOrder keeps the messages of each key (outbox.OrderKey) in outbox
+// order on their way to the broker.
+//
+// While nothing fails, a key's messages are pipelined: each is published
+// after the previous one through mq.OrderedPublisher, which refuses a
+// publish that could overtake an unconfirmed one sent on a connection since
+// lost.
+//
+// When a message of a key fails, or is refused as out of order, or is left
+// in the table because the dispatch queue was full, the key is held: its
+// later fast-path messages are parked here, in order, until the relay has
+// handed back every row of the key left in the table (the store releases a
+// key's rows in id order), and are then published right behind them. Rows
+// the relay hands back are sent at once. Parking is bounded by maxParked
+// across keys; beyond it a message is left to the relay too.
+//
+// publishLoop calls admit and sent, confirmLoop calls settled, producers
+// call leftBehind, and the relay calls held and forget, so the state is
+// guarded by mu.
+type keyOrder struct {
+	mu        sync.Mutex
+	keys      map[int64]*keyState
+	parked    int // rows parked across keys
+	maxParked int
+}
+
+type keyState struct {
+	inflight int             // published, verdict pending
+	last     mq.Confirmation // latest publish; nil when none is in flight
+	stalled  bool            // a publish was refused as out of order: wait for the verdicts in flight
+	unsent   map[int64]bool  // rows left in the table, which the relay sends first
+	parked   []outgoing      // fast-path rows waiting for the relay, in order
+}
+
+func newKeyOrder(maxParked int) *keyOrder {
+	return &keyOrder{keys: map[int64]*keyState{}, maxParked: maxParked}
+}
+
+func (k *keyOrder) state(key int64) *keyState {
+	st := k.keys[key]
+	if st == nil {
+		st = &keyState{unsent: map[int64]bool{}}
+		k.keys[key] = st
+	}
+	return st
+}
+
+// tidy forgets a key with nothing in flight, held or parked.
+func (k *keyOrder) tidy(key int64, st *keyState) {
+	if st.inflight == 0 && len(st.unsent) == 0 && len(st.parked) == 0 && !st.stalled {
+		delete(k.keys, key)
+	}
+}
+
+// admit takes o from the dispatch queue and returns the rows of its key to
+// publish now, in order; refused reports a relay row that cannot be sent
+// yet and must be given back to the table.
+func (k *keyOrder) admit(o outgoing) (ready []outgoing, refused bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	st := k.state(o.key)
+	if o.owner != "" {
+		// A relay row: the store released it in order, behind every
+		// earlier row of its key still in the table.
+		delete(st.unsent, o.id)
+		k.unpark(st, o.id)
+		if st.stalled {
+			st.unsent[o.id] = true
+			return nil, true
+		}
+		ready = []outgoing{o}
+		if len(st.unsent) == 0 {
+			ready = append(ready, k.takeParked(st)...)
+		}
+		return ready, false
+	}
+	if st.stalled || len(st.unsent) > 0 {
+		k.park(st, o)
+		return nil, false
+	}
+	return append(k.takeParked(st), o), false
+}
+
+func (k *keyOrder) park(st *keyState, o outgoing) {
+	if k.parked >= k.maxParked {
+		st.unsent[o.id] = true // the relay sends it after OutboxScanAgoTime
+		return
+	}
+	st.parked = append(st.parked, o)
+	k.parked++
+}
+
+// repark puts rows that could not be published back at the head of their
+// key's parked rows.
+func (k *keyOrder) repark(key int64, rows []outgoing) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	st := k.state(key)
+	st.parked = append(slices.Clone(rows), st.parked...)
+	k.parked += len(rows)
+}
+
+func (k *keyOrder) takeParked(st *keyState) []outgoing {
+	p := st.parked
+	st.parked = nil
+	k.parked -= len(p)
+	return p
+}
+
+func (k *keyOrder) unpark(st *keyState, id int64) {
+	if i := slices.IndexFunc(st.parked, func(p outgoing) bool { return p.id == id }); i >= 0 {
+		st.parked = slices.Delete(st.parked, i, i+1)
+		k.parked--
+	}
+}
+
+// last returns the publish o must follow, or nil.
+func (k *keyOrder) last(key int64) mq.Confirmation {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if st := k.keys[key]; st != nil && st.inflight > 0 {
+		return st.last
+	}
+	return nil
+}
+
+// sent records the outcome of publishing o and reports whether later rows
+// of its key may follow it now. A refusal as out of order stalls the key.
+func (k *keyOrder) sent(o outgoing, conf mq.Confirmation, err error, outOfOrder bool) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	st := k.state(o.key)
+	switch {
+	case err == nil:
+		st.inflight++
+		st.last = conf
+		return true
+	case outOfOrder:
+		st.stalled = true
+	default:
+		st.unsent[o.id] = true
+	}
+	return false
+}
+
+// settled records the broker's verdict on a row: published reports that
+// sent accepted it (so it was in flight), err is the verdict.
+func (k *keyOrder) settled(o outgoing, published bool, err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	st := k.state(o.key)
+	if published {
+		st.inflight--
+		if st.inflight == 0 {
+			st.last = nil
+			st.stalled = false
+		}
+	}
+	if err != nil {
+		st.unsent[o.id] = true
+	}
+	k.tidy(o.key, st)
+}
+
+// leftBehind records a committed row of key that the fast path will not
+// send (the dispatch queue was full).
+func (k *keyOrder) leftBehind(key, id int64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.state(key).unsent[id] = true
+}
+
+// held returns up to limit ids of rows that keys wait for or have parked,
+// for the relay to check against the table.
+func (k *keyOrder) held(limit int) []int64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var ids []int64
+	for _, st := range k.keys {
+		for id := range st.unsent {
+			if len(ids) == limit {
+				return ids
+			}
+			ids = append(ids, id)
+		}
+		for _, p := range st.parked {
+			if len(ids) == limit {
+				return ids
+			}
+			ids = append(ids, p.id)
+		}
+	}
+	return ids
+}
+
+// forget drops rows that are gone from the table: another instance's
+// relay sent them. A key whose held rows are all gone resumes with the next
+// row it admits.
+func (k *keyOrder) forget(gone []int64) {
+	if len(gone) == 0 {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	g := make(map[int64]bool, len(gone))
+	for _, id := range gone {
+		g[id] = true
+	}
+	for key, st := range k.keys {
+		for id := range st.unsent {
+			if g[id] {
+				delete(st.unsent, id)
+			}
+		}
+		n := len(st.parked)
+		st.parked = slices.DeleteFunc(st.parked, func(p outgoing) bool { return g[p.id] })
+		k.parked -= n - len(st.parked)
+		k.tidy(key, st)
+	}
+}
