@@ -127,31 +127,42 @@ func (d *dispatcher) publishKeyed(o outgoing) {
 		return
 	}
 	for i, r := range ready {
-		conf, err := d.sendAfter(d.ctx, d.order.last(r.key), r)
+		// The verdicts on the key's earlier rows keep coming in, so the
+		// key is asked again right before each publish.
+		prev, ok := d.order.next(r)
+		if !ok {
+			d.holdBack(ready[i:])
+			return
+		}
+		conf, err := d.sendAfter(d.ctx, prev, r)
 		outOfOrder := errors.Is(err, mq.ErrOutOfOrder)
 		if d.order.sent(r, conf, err, outOfOrder) {
 			d.inflight <- flight{outgoing: r, conf: conf, sent: time.Now()}
 			continue
 		}
-		// Nothing behind r may go now. Fast-path rows wait parked; a
-		// relay row is given back to the table.
-		rest := ready[i:]
-		if !outOfOrder {
+		if outOfOrder {
+			d.holdBack(ready[i:])
+		} else {
 			d.inflight <- flight{outgoing: r, sent: time.Now(), err: err}
-			rest = ready[i+1:]
-		}
-		var parked []outgoing
-		for _, x := range rest {
-			if x.owner != "" {
-				d.inflight <- flight{outgoing: x, sent: time.Now(), err: errHeldBack}
-			} else {
-				parked = append(parked, x)
-			}
-		}
-		if len(parked) > 0 {
-			d.order.repark(r.key, parked)
+			d.holdBack(ready[i+1:])
 		}
 		return
+	}
+}
+
+// holdBack returns rows that may not be published now: fast-path rows wait
+// parked, relay rows are given back to the table.
+func (d *dispatcher) holdBack(rows []outgoing) {
+	var parked []outgoing
+	for _, x := range rows {
+		if x.owner != "" {
+			d.inflight <- flight{outgoing: x, sent: time.Now(), err: errHeldBack}
+		} else {
+			parked = append(parked, x)
+		}
+	}
+	if len(parked) > 0 {
+		d.order.repark(parked[0].key, parked)
 	}
 }
 

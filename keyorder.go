@@ -23,7 +23,7 @@ import (
 // the relay hands back are sent at once. Parking is bounded by maxParked
 // across keys; beyond it a message is left to the relay too.
 //
-// publishLoop calls admit and sent, confirmLoop calls settled, producers
+// publishLoop calls admit, next and sent, confirmLoop calls settled, producers
 // call leftBehind, and the relay calls held and forget, so the state is
 // guarded by mu.
 type keyOrder struct {
@@ -123,14 +123,29 @@ func (k *keyOrder) unpark(st *keyState, id int64) {
 	}
 }
 
-// last returns the publish o must follow, or nil.
-func (k *keyOrder) last(key int64) mq.Confirmation {
+// next reports whether o may be published now and returns the publish it
+// must follow, or nil. A fast-path row may not while any row of its key is
+// unsent or the key is stalled. A relay row may not while a row of its key
+// with a lower id is unsent: the store released the rows in order, but an
+// earlier one of the same batch may have failed since.
+func (k *keyOrder) next(o outgoing) (prev mq.Confirmation, ok bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if st := k.keys[key]; st != nil && st.inflight > 0 {
-		return st.last
+	st := k.state(o.key)
+	if st.stalled || (o.owner == "" && len(st.unsent) > 0) {
+		return nil, false
 	}
-	return nil
+	if o.owner != "" {
+		for id := range st.unsent {
+			if id < o.id {
+				return nil, false
+			}
+		}
+	}
+	if st.inflight > 0 {
+		return st.last, true
+	}
+	return nil, true
 }
 
 // sent records the outcome of publishing o and reports whether later rows
@@ -167,6 +182,8 @@ func (k *keyOrder) settled(o outgoing, published bool, err error) {
 	}
 	if err != nil {
 		st.unsent[o.id] = true
+	} else {
+		delete(st.unsent, o.id) // another copy of it may have failed before
 	}
 	k.tidy(o.key, st)
 }

@@ -231,3 +231,104 @@ func TestOrderedSurvivesLinkCuts(t *testing.T) {
 	// each would come back again (about 30 per key here).
 	require.LessOrEqual(t, replays, keys*2*4, "replays after 2 cuts")
 }
+
+// The producer side keeps a key's order too: its link to the broker is cut
+// while producers commit, so publishes fail and rows fall back to the
+// relay, and a small dispatch queue overflows, leaving rows behind. Each
+// key's messages are committed one after another, so their commit order is
+// their order; no message may be handled for the first time before one
+// committed ahead of it.
+func TestProducerKeepsKeyOrderUnderFaults(t *testing.T) {
+	const producers, keysEach, perKey = 8, 5, 60
+	e := newEnv(t)
+	topic := e.svc + ".ordered"
+	link, err := faultnet.NewProxy(testenv.Hostport(e.url))
+	require.NoError(t, err)
+	defer link.Close()
+	log := &orderLog{seqs: map[string][]int{}, running: map[string]bool{}, byInstance: map[int]int{}}
+	e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) {
+		b.Subscribe(topic).Ordered().Handler(log.handler(0, "", -1))
+	})
+	opt := testOptions(t).
+		WithDispatchQueueSize(4). // overflows under 8 producers: rows are left behind
+		WithOutboxScanAgoTime(300 * time.Millisecond).
+		WithOutboxScanInterval(50 * time.Millisecond).
+		WithPublishTimeout(time.Second).
+		WithOutboxLease(3 * time.Second)
+	pub := e.start(e.svc, "amqp://guest:guest@"+link.Addr()+"/", opt, nil)
+	var committed sync.WaitGroup
+	errs := make(chan error, producers)
+	for p := 0; p < producers; p++ {
+		committed.Add(1)
+		go func() {
+			defer committed.Done()
+			for seq := 0; seq < perKey; seq++ {
+				for k := 0; k < keysEach; k++ {
+					key := fmt.Sprintf("key-%d-%d", p, k)
+					if err := pub.Publish(topic, []byte(fmt.Sprintf("%s:%d", key, seq)), message.WithKey(key)); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	const total = producers * keysEach * perKey
+	for _, at := range []int{total / 5, total / 2, 4 * total / 5} {
+		testenv.Eventually(t, time.Minute, func() bool {
+			log.mu.Lock()
+			defer log.mu.Unlock()
+			return log.handled >= at
+		}, "%d handled", at)
+		link.Cut()
+		time.Sleep(300 * time.Millisecond) // the length of the outage
+		link.Restore()
+	}
+	committed.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	testenv.Eventually(t, time.Minute, func() bool {
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		for p := 0; p < producers; p++ {
+			for k := 0; k < keysEach; k++ {
+				got := map[int]bool{}
+				for _, seq := range log.seqs[fmt.Sprintf("key-%d-%d", p, k)] {
+					got[seq] = true
+				}
+				if len(got) != perKey {
+					return false
+				}
+			}
+		}
+		return true
+	}, "every message handled")
+	testenv.Eventually(t, 30*time.Second, func() bool { return e.outboxRows() == 0 }, "outbox empty")
+
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	skips, replays := 0, 0
+	for _, seqs := range log.seqs {
+		highest := -1
+		for _, seq := range seqs {
+			switch {
+			case seq > highest+1:
+				skips++
+			case seq <= highest:
+				replays++
+			default:
+				highest = seq
+			}
+		}
+	}
+	if skips > 0 {
+		for key, seqs := range log.seqs {
+			t.Logf("%s: %v", key, seqs)
+		}
+	}
+	t.Logf("producer-side order with 3 link cuts and a 4-slot dispatch queue: messages=%d keys=%d handled=%d skipped_ahead=%d replayed=%d",
+		total, producers*keysEach, log.handled, skips, replays)
+	require.Zero(t, skips, "a message was handled before one committed ahead of it with the same key")
+}

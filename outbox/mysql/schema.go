@@ -66,11 +66,12 @@ var migrations = []migration{
 				return err
 			}
 		}
-		ok, err = s.hasIndex(ctx, c, "idx_final_order")
+		// It covers the claim's walk through a key's rows in id order.
+		ok, err = s.hasIndex(ctx, c, "idx_final_key_order")
 		if err != nil || ok {
 			return err
 		}
-		_, err = c.ExecContext(ctx, `ALTER TABLE `+s.q+` ADD INDEX idx_final_order (order_key, id)`)
+		_, err = c.ExecContext(ctx, `ALTER TABLE `+s.q+` ADD INDEX idx_final_key_order (order_key, id, available_at)`)
 		return err
 	}},
 }

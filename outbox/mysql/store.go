@@ -151,22 +151,21 @@ func (s *Store) claim(ctx context.Context, owner string, limit int, lease time.D
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
 
 	var (
-		recs    []outbox.Record
-		claimed = map[int64][]int64{} // ids claimed so far, by order key
-		held    []int64               // order keys held back by an earlier row
+		recs []outbox.Record
+		seen []int64 // order keys handled by an earlier pass
 	)
-	// Rows held back stay at the head of the scan; the next pass looks
-	// past their keys, so that a key stuck behind a failing row does not
-	// stall the others.
+	// Rows of a key held back by an earlier row stay at the head of the
+	// scan; the next pass looks past the keys seen so far, so that a key
+	// stuck behind a failing row does not stall the others.
 	for pass := 0; pass < maxClaimPasses && len(recs) < limit; pass++ {
-		cands, err := s.candidates(ctx, tx, limit-len(recs), held)
-		if err != nil || len(cands) == 0 {
-			if err != nil {
-				return nil, err
-			}
+		cands, err := s.candidates(ctx, tx, limit-len(recs), seen)
+		if err != nil {
+			return nil, err
+		}
+		if len(cands) == 0 {
 			break
 		}
-		ok, blocked, err := s.inOrder(ctx, tx, cands, claimed)
+		ok, keys, held, err := s.inOrder(ctx, tx, cands)
 		if err != nil {
 			return nil, err
 		}
@@ -175,16 +174,13 @@ func (s *Store) claim(ctx context.Context, owner string, limit int, lease time.D
 				return nil, err
 			}
 			for _, c := range ok {
-				if c.key != 0 {
-					claimed[c.key] = append(claimed[c.key], c.rec.ID)
-				}
 				recs = append(recs, c.rec)
 			}
 		}
-		if len(blocked) == 0 {
-			break // the scan reached no held-back row: it is complete
+		if !held {
+			break // no key was held back: the scan is complete
 		}
-		held = append(held, blocked...)
+		seen = append(seen, keys...)
 	}
 	if len(recs) == 0 {
 		return nil, nil
@@ -200,16 +196,18 @@ func (s *Store) claim(ctx context.Context, owner string, limit int, lease time.D
 // keys.
 const maxClaimPasses = 4
 
-// candidate is an available row locked by the claim.
+// candidate is a row the claim may take.
 type candidate struct {
 	rec outbox.Record
 	key int64 // 0: not ordered
 }
 
+const candidateColumns = `id, message, attempts, order_key`
+
 // candidates locks up to limit available rows whose order key is not in
 // skip, first available first.
 func (s *Store) candidates(ctx context.Context, tx *sql.Tx, limit int, skip []int64) ([]candidate, error) {
-	query := `SELECT id, message, attempts, order_key FROM ` + s.q + ` WHERE available_at <= NOW(6)`
+	query := `SELECT ` + candidateColumns + ` FROM ` + s.q + ` WHERE available_at <= NOW(6)`
 	var args []any
 	if len(skip) > 0 {
 		in, keyArgs := inList(skip)
@@ -217,7 +215,10 @@ func (s *Store) candidates(ctx context.Context, tx *sql.Tx, limit int, skip []in
 		args = keyArgs
 	}
 	query += ` ORDER BY available_at, id LIMIT ? FOR UPDATE SKIP LOCKED`
-	rows, err := tx.QueryContext(ctx, query, append(args, limit)...)
+	return s.scanCandidates(tx.QueryContext(ctx, query, append(args, limit)...))
+}
+
+func (s *Store) scanCandidates(rows *sql.Rows, err error) ([]candidate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
 	}
@@ -244,64 +245,108 @@ func (s *Store) candidates(ctx context.Context, tx *sql.Tx, limit int, skip []in
 	return cands, nil
 }
 
-// inOrder splits cands into the rows that may be claimed and the order keys
-// held back: an ordered row is claimable only when no row of its key with
-// a lower id is left in the table outside cands and claimed. For each key,
-// one index probe finds its lowest such row.
-func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, cands []candidate, claimed map[int64][]int64) (ok []candidate, blocked []int64, err error) {
-	byKey := map[int64][]int64{}
-	var keys []int64
+// inOrder returns the rows of cands the claim may take, in their place the
+// rows that keep each key in order, the order keys among cands, and
+// whether any of those keys yielded nothing.
+//
+// The scan finds rows first available first, but a key's rows must go in
+// id order. So for each key among cands, the claim takes the key's first
+// rows by id instead, as many as it has candidates, up to the first one
+// that is not available or is locked by another claim.
+func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, cands []candidate) (ok []candidate, keys []int64, held bool, err error) {
+	perKey := map[int64]int{}
 	for _, c := range cands {
 		if c.key == 0 {
+			ok = append(ok, c)
 			continue
 		}
-		if _, seen := byKey[c.key]; !seen {
+		if perKey[c.key] == 0 {
 			keys = append(keys, c.key)
 		}
-		byKey[c.key] = append(byKey[c.key], c.rec.ID)
+		perKey[c.key]++
 	}
 	if len(keys) == 0 {
-		return cands, nil, nil
+		return ok, nil, false, nil
 	}
+
+	// Each key's first rows, with whether each is available.
 	var (
 		b    strings.Builder
 		args []any
 	)
 	for i, k := range keys {
-		in, idArgs := inList(slices.Concat(byKey[k], claimed[k]))
 		if i > 0 {
 			b.WriteString(" UNION ALL ")
 		}
-		b.WriteString(`(SELECT order_key, id FROM ` + s.q + ` WHERE order_key = ? AND id < ? AND id NOT IN ` + in + ` ORDER BY id LIMIT 1)`)
-		args = append(args, k, slices.Max(byKey[k]))
-		args = append(args, idArgs...)
+		b.WriteString(`(SELECT order_key, id, available_at <= NOW(6) FROM ` + s.q + ` WHERE order_key = ? ORDER BY id LIMIT ?)`)
+		args = append(args, k, perKey[k])
 	}
 	rows, err := tx.QueryContext(ctx, b.String(), args...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("outbox/mysql: claim order: %w", err)
+		return nil, nil, false, fmt.Errorf("outbox/mysql: claim order: %w", err)
 	}
-	defer rows.Close()
-	first := map[int64]int64{} // key → its lowest row outside the claim
+	type head struct {
+		id    int64
+		ready bool
+	}
+	heads := map[int64][]head{}
 	for rows.Next() {
-		var k, id int64
-		if err := rows.Scan(&k, &id); err != nil {
-			return nil, nil, fmt.Errorf("outbox/mysql: claim order: %w", err)
+		var (
+			k int64
+			h head
+		)
+		if err := rows.Scan(&k, &h.id, &h.ready); err != nil {
+			rows.Close()
+			return nil, nil, false, fmt.Errorf("outbox/mysql: claim order: %w", err)
 		}
-		first[k] = id
+		heads[k] = append(heads[k], h)
 	}
+	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("outbox/mysql: claim order: %w", err)
+		return nil, nil, false, fmt.Errorf("outbox/mysql: claim order: %w", err)
 	}
-	for _, c := range cands {
-		if f, found := first[c.key]; c.key != 0 && found && c.rec.ID > f {
-			continue
+	var wanted []int64
+	for _, k := range keys {
+		hs := heads[k]
+		slices.SortFunc(hs, func(a, b head) int { return cmp.Compare(a.id, b.id) })
+		for _, h := range hs {
+			if !h.ready {
+				break
+			}
+			wanted = append(wanted, h.id)
 		}
-		ok = append(ok, c)
 	}
-	for k := range first {
-		blocked = append(blocked, k)
+	if len(wanted) == 0 {
+		return ok, keys, true, nil
 	}
-	return ok, blocked, nil
+
+	// Lock them; one locked by another claim, or leased meanwhile, ends
+	// its key's run.
+	in, idArgs := inList(wanted)
+	locked, err := s.scanCandidates(tx.QueryContext(ctx, `SELECT `+candidateColumns+` FROM `+s.q+
+		` WHERE id IN `+in+` AND available_at <= NOW(6) FOR UPDATE SKIP LOCKED`, idArgs...))
+	if err != nil {
+		return nil, nil, false, err
+	}
+	byID := make(map[int64]candidate, len(locked))
+	for _, c := range locked {
+		byID[c.rec.ID] = c
+	}
+	for _, k := range keys {
+		n := 0
+		for _, h := range heads[k] {
+			c, got := byID[h.id]
+			if !h.ready || !got {
+				break
+			}
+			ok = append(ok, c)
+			n++
+		}
+		if n == 0 {
+			held = true
+		}
+	}
+	return ok, keys, held, nil
 }
 
 // lease hides the claimed rows from other claimers until lease has passed.

@@ -314,6 +314,23 @@ func testClaimKeyOrder(t *testing.T, h Harness) {
 		time.Sleep(20 * time.Millisecond) // polling interval
 	}
 
+	// Rows of a key that became available in the reverse of their id
+	// order: the scan meets the later one first, and with room for one
+	// row the claim takes the earlier one instead of none.
+	s4, _ := h.New(t)
+	r1, _ := insertKeyed(t, s4, nil, "k", 200*time.Millisecond)
+	r2, _ := insertKeyed(t, s4, nil, "k", 0)
+	time.Sleep(250 * time.Millisecond) // waits for a due time (same clock as the database here), not for a goroutine
+	for _, want := range []int64{r1, r2} {
+		got := ids(claim(t, s4, "a", 1, time.Hour))
+		if !equal(got, []int64{want}) {
+			t.Fatalf("claimed %v, want [%d]", got, want)
+		}
+		if err := s4.Delete(ctx, got); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	// A key's rows beyond the batch are not claimed ahead of its earlier
 	// ones: with limit 2, only a prefix of the key is taken.
 	s3, _ := h.New(t)

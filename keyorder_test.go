@@ -1,0 +1,138 @@
+package final
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/finalbus/final/mq"
+)
+
+type doneConf struct{}
+
+func (doneConf) Wait(context.Context) error { return nil }
+
+func fast(id int64) outgoing    { return outgoing{id: id, key: 7} }
+func relayed(id int64) outgoing { return outgoing{id: id, key: 7, owner: "relay"} }
+
+func readyIDs(rows []outgoing) []int64 {
+	ids := make([]int64, len(rows))
+	for i, r := range rows {
+		ids[i] = r.id
+	}
+	return ids
+}
+
+func sameIDs(t *testing.T, got []outgoing, want ...int64) {
+	t.Helper()
+	g := readyIDs(got)
+	if len(g) != len(want) {
+		t.Fatalf("rows %v, want %v", g, want)
+	}
+	for i := range g {
+		if g[i] != want[i] {
+			t.Fatalf("rows %v, want %v", g, want)
+		}
+	}
+}
+
+// publish runs what publishKeyed does for rows that all succeed.
+func publish(t *testing.T, k *keyOrder, rows []outgoing) {
+	t.Helper()
+	for _, r := range rows {
+		if _, ok := k.next(r); !ok {
+			t.Fatalf("row %d may not be published", r.id)
+		}
+		k.sent(r, doneConf{}, nil, false)
+	}
+}
+
+// A failed row holds its key: later fast-path rows park, the relay's copy
+// of the failed row goes first, and the parked rows follow it.
+func TestKeyOrderParksBehindAFailedRow(t *testing.T) {
+	k := newKeyOrder(100)
+	ready, _ := k.admit(fast(1))
+	sameIDs(t, ready, 1)
+	publish(t, k, ready)
+	k.settled(fast(1), true, errors.New("nacked"))
+
+	for _, id := range []int64{2, 3} {
+		ready, refused := k.admit(fast(id))
+		if len(ready) != 0 || refused {
+			t.Fatalf("row %d behind a failed row: ready %v, refused %v", id, readyIDs(ready), refused)
+		}
+	}
+	ready, refused := k.admit(relayed(1))
+	if refused {
+		t.Fatal("relay copy of the failed row refused")
+	}
+	sameIDs(t, ready, 1, 2, 3)
+	publish(t, k, ready)
+	for _, id := range []int64{1, 2, 3} {
+		k.settled(fast(id), true, nil)
+	}
+	if len(k.keys) != 0 || k.parked != 0 {
+		t.Fatalf("state left after everything settled: %d keys, %d parked", len(k.keys), k.parked)
+	}
+}
+
+// A relay row whose predecessor in the same batch failed is not published.
+func TestKeyOrderRelayRowWaitsForFailedPredecessor(t *testing.T) {
+	k := newKeyOrder(100)
+	ready, _ := k.admit(relayed(10))
+	sameIDs(t, ready, 10)
+	k.sent(ready[0], nil, mq.ErrUnavailable, false)
+	ready, refused := k.admit(relayed(11))
+	if refused || len(ready) != 1 {
+		t.Fatalf("admit: %v, %v", readyIDs(ready), refused)
+	}
+	if _, ok := k.next(ready[0]); ok {
+		t.Fatal("row 11 may go although row 10 of its batch failed")
+	}
+	// A later row of another batch after row 10 went: fine.
+	k.settled(relayed(10), false, mq.ErrUnavailable)
+	ready, _ = k.admit(relayed(10))
+	publish(t, k, ready)
+	ready, _ = k.admit(relayed(11))
+	publish(t, k, ready)
+}
+
+// A publish refused as out of order stalls the key until the verdicts in
+// flight are in; then the parked rows go.
+func TestKeyOrderStallsOnOutOfOrder(t *testing.T) {
+	k := newKeyOrder(100)
+	ready, _ := k.admit(fast(1))
+	publish(t, k, ready)
+	ready, _ = k.admit(fast(2))
+	if prev, ok := k.next(ready[0]); !ok || prev == nil {
+		t.Fatalf("row 2 should follow row 1: prev %v, ok %v", prev, ok)
+	}
+	k.sent(ready[0], nil, mq.ErrOutOfOrder, true)
+	k.repark(7, ready)
+	if ready, _ := k.admit(fast(3)); len(ready) != 0 {
+		t.Fatalf("stalled key published %v", readyIDs(ready))
+	}
+	k.settled(fast(1), true, nil) // row 1 was confirmed after all
+	ready, _ = k.admit(fast(4))
+	sameIDs(t, ready, 2, 3, 4)
+}
+
+// Parking is bounded; beyond it rows are left to the relay, and rows gone
+// from the table (another relay sent them) are forgotten.
+func TestKeyOrderBoundsParkingAndForgets(t *testing.T) {
+	k := newKeyOrder(1)
+	k.leftBehind(7, 1)
+	k.admit(fast(2)) // parked
+	k.admit(fast(3)) // over the bound: left to the relay
+	if k.parked != 1 {
+		t.Fatalf("parked %d, want 1", k.parked)
+	}
+	held := k.held(10)
+	if len(held) != 3 {
+		t.Fatalf("held %v, want 3 ids", held)
+	}
+	k.forget([]int64{1, 2, 3})
+	if len(k.keys) != 0 || k.parked != 0 {
+		t.Fatalf("state left after forget: %d keys, %d parked", len(k.keys), k.parked)
+	}
+}
