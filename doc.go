@@ -44,9 +44,11 @@
 //     recognised and acknowledged without calling the handler, and the
 //     handler's writes and publishes happen once.
 //   - Ordered per key with Subscription.Ordered and message.WithKey: the
-//     messages of one key are handled one at a time in the order the
-//     broker received them, across instances. A message re-sent after a
-//     failed publish can come after later messages of its key.
+//     messages of one key are handled one at a time, across instances, in
+//     the order their transactions committed one after another, also when
+//     publishes fail and are re-sent (the producer holds a key back until
+//     its earlier messages are out). Transactions that run at the same
+//     time have no order; redelivered duplicates may come late.
 //   - Otherwise not ordered: messages are published concurrently, re-sent out of
 //     order after failures, and handled by NumSubscriber concurrent
 //     workers. Do not rely on the order of any two messages.

@@ -56,7 +56,8 @@ type Options struct {
 	PublishTimeout time.Duration
 	// DispatchQueueSize bounds the committed messages waiting for the fast
 	// path. When it is full, new messages are left to the relay rather than
-	// blocking the committing caller. Default 8192.
+	// blocking the committing caller. It also bounds the keyed messages
+	// parked behind an unsent earlier message of their key. Default 8192.
 	DispatchQueueSize int
 	// MaxPayloadBytes caps a message payload. Default 1 MiB.
 	MaxPayloadBytes int

@@ -147,3 +147,77 @@ func TestReconnectsAfterLinkCuts(t *testing.T) {
 		}
 	}
 }
+
+// A publish that must follow one left unconfirmed on a lost connection is
+// refused, so it cannot overtake it; one that follows a confirmed publish,
+// or a publish on the same connection, goes out.
+func TestPublishAfterRefusesToOvertakeAcrossReconnect(t *testing.T) {
+	url := testenv.AMQP(t)
+	svc := testenv.Service(t, nil)
+	topic := svc + ".t"
+	_, _ = tap(t, url, topic)
+	proxy, err := faultnet.NewProxy(testenv.Hostport(url))
+	require.NoError(t, err)
+	defer proxy.Close()
+	p := amqp.NewProvider("amqp://guest:guest@"+proxy.Addr()+"/", amqp.WithReconnectBackoff(10*time.Millisecond, 100*time.Millisecond))
+	require.NoError(t, p.Init(context.Background(), mq.Config{Service: svc, Logger: quiet()}))
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	publishAfter := func(prev mq.Confirmation) (mq.Confirmation, error) {
+		m := message.New(topic, []byte("x"))
+		body, err := message.Marshal(m)
+		require.NoError(t, err)
+		return p.PublishEncodedAfter(ctx, prev, m, body)
+	}
+	waitReady := func() {
+		select {
+		case <-p.Ready():
+		case <-ctx.Done():
+			t.Fatal("no reconnect")
+		}
+	}
+
+	// Same connection: follows even while unconfirmed.
+	first, err := publishAfter(nil)
+	require.NoError(t, err)
+	second, err := publishAfter(first)
+	require.NoError(t, err)
+	require.NoError(t, second.Wait(ctx))
+
+	// A confirmed publish on a connection since replaced can be followed.
+	proxy.Cut()
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		select {
+		case <-p.Ready():
+			return false
+		default:
+			return true
+		}
+	}, "the provider notices the cut")
+	proxy.Restore()
+	waitReady()
+	_, err = publishAfter(second)
+	require.NoError(t, err, "after a confirmed publish")
+
+	// An unconfirmed one lost with its connection cannot: publish right
+	// after cutting the link, before the provider notices, until one such
+	// publish is accepted locally and then fails.
+	var lost mq.Confirmation
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		waitReady()
+		proxy.Cut()
+		conf, err := publishAfter(nil)
+		failed := err == nil && conf.Wait(ctx) != nil
+		proxy.Restore()
+		if failed {
+			lost = conf
+		}
+		return failed
+	}, "a publish lost with its connection")
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		_, err = publishAfter(lost)
+		return !errors.Is(err, mq.ErrUnavailable) // reconnected
+	}, "reconnect")
+	require.ErrorIs(t, err, mq.ErrOutOfOrder)
+}
