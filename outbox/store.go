@@ -86,8 +86,10 @@ type Store interface {
 	//
 	// A row with an OrderKey is claimed only if every row of the same
 	// OrderKey with a lower id that is still in the table is claimed in
-	// the same call: a row behind one that is leased, waiting out a
-	// backoff or not yet available stays where it is. Claim may then return fewer than limit rows
+	// the same call or is leased to owner already (owner is sending it,
+	// and must keep its rows in order): a row behind one that another
+	// owner leased, or that waits out a backoff or is not yet available,
+	// stays where it is. Claim may then return fewer than limit rows
 	// although more are available.
 	Claim(ctx context.Context, owner string, limit int, lease time.Duration) ([]Record, error)
 	// Delete removes confirmed rows.

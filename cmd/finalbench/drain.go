@@ -10,6 +10,7 @@ import (
 
 	"github.com/finalbus/final"
 	"github.com/finalbus/final/internal/faultnet"
+	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/mq/amqp"
 )
 
@@ -52,7 +53,12 @@ func (e *benchEnv) drain(n int) (drainResult, error) {
 		}
 		err = bus.Transaction(tx, func(txBus *final.TxBus) error {
 			for k := 0; k < perTx && next.Load() < uint64(n); k++ {
-				if err := txBus.Publish(topic, e.payload(next.Add(1))); err != nil {
+				i := next.Add(1)
+				var opts []message.PolicyOption
+				if e.cfg.drainKeys > 0 {
+					opts = append(opts, message.WithKey(strconv.FormatUint(i%uint64(e.cfg.drainKeys), 10)))
+				}
+				if err := txBus.Publish(topic, e.payload(i), opts...); err != nil {
 					return err
 				}
 			}

@@ -33,6 +33,7 @@ type config struct {
 	perTx        int
 	duration     time.Duration
 	backlog      int
+	drainKeys    int
 	consume      int
 	sweep        []int
 	out          string
@@ -62,6 +63,7 @@ func main() {
 	flag.IntVar(&c.perTx, "per-tx", 1, "messages per transaction in the main phases (a 10-per-tx phase always runs too)")
 	flag.DurationVar(&c.duration, "d", 10*time.Second, "length of each timed phase")
 	flag.IntVar(&c.backlog, "backlog", 100000, "messages in the backlog-drain phase")
+	flag.IntVar(&c.drainKeys, "drain-keys", 0, "give the backlog's messages keys spread over this many keys (0: no keys), to measure the ordered relay")
 	flag.IntVar(&c.consume, "consume", 50000, "messages in the consumer phase")
 	flag.StringVar(&sweep, "sweep", "1,2,4,8,16", "producer counts for the chart (empty: no chart)")
 	flag.StringVar(&c.out, "out", "bench/latest", "directory for results.json and throughput.svg")

@@ -165,7 +165,7 @@ func (s *Store) claim(ctx context.Context, owner string, limit int, lease time.D
 		if len(cands) == 0 {
 			break
 		}
-		ok, keys, held, err := s.inOrder(ctx, tx, cands)
+		ok, keys, held, err := s.inOrder(ctx, tx, owner, cands)
 		if err != nil {
 			return nil, err
 		}
@@ -252,8 +252,9 @@ func (s *Store) scanCandidates(rows *sql.Rows, err error) ([]candidate, error) {
 // The scan finds rows first available first, but a key's rows must go in
 // id order. So for each key among cands, the claim takes the key's first
 // rows by id instead, as many as it has candidates, up to the first one
-// that is not available or is locked by another claim.
-func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, cands []candidate) (ok []candidate, keys []int64, held bool, err error) {
+// that is not available or is locked by another claim. Rows still leased
+// to owner are passed over: owner is sending them already, ahead of these.
+func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []candidate) (ok []candidate, keys []int64, held bool, err error) {
 	perKey := map[int64]int{}
 	for _, c := range cands {
 		if c.key == 0 {
@@ -278,8 +279,9 @@ func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, cands []candidate) (ok 
 		if i > 0 {
 			b.WriteString(" UNION ALL ")
 		}
-		b.WriteString(`(SELECT order_key, id, available_at <= NOW(6) FROM ` + s.q + ` WHERE order_key = ? ORDER BY id LIMIT ?)`)
-		args = append(args, k, perKey[k])
+		b.WriteString(`(SELECT order_key, id, available_at <= NOW(6) FROM ` + s.q +
+			` WHERE order_key = ? AND NOT (claimed_by <=> ? AND available_at > NOW(6)) ORDER BY id LIMIT ?)`)
+		args = append(args, k, owner, perKey[k])
 	}
 	rows, err := tx.QueryContext(ctx, b.String(), args...)
 	if err != nil {

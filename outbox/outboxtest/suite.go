@@ -331,6 +331,24 @@ func testClaimKeyOrder(t *testing.T, h Harness) {
 		}
 	}
 
+	// An owner's next claim continues a key behind the rows it leased
+	// already (it sends them in order); another owner's does not.
+	s5, _ := h.New(t)
+	var rows5 []int64
+	for i := 0; i < 4; i++ {
+		id, _ := insertKeyed(t, s5, nil, "k", 0)
+		rows5 = append(rows5, id)
+	}
+	if got := ids(claim(t, s5, "a", 2, time.Hour)); !equal(got, rows5[:2]) {
+		t.Fatalf("claimed %v, want %v", got, rows5[:2])
+	}
+	if got := ids(claim(t, s5, "b", 2, time.Hour)); len(got) != 0 {
+		t.Fatalf("owner b claimed %v behind rows leased to a", got)
+	}
+	if got := ids(claim(t, s5, "a", 2, time.Hour)); !equal(got, rows5[2:]) {
+		t.Fatalf("owner a claimed %v, want %v after its own leased rows", got, rows5[2:])
+	}
+
 	// A key's rows beyond the batch are not claimed ahead of its earlier
 	// ones: with limit 2, only a prefix of the key is taken.
 	s3, _ := h.New(t)
