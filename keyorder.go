@@ -1,6 +1,7 @@
 package final
 
 import (
+	"container/heap"
 	"slices"
 	"sync"
 
@@ -37,8 +38,9 @@ type keyState struct {
 	inflight int             // published, verdict pending
 	last     mq.Confirmation // latest publish; nil when none is in flight
 	stalled  bool            // a publish was refused as out of order: wait for the verdicts in flight
-	unsent   map[int64]bool  // rows left in the table, which the relay sends first
+	unsent   idSet           // rows left in the table, which the relay sends first
 	parked   []outgoing      // fast-path rows waiting for the relay, in order
+	isParked map[int64]bool  // the ids in parked
 }
 
 func newKeyOrder(maxParked int) *keyOrder {
@@ -48,7 +50,7 @@ func newKeyOrder(maxParked int) *keyOrder {
 func (k *keyOrder) state(key int64) *keyState {
 	st := k.keys[key]
 	if st == nil {
-		st = &keyState{unsent: map[int64]bool{}}
+		st = &keyState{unsent: newIDSet(), isParked: map[int64]bool{}}
 		k.keys[key] = st
 	}
 	return st
@@ -56,7 +58,7 @@ func (k *keyOrder) state(key int64) *keyState {
 
 // tidy forgets a key with nothing in flight, held or parked.
 func (k *keyOrder) tidy(key int64, st *keyState) {
-	if st.inflight == 0 && len(st.unsent) == 0 && len(st.parked) == 0 && !st.stalled {
+	if st.inflight == 0 && st.unsent.len() == 0 && len(st.parked) == 0 && !st.stalled {
 		delete(k.keys, key)
 	}
 }
@@ -71,19 +73,19 @@ func (k *keyOrder) admit(o outgoing) (ready []outgoing, refused bool) {
 	if o.owner != "" {
 		// A relay row: the store released it in order, behind every
 		// earlier row of its key still in the table.
-		delete(st.unsent, o.id)
+		st.unsent.remove(o.id)
 		k.unpark(st, o.id)
 		if st.stalled {
-			st.unsent[o.id] = true
+			st.unsent.add(o.id)
 			return nil, true
 		}
 		ready = []outgoing{o}
-		if len(st.unsent) == 0 {
+		if st.unsent.len() == 0 {
 			ready = append(ready, k.takeParked(st)...)
 		}
 		return ready, false
 	}
-	if st.stalled || len(st.unsent) > 0 {
+	if st.stalled || st.unsent.len() > 0 {
 		k.park(st, o)
 		return nil, false
 	}
@@ -92,10 +94,11 @@ func (k *keyOrder) admit(o outgoing) (ready []outgoing, refused bool) {
 
 func (k *keyOrder) park(st *keyState, o outgoing) {
 	if k.parked >= k.maxParked {
-		st.unsent[o.id] = true // the relay sends it after OutboxScanAgoTime
+		st.unsent.add(o.id) // the relay sends it after OutboxScanAgoTime
 		return
 	}
 	st.parked = append(st.parked, o)
+	st.isParked[o.id] = true
 	k.parked++
 }
 
@@ -106,17 +109,25 @@ func (k *keyOrder) repark(key int64, rows []outgoing) {
 	defer k.mu.Unlock()
 	st := k.state(key)
 	st.parked = append(slices.Clone(rows), st.parked...)
+	for _, r := range rows {
+		st.isParked[r.id] = true
+	}
 	k.parked += len(rows)
 }
 
 func (k *keyOrder) takeParked(st *keyState) []outgoing {
 	p := st.parked
 	st.parked = nil
+	clear(st.isParked)
 	k.parked -= len(p)
 	return p
 }
 
 func (k *keyOrder) unpark(st *keyState, id int64) {
+	if !st.isParked[id] {
+		return
+	}
+	delete(st.isParked, id)
 	if i := slices.IndexFunc(st.parked, func(p outgoing) bool { return p.id == id }); i >= 0 {
 		st.parked = slices.Delete(st.parked, i, i+1)
 		k.parked--
@@ -132,15 +143,11 @@ func (k *keyOrder) next(o outgoing) (prev mq.Confirmation, ok bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	st := k.state(o.key)
-	if st.stalled || (o.owner == "" && len(st.unsent) > 0) {
+	if st.stalled || (o.owner == "" && st.unsent.len() > 0) {
 		return nil, false
 	}
-	if o.owner != "" {
-		for id := range st.unsent {
-			if id < o.id {
-				return nil, false
-			}
-		}
+	if first, found := st.unsent.min(); o.owner != "" && found && first < o.id {
+		return nil, false
 	}
 	if st.inflight > 0 {
 		return st.last, true
@@ -162,7 +169,7 @@ func (k *keyOrder) sent(o outgoing, conf mq.Confirmation, err error, outOfOrder 
 	case outOfOrder:
 		st.stalled = true
 	default:
-		st.unsent[o.id] = true
+		st.unsent.add(o.id)
 	}
 	return false
 }
@@ -181,9 +188,9 @@ func (k *keyOrder) settled(o outgoing, published bool, err error) {
 		}
 	}
 	if err != nil {
-		st.unsent[o.id] = true
+		st.unsent.add(o.id)
 	} else {
-		delete(st.unsent, o.id) // another copy of it may have failed before
+		st.unsent.remove(o.id) // another copy of it may have failed before
 	}
 	k.tidy(o.key, st)
 }
@@ -193,7 +200,7 @@ func (k *keyOrder) settled(o outgoing, published bool, err error) {
 func (k *keyOrder) leftBehind(key, id int64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.state(key).unsent[id] = true
+	k.state(key).unsent.add(id)
 }
 
 // held returns up to limit ids of rows that keys wait for or have parked,
@@ -203,7 +210,7 @@ func (k *keyOrder) held(limit int) []int64 {
 	defer k.mu.Unlock()
 	var ids []int64
 	for _, st := range k.keys {
-		for id := range st.unsent {
+		for id := range st.unsent.has {
 			if len(ids) == limit {
 				return ids
 			}
@@ -233,9 +240,20 @@ func (k *keyOrder) forget(gone []int64) {
 		g[id] = true
 	}
 	for key, st := range k.keys {
-		for id := range st.unsent {
-			if g[id] {
-				delete(st.unsent, id)
+		if st.unsent.len() > len(g) {
+			for id := range g {
+				st.unsent.remove(id)
+			}
+		} else {
+			for id := range st.unsent.has {
+				if g[id] {
+					st.unsent.remove(id)
+				}
+			}
+		}
+		for _, p := range st.parked {
+			if g[p.id] {
+				delete(st.isParked, p.id)
 			}
 		}
 		n := len(st.parked)
@@ -243,4 +261,59 @@ func (k *keyOrder) forget(gone []int64) {
 		k.parked -= n - len(st.parked)
 		k.tidy(key, st)
 	}
+}
+
+// idSet is a set of row ids that also says quickly whether any is below a
+// given id: a map, and a min-heap from which removed ids are dropped when
+// they surface.
+type idSet struct {
+	has  map[int64]bool
+	heap int64Heap // a superset of has
+}
+
+func newIDSet() idSet { return idSet{has: map[int64]bool{}} }
+
+func (s *idSet) len() int { return len(s.has) }
+
+func (s *idSet) add(id int64) {
+	if s.has[id] {
+		return
+	}
+	s.has[id] = true
+	heap.Push(&s.heap, id)
+}
+
+func (s *idSet) remove(id int64) {
+	delete(s.has, id)
+	if len(s.heap) > 2*len(s.has)+64 { // mostly removed ids: rebuild
+		s.heap = s.heap[:0]
+		for id := range s.has {
+			s.heap = append(s.heap, id)
+		}
+		heap.Init(&s.heap)
+	}
+}
+
+// min returns the lowest id, if any.
+func (s *idSet) min() (int64, bool) {
+	for len(s.heap) > 0 && !s.has[s.heap[0]] {
+		heap.Pop(&s.heap)
+	}
+	if len(s.heap) == 0 {
+		return 0, false
+	}
+	return s.heap[0], true
+}
+
+type int64Heap []int64
+
+func (h int64Heap) Len() int           { return len(h) }
+func (h int64Heap) Less(i, j int) bool { return h[i] < h[j] }
+func (h int64Heap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *int64Heap) Push(x any)        { *h = append(*h, x.(int64)) }
+func (h *int64Heap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }

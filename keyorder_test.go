@@ -136,3 +136,30 @@ func TestKeyOrderBoundsParkingAndForgets(t *testing.T) {
 		t.Fatalf("state left after forget: %d keys, %d parked", len(k.keys), k.parked)
 	}
 }
+
+func TestIDSetMin(t *testing.T) {
+	s := newIDSet()
+	if _, ok := s.min(); ok {
+		t.Fatal("empty set has a minimum")
+	}
+	for _, id := range []int64{5, 3, 9, 3, 7} {
+		s.add(id)
+	}
+	s.remove(3)
+	if m, ok := s.min(); !ok || m != 5 || s.len() != 3 {
+		t.Fatalf("min %d (%v), len %d; want 5, 3", m, ok, s.len())
+	}
+	s.add(3)
+	if m, _ := s.min(); m != 3 {
+		t.Fatalf("min %d after re-adding 3", m)
+	}
+	for i := int64(100); i < 400; i++ { // churn through the rebuild
+		s.add(i)
+		s.remove(i)
+	}
+	s.remove(3)
+	s.remove(5)
+	if m, ok := s.min(); !ok || m != 7 || s.len() != 2 {
+		t.Fatalf("min %d (%v), len %d; want 7, 2", m, ok, s.len())
+	}
+}
