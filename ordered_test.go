@@ -15,6 +15,7 @@ import (
 	"github.com/finalbus/final/internal/faultnet"
 	"github.com/finalbus/final/internal/testenv"
 	"github.com/finalbus/final/message"
+	"github.com/finalbus/final/mq"
 	"github.com/finalbus/final/mq/amqp"
 )
 
@@ -66,6 +67,7 @@ func TestOrderedPerKeyAcrossInstancesWithPoison(t *testing.T) {
 	)
 	e := newEnv(t)
 	topic := e.svc + ".ordered"
+	testenv.DropQueues(t, amqp.Queues(mq.Config{Service: e.svc, Ordered: []string{topic}})...)
 	log := &orderLog{work: 100 * time.Microsecond, seqs: map[string][]int{}, running: map[string]bool{}, byInstance: map[int]int{}}
 	opt := testOptions(t).WithRetryCount(2).WithRetryInterval(50 * time.Millisecond)
 	// Instance 0 starts first, so RabbitMQ makes it the active consumer of
@@ -162,6 +164,7 @@ func TestOrderedSurvivesLinkCuts(t *testing.T) {
 	const keys, perKey = 4, 60 // few keys, slow handlers: keys' later messages wait in their lanes
 	e := newEnv(t)
 	topic := e.svc + ".ordered"
+	testenv.DropQueues(t, amqp.Queues(mq.Config{Service: e.svc, Ordered: []string{topic}})...)
 	link, err := faultnet.NewProxy(testenv.Hostport(e.url))
 	require.NoError(t, err)
 	defer link.Close()
@@ -242,6 +245,7 @@ func TestProducerKeepsKeyOrderUnderFaults(t *testing.T) {
 	const producers, keysEach, perKey = 8, 5, 60
 	e := newEnv(t)
 	topic := e.svc + ".ordered"
+	testenv.DropQueues(t, amqp.Queues(mq.Config{Service: e.svc, Ordered: []string{topic}})...)
 	link, err := faultnet.NewProxy(testenv.Hostport(e.url))
 	require.NoError(t, err)
 	defer link.Close()

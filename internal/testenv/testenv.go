@@ -106,6 +106,25 @@ func DropService(t testing.TB, db *sql.DB, svc string) {
 	}
 }
 
+// DropQueues deletes queues when t ends: durable queues outlive the test
+// that declared them (mq/amqp.Queues names a service's).
+func DropQueues(t testing.TB, names ...string) {
+	t.Cleanup(func() {
+		conn, err := amqp.Dial(AMQPURL())
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		ch, err := conn.Channel()
+		if err != nil {
+			return
+		}
+		for _, q := range names {
+			_, _ = ch.QueueDelete(q, false, false, false)
+		}
+	})
+}
+
 // Eventually polls cond every 10ms until it holds or timeout passes.
 func Eventually(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
 	t.Helper()

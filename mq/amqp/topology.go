@@ -132,3 +132,11 @@ func (t topology) declarePrivate(ch *amqp.Channel) (string, error) {
 	}
 	return q.Name, nil
 }
+
+// Queues returns the durable queues Init declares for cfg: the service
+// queue, the shard queues of its ordered topics and the dead-letter queue. They outlive the provider by design; tools
+// and tests that remove a service delete them by these names.
+func Queues(cfg mq.Config) []string {
+	t := newTopology("", cfg) // queue names do not depend on the exchange
+	return append(t.queues(), t.dlq)
+}
