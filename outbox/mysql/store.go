@@ -196,6 +196,10 @@ func (s *Store) claim(ctx context.Context, owner string, limit int, lease time.D
 // keys.
 const maxClaimPasses = 4
 
+// maxOrderScan bounds the rows a claim reads to put a key's rows in order,
+// per candidate.
+const maxOrderScan = 8
+
 // candidate is a row the claim may take.
 type candidate struct {
 	rec outbox.Record
@@ -270,26 +274,38 @@ func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []c
 		return ok, nil, false, nil
 	}
 
-	// Each key's first rows, with whether each is available.
+	// Each key's rows up to its highest candidate, in id order, with
+	// whether each is available and whether owner leased it already: one
+	// index range per key.
+	highest := map[int64]int64{}
+	for _, c := range cands {
+		if c.key != 0 && c.rec.ID > highest[c.key] {
+			highest[c.key] = c.rec.ID
+		}
+	}
 	var (
 		b    strings.Builder
-		args []any
+		args = []any{owner}
 	)
+	b.WriteString(`SELECT order_key, id, available_at <= NOW(6), claimed_by <=> ? FROM ` + s.q + ` WHERE `)
 	for i, k := range keys {
 		if i > 0 {
-			b.WriteString(" UNION ALL ")
+			b.WriteString(" OR ")
 		}
-		b.WriteString(`(SELECT order_key, id, available_at <= NOW(6) FROM ` + s.q +
-			` WHERE order_key = ? AND NOT (claimed_by <=> ? AND available_at > NOW(6)) ORDER BY id LIMIT ?)`)
-		args = append(args, k, owner, perKey[k])
+		b.WriteString(`(order_key = ? AND id <= ?)`)
+		args = append(args, k, highest[k])
 	}
+	// Rows held back by others can make a key's range long; a truncated
+	// range only shortens the runs taken from it.
+	b.WriteString(` ORDER BY order_key, id LIMIT ?`)
+	args = append(args, maxOrderScan*len(cands))
 	rows, err := tx.QueryContext(ctx, b.String(), args...)
 	if err != nil {
 		return nil, nil, false, fmt.Errorf("outbox/mysql: claim order: %w", err)
 	}
 	type head struct {
-		id    int64
-		ready bool
+		id          int64
+		ready, mine bool
 	}
 	heads := map[int64][]head{}
 	for rows.Next() {
@@ -297,7 +313,7 @@ func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []c
 			k int64
 			h head
 		)
-		if err := rows.Scan(&k, &h.id, &h.ready); err != nil {
+		if err := rows.Scan(&k, &h.id, &h.ready, &h.mine); err != nil {
 			rows.Close()
 			return nil, nil, false, fmt.Errorf("outbox/mysql: claim order: %w", err)
 		}
@@ -307,16 +323,23 @@ func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []c
 	if err := rows.Err(); err != nil {
 		return nil, nil, false, fmt.Errorf("outbox/mysql: claim order: %w", err)
 	}
+	// The run of each key: its available rows from the lowest on, passing
+	// over those owner is sending already, at most as many as it has
+	// candidates.
 	var wanted []int64
 	for _, k := range keys {
-		hs := heads[k]
-		slices.SortFunc(hs, func(a, b head) int { return cmp.Compare(a.id, b.id) })
-		for _, h := range hs {
-			if !h.ready {
+		run := heads[k][:0]
+		for _, h := range heads[k] {
+			if h.mine && !h.ready {
+				continue
+			}
+			if !h.ready || len(run) == perKey[k] {
 				break
 			}
+			run = append(run, h)
 			wanted = append(wanted, h.id)
 		}
+		heads[k] = run
 	}
 	if len(wanted) == 0 {
 		return ok, keys, true, nil
@@ -338,7 +361,7 @@ func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []c
 		n := 0
 		for _, h := range heads[k] {
 			c, got := byID[h.id]
-			if !h.ready || !got {
+			if !got {
 				break
 			}
 			ok = append(ok, c)
