@@ -124,6 +124,17 @@ func (e *env) committedRefs(table string) []string {
 	return refs
 }
 
+// channel opens an AMQP channel of its own, closed when the test ends.
+func (e *env) channel() *amqp091.Channel {
+	e.t.Helper()
+	conn, err := amqp091.Dial(e.url)
+	require.NoError(e.t, err)
+	e.t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	require.NoError(e.t, err)
+	return ch
+}
+
 // deadLetters drains the service's dead-letter queue.
 func (e *env) deadLetters() []amqp091.Delivery {
 	e.t.Helper()

@@ -55,7 +55,13 @@ func (p *Provider) ReplayDeadLetters(ctx context.Context, limit int) (int, error
 		if dl.Topic == "" {
 			continue // held unacknowledged until the channel closes
 		}
-		conf, err := p.publish(ctx, p.topo.exchange, dl.Topic, true, amqp.Publishing{
+		// A keyed message goes back to its key's shard, as when it was
+		// first published, so ordered subscriptions receive it too.
+		key := dl.Topic
+		if m, err := message.Unmarshal(d.Body); err == nil {
+			key = mq.RoutingKey(dl.Topic, m.Key)
+		}
+		conf, err := p.publish(ctx, p.topo.exchange, key, true, amqp.Publishing{
 			ContentType:  d.ContentType,
 			DeliveryMode: amqp.Persistent,
 			MessageId:    d.MessageId,
