@@ -100,8 +100,8 @@ type EncodedPublisher interface {
 // ErrOutOfOrder without publishing. A nil prev imposes no condition.
 //
 // Without this capability the bus sends a keyed message only when no
-// earlier message of its key awaits a confirm, and leaves it to the relay
-// otherwise.
+// earlier message of its key awaits a confirm, and holds it back until
+// then otherwise: one message in flight per key.
 type OrderedPublisher interface {
 	PublishEncodedAfter(ctx context.Context, prev Confirmation, msg *message.Message, body []byte) (Confirmation, error)
 }
