@@ -22,7 +22,10 @@ import (
 // handed back every row of the key left in the table (the store releases a
 // key's rows in id order), and are then published right behind them. Rows
 // the relay hands back are sent at once. Parking is bounded by maxParked
-// across keys; beyond it a message is left to the relay too.
+// across keys; beyond it a message is left to the relay too. Parked rows of
+// a key that is free again without a relay row to follow (its stall ended
+// well, or forget dropped what it waited for) go out with the key's next
+// message, or are claimed by the relay once OutboxScanAgoTime has passed.
 //
 // publishLoop calls admit, next and sent, confirmLoop calls settled, producers
 // call leftBehind, and the relay calls held and forget, so the state is
