@@ -108,13 +108,32 @@ func (d *dispatcher) wait() { d.wg.Wait() }
 func (d *dispatcher) publishLoop() {
 	defer d.wg.Done()
 	defer close(d.inflight)
-	for o := range d.queue {
+	for {
+		var o outgoing
+		select {
+		case key := <-d.order.freed:
+			d.publishParked(key)
+			continue
+		case next, ok := <-d.queue:
+			if !ok {
+				return
+			}
+			o = next
+		}
 		if o.key != 0 {
 			d.publishKeyed(o)
 			continue
 		}
 		conf, err := d.send(d.ctx, o)
 		d.inflight <- flight{outgoing: o, conf: conf, sent: time.Now(), err: err}
+	}
+}
+
+// publishParked publishes the parked rows of a key that became free
+// without a row of its own arriving to take them along.
+func (d *dispatcher) publishParked(key int64) {
+	if rows := d.order.release(key); len(rows) > 0 {
+		d.publishRows(rows)
 	}
 }
 
@@ -126,6 +145,12 @@ func (d *dispatcher) publishKeyed(o outgoing) {
 		d.inflight <- flight{outgoing: o, sent: time.Now(), err: errHeldBack}
 		return
 	}
+	d.publishRows(ready)
+}
+
+// publishRows publishes rows of one key in order, each behind the previous
+// publish of the key, and holds back the rest at the first that may not go.
+func (d *dispatcher) publishRows(ready []outgoing) {
 	for i, r := range ready {
 		// The verdicts on the key's earlier rows keep coming in, so the
 		// key is asked again right before each publish.

@@ -22,10 +22,10 @@ import (
 // handed back every row of the key left in the table (the store releases a
 // key's rows in id order), and are then published right behind them. Rows
 // the relay hands back are sent at once. Parking is bounded by maxParked
-// across keys; beyond it a message is left to the relay too. Parked rows of
-// a key that is free again without a relay row to follow (its stall ended
-// well, or forget dropped what it waited for) go out with the key's next
-// message, or are claimed by the relay once OutboxScanAgoTime has passed.
+// across keys; beyond it a message is left to the relay too. When a key
+// with parked rows becomes free without a relay row to follow (its stall
+// ended with every confirm in, or forget dropped what it waited for), its
+// key is sent on freed and the publish loop releases them.
 //
 // publishLoop calls admit, next and sent, confirmLoop calls settled, producers
 // call leftBehind, and the relay calls held and forget, so the state is
@@ -35,6 +35,11 @@ type keyOrder struct {
 	keys      map[int64]*keyState
 	parked    int // rows parked across keys
 	maxParked int
+
+	// freed carries keys whose parked rows may go now. Sends never block:
+	// a key that does not fit goes with its next message, or the relay
+	// claims its rows once they are due.
+	freed chan int64
 }
 
 type keyState struct {
@@ -47,7 +52,7 @@ type keyState struct {
 }
 
 func newKeyOrder(maxParked int) *keyOrder {
-	return &keyOrder{keys: map[int64]*keyState{}, maxParked: maxParked}
+	return &keyOrder{keys: map[int64]*keyState{}, maxParked: maxParked, freed: make(chan int64, 256)}
 }
 
 func (k *keyOrder) state(key int64) *keyState {
@@ -59,11 +64,30 @@ func (k *keyOrder) state(key int64) *keyState {
 	return st
 }
 
-// tidy forgets a key with nothing in flight, held or parked.
+// tidy forgets a key with nothing in flight, held or parked, and reports
+// a key whose parked rows may go now.
 func (k *keyOrder) tidy(key int64, st *keyState) {
-	if st.inflight == 0 && st.unsent.len() == 0 && len(st.parked) == 0 && !st.stalled {
+	free := !st.stalled && st.unsent.len() == 0
+	switch {
+	case free && len(st.parked) > 0:
+		select {
+		case k.freed <- key:
+		default:
+		}
+	case free && st.inflight == 0:
 		delete(k.keys, key)
 	}
+}
+
+// release returns the parked rows of key if it is free.
+func (k *keyOrder) release(key int64) []outgoing {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	st := k.keys[key]
+	if st == nil || st.stalled || st.unsent.len() > 0 {
+		return nil
+	}
+	return k.takeParked(st)
 }
 
 // admit takes o from the dispatch queue and returns the rows of its key to
