@@ -58,6 +58,42 @@ func (l *orderLog) handler(instance int, poisonKey string, poisonSeq int) final.
 	}
 }
 
+// firstDeliveryOrder counts, over all keys, the messages handled before
+// every one of their predecessors had been (skips: order broken) and the
+// messages handled again (replays). The caller holds l.mu.
+func (l *orderLog) firstDeliveryOrder() (skips, replays int) {
+	for _, seqs := range l.seqs {
+		highest := -1 // every seq up to highest has been handled
+		for _, seq := range seqs {
+			switch {
+			case seq > highest+1:
+				skips++
+			case seq <= highest:
+				replays++
+			default:
+				highest = seq
+			}
+		}
+	}
+	return skips, replays
+}
+
+// cutWhenHandled cuts link for 300 ms each time the handled count reaches
+// the next of at.
+func (l *orderLog) cutWhenHandled(t *testing.T, link *faultnet.Proxy, at ...int) {
+	t.Helper()
+	for _, n := range at {
+		testenv.Eventually(t, time.Minute, func() bool {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			return l.handled >= n
+		}, "%d handled", n)
+		link.Cut()
+		time.Sleep(300 * time.Millisecond) // the length of the outage, not synchronisation
+		link.Restore()
+	}
+}
+
 func TestOrderedPerKeyAcrossInstancesWithPoison(t *testing.T) {
 	const (
 		keys      = 1000
@@ -187,16 +223,7 @@ func TestOrderedSurvivesLinkCuts(t *testing.T) {
 		return nil
 	}))
 	// Cut the link twice while the keys' queues are being worked through.
-	for _, after := range []int{keys * 10, keys * 30} {
-		testenv.Eventually(t, 30*time.Second, func() bool {
-			log.mu.Lock()
-			defer log.mu.Unlock()
-			return log.handled >= after
-		}, "%d handled", after)
-		link.Cut()
-		time.Sleep(300 * time.Millisecond) // the length of the outage
-		link.Restore()
-	}
+	log.cutWhenHandled(t, link, keys*10, keys*30)
 	testenv.Eventually(t, time.Minute, func() bool {
 		log.mu.Lock()
 		defer log.mu.Unlock()
@@ -211,20 +238,7 @@ func TestOrderedSurvivesLinkCuts(t *testing.T) {
 
 	log.mu.Lock()
 	defer log.mu.Unlock()
-	skips, replays := 0, 0
-	for _, seqs := range log.seqs {
-		highest := -1 // every seq up to highest has been handled
-		for _, seq := range seqs {
-			switch {
-			case seq > highest+1:
-				skips++ // handled before a predecessor: order broken
-			case seq <= highest:
-				replays++
-			default:
-				highest = seq
-			}
-		}
-	}
+	skips, replays := log.firstDeliveryOrder()
 	t.Logf("ordered with 2 link cuts: messages=%d keys=%d handled=%d skipped_ahead=%d replayed=%d overlaps=%d",
 		keys*perKey, keys, log.handled, skips, replays, log.concurrent)
 	require.Zero(t, skips)
@@ -278,16 +292,7 @@ func TestProducerKeepsKeyOrderUnderFaults(t *testing.T) {
 		}()
 	}
 	const total = producers * keysEach * perKey
-	for _, at := range []int{total / 5, total / 2, 4 * total / 5} {
-		testenv.Eventually(t, time.Minute, func() bool {
-			log.mu.Lock()
-			defer log.mu.Unlock()
-			return log.handled >= at
-		}, "%d handled", at)
-		link.Cut()
-		time.Sleep(300 * time.Millisecond) // the length of the outage
-		link.Restore()
-	}
+	log.cutWhenHandled(t, link, total/5, total/2, 4*total/5)
 	committed.Wait()
 	close(errs)
 	for err := range errs {
@@ -313,20 +318,7 @@ func TestProducerKeepsKeyOrderUnderFaults(t *testing.T) {
 
 	log.mu.Lock()
 	defer log.mu.Unlock()
-	skips, replays := 0, 0
-	for _, seqs := range log.seqs {
-		highest := -1
-		for _, seq := range seqs {
-			switch {
-			case seq > highest+1:
-				skips++
-			case seq <= highest:
-				replays++
-			default:
-				highest = seq
-			}
-		}
-	}
+	skips, replays := log.firstDeliveryOrder()
 	if skips > 0 {
 		for key, seqs := range log.seqs {
 			t.Logf("%s: %v", key, seqs)

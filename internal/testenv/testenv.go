@@ -92,6 +92,17 @@ func DropService(t testing.TB, db *sql.DB, svc string) {
 		_, _ = db.Exec("DROP TABLE IF EXISTS `" + table + "`")
 		_, _ = db.Exec("DELETE FROM `final_schema_migrations` WHERE table_name = ?", table)
 	}
+	deleteQueues("final."+svc, "final."+svc+".dlq")
+}
+
+// DropQueues deletes queues when t ends: durable queues outlive the test
+// that declared them (mq/amqp.Queues names a service's).
+func DropQueues(t testing.TB, names ...string) {
+	t.Cleanup(func() { deleteQueues(names...) })
+}
+
+// deleteQueues deletes queues, as far as the broker can be reached.
+func deleteQueues(names ...string) {
 	conn, err := amqp.Dial(AMQPURL())
 	if err != nil {
 		return
@@ -101,28 +112,9 @@ func DropService(t testing.TB, db *sql.DB, svc string) {
 	if err != nil {
 		return
 	}
-	for _, q := range []string{"final." + svc, "final." + svc + ".dlq"} {
+	for _, q := range names {
 		_, _ = ch.QueueDelete(q, false, false, false)
 	}
-}
-
-// DropQueues deletes queues when t ends: durable queues outlive the test
-// that declared them (mq/amqp.Queues names a service's).
-func DropQueues(t testing.TB, names ...string) {
-	t.Cleanup(func() {
-		conn, err := amqp.Dial(AMQPURL())
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			return
-		}
-		for _, q := range names {
-			_, _ = ch.QueueDelete(q, false, false, false)
-		}
-	})
 }
 
 // Eventually polls cond every 10ms until it holds or timeout passes.

@@ -200,17 +200,23 @@ func testFail(t *testing.T, h Harness) {
 		t.Fatal("failed row claimable before its backoff")
 	}
 	_ = db
+	recs := claimWhenDue(t, s, "a", 10)
+	if len(recs) != 1 || recs[0].Attempts != 2 {
+		t.Fatalf("claimed %d rows, attempts %d; want 1 row with 2 attempts", len(recs), recs[0].Attempts)
+	}
+}
+
+// claimWhenDue polls Claim until it returns rows: for rows waiting out a
+// due time or a backoff.
+func claimWhenDue(t *testing.T, s outbox.Store, owner string, limit int) []outbox.Record {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		recs := claim(t, s, "a", 10, time.Minute)
-		if len(recs) == 1 {
-			if recs[0].Attempts != 2 {
-				t.Fatalf("attempts = %d, want 2", recs[0].Attempts)
-			}
-			return
+		if recs := claim(t, s, owner, limit, time.Hour); len(recs) > 0 {
+			return recs
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("failed row never became available again")
+			t.Fatal("no row became available within 30s")
 		}
 		time.Sleep(20 * time.Millisecond) // polling interval
 	}
@@ -299,30 +305,19 @@ func testClaimKeyOrder(t *testing.T, h Harness) {
 	if got := ids(claim(t, s2, "a", 10, time.Hour)); len(got) != 0 {
 		t.Fatalf("claimed %v while row %d of their key backs off", got, f1)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		got := ids(claim(t, s2, "a", 10, time.Hour))
-		if len(got) > 0 {
-			if want := []int64{f1, f2, f3}; !equal(got, want) {
-				t.Fatalf("claimed %v, want %v", got, want)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("failed row never became available again")
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval
+	if got, want := ids(claimWhenDue(t, s2, "a", 10)), []int64{f1, f2, f3}; !equal(got, want) {
+		t.Fatalf("claimed %v, want %v", got, want)
 	}
 
-	// Rows of a key that became available in the reverse of their id
-	// order: the scan meets the later one first, and with room for one
-	// row the claim takes the earlier one instead of none.
+	// Rows of a key that become available in the reverse of their id
+	// order: until the earlier one is due nothing is claimed; then the
+	// scan meets the later one first, and with room for one row the claim
+	// takes the earlier one instead of none.
 	s4, _ := h.New(t)
 	r1, _ := insertKeyed(t, s4, nil, "k", 200*time.Millisecond)
 	r2, _ := insertKeyed(t, s4, nil, "k", 0)
-	time.Sleep(250 * time.Millisecond) // waits for a due time (same clock as the database here), not for a goroutine
 	for _, want := range []int64{r1, r2} {
-		got := ids(claim(t, s4, "a", 1, time.Hour))
+		got := ids(claimWhenDue(t, s4, "a", 1))
 		if !equal(got, []int64{want}) {
 			t.Fatalf("claimed %v, want [%d]", got, want)
 		}
