@@ -160,12 +160,11 @@ func (d *dispatcher) publishRows(ready []outgoing) {
 			return
 		}
 		conf, err := d.sendAfter(d.ctx, prev, r)
-		outOfOrder := errors.Is(err, mq.ErrOutOfOrder)
-		if d.order.sent(r, conf, err, outOfOrder) {
+		if d.order.sent(r, conf, err) {
 			d.inflight <- flight{outgoing: r, conf: conf, sent: time.Now()}
 			continue
 		}
-		if outOfOrder {
+		if errors.Is(err, mq.ErrOutOfOrder) { // r itself waits too
 			d.holdBack(ready[i:])
 		} else {
 			d.inflight <- flight{outgoing: r, sent: time.Now(), err: err}

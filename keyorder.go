@@ -2,6 +2,7 @@ package final
 
 import (
 	"container/heap"
+	"errors"
 	"slices"
 	"sync"
 
@@ -184,7 +185,7 @@ func (k *keyOrder) next(o outgoing) (prev mq.Confirmation, ok bool) {
 
 // sent records the outcome of publishing o and reports whether later rows
 // of its key may follow it now. A refusal as out of order stalls the key.
-func (k *keyOrder) sent(o outgoing, conf mq.Confirmation, err error, outOfOrder bool) bool {
+func (k *keyOrder) sent(o outgoing, conf mq.Confirmation, err error) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	st := k.state(o.key)
@@ -193,7 +194,7 @@ func (k *keyOrder) sent(o outgoing, conf mq.Confirmation, err error, outOfOrder 
 		st.inflight++
 		st.last = conf
 		return true
-	case outOfOrder:
+	case errors.Is(err, mq.ErrOutOfOrder):
 		st.stalled = true
 	default:
 		st.unsent.add(o.id)

@@ -43,7 +43,7 @@ func publish(t *testing.T, k *keyOrder, rows []outgoing) {
 		if _, ok := k.next(r); !ok {
 			t.Fatalf("row %d may not be published", r.id)
 		}
-		k.sent(r, doneConf{}, nil, false)
+		k.sent(r, doneConf{}, nil)
 	}
 }
 
@@ -81,7 +81,7 @@ func TestKeyOrderRelayRowWaitsForFailedPredecessor(t *testing.T) {
 	k := newKeyOrder(100)
 	ready, _ := k.admit(relayed(10))
 	sameIDs(t, ready, 10)
-	k.sent(ready[0], nil, mq.ErrUnavailable, false)
+	k.sent(ready[0], nil, mq.ErrUnavailable)
 	ready, refused := k.admit(relayed(11))
 	if refused || len(ready) != 1 {
 		t.Fatalf("admit: %v, %v", readyIDs(ready), refused)
@@ -107,7 +107,7 @@ func TestKeyOrderStallsOnOutOfOrder(t *testing.T) {
 	if prev, ok := k.next(ready[0]); !ok || prev == nil {
 		t.Fatalf("row 2 should follow row 1: prev %v, ok %v", prev, ok)
 	}
-	k.sent(ready[0], nil, mq.ErrOutOfOrder, true)
+	k.sent(ready[0], nil, mq.ErrOutOfOrder)
 	k.repark(7, ready)
 	if ready, _ := k.admit(fast(3)); len(ready) != 0 {
 		t.Fatalf("stalled key published %v", readyIDs(ready))

@@ -14,6 +14,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"hash/fnv"
 	"time"
 
 	"github.com/finalbus/final/message"
@@ -42,19 +43,14 @@ func OrderKey(topic, key string) int64 {
 	if key == "" {
 		return 0
 	}
-	const offset, prime = 14695981039346656037, 1099511628211
-	h := uint64(offset)
-	for i := 0; i < len(topic); i++ {
-		h = (h ^ uint64(topic[i])) * prime
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(topic))
+	_, _ = h.Write([]byte{0}) // ("ab","c") and ("a","bc") differ
+	_, _ = h.Write([]byte(key))
+	if k := int64(h.Sum64()); k != 0 {
+		return k
 	}
-	h *= prime // a zero byte between them: ("ab","c") and ("a","bc") differ
-	for i := 0; i < len(key); i++ {
-		h = (h ^ uint64(key[i])) * prime
-	}
-	if h == 0 {
-		h = 1
-	}
-	return int64(h)
+	return 1 // 0 means "no key"
 }
 
 // Record is one outbox row handed to the relay.

@@ -173,9 +173,7 @@ func (s *Store) claim(ctx context.Context, owner string, limit int, lease time.D
 			if err := s.lease(ctx, tx, owner, ok, lease); err != nil {
 				return nil, err
 			}
-			for _, c := range ok {
-				recs = append(recs, c.rec)
-			}
+			recs = append(recs, ok...)
 		}
 		if !held {
 			break // no key was held back: the scan is complete
@@ -189,6 +187,9 @@ func (s *Store) claim(ctx context.Context, owner string, limit int, lease time.D
 		return nil, fmt.Errorf("outbox/mysql: claim commit: %w", err)
 	}
 	sortByID(recs)
+	for i := range recs { // decoded once, for the rows claimed only
+		recs[i].Message, recs[i].Err = message.Unmarshal(recs[i].Body)
+	}
 	return recs, nil
 }
 
@@ -200,17 +201,11 @@ const maxClaimPasses = 4
 // per candidate.
 const maxOrderScan = 8
 
-// candidate is a row the claim may take.
-type candidate struct {
-	rec outbox.Record
-	key int64 // 0: not ordered
-}
-
 const candidateColumns = `id, message, attempts, order_key`
 
 // candidates locks up to limit available rows whose order key is not in
 // skip, first available first.
-func (s *Store) candidates(ctx context.Context, tx *sql.Tx, limit int, skip []int64) ([]candidate, error) {
+func (s *Store) candidates(ctx context.Context, tx *sql.Tx, limit int, skip []int64) ([]outbox.Record, error) {
 	query := `SELECT ` + candidateColumns + ` FROM ` + s.q + ` WHERE available_at <= NOW(6)`
 	var args []any
 	if len(skip) > 0 {
@@ -222,26 +217,23 @@ func (s *Store) candidates(ctx context.Context, tx *sql.Tx, limit int, skip []in
 	return s.scanCandidates(tx.QueryContext(ctx, query, append(args, limit)...))
 }
 
-func (s *Store) scanCandidates(rows *sql.Rows, err error) ([]candidate, error) {
+// scanCandidates reads rows of candidateColumns, leaving them undecoded.
+func (s *Store) scanCandidates(rows *sql.Rows, err error) ([]outbox.Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
 	}
 	defer rows.Close()
-	var cands []candidate
+	var cands []outbox.Record
 	for rows.Next() {
 		var (
-			c    candidate
-			body []byte
-			key  sql.NullInt64
+			r   outbox.Record
+			key sql.NullInt64
 		)
-		if err := rows.Scan(&c.rec.ID, &body, &c.rec.Attempts, &key); err != nil {
+		if err := rows.Scan(&r.ID, &r.Body, &r.Attempts, &key); err != nil {
 			return nil, fmt.Errorf("outbox/mysql: claim scan: %w", err)
 		}
-		c.rec.Body = body
-		c.rec.Message, c.rec.Err = message.Unmarshal(body)
-		c.key = key.Int64
-		c.rec.OrderKey = key.Int64
-		cands = append(cands, c)
+		r.OrderKey = key.Int64
+		cands = append(cands, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
@@ -258,17 +250,19 @@ func (s *Store) scanCandidates(rows *sql.Rows, err error) ([]candidate, error) {
 // rows by id instead, as many as it has candidates, up to the first one
 // that is not available or is locked by another claim. Rows still leased
 // to owner are passed over: owner is sending them already, ahead of these.
-func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []candidate) (ok []candidate, keys []int64, held bool, err error) {
-	perKey := map[int64]int{}
+func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []outbox.Record) (ok []outbox.Record, keys []int64, held bool, err error) {
+	perKey := map[int64]int{}    // candidates by key
+	highest := map[int64]int64{} // highest candidate id by key
 	for _, c := range cands {
-		if c.key == 0 {
+		if c.OrderKey == 0 {
 			ok = append(ok, c)
 			continue
 		}
-		if perKey[c.key] == 0 {
-			keys = append(keys, c.key)
+		if perKey[c.OrderKey] == 0 {
+			keys = append(keys, c.OrderKey)
 		}
-		perKey[c.key]++
+		perKey[c.OrderKey]++
+		highest[c.OrderKey] = max(highest[c.OrderKey], c.ID)
 	}
 	if len(keys) == 0 {
 		return ok, nil, false, nil
@@ -277,12 +271,6 @@ func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []c
 	// Each key's rows up to its highest candidate, in id order, with
 	// whether each is available and whether owner leased it already: one
 	// index range per key.
-	highest := map[int64]int64{}
-	for _, c := range cands {
-		if c.key != 0 && c.rec.ID > highest[c.key] {
-			highest[c.key] = c.rec.ID
-		}
-	}
 	var (
 		b    strings.Builder
 		args = []any{owner}
@@ -353,9 +341,9 @@ func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []c
 	if err != nil {
 		return nil, nil, false, err
 	}
-	byID := make(map[int64]candidate, len(locked))
+	byID := make(map[int64]outbox.Record, len(locked))
 	for _, c := range locked {
-		byID[c.rec.ID] = c
+		byID[c.ID] = c
 	}
 	for _, k := range keys {
 		n := 0
@@ -375,10 +363,10 @@ func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []c
 }
 
 // lease hides the claimed rows from other claimers until lease has passed.
-func (s *Store) lease(ctx context.Context, tx *sql.Tx, owner string, cands []candidate, lease time.Duration) error {
-	ids := make([]int64, len(cands))
-	for i, c := range cands {
-		ids[i] = c.rec.ID
+func (s *Store) lease(ctx context.Context, tx *sql.Tx, owner string, recs []outbox.Record, lease time.Duration) error {
+	ids := make([]int64, len(recs))
+	for i, r := range recs {
+		ids[i] = r.ID
 	}
 	in, args := inList(ids)
 	args = append([]any{lease.Microseconds(), owner}, args...)
