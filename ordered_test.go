@@ -58,6 +58,18 @@ func (l *orderLog) handler(instance int, poisonKey string, poisonSeq int) final.
 	}
 }
 
+func newOrderLog(work time.Duration) *orderLog {
+	return &orderLog{work: work, seqs: map[string][]int{}, running: map[string]bool{}, byInstance: map[int]int{}}
+}
+
+// orderedTopic names the test's ordered topic and deletes its shard queues
+// when the test ends.
+func orderedTopic(t *testing.T, e *env) string {
+	topic := e.svc + ".ordered"
+	testenv.DropQueues(t, amqp.Queues(mq.Config{Service: e.svc, Ordered: []string{topic}})...)
+	return topic
+}
+
 // firstDeliveryOrder counts, over all keys, the messages handled before
 // every one of their predecessors had been (skips: order broken) and the
 // messages handled again (replays). The caller holds l.mu.
@@ -102,9 +114,8 @@ func TestOrderedPerKeyAcrossInstancesWithPoison(t *testing.T) {
 		poisonSeq = 5
 	)
 	e := newEnv(t)
-	topic := e.svc + ".ordered"
-	testenv.DropQueues(t, amqp.Queues(mq.Config{Service: e.svc, Ordered: []string{topic}})...)
-	log := &orderLog{work: 100 * time.Microsecond, seqs: map[string][]int{}, running: map[string]bool{}, byInstance: map[int]int{}}
+	topic := orderedTopic(t, e)
+	log := newOrderLog(100 * time.Microsecond)
 	opt := testOptions(t).WithRetryCount(2).WithRetryInterval(50 * time.Millisecond)
 	// Instance 0 starts first, so RabbitMQ makes it the active consumer of
 	// every shard; it is stopped half way and instance 1 takes over.
@@ -199,12 +210,11 @@ func TestOrderedPerKeyAcrossInstancesWithPoison(t *testing.T) {
 func TestOrderedSurvivesLinkCuts(t *testing.T) {
 	const keys, perKey = 4, 60 // few keys, slow handlers: keys' later messages wait in their lanes
 	e := newEnv(t)
-	topic := e.svc + ".ordered"
-	testenv.DropQueues(t, amqp.Queues(mq.Config{Service: e.svc, Ordered: []string{topic}})...)
+	topic := orderedTopic(t, e)
 	link, err := faultnet.NewProxy(testenv.Hostport(e.url))
 	require.NoError(t, err)
 	defer link.Close()
-	log := &orderLog{work: 5 * time.Millisecond, seqs: map[string][]int{}, running: map[string]bool{}, byInstance: map[int]int{}}
+	log := newOrderLog(5 * time.Millisecond)
 	e.start(e.svc, "amqp://guest:guest@"+link.Addr()+"/", testOptions(t), func(b *final.Bus) {
 		b.Subscribe(topic).Ordered().Handler(log.handler(0, "", -1))
 	})
@@ -258,12 +268,11 @@ func TestOrderedSurvivesLinkCuts(t *testing.T) {
 func TestProducerKeepsKeyOrderUnderFaults(t *testing.T) {
 	const producers, keysEach, perKey = 8, 5, 60
 	e := newEnv(t)
-	topic := e.svc + ".ordered"
-	testenv.DropQueues(t, amqp.Queues(mq.Config{Service: e.svc, Ordered: []string{topic}})...)
+	topic := orderedTopic(t, e)
 	link, err := faultnet.NewProxy(testenv.Hostport(e.url))
 	require.NoError(t, err)
 	defer link.Close()
-	log := &orderLog{seqs: map[string][]int{}, running: map[string]bool{}, byInstance: map[int]int{}}
+	log := newOrderLog(0)
 	e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) {
 		b.Subscribe(topic).Ordered().Handler(log.handler(0, "", -1))
 	})
