@@ -196,6 +196,12 @@ func run(c config) error {
 func (r *report) commitPhases(env *benchEnv, rawTx float64, say func(string, ...any)) error {
 	c := env.cfg
 	if c.runs("commit") {
+		say("raw database + raw RabbitMQ (no outbox), %d producers", c.concurrency)
+		stack, err := env.rawStack(c.concurrency, c.perTx, c.duration)
+		if err != nil {
+			return err
+		}
+		say("  commit %.0f tx/s, end-to-end %.0f tx/s", stack.commitTx, stack.e2eTx)
 		say("library commit and end-to-end")
 		lib, err := env.library(c.concurrency, c.perTx, c.duration, 0)
 		if err != nil {
@@ -204,6 +210,9 @@ func (r *report) commitPhases(env *benchEnv, rawTx float64, say func(string, ...
 		say("  commit %.0f tx/s, end-to-end %.0f tx/s", lib.commitTx, lib.e2eTx)
 		r.add("commit rate (tx/s)", lib.commitTx, rawTx, ">= 0.90 x raw DB", 0.90)
 		r.add("end-to-end rate (tx/s)", lib.e2eTx, rawTx, ">= 0.85 x raw DB", 0.85)
+		r.addRef("raw DB + broker, no outbox (tx/s)", stack.commitTx, rawTx, "floor under any outbox on this box")
+		r.addRef("commit rate vs that floor (tx/s)", lib.commitTx, stack.commitTx, "library / floor")
+		r.addRef("end-to-end vs that floor (tx/s)", lib.e2eTx, stack.e2eTx, "")
 		r.addLatency("latency p50 at full load (ms)", lib.lat.p50, 0)
 		r.addLatency("latency p99 at full load (ms)", lib.lat.p99, 0)
 		r.addLatency("latency max at full load (ms)", lib.lat.max, 0)

@@ -48,6 +48,16 @@ func (r *report) add(figure string, lib, limit float64, target string, minRatio 
 	r.Rows = append(r.Rows, row{Figure: figure, Library: lib, Limit: limit, Ratio: ratio, Target: target, Pass: &pass})
 }
 
+// addRef records a rate beside a limit without a target: it explains the
+// other rows rather than judging the library.
+func (r *report) addRef(figure string, v, limit float64, note string) {
+	ratio := 0.0
+	if limit > 0 {
+		ratio = v / limit
+	}
+	r.Rows = append(r.Rows, row{Figure: figure, Library: v, Limit: limit, Ratio: ratio, Target: note})
+}
+
 // addLatency records a latency, with an upper bound when bound > 0.
 func (r *report) addLatency(figure string, ms, bound float64) {
 	if bound <= 0 {

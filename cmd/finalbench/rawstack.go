@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+)
+
+// rawStackResult is the database and the broker doing, without the
+// library, the least that any outbox makes them do.
+type rawStackResult struct {
+	commitTx float64 // transactions committed per second while producing
+	e2eTx    float64 // transactions per second until the raw consumer had every message
+}
+
+// rawStack runs n producers that commit the raw database transaction (a
+// business insert and perTx inserts into a table of the outbox's shape)
+// and then publish its messages with amqp091-go alone: persistent and
+// mandatory, with the library's properties, pipelined on one confirming
+// channel. A raw consumer on its own connection acks every delivery.
+//
+// The rows are never deleted and nothing is tracked, so this is a floor,
+// not a rival design: it is the cost of the database's transaction plus
+// the broker's publish, confirm, delivery and ack, on the same cores. The
+// library's commit rate cannot exceed it on this machine.
+func (e *benchEnv) rawStack(n, perTx int, d time.Duration) (rawStackResult, error) {
+	e.settle()
+	pubConn, err := amqp091.Dial(e.cfg.amqpURL)
+	if err != nil {
+		return rawStackResult{}, err
+	}
+	defer pubConn.Close()
+	consConn, err := amqp091.Dial(e.cfg.amqpURL)
+	if err != nil {
+		return rawStackResult{}, err
+	}
+	defer consConn.Close()
+	queue, topic := "bench.rawstack", "bench.rawstack"
+	topo, err := rawTopology(pubConn, queue, topic)
+	if err != nil {
+		return rawStackResult{}, err
+	}
+	defer topo.QueueDelete(queue, false, false, false) //nolint:errcheck
+	if _, err := topo.QueuePurge(queue, false); err != nil {
+		return rawStackResult{}, err
+	}
+	var got atomic.Int64
+	stop := make(chan struct{})
+	defer close(stop)
+	if err := rawConsume(consConn, queue, 32, &got, stop); err != nil {
+		return rawStackResult{}, err
+	}
+	pub, err := pubConn.Channel()
+	if err != nil {
+		return rawStackResult{}, err
+	}
+	if err := pub.Confirm(false); err != nil {
+		return rawStackResult{}, err
+	}
+
+	// One goroutine waits for the confirms in publish order, as the
+	// library's confirm loop does.
+	pending := make(chan *amqp091.DeferredConfirmation, 8192)
+	var nacked atomic.Int64
+	var waiter sync.WaitGroup
+	waiter.Add(1)
+	go func() {
+		defer waiter.Done()
+		for dc := range pending {
+			if !dc.Wait() {
+				nacked.Add(1)
+			}
+		}
+	}()
+
+	biz, err := e.db.Prepare("INSERT INTO `" + bizTable + "` (ref, amount, created_at) VALUES (?, ?, NOW(3))")
+	if err != nil {
+		return rawStackResult{}, err
+	}
+	defer biz.Close()
+	out, err := e.db.Prepare(rawInsertSQ)
+	if err != nil {
+		return rawStackResult{}, err
+	}
+	defer out.Close()
+	body := e.body(topic, 0)
+	var seq atomic.Int64
+
+	start := time.Now()
+	commits, took := produce(n, d, 0, func(int) error {
+		tx, err := e.db.Begin()
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback() //nolint:errcheck
+		if _, err := tx.Stmt(biz).Exec(1, 100); err != nil {
+			return err
+		}
+		for k := 0; k < perTx; k++ {
+			if _, err := tx.Stmt(out).Exec(body, int64(5e6)); err != nil {
+				return err
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+		for k := 0; k < perTx; k++ {
+			dc, err := pub.PublishWithDeferredConfirmWithContext(context.Background(), "final", topic, true, false, amqp091.Publishing{
+				ContentType:  "application/x-msgpack",
+				DeliveryMode: amqp091.Persistent,
+				MessageId:    strconv.FormatInt(seq.Add(1), 10),
+				Timestamp:    time.Now(),
+				Type:         topic,
+				Body:         body,
+			})
+			if err != nil {
+				return err
+			}
+			pending <- dc
+		}
+		return nil
+	})
+	close(pending)
+	waiter.Wait()
+	want := commits * int64(perTx)
+	deadline := time.Now().Add(2 * time.Minute)
+	for got.Load() < want {
+		if time.Now().After(deadline) {
+			return rawStackResult{}, fmt.Errorf("raw stack: consumer got %d of %d", got.Load(), want)
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+	e2e := time.Since(start)
+	_, _ = e.db.Exec("TRUNCATE TABLE `" + rawOutbox + "`")
+	_, _ = e.db.Exec("TRUNCATE TABLE `" + bizTable + "`")
+	if k := nacked.Load(); k > 0 {
+		return rawStackResult{}, fmt.Errorf("raw stack: %d publishes nacked", k)
+	}
+	return rawStackResult{commitTx: float64(commits) / took.Seconds(), e2eTx: float64(commits) / e2e.Seconds()}, nil
+}
