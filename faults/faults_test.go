@@ -8,7 +8,8 @@ import (
 )
 
 // TestFaults runs every scenario under load and prints the summary table.
-// Each must end with nothing lost, nothing phantom and an empty outbox.
+// Each must end with nothing lost, nothing phantom and an empty outbox, and
+// a killed consumer may repeat only what at-least-once allows it.
 func TestFaults(t *testing.T) {
 	w := setupWorld(t)
 	var results []result
@@ -23,6 +24,9 @@ func TestFaults(t *testing.T) {
 			results = append(results, r)
 			if r.lost != 0 || r.phantom != 0 || r.rowsLeft != 0 {
 				t.Errorf("%s: lost=%d phantom=%d outbox rows left=%d", sc.name, r.lost, r.phantom, r.rowsLeft)
+			}
+			if sc.maxDups != nil && r.dups > sc.maxDups(r.faults) {
+				t.Errorf("%s: %d duplicates after %d faults; at most %d may repeat", sc.name, r.dups, r.faults, sc.maxDups(r.faults))
 			}
 		})
 	}
