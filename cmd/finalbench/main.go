@@ -280,11 +280,15 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 		if err != nil {
 			return err
 		}
-		say("  raw DB %.0f msg/s, raw DB + broker %.0f msg/s, library %.0f msg/s", raw10*10, stack10.commitTx*10, lib10.commitTx*10)
+		// Messages per second end to end: committed, delivered and, for
+		// the library, gone from the outbox. The commit rate alone would
+		// count rows that a full dispatch queue left to the relay.
+		say("  raw DB %.0f msg/s, raw DB + broker %.0f msg/s, library %.0f msg/s (commits: %.0f msg/s)",
+			raw10*10, stack10.e2eTx*10, lib10.e2eTx*10, lib10.commitTx*10)
 		limit10 := min(rawPub.confirmed, raw10*10)
-		r.add("10 msg/tx: messages/s", lib10.commitTx*10, limit10, ">= 0.70 x min(raw publish, raw DB)", 0.70)
-		r.addRef("10 msg/tx: raw DB + broker (msg/s)", stack10.commitTx*10, limit10, "limit for an outbox on this box")
-		r.addRef("10 msg/tx vs that limit (msg/s)", lib10.commitTx*10, stack10.commitTx*10, "library / that limit")
+		r.add("10 msg/tx: messages/s end to end", lib10.e2eTx*10, limit10, ">= 0.70 x min(raw publish, raw DB)", 0.70)
+		r.addRef("10 msg/tx: raw DB + broker (msg/s)", stack10.e2eTx*10, limit10, "limit for an outbox on this box")
+		r.addRef("10 msg/tx vs that limit (msg/s)", lib10.e2eTx*10, stack10.e2eTx*10, "library / that limit")
 	}
 	return nil
 }
