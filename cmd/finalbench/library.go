@@ -19,6 +19,7 @@ type latency struct{ p50, p99, max float64 } // milliseconds
 type libResult struct {
 	commitTx float64 // transactions committed per second while producing
 	e2eTx    float64 // transactions per second until every message was handled and the outbox was empty
+	loadMsgs float64 // messages handled per second while the producers ran: the sustained rate under load
 	lat      latency
 }
 
@@ -119,6 +120,7 @@ func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResu
 		}
 		return err
 	})
+	underLoad := tr.received.Load()
 	want := commits * int64(perTx)
 	deadline := time.Now().Add(2 * time.Minute)
 	for tr.received.Load() < want || e.outboxLen(svc) > 0 {
@@ -133,6 +135,7 @@ func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResu
 	return libResult{
 		commitTx: float64(commits) / took.Seconds(),
 		e2eTx:    float64(commits) / e2e.Seconds(),
+		loadMsgs: float64(underLoad) / took.Seconds(),
 		lat:      tr.latency(),
 	}, nil
 }

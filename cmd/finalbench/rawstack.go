@@ -16,6 +16,7 @@ import (
 type rawStackResult struct {
 	commitTx float64 // transactions committed per second while producing
 	e2eTx    float64 // transactions per second until the raw consumer had every message
+	loadMsgs float64 // messages consumed per second while the producers ran
 }
 
 // rawStack runs n producers that commit the raw database transaction (a
@@ -142,6 +143,7 @@ func (e *benchEnv) rawStack(n, perTx int, d time.Duration) (rawStackResult, erro
 		}
 		return nil
 	})
+	underLoad := got.Load()
 	close(ids)
 	loops.Wait()
 	if pubErr != nil {
@@ -161,5 +163,9 @@ func (e *benchEnv) rawStack(n, perTx int, d time.Duration) (rawStackResult, erro
 	if k := nacked.Load(); k > 0 {
 		return rawStackResult{}, fmt.Errorf("raw stack: %d publishes nacked", k)
 	}
-	return rawStackResult{commitTx: float64(commits) / took.Seconds(), e2eTx: float64(commits) / e2e.Seconds()}, nil
+	return rawStackResult{
+		commitTx: float64(commits) / took.Seconds(),
+		e2eTx:    float64(commits) / e2e.Seconds(),
+		loadMsgs: float64(underLoad) / took.Seconds(),
+	}, nil
 }
