@@ -133,36 +133,61 @@ func produce(n int, d time.Duration, rate float64, tx func(worker int) error) (i
 // insert and perTx outbox-shaped inserts, with prepared statements.
 func (e *benchEnv) rawDB(n, perTx int, d time.Duration, rate float64) float64 {
 	e.settle()
+	raw, err := e.prepareRaw()
+	if err != nil {
+		panic(err)
+	}
+	defer raw.close()
+	body, _ := message.Marshal(message.New("bench.raw", e.payload(0)))
+	commits, took := produce(n, d, rate, func(int) error { return raw.commit(body, perTx) })
+	return float64(commits) / took.Seconds()
+}
+
+// rawTx is the raw transaction, without the library, on prepared
+// statements.
+type rawTx struct {
+	db       *sql.DB
+	biz, out *sql.Stmt
+}
+
+func (e *benchEnv) prepareRaw() (*rawTx, error) {
 	biz, err := e.db.Prepare("INSERT INTO `" + bizTable + "` (ref, amount, created_at) VALUES (?, ?, NOW(3))")
 	if err != nil {
-		panic(err)
+		return nil, err
 	}
-	defer biz.Close()
 	out, err := e.db.Prepare(rawInsertSQ)
 	if err != nil {
-		panic(err)
+		biz.Close()
+		return nil, err
 	}
-	defer out.Close()
-	body, _ := message.Marshal(message.New("bench.raw", e.payload(0)))
-	commits, took := produce(n, d, rate, func(int) error {
-		tx, err := e.db.Begin()
-		if err != nil {
+	return &rawTx{db: e.db, biz: biz, out: out}, nil
+}
+
+// commit commits a business insert and perTx inserts of body into the
+// table of the outbox's shape.
+func (r *rawTx) commit(body []byte, perTx int) error {
+	tx, err := r.db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck
+	if _, err := tx.Stmt(r.biz).Exec(1, 100); err != nil {
+		return err
+	}
+	for k := 0; k < perTx; k++ {
+		if _, err := tx.Stmt(r.out).Exec(body, int64(5e6)); err != nil {
 			return err
 		}
-		defer tx.Rollback() //nolint:errcheck
-		if _, err := tx.Stmt(biz).Exec(1, 100); err != nil {
-			return err
-		}
-		for k := 0; k < perTx; k++ {
-			if _, err := tx.Stmt(out).Exec(body, int64(5e6)); err != nil {
-				return err
-			}
-		}
-		return tx.Commit()
-	})
-	_, _ = e.db.Exec("TRUNCATE TABLE `" + rawOutbox + "`")
-	_, _ = e.db.Exec("TRUNCATE TABLE `" + bizTable + "`")
-	return float64(commits) / took.Seconds()
+	}
+	return tx.Commit()
+}
+
+// close releases the statements and empties the tables.
+func (r *rawTx) close() {
+	_ = r.biz.Close()
+	_ = r.out.Close()
+	_, _ = r.db.Exec("TRUNCATE TABLE `" + rawOutbox + "`")
+	_, _ = r.db.Exec("TRUNCATE TABLE `" + bizTable + "`")
 }
 
 // settle waits, up to a minute, for InnoDB to purge what earlier phases

@@ -116,36 +116,63 @@ type rawPublishResult struct {
 	consumed  float64 // messages per second until the consumer had them all
 }
 
+// rawPipe is a durable queue bound to its own topic on the "final"
+// exchange, a raw consumer acking every delivery on its own connection, and
+// a connection to publish on: the broker side of the raw limits.
+type rawPipe struct {
+	pub, cons    *amqp091.Connection
+	topo         *amqp091.Channel
+	queue, topic string
+	got          atomic.Int64 // deliveries consumed
+	stop         chan struct{}
+}
+
+// openRawPipe declares and purges queue (its topic has the same name) and
+// starts consuming it.
+func (e *benchEnv) openRawPipe(queue string) (*rawPipe, error) {
+	p := &rawPipe{queue: queue, topic: queue, stop: make(chan struct{})}
+	var err error
+	if p.pub, err = amqp091.Dial(e.cfg.amqpURL); err != nil {
+		return nil, err
+	}
+	if p.cons, err = amqp091.Dial(e.cfg.amqpURL); err != nil {
+		_ = p.pub.Close()
+		return nil, err
+	}
+	if p.topo, err = rawTopology(p.pub, queue, p.topic); err == nil {
+		_, err = p.topo.QueuePurge(queue, false)
+	}
+	if err == nil {
+		err = rawConsume(p.cons, queue, 32, &p.got, p.stop)
+	}
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// close stops the consumer, deletes the queue and closes the connections.
+func (p *rawPipe) close() {
+	close(p.stop)
+	if p.topo != nil {
+		_, _ = p.topo.QueueDelete(p.queue, false, false, false)
+	}
+	_ = p.cons.Close()
+	_ = p.pub.Close()
+}
+
 // rawPublish measures RabbitMQ's confirmed-publish rate for persistent
 // messages into a durable queue that a raw consumer drains meanwhile, on
 // its own connection as the provider does: the conditions of the library's
 // backlog drain, without the library.
 func (e *benchEnv) rawPublish(n int) (rawPublishResult, error) {
-	conn, err := amqp091.Dial(e.cfg.amqpURL)
+	pipe, err := e.openRawPipe("bench.rawmq")
 	if err != nil {
 		return rawPublishResult{}, err
 	}
-	defer conn.Close()
-	consConn, err := amqp091.Dial(e.cfg.amqpURL)
-	if err != nil {
-		return rawPublishResult{}, err
-	}
-	defer consConn.Close()
-	queue, topic := "bench.rawmq", "bench.rawmq"
-	ch, err := rawTopology(conn, queue, topic)
-	if err != nil {
-		return rawPublishResult{}, err
-	}
-	defer ch.QueueDelete(queue, false, false, false) //nolint:errcheck
-	if _, err := ch.QueuePurge(queue, false); err != nil {
-		return rawPublishResult{}, err
-	}
-	var got atomic.Int64
-	stop := make(chan struct{})
-	defer close(stop)
-	if err := rawConsume(consConn, queue, 32, &got, stop); err != nil {
-		return rawPublishResult{}, err
-	}
+	defer pipe.close()
+	conn, topic, got := pipe.pub, pipe.topic, &pipe.got
 	body := e.body(topic, 0)
 	start := time.Now()
 	took, err := rawPublishTo(conn, topic, n, func(int) []byte { return body })

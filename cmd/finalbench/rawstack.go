@@ -33,32 +33,13 @@ type rawStackResult struct {
 // limit an outbox can approach on this machine, not a rival design.
 func (e *benchEnv) rawStack(n, perTx int, d time.Duration) (rawStackResult, error) {
 	e.settle()
-	pubConn, err := amqp091.Dial(e.cfg.amqpURL)
+	pipe, err := e.openRawPipe("bench.rawstack")
 	if err != nil {
 		return rawStackResult{}, err
 	}
-	defer pubConn.Close()
-	consConn, err := amqp091.Dial(e.cfg.amqpURL)
-	if err != nil {
-		return rawStackResult{}, err
-	}
-	defer consConn.Close()
-	queue, topic := "bench.rawstack", "bench.rawstack"
-	topo, err := rawTopology(pubConn, queue, topic)
-	if err != nil {
-		return rawStackResult{}, err
-	}
-	defer topo.QueueDelete(queue, false, false, false) //nolint:errcheck
-	if _, err := topo.QueuePurge(queue, false); err != nil {
-		return rawStackResult{}, err
-	}
-	var got atomic.Int64
-	stop := make(chan struct{})
-	defer close(stop)
-	if err := rawConsume(consConn, queue, 32, &got, stop); err != nil {
-		return rawStackResult{}, err
-	}
-	pub, err := pubConn.Channel()
+	defer pipe.close()
+	topic, got := pipe.topic, &pipe.got
+	pub, err := pipe.pub.Channel()
 	if err != nil {
 		return rawStackResult{}, err
 	}
@@ -66,16 +47,11 @@ func (e *benchEnv) rawStack(n, perTx int, d time.Duration) (rawStackResult, erro
 		return rawStackResult{}, err
 	}
 
-	biz, err := e.db.Prepare("INSERT INTO `" + bizTable + "` (ref, amount, created_at) VALUES (?, ?, NOW(3))")
+	raw, err := e.prepareRaw()
 	if err != nil {
 		return rawStackResult{}, err
 	}
-	defer biz.Close()
-	out, err := e.db.Prepare(rawInsertSQ)
-	if err != nil {
-		return rawStackResult{}, err
-	}
-	defer out.Close()
+	defer raw.close()
 	body := e.body(topic, 0)
 
 	// As in the library: producers hand their committed messages to one
@@ -122,20 +98,7 @@ func (e *benchEnv) rawStack(n, perTx int, d time.Duration) (rawStackResult, erro
 
 	start := time.Now()
 	commits, took := produce(n, d, 0, func(int) error {
-		tx, err := e.db.Begin()
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback() //nolint:errcheck
-		if _, err := tx.Stmt(biz).Exec(1, 100); err != nil {
-			return err
-		}
-		for k := 0; k < perTx; k++ {
-			if _, err := tx.Stmt(out).Exec(body, int64(5e6)); err != nil {
-				return err
-			}
-		}
-		if err := tx.Commit(); err != nil {
+		if err := raw.commit(body, perTx); err != nil {
 			return err
 		}
 		for k := 0; k < perTx; k++ {
@@ -158,8 +121,6 @@ func (e *benchEnv) rawStack(n, perTx int, d time.Duration) (rawStackResult, erro
 		time.Sleep(time.Millisecond) // polling interval
 	}
 	e2e := time.Since(start)
-	_, _ = e.db.Exec("TRUNCATE TABLE `" + rawOutbox + "`")
-	_, _ = e.db.Exec("TRUNCATE TABLE `" + bizTable + "`")
 	if k := nacked.Load(); k > 0 {
 		return rawStackResult{}, fmt.Errorf("raw stack: %d publishes nacked", k)
 	}
