@@ -19,7 +19,7 @@ type latency struct{ p50, p99, max float64 } // milliseconds
 type libResult struct {
 	commitTx float64 // transactions committed per second while producing
 	e2eTx    float64 // transactions per second until every message was handled and the outbox was empty
-	loadMsgs float64 // messages handled per second while the producers ran: the sustained rate under load
+	loadMsgs float64 // messages handled per second while the producers ran (delivery catches up after they stop)
 	lat      latency
 }
 

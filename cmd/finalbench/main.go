@@ -1,7 +1,8 @@
 // Command finalbench measures final against the limits of the database and
 // the broker it runs on, side by side in one run: the raw commit rate of the
-// same transaction without the library, the library's commit and end-to-end
-// rates, commit-to-delivery latency, the raw confirmed-publish rate against
+// same transaction without the library, the same transaction followed by a
+// raw publish and consume (the most an outbox can reach here), the library's
+// commit and end-to-end rates, commit-to-delivery latency, the raw confirmed-publish rate against
 // the library's backlog drain, and consumer throughput against raw
 // consumption. It prints a table and writes JSON and an SVG chart.
 //

@@ -29,8 +29,10 @@ type rawStackResult struct {
 // The rows are never deleted and nothing is tracked: it is the database's
 // transaction plus the broker's publish, confirm, delivery and ack, on the
 // same cores, with the library's pipeline but none of its bookkeeping. An
-// outbox does all of that and more, so its rate stays under this one: the
-// limit an outbox can approach on this machine, not a rival design.
+// outbox does all of that and more, so it cannot do materially better: this
+// is the limit an outbox can approach on this machine, not a rival design.
+// (The two differ in one way: a full queue here blocks the producers,
+// where the library leaves rows to its relay.)
 func (e *benchEnv) rawStack(n, perTx int, d time.Duration) (rawStackResult, error) {
 	e.settle()
 	pipe, err := e.openRawPipe("bench.rawstack")
