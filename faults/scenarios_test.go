@@ -35,9 +35,9 @@ type scenario struct {
 // prefetched message that no handler started is redelivered, not duplicated.
 func perKilledConsumer(faults int) int { return faults * options().NumSubscriber }
 
-// none is the bound of an Inbox subscription: its side effect commits with
-// the inbox record, so a redelivered message finds the record.
-func none(int) int { return 0 }
+// noDuplicates is the bound of an Inbox subscription: its side effect
+// commits with the inbox record, so a redelivered message finds the record.
+func noDuplicates(int) int { return 0 }
 
 var scenarios = []scenario{
 	{name: "producer killed (SIGKILL)", run: producerKilled},
@@ -49,7 +49,7 @@ var scenarios = []scenario{
 	{name: "three relays on one table", run: threeRelays},
 	{name: "consumer killed mid-handler", maxDups: perKilledConsumer,
 		run: func(t *testing.T, s *scene) (int, time.Time) { return consumerKilled(t, s, "consumer") }},
-	{name: "Inbox consumer killed mid-handler", maxDups: none,
+	{name: "Inbox consumer killed mid-handler", maxDups: noDuplicates,
 		run: func(t *testing.T, s *scene) (int, time.Time) { return consumerKilled(t, s, "inbox-consumer") }},
 	{name: "bad input under load", run: badInput},
 }

@@ -2,9 +2,10 @@
 // the broker it runs on, side by side in one run: the raw commit rate of the
 // same transaction without the library, the same transaction followed by a
 // raw publish and consume (the most an outbox can reach here), the library's
-// commit and end-to-end rates, commit-to-delivery latency, the raw confirmed-publish rate against
-// the library's backlog drain, and consumer throughput against raw
-// consumption. It prints a table and writes JSON and an SVG chart.
+// commit and end-to-end rates, commit-to-delivery latency, the raw
+// confirmed-publish rate against the library's backlog drain, and consumer
+// throughput against raw consumption. It prints a table and writes JSON and
+// an SVG chart.
 //
 //	go run ./cmd/finalbench                  # defaults: 8 producers, 256-byte payloads, 1 message per tx
 //	go run ./cmd/finalbench -c 16 -size 1024 -per-tx 10 -out bench/results

@@ -40,22 +40,22 @@ type report struct {
 
 // add records a rate against a measured limit with a minimum ratio.
 func (r *report) add(figure string, lib, limit float64, target string, minRatio float64) {
-	ratio := 0.0
-	if limit > 0 {
-		ratio = lib / limit
-	}
-	pass := ratio >= minRatio
-	r.Rows = append(r.Rows, row{Figure: figure, Library: lib, Limit: limit, Ratio: ratio, Target: target, Pass: &pass})
+	pass := ratio(lib, limit) >= minRatio
+	r.Rows = append(r.Rows, row{Figure: figure, Library: lib, Limit: limit, Ratio: ratio(lib, limit), Target: target, Pass: &pass})
 }
 
 // addRef records a rate beside a limit without a target: it explains the
 // other rows rather than judging the library.
 func (r *report) addRef(figure string, v, limit float64, note string) {
-	ratio := 0.0
-	if limit > 0 {
-		ratio = v / limit
+	r.Rows = append(r.Rows, row{Figure: figure, Library: v, Limit: limit, Ratio: ratio(v, limit), Target: note})
+}
+
+// ratio is v / limit, 0 without a limit.
+func ratio(v, limit float64) float64 {
+	if limit <= 0 {
+		return 0
 	}
-	r.Rows = append(r.Rows, row{Figure: figure, Library: v, Limit: limit, Ratio: ratio, Target: note})
+	return v / limit
 }
 
 // addLatency records a latency, with an upper bound when bound > 0.
