@@ -28,6 +28,9 @@ func TestFaults(t *testing.T) {
 			if sc.maxDups != nil && r.dups > sc.maxDups(r.faults) {
 				t.Errorf("%s: %d duplicates after %d faults; at most %d may repeat", sc.name, r.dups, r.faults, sc.maxDups(r.faults))
 			}
+			if sc.cutsHandlers && r.redone == 0 {
+				t.Errorf("%s: no kill cut off a handler before its record, so redelivery went untested", sc.name)
+			}
 		})
 	}
 	t.Log("\n" + table(results))
@@ -35,15 +38,19 @@ func TestFaults(t *testing.T) {
 
 func table(rs []result) string {
 	var b strings.Builder
-	b.WriteString("| scenario | faults | committed | delivered | lost | phantom | duplicates | dup % | outbox left | all delivered after fault |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| scenario | faults | committed | delivered | lost | phantom | duplicates | dup % | cut off, redone | outbox left | all delivered after fault |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		pct := 0.0
 		if r.committed > 0 {
 			pct = 100 * float64(r.dups) / float64(r.committed)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %.2f | %d | %s |\n", r.scenario, r.faults, r.committed,
-			r.delivered, r.lost, r.phantom, r.dups, pct, r.rowsLeft, r.recovery.Round(10*time.Millisecond))
+		redone := "–"
+		if r.marked {
+			redone = fmt.Sprint(r.redone)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %.2f | %s | %d | %s |\n", r.scenario, r.faults, r.committed,
+			r.delivered, r.lost, r.phantom, r.dups, pct, redone, r.rowsLeft, r.recovery.Round(10*time.Millisecond))
 	}
 	return b.String()
 }

@@ -104,7 +104,8 @@ type scene struct {
 	mu   sync.Mutex
 	seen map[string]int // receipts by ref
 
-	recvTable string // set when consumers run in other processes and record receipts there
+	recvTable string         // set when consumers run in other processes and record receipts there
+	starts    map[string]int // handler starts by ref, as such consumers report them
 }
 
 func newScene(t *testing.T, w *world) *scene {
@@ -157,6 +158,16 @@ func (s *scene) bus(db *sql.DB, url string, consume bool) *final.Bus {
 	}
 	s.t.Cleanup(func() { _ = b.Shutdown() })
 	return b
+}
+
+// started counts a handler's first start on ref in a consumer process.
+func (s *scene) started(ref string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.starts == nil {
+		s.starts = map[string]int{}
+	}
+	s.starts[ref]++
 }
 
 func (s *scene) record(c *final.Context) error {
@@ -255,6 +266,11 @@ type result struct {
 	faults                                              int
 	committed, delivered, lost, phantom, dups, rowsLeft int
 	recovery                                            time.Duration
+	// redone counts the messages whose handler a kill cut off before its
+	// record and that another process then handled, once; marked says
+	// whether the scenario's consumers report handler starts at all.
+	redone int
+	marked bool
 }
 
 // settle waits (up to 90s) until everything committed was delivered and
@@ -289,6 +305,12 @@ func (s *scene) settle(name string, faults int, faultEnded time.Time) result {
 		r.dups += n - 1
 		if !truth[ref] {
 			r.phantom++
+		}
+	}
+	r.marked = s.starts != nil
+	for ref, n := range s.starts {
+		if n > 1 && s.seen[ref] == 1 {
+			r.redone++
 		}
 	}
 	return r

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"database/sql"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,10 +19,16 @@ import (
 // The test binary doubles as the processes the suite kills.
 //
 //	producer: commits business rows with messages from 4 goroutines.
-//	consumer: handles the scene's topic, recording each delivery in a table
-//	          before it returns, slowly enough that kills land mid-handler.
-//	inbox-consumer: the same with an Inbox subscription: the record is
-//	          written in the handler's transaction.
+//	consumer: handles the scene's topic: works 5 ms, then records the
+//	          delivery in a table as its last step, so a kill mostly lands
+//	          mid-handler, before the record.
+//	consumer-tail: records first, then works 5 ms: a kill mostly lands after
+//	          the side effect and before the ack, at-least-once's worst case.
+//	inbox-consumer: like consumer-tail, with an Inbox subscription: the
+//	          record is written in the handler's transaction.
+//
+// The consumers print "start <ref>" on stdout when a handler first starts
+// on a delivery, so the suite can tell a handler cut off by a kill.
 func runRole(role string) int {
 	svc, table, topic, recv := os.Getenv("FAULTS_SVC"), os.Getenv("FAULTS_TABLE"), os.Getenv("FAULTS_TOPIC"), os.Getenv("FAULTS_RECV")
 	db, err := sql.Open("mysql", os.Getenv("FAULTS_DSN"))
@@ -29,21 +37,41 @@ func runRole(role string) int {
 		return 2
 	}
 	b := final.New(svc, db, amqp.NewProvider(os.Getenv("FAULTS_AMQP")), options())
+	started := func(c *final.Context) {
+		if c.Attempt == 1 {
+			fmt.Println("start", string(c.Message.Payload))
+		}
+	}
+	work := func() { time.Sleep(5 * time.Millisecond) } // a handler that takes time
+	record := func(c *final.Context, x interface {
+		Exec(string, ...any) (sql.Result, error)
+	}) error {
+		_, err := x.Exec("INSERT INTO `"+recv+"` (ref) VALUES (?)", string(c.Message.Payload))
+		return err
+	}
 	switch role {
 	case "consumer":
 		b.Subscribe(topic).Handler(func(c *final.Context) error {
-			if _, err := db.Exec("INSERT INTO `"+recv+"` (ref) VALUES (?)", string(c.Message.Payload)); err != nil {
+			started(c)
+			work()
+			return record(c, db)
+		})
+	case "consumer-tail":
+		b.Subscribe(topic).Handler(func(c *final.Context) error {
+			started(c)
+			if err := record(c, db); err != nil {
 				return err
 			}
-			time.Sleep(5 * time.Millisecond) // a handler that takes time: the kill lands mid-handler
+			work()
 			return nil
 		})
 	case "inbox-consumer":
 		b.Subscribe(topic).Inbox().Handler(func(c *final.Context) error {
-			if _, err := c.Tx().Exec("INSERT INTO `"+recv+"` (ref) VALUES (?)", string(c.Message.Payload)); err != nil {
+			started(c)
+			if err := record(c, c.Tx()); err != nil {
 				return err
 			}
-			time.Sleep(5 * time.Millisecond) // a handler that takes time: the kill lands mid-handler
+			work()
 			return nil
 		})
 	}
@@ -71,9 +99,16 @@ func runRole(role string) int {
 	return 0
 }
 
+// proc is a process of the test binary in one role. Its stdout is read
+// until the process exits.
+type proc struct {
+	cmd     *exec.Cmd
+	drained chan struct{} // closed when stdout has reached EOF
+}
+
 // spawn starts the test binary in role for scene s and waits until it is
 // ready. The process is killed at the end of the test if still running.
-func (s *scene) spawn(role, prefix string) *exec.Cmd {
+func (s *scene) spawn(role, prefix string) *proc {
 	s.t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "FAULTS_ROLE="+role, "FAULTS_SVC="+s.svc, "FAULTS_TABLE="+s.table,
@@ -87,17 +122,48 @@ func (s *scene) spawn(role, prefix string) *exec.Cmd {
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
-	s.t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
-		s.t.Fatalf("%s did not start: %q %v", role, line, err)
+	p := &proc{cmd: cmd, drained: make(chan struct{})}
+	ready := make(chan struct{})
+	go p.read(s, out, ready)
+	s.t.Cleanup(func() { _ = p.kill() })
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	select {
+	case <-ready:
+	case <-p.drained:
+		s.t.Fatalf("%s exited before it was ready", role)
+	case <-t.C:
+		s.t.Fatalf("%s not ready within a minute", role)
 	}
-	return cmd
+	return p
 }
 
-func kill(t *testing.T, cmd *exec.Cmd) {
+// read takes the process's stdout line by line: "ready" once, then the
+// handlers' "start <ref>" lines, which may also come before it.
+func (p *proc) read(s *scene, out io.Reader, ready chan<- struct{}) {
+	defer close(p.drained)
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if line := sc.Text(); line == "ready" {
+			close(ready)
+		} else if ref, ok := strings.CutPrefix(line, "start "); ok {
+			s.started(ref)
+		}
+	}
+}
+
+// kill sends SIGKILL and returns once the process is gone and everything
+// it printed has been read.
+func (p *proc) kill() error {
+	err := p.cmd.Process.Kill()
+	<-p.drained // Wait closes the pipe: read it to the end first
+	_ = p.cmd.Wait()
+	return err
+}
+
+func kill(t *testing.T, p *proc) {
 	t.Helper()
-	if err := cmd.Process.Kill(); err != nil { // SIGKILL
+	if err := p.kill(); err != nil {
 		t.Fatal(err)
 	}
-	_ = cmd.Wait()
 }

@@ -27,12 +27,16 @@ type scenario struct {
 	// maxDups, when set, bounds the duplicates the scenario may cause for
 	// the number of faults it injected.
 	maxDups func(faults int) int
+	// cutsHandlers says the faults must cut off handlers before their
+	// record, and those messages must then be handled again.
+	cutsHandlers bool
 }
 
 // perKilledConsumer is what at-least-once allows a consumer killed with
-// SIGKILL: each of its NumSubscriber workers may have done its work and not
-// yet acked, and those messages come again. Nothing else may repeat: a
-// prefetched message that no handler started is redelivered, not duplicated.
+// SIGKILL: each of its NumSubscriber workers may have done its side effect
+// and not yet acked, and those messages come again. Nothing else may repeat:
+// a prefetched message that no handler started is redelivered, not
+// duplicated.
 func perKilledConsumer(faults int) int { return faults * options().NumSubscriber }
 
 // noDuplicates is the bound of an Inbox subscription: its side effect
@@ -47,10 +51,10 @@ var scenarios = []scenario{
 	{name: "database connections killed", run: dbConnectionsKilled},
 	{name: "database unreachable", run: dbUnreachable},
 	{name: "three relays on one table", run: threeRelays},
-	{name: "consumer killed mid-handler", maxDups: perKilledConsumer,
-		run: func(t *testing.T, s *scene) (int, time.Time) { return consumerKilled(t, s, "consumer") }},
-	{name: "Inbox consumer killed mid-handler", maxDups: noDuplicates,
-		run: func(t *testing.T, s *scene) (int, time.Time) { return consumerKilled(t, s, "inbox-consumer") }},
+	{name: "consumer killed mid-handler", maxDups: perKilledConsumer, cutsHandlers: true, run: consumerKilled("consumer")},
+	{name: "consumer killed after its side effect", maxDups: perKilledConsumer, run: consumerKilled("consumer-tail")},
+	{name: "Inbox consumer killed after its side effect", maxDups: noDuplicates, cutsHandlers: true,
+		run: consumerKilled("inbox-consumer")},
 	{name: "bad input under load", run: badInput},
 }
 
@@ -58,9 +62,9 @@ func producerKilled(t *testing.T, s *scene) (int, time.Time) {
 	s.bus(s.w.open(t, s.w.dsn), s.w.amqpURL, true) // takes over what the killed producers leave
 	n := reps(4, 12)
 	for k := 0; k < n; k++ {
-		cmd := s.spawn("producer", fmt.Sprintf("kill%d", k))
+		p := s.spawn("producer", fmt.Sprintf("kill%d", k))
 		sleep(time.Duration(200+rand.IntN(800)) * time.Millisecond)
-		kill(t, cmd)
+		kill(t, p)
 	}
 	return n, time.Now()
 }
@@ -210,28 +214,30 @@ func threeRelays(t *testing.T, s *scene) (int, time.Time) {
 	return 3, time.Now()
 }
 
-// consumerKilled kills consumer processes of role mid-handler, again and
-// again; their receipts (the side effects) are rows in recvTable.
-func consumerKilled(t *testing.T, s *scene, role string) (int, time.Time) {
-	s.recvTable = "recv_" + s.svc
-	if _, err := s.w.rootDB.Exec("CREATE TABLE `" + s.recvTable + "` (id BIGINT AUTO_INCREMENT PRIMARY KEY, ref VARCHAR(64) NOT NULL)"); err != nil {
-		t.Fatal(err)
+// consumerKilled kills, under load, a consumer process in role (see
+// runRole) again and again, starting a fresh one after each kill.
+func consumerKilled(role string) func(t *testing.T, s *scene) (int, time.Time) {
+	return func(t *testing.T, s *scene) (int, time.Time) {
+		s.recvTable = "recv_" + s.svc
+		if _, err := s.w.rootDB.Exec("CREATE TABLE `" + s.recvTable + "` (id BIGINT AUTO_INCREMENT PRIMARY KEY, ref VARCHAR(64) NOT NULL)"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _, _ = s.w.rootDB.Exec("DROP TABLE IF EXISTS `" + s.recvTable + "`") })
+		db := s.w.open(t, s.w.dsn)
+		consumer := s.spawn(role, "") // binds the queue before the load starts
+		b := s.bus(db, s.w.amqpURL, false)
+		l := s.startLoad(b, db, 4)
+		defer l.stop()
+		n := reps(4, 12)
+		for k := 0; k < n; k++ {
+			sleep(time.Duration(300+rand.IntN(700)) * time.Millisecond)
+			kill(t, consumer)
+			consumer = s.spawn(role, "")
+		}
+		ended := time.Now()
+		sleep(500 * time.Millisecond) // load goes on after the fault
+		return n, ended
 	}
-	t.Cleanup(func() { _, _ = s.w.rootDB.Exec("DROP TABLE IF EXISTS `" + s.recvTable + "`") })
-	db := s.w.open(t, s.w.dsn)
-	consumer := s.spawn(role, "") // binds the queue before the load starts
-	b := s.bus(db, s.w.amqpURL, false)
-	l := s.startLoad(b, db, 4)
-	defer l.stop()
-	n := reps(4, 12)
-	for k := 0; k < n; k++ {
-		sleep(time.Duration(300+rand.IntN(700)) * time.Millisecond)
-		kill(t, consumer)
-		consumer = s.spawn(role, "")
-	}
-	ended := time.Now()
-	sleep(500 * time.Millisecond) // load goes on after the fault
-	return n, ended
 }
 
 // badInput publishes, under load, garbage deliveries, a poison message and
