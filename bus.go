@@ -345,6 +345,7 @@ func (b *Bus) stage(ctx context.Context, tx *sql.Tx, m *message.Message) (*outgo
 		out.key = 0
 	}
 	row := outbox.Row{Body: out.body, OrderKey: out.key, AvailableIn: b.availableIn(m)}
+	out.sendBy = time.Now().Add(row.AvailableIn)
 	if out.id, err = b.store.Insert(ctx, tx, row); err != nil {
 		return nil, txErr(fmt.Errorf("final: publish %q: %w", m.Topic, err))
 	}

@@ -19,7 +19,18 @@ type outgoing struct {
 	owner string           // the relay's claim owner; "" on the fast path
 	msg   *message.Message // routing: topic, UUID, policy
 	body  []byte           // the bytes stored in the row: the wire body
+	// sendBy is the last moment a publish of the row may start without
+	// racing a relay that sends it too: for a claimed row, its lease's end
+	// less PublishTimeout; for a committed one, the end of its fast-path
+	// window (OutboxScanAgoTime after its insert). Both are measured from
+	// before the statement that set them in the table, so they fall early,
+	// never late. A row past it is left in the table, where it is or soon
+	// becomes available to the relays. Zero: no limit.
+	sendBy time.Time
 }
+
+// late reports whether o's window has closed (see outgoing.sendBy).
+func (o outgoing) late(now time.Time) bool { return !o.sendBy.IsZero() && now.After(o.sendBy) }
 
 // flight is a publish waiting for its confirm.
 type flight struct {
@@ -124,6 +135,12 @@ func (d *dispatcher) publishLoop() {
 			d.publishKeyed(o)
 			continue
 		}
+		if o.late(time.Now()) {
+			// The row waited in the queue past its window: another relay
+			// may be sending it now. It stays in the table for the relays.
+			d.log.Debug("final: row left to the relay; it waited too long to be sent", "id", o.id)
+			continue
+		}
 		conf, err := d.send(d.ctx, o)
 		d.inflight <- flight{outgoing: o, conf: conf, sent: time.Now(), err: err}
 	}
@@ -155,7 +172,11 @@ func (d *dispatcher) publishRows(ready []outgoing) {
 		// The verdicts on the key's earlier rows keep coming in, so the
 		// key is asked again right before each publish.
 		prev, ok := d.order.next(r)
-		if !ok {
+		if !ok || r.owner != "" && r.late(time.Now()) {
+			// A claimed row past its window goes back to the table with
+			// the rest of its key. Committed rows of a key keep their
+			// place in order whatever their age: only claimed ones are
+			// checked here.
 			d.holdBack(ready[i:])
 			return
 		}

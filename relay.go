@@ -146,6 +146,7 @@ func (r *relay) pruneHeld() error {
 // scan claims one batch and hands it to the dispatcher; it returns how many
 // rows it claimed.
 func (r *relay) scan() (int, error) {
+	sendBy := time.Now().Add(r.lease - r.disp.timeout)
 	recs, err := r.store.Claim(r.ctx, r.owner, r.batch, r.lease)
 	if err != nil {
 		return 0, err
@@ -156,7 +157,7 @@ func (r *relay) scan() (int, error) {
 			r.disp.acker.fail(failure{id: rec.ID, owner: r.owner, cause: rec.Err.Error()})
 			continue
 		}
-		if err := r.disp.submit(r.ctx, outgoing{id: rec.ID, key: rec.OrderKey, owner: r.owner, msg: rec.Message, body: rec.Body}); err != nil {
+		if err := r.disp.submit(r.ctx, outgoing{id: rec.ID, key: rec.OrderKey, owner: r.owner, msg: rec.Message, body: rec.Body, sendBy: sendBy}); err != nil {
 			return len(recs), err
 		}
 	}

@@ -20,6 +20,7 @@ type libResult struct {
 	commitTx float64 // transactions committed per second while producing
 	e2eTx    float64 // transactions per second until every message was handled and the outbox was empty
 	loadMsgs float64 // messages handled per second while the producers ran (delivery catches up after they stop)
+	dups     int64   // deliveries of a message already handled, until the end-to-end mark
 	lat      latency
 }
 
@@ -30,6 +31,7 @@ type tracker struct {
 	commit   map[uint64]time.Time
 	recv     map[uint64]time.Time
 	received atomic.Int64 // distinct messages delivered
+	dups     atomic.Int64 // deliveries of a message already delivered
 }
 
 func newTracker() *tracker {
@@ -51,6 +53,8 @@ func (t *tracker) handle(c *final.Context) error {
 	if _, dup := t.recv[seq]; !dup {
 		t.recv[seq] = now
 		t.received.Add(1)
+	} else {
+		t.dups.Add(1)
 	}
 	t.mu.Unlock()
 	return nil
@@ -136,6 +140,7 @@ func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResu
 		commitTx: float64(commits) / took.Seconds(),
 		e2eTx:    float64(commits) / e2e.Seconds(),
 		loadMsgs: float64(underLoad) / took.Seconds(),
+		dups:     tr.dups.Load(),
 		lat:      tr.latency(),
 	}, nil
 }

@@ -285,8 +285,8 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 		// Messages per second end to end: until every message was handled
 		// and, for the library, the outbox was empty. The commit rate would
 		// count rows that a full dispatch queue left to the relay.
-		say("  raw DB %.0f msg/s; raw DB + broker: end to end %.0f, handled under load %.0f msg/s; library: end to end %.0f, handled under load %.0f, commits %.0f msg/s",
-			raw10*10, stack10.e2eTx*10, stack10.loadMsgs, lib10.e2eTx*10, lib10.loadMsgs, lib10.commitTx*10)
+		say("  raw DB %.0f msg/s; raw DB + broker: end to end %.0f, handled under load %.0f msg/s; library: end to end %.0f, handled under load %.0f, commits %.0f msg/s, %d duplicates",
+			raw10*10, stack10.e2eTx*10, stack10.loadMsgs, lib10.e2eTx*10, lib10.loadMsgs, lib10.commitTx*10, lib10.dups)
 		limit10 := min(rawPub.confirmed, raw10*10)
 		r.add("10 msg/tx: msg/s end to end", lib10.e2eTx*10, limit10, ">= 0.70 x min(raw publish, raw DB)", 0.70)
 		r.addRef("10 msg/tx: raw DB + broker (msg/s)", stack10.e2eTx*10, limit10, "limit for an outbox on this box")

@@ -1,0 +1,163 @@
+package final
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/finalbus/final/message"
+	"github.com/finalbus/final/mq"
+	"github.com/finalbus/final/mq/memory"
+	"github.com/finalbus/final/outbox"
+)
+
+// memoryDispatcher is a dispatcher on the in-memory broker with an acker
+// on store; it returns the service's deliveries. Everything stops with the
+// test.
+func memoryDispatcher(t *testing.T, store outbox.Store) (*dispatcher, <-chan mq.Delivery) {
+	t.Helper()
+	o := DefaultOptions()
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	p := memory.NewBroker().Provider()
+	if err := p.Init(context.Background(), mq.Config{Service: "svc", Topics: []string{"t"}, Logger: o.Logger}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	deliveries, err := p.Consume(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAcker(context.Background(), store, o)
+	d := newDispatcher(context.Background(), p, a, o)
+	a.start(1)
+	d.start()
+	t.Cleanup(func() {
+		d.close()
+		d.wait()
+		a.closeAndWait()
+		cancel()
+		_ = p.Close()
+	})
+	return d, deliveries
+}
+
+func row(t *testing.T, id, key int64, owner string, sendBy time.Time) outgoing {
+	t.Helper()
+	o, err := snapshot(message.New("t", []byte("x")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.id, o.key, o.owner, o.sendBy = id, key, owner, sendBy
+	return o
+}
+
+func nextDelivery(t *testing.T, deliveries <-chan mq.Delivery) *message.Message {
+	t.Helper()
+	select {
+	case d := <-deliveries:
+		m, err := d.Message()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = d.Ack()
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatal("no delivery within 10s")
+		return nil
+	}
+}
+
+// A row that waited in the queue past its window is not published: a
+// relay may be sending it already. It stays in the table (nothing deletes
+// it) and the rows behind it go on.
+func TestDispatcherLeavesLateRowsToTheRelay(t *testing.T) {
+	store := &countingStore{}
+	d, deliveries := memoryDispatcher(t, store)
+	past, future := time.Now().Add(-time.Second), time.Now().Add(time.Hour)
+	rows := []outgoing{
+		row(t, 1, 0, "relay", past), // a claim whose lease is (nearly) over
+		row(t, 2, 0, "", past),      // a committed row the relay may claim now
+		row(t, 3, 0, "relay", future),
+		row(t, 4, 0, "", time.Time{}), // no limit
+	}
+	for _, o := range rows {
+		if err := d.submit(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The queue is served in order, so had rows 1 or 2 been sent they
+	// would arrive before row 3.
+	for _, want := range rows[2:] {
+		if got := nextDelivery(t, deliveries); got.UUID != want.msg.UUID {
+			t.Fatalf("delivered %s, want row %d (%s)", got.UUID, want.id, want.msg.UUID)
+		}
+	}
+	waitFor(t, "the two sent rows deleted", func() bool { return store.deleted.Load() == 2 })
+	if n := store.failed.Load(); n != 0 {
+		t.Fatalf("%d late unkeyed rows recorded as failed; they need no write", n)
+	}
+}
+
+// A claimed row of a key past its window goes back to the table with the
+// rows of its key behind it, recorded as held back so the key's order is
+// kept; a committed row of a key keeps its place.
+func TestDispatcherGivesBackLateClaimedRowsOfAKey(t *testing.T) {
+	store := &countingStore{}
+	d, deliveries := memoryDispatcher(t, store)
+	past := time.Now().Add(-time.Second)
+	late, fresh := row(t, 1, 7, "relay", past), row(t, 2, 8, "", past)
+	for _, o := range []outgoing{late, fresh} {
+		if err := d.submit(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := nextDelivery(t, deliveries); got.UUID != fresh.msg.UUID {
+		t.Fatalf("delivered %s, want the committed keyed row %s", got.UUID, fresh.msg.UUID)
+	}
+	waitFor(t, "the late claimed row given back", func() bool { return store.failed.Load() == 1 })
+	waitFor(t, "the committed row deleted", func() bool { return store.deleted.Load() == 1 })
+}
+
+// The relay's window for a batch ends PublishTimeout before its lease,
+// measured from before the claim.
+func TestRelaySendByEndsBeforeTheLease(t *testing.T) {
+	o := DefaultOptions()
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	store := &claimingStore{recs: []outbox.Record{{ID: 1, Message: message.New("t", nil), Body: []byte("b")}}}
+	d := newDispatcher(context.Background(), memory.NewBroker().Provider(), newAcker(context.Background(), store, o), o)
+	r := newRelay(store, d, "me", o)
+	before := time.Now()
+	if n, err := r.scan(); err != nil || n != 1 {
+		t.Fatalf("scan: %d rows, %v", n, err)
+	}
+	after := time.Now()
+	got := <-d.queue // the loops are not running: the row waits in the queue
+	window := o.OutboxLease - o.PublishTimeout
+	if got.sendBy.Before(before.Add(window)) || got.sendBy.After(after.Add(window)) {
+		t.Fatalf("sendBy %v not within [%v, %v]", got.sendBy, before.Add(window), after.Add(window))
+	}
+}
+
+// claimingStore hands out recs on every claim.
+type claimingStore struct {
+	countingStore
+	recs []outbox.Record
+}
+
+func (s *claimingStore) Claim(context.Context, string, int, time.Duration) ([]outbox.Record, error) {
+	return s.recs, nil
+}
+
+// waitFor polls cond until it holds, for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval
+	}
+}
