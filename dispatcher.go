@@ -38,14 +38,16 @@ type flight struct {
 	conf mq.Confirmation
 	sent time.Time
 	err  error // the publish failed; conf is nil
+	slot bool  // holds a slot of the window
 }
 
 // dispatcher hands outbox rows to the broker: committed rows right after
 // commit (the fast path) and rows claimed by the relay. One goroutine
-// publishes, pipelining; another waits for the confirms in publish order
-// and passes the verdicts to the acker. amqp091-go tracks which confirm
-// belongs to which publish. Messages with a key go through order, which
-// keeps each key's messages in outbox order.
+// publishes, pipelining up to MaxUnconfirmed publishes (the window);
+// another waits for the confirms in publish order and passes the verdicts
+// to the acker. amqp091-go tracks which confirm belongs to which publish.
+// Messages with a key go through order, which keeps each key's messages in
+// outbox order.
 type dispatcher struct {
 	provider mq.IProvider
 	encoded  mq.EncodedPublisher // the provider, if it can publish stored bytes
@@ -57,6 +59,7 @@ type dispatcher struct {
 
 	queue    chan outgoing
 	inflight chan flight
+	window   chan struct{}   // a slot per publish awaiting its verdict
 	ctx      context.Context // cancelled when Shutdown stops waiting
 
 	// brokerDown is set when a publish found the broker unreachable and
@@ -78,7 +81,8 @@ func newDispatcher(ctx context.Context, p mq.IProvider, a *acker, o Options) *di
 		log:      o.Logger,
 		timeout:  o.PublishTimeout,
 		queue:    make(chan outgoing, o.DispatchQueueSize),
-		inflight: make(chan flight, 4096),
+		inflight: make(chan flight, o.MaxUnconfirmed),
+		window:   make(chan struct{}, o.MaxUnconfirmed),
 		ctx:      ctx,
 	}
 }
@@ -135,14 +139,16 @@ func (d *dispatcher) publishLoop() {
 			d.publishKeyed(o)
 			continue
 		}
+		d.window <- struct{}{}
 		if o.late(time.Now()) {
-			// The row waited in the queue past its window: another relay
-			// may be sending it now. It stays in the table for the relays.
+			// The row waited past its window: another relay may be
+			// sending it now. It stays in the table for the relays.
+			<-d.window
 			d.log.Debug("final: row left to the relay; it waited too long to be sent", "id", o.id)
 			continue
 		}
 		conf, err := d.send(d.ctx, o)
-		d.inflight <- flight{outgoing: o, conf: conf, sent: time.Now(), err: err}
+		d.inflight <- flight{outgoing: o, conf: conf, sent: time.Now(), err: err, slot: true}
 	}
 }
 
@@ -171,24 +177,27 @@ func (d *dispatcher) publishRows(ready []outgoing) {
 	for i, r := range ready {
 		// The verdicts on the key's earlier rows keep coming in, so the
 		// key is asked again right before each publish.
+		d.window <- struct{}{} // first: verdicts come in while it waits
 		prev, ok := d.order.next(r)
 		if !ok || r.owner != "" && r.late(time.Now()) {
 			// A claimed row past its window goes back to the table with
 			// the rest of its key. Committed rows of a key keep their
 			// place in order whatever their age: only claimed ones are
 			// checked here.
+			<-d.window
 			d.holdBack(ready[i:])
 			return
 		}
 		conf, err := d.sendAfter(d.ctx, prev, r)
 		if d.order.sent(r, conf, err) {
-			d.inflight <- flight{outgoing: r, conf: conf, sent: time.Now()}
+			d.inflight <- flight{outgoing: r, conf: conf, sent: time.Now(), slot: true}
 			continue
 		}
 		if errors.Is(err, mq.ErrOutOfOrder) { // r itself waits too
+			<-d.window // nothing was sent
 			d.holdBack(ready[i:])
 		} else {
-			d.inflight <- flight{outgoing: r, sent: time.Now(), err: err}
+			d.inflight <- flight{outgoing: r, sent: time.Now(), err: err, slot: true}
 			d.holdBack(ready[i+1:])
 		}
 		return
@@ -247,6 +256,9 @@ func (d *dispatcher) confirmLoop() {
 			if errors.Is(err, context.DeadlineExceeded) {
 				err = errors.New("final: publish not confirmed within PublishTimeout")
 			}
+		}
+		if f.slot {
+			<-d.window
 		}
 		if f.key != 0 {
 			d.order.settled(f.outgoing, published, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -118,6 +119,67 @@ func TestDispatcherGivesBackLateClaimedRowsOfAKey(t *testing.T) {
 	}
 	waitFor(t, "the late claimed row given back", func() bool { return store.failed.Load() == 1 })
 	waitFor(t, "the committed row deleted", func() bool { return store.deleted.Load() == 1 })
+}
+
+// heldProvider confirms its publishes one by one, when the test says so,
+// and records how many awaited their confirm at most.
+type heldProvider struct {
+	*memory.Provider
+	release chan struct{} // one send confirms the oldest publish
+
+	mu               sync.Mutex
+	outstanding, top int
+}
+
+func (p *heldProvider) PublishEncoded(context.Context, *message.Message, []byte) (mq.Confirmation, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.outstanding++
+	p.top = max(p.top, p.outstanding)
+	return heldConfirmation{p}, nil
+}
+
+type heldConfirmation struct{ p *heldProvider }
+
+func (c heldConfirmation) Wait(ctx context.Context) error {
+	select {
+	case <-c.p.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	c.p.mu.Lock()
+	c.p.outstanding--
+	c.p.mu.Unlock()
+	return nil
+}
+
+// At most MaxUnconfirmed publishes await their confirm: the window is what
+// a lost connection can turn into duplicates.
+func TestDispatcherWindowBoundsUnconfirmedPublishes(t *testing.T) {
+	o := DefaultOptions().WithMaxUnconfirmed(4)
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	p := &heldProvider{Provider: memory.NewBroker().Provider(), release: make(chan struct{})}
+	store := &countingStore{}
+	a := newAcker(context.Background(), store, o)
+	d := newDispatcher(context.Background(), p, a, o)
+	a.start(1)
+	d.start()
+	defer func() { d.close(); d.wait(); a.closeAndWait() }()
+	const n = 20
+	for i := 1; i <= n; i++ {
+		if err := d.submit(context.Background(), row(t, int64(i), 0, "", time.Time{})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < n; i++ {
+		p.release <- struct{}{}
+	}
+	waitFor(t, "every row confirmed and deleted", func() bool { return store.deleted.Load() == n })
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.top != 4 {
+		t.Fatalf("at most %d publishes awaited a confirm, want MaxUnconfirmed = 4", p.top)
+	}
 }
 
 // The relay's window for a batch ends PublishTimeout before its lease,

@@ -76,6 +76,7 @@ func TestStartRefusesBadConfiguration(t *testing.T) {
 			return final.New("svc", db, p, testOptions(t).WithOutboxLease(time.Second).WithPublishTimeout(time.Second))
 		}, final.ErrInvalidOption},
 		{"zero subscribers", func() *final.Bus { return final.New("svc", db, p, testOptions(t).WithNumSubscriber(0)) }, final.ErrInvalidOption},
+		{"no unconfirmed publish allowed", func() *final.Bus { return final.New("svc", db, p, testOptions(t).WithMaxUnconfirmed(0)) }, final.ErrInvalidOption},
 		{"invalid subscription topic", func() *final.Bus {
 			b := final.New("svc", db, p, testOptions(t))
 			b.Subscribe("bad topic").Handler(noop)
