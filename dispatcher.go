@@ -176,8 +176,9 @@ func (d *dispatcher) publishKeyed(o outgoing) {
 func (d *dispatcher) publishRows(ready []outgoing) {
 	for i, r := range ready {
 		// The verdicts on the key's earlier rows keep coming in, so the
-		// key is asked again right before each publish.
-		d.window <- struct{}{} // first: verdicts come in while it waits
+		// key is asked again right before each publish, once the window
+		// has a slot for it.
+		d.window <- struct{}{}
 		prev, ok := d.order.next(r)
 		if !ok || r.owner != "" && r.late(time.Now()) {
 			// A claimed row past its window goes back to the table with

@@ -39,13 +39,23 @@ type scenario struct {
 // duplicated.
 func perKilledConsumer(faults int) int { return faults * options().NumSubscriber }
 
+// perLinkCut is what at-least-once allows when the links of the scene's two
+// instances are cut: each may lose the confirms of up to MaxUnconfirmed
+// publishes the broker had taken, which are then sent again, and the
+// consumer the acks of the NumSubscriber deliveries it was handling.
+func perLinkCut(faults int) int {
+	o := options()
+	return faults * (2*o.MaxUnconfirmed + o.NumSubscriber)
+}
+
 // noDuplicates is the bound of an Inbox subscription: its side effect
 // commits with the inbox record, so a redelivered message finds the record.
 func noDuplicates(int) int { return 0 }
 
 var scenarios = []scenario{
 	{name: "producer killed (SIGKILL)", run: producerKilled},
-	{name: "broker link cut (publish and consume sides)", run: linkCut},
+	{name: "broker link cut (publish and consume sides)", maxDups: perLinkCut, run: linkCut(false)},
+	{name: "both broker links cut together", full: true, maxDups: perLinkCut, run: linkCut(true)},
 	{name: "broker closes all connections", run: brokerClosesConnections},
 	{name: "RabbitMQ application stopped and started", full: true, run: brokerRestarted},
 	{name: "database connections killed", run: dbConnectionsKilled},
@@ -69,30 +79,38 @@ func producerKilled(t *testing.T, s *scene) (int, time.Time) {
 	return n, time.Now()
 }
 
-func linkCut(t *testing.T, s *scene) (int, time.Time) {
-	pubLink, subLink := proxy(t, hostport(s.w.amqpURL)), proxy(t, hostport(s.w.amqpURL))
-	db := s.w.open(t, s.w.dsn)
-	producer := s.bus(db, s.w.amqpVia(pubLink.Addr()), false)
-	s.bus(db, s.w.amqpVia(subLink.Addr()), true)
-	l := s.startLoad(producer, db, 4)
-	defer l.stop()
-	cuts := 0
-	for i := 0; i < reps(1, 4); i++ {
-		for _, links := range [][]*faultnet.Proxy{{pubLink}, {subLink}, {pubLink, subLink}} {
-			sleep(500 * time.Millisecond)
-			for _, p := range links {
-				p.Cut()
-			}
-			cuts++
-			sleep(time.Second)
-			for _, p := range links {
-				p.Restore()
+// linkCut cuts the producer's and the consumer's links to the broker in
+// turn (publish side, consume side, both), or both together at every fault.
+func linkCut(together bool) func(t *testing.T, s *scene) (int, time.Time) {
+	return func(t *testing.T, s *scene) (int, time.Time) {
+		pubLink, subLink := proxy(t, hostport(s.w.amqpURL)), proxy(t, hostport(s.w.amqpURL))
+		db := s.w.open(t, s.w.dsn)
+		producer := s.bus(db, s.w.amqpVia(pubLink.Addr()), false)
+		s.bus(db, s.w.amqpVia(subLink.Addr()), true)
+		l := s.startLoad(producer, db, 4)
+		defer l.stop()
+		turns := [][]*faultnet.Proxy{{pubLink}, {subLink}, {pubLink, subLink}}
+		if together {
+			turns = [][]*faultnet.Proxy{{pubLink, subLink}, {pubLink, subLink}, {pubLink, subLink}}
+		}
+		cuts := 0
+		for i := 0; i < reps(1, 4); i++ {
+			for _, links := range turns {
+				sleep(500 * time.Millisecond)
+				for _, p := range links {
+					p.Cut()
+				}
+				cuts++
+				sleep(time.Second)
+				for _, p := range links {
+					p.Restore()
+				}
 			}
 		}
+		ended := time.Now()
+		sleep(500 * time.Millisecond) // load goes on after the fault
+		return cuts, ended
 	}
-	ended := time.Now()
-	sleep(500 * time.Millisecond) // load goes on after the fault
-	return cuts, ended
 }
 
 func brokerClosesConnections(t *testing.T, s *scene) (int, time.Time) {
