@@ -36,7 +36,7 @@ func (e *benchEnv) drain(n int) (drainResult, error) {
 	svc := e.service("drain")
 	topic := "bench." + svc
 	tr := newTracker()
-	bus := final.New(svc, e.db, amqp.NewProvider(url), final.DefaultOptions().WithLogger(quietLogger()))
+	bus := final.New(svc, e.db, amqp.NewProvider(url), e.options())
 	bus.Subscribe(topic).Handler(tr.handle)
 	if err := bus.Start(); err != nil {
 		return drainResult{}, err

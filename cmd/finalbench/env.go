@@ -14,6 +14,7 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/finalbus/final"
 	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/outbox/mysql"
 )
@@ -228,4 +229,9 @@ func (e *benchEnv) versions() (string, string) {
 		conn.Close()
 	}
 	return dbv, mqv
+}
+
+// options are the library's options in every phase.
+func (e *benchEnv) options() final.Options {
+	return final.DefaultOptions().WithLogger(quietLogger()).WithMaxUnconfirmed(e.cfg.unconfirmed)
 }

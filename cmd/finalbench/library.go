@@ -87,7 +87,7 @@ func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResu
 	svc := e.service("lib")
 	topic := "bench." + svc
 	tr := newTracker()
-	bus := final.New(svc, e.db, amqp.NewProvider(e.cfg.amqpURL), final.DefaultOptions().WithLogger(quietLogger()))
+	bus := final.New(svc, e.db, amqp.NewProvider(e.cfg.amqpURL), e.options())
 	bus.Subscribe(topic).Handler(tr.handle)
 	if err := bus.Start(); err != nil {
 		return libResult{}, err

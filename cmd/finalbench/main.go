@@ -26,6 +26,8 @@ import (
 	"time"
 
 	_ "github.com/go-sql-driver/mysql"
+
+	"github.com/finalbus/final"
 )
 
 type config struct {
@@ -42,6 +44,7 @@ type config struct {
 	phases       map[string]bool
 	cpuprofile   string
 	pacedRate    float64
+	unconfirmed  int // the library's MaxUnconfirmed
 }
 
 // phases in the order they run; libonly (the library's commit phase alone,
@@ -72,6 +75,7 @@ func main() {
 	phases := flag.String("phases", strings.Join(defaultPhases, ","), "phases to run: "+strings.Join(allPhases, ","))
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Float64Var(&c.pacedRate, "rate", 0, "tx/s of the paced latency phase (0: half the raw database rate)")
+	flag.IntVar(&c.unconfirmed, "max-unconfirmed", final.DefaultOptions().MaxUnconfirmed, "the library's MaxUnconfirmed")
 	replot := flag.String("replot", "", "redraw the chart of a saved results.json beside it, and exit")
 	flag.Parse()
 	if *replot != "" {

@@ -238,7 +238,7 @@ func (e *benchEnv) consumers(m int) (raw, lib float64, err error) {
 	}
 	var libGot atomic.Int64
 	bus := final.New(svc, e.db, amqp.NewProvider(e.cfg.amqpURL),
-		final.DefaultOptions().WithLogger(quietLogger()).WithPrefetch(32))
+		e.options().WithPrefetch(32))
 	bus.Subscribe(topic).Handler(func(*final.Context) error { libGot.Add(1); return nil })
 	start = time.Now()
 	if err := bus.Start(); err != nil {
