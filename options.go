@@ -29,7 +29,9 @@ type Options struct {
 	OutboxScanOffset int64
 	// OutboxScanAgoTime is how long a freshly committed row is left to the
 	// fast path (publish right after commit) before the relay treats it as
-	// unconfirmed and re-sends it. Default 5s.
+	// unconfirmed and re-sends it. It counts from the row's insert, so the
+	// messages of a transaction left open longer than this go by the relay
+	// instead. Default 5s.
 	OutboxScanAgoTime time.Duration
 	// OutboxLease is how long a row claimed by one relay is hidden from
 	// the others. It must exceed PublishTimeout. Default 15s.
