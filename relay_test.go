@@ -3,6 +3,7 @@ package final_test
 import (
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -100,4 +101,47 @@ func TestUnroutableMessageRetriedUntilRoutable(t *testing.T) {
 	e.start(consumer, e.url, testOptions(t), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
 	rec.waitAll(t, []string{"waits"}, 20*time.Second)
 	testenv.Eventually(t, 10*time.Second, func() bool { return e.outboxRows() == 0 }, "row deleted once confirmed")
+}
+
+// Rows committed after their fast-path window (a transaction left open
+// longer than OutboxScanAgoTime; here the window is a nanosecond) are not
+// published by the fast path, which could race a relay sending them: they go
+// by the relay, every one, once.
+func TestRowsPastTheFastPathWindowGoByTheRelay(t *testing.T) {
+	e := newEnv(t)
+	topic := e.svc + ".t"
+	rec := newRecorder()
+	logs := &logBuffer{}
+	opt := testOptions(t).WithOutboxScanAgoTime(time.Nanosecond).WithOutboxScanInterval(20 * time.Millisecond)
+	opt.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("bus log:\n%s", logs.tail(100))
+		}
+	})
+	b := e.start(e.svc, e.url, opt, func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
+	var refs []string
+	for tx := 0; tx < 5; tx++ {
+		require.NoError(t, b.Transaction(mustBegin(t, e.db), func(txBus *final.TxBus) error {
+			for i := 0; i < 10; i++ {
+				ref := fmt.Sprintf("late-%d-%d", tx, i)
+				refs = append(refs, ref)
+				if err := txBus.Publish(topic, []byte(ref)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+	}
+	rec.waitAll(t, refs, 30*time.Second)
+	testenv.Eventually(t, 10*time.Second, func() bool { return e.outboxRows() == 0 }, "outbox drained")
+	require.Equal(t, tally{committed: 50, delivered: 50}, rec.tally(refs))
+	require.Contains(t, logs.tail(1000), "row left to the relay", "the fast path sent rows past their window")
+}
+
+func mustBegin(t *testing.T, db *sql.DB) *sql.Tx {
+	t.Helper()
+	tx, err := db.Begin()
+	require.NoError(t, err)
+	return tx
 }
