@@ -19,13 +19,14 @@ type outgoing struct {
 	owner string           // the relay's claim owner; "" on the fast path
 	msg   *message.Message // routing: topic, UUID, policy
 	body  []byte           // the bytes stored in the row: the wire body
-	// sendBy is the last moment a publish of the row may start without
-	// racing a relay that sends it too: for a claimed row, its lease's end
-	// less PublishTimeout; for a committed one, the end of its fast-path
-	// window (OutboxScanAgoTime after its insert). Both are measured from
-	// before the statement that set them in the table, so they fall early,
-	// never late. A row past it is left in the table, where it is or soon
-	// becomes available to the relays. Zero: no limit.
+	// sendBy is the last moment a publish of the row may start: for a
+	// claimed row, its lease's end less PublishTimeout, so that the publish
+	// is settled before another relay may claim the row; for a committed
+	// one, the end of its fast-path window (OutboxScanAgoTime after its
+	// insert), when the relays may claim it. Both are measured from before
+	// the statement that set them in the table, so they fall early, never
+	// late. A row past it is left in the table, where it is or soon becomes
+	// available to the relays. Zero: no limit.
 	sendBy time.Time
 }
 
