@@ -182,36 +182,6 @@ func TestDispatcherWindowBoundsUnconfirmedPublishes(t *testing.T) {
 	}
 }
 
-// The relay's window for a batch ends PublishTimeout before its lease,
-// measured from before the claim.
-func TestRelaySendByEndsBeforeTheLease(t *testing.T) {
-	o := DefaultOptions()
-	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	store := &claimingStore{recs: []outbox.Record{{ID: 1, Message: message.New("t", nil), Body: []byte("b")}}}
-	d := newDispatcher(context.Background(), memory.NewBroker().Provider(), newAcker(context.Background(), store, o), o)
-	r := newRelay(store, d, "me", o)
-	before := time.Now()
-	if n, err := r.scan(); err != nil || n != 1 {
-		t.Fatalf("scan: %d rows, %v", n, err)
-	}
-	after := time.Now()
-	got := <-d.queue // the loops are not running: the row waits in the queue
-	window := o.OutboxLease - o.PublishTimeout
-	if got.sendBy.Before(before.Add(window)) || got.sendBy.After(after.Add(window)) {
-		t.Fatalf("sendBy %v not within [%v, %v]", got.sendBy, before.Add(window), after.Add(window))
-	}
-}
-
-// claimingStore hands out recs on every claim.
-type claimingStore struct {
-	countingStore
-	recs []outbox.Record
-}
-
-func (s *claimingStore) Claim(context.Context, string, int, time.Duration) ([]outbox.Record, error) {
-	return s.recs, nil
-}
-
 // waitFor polls cond until it holds, for up to 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

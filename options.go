@@ -22,7 +22,9 @@ type Options struct {
 	RetryInterval time.Duration
 
 	// OutboxScanInterval is how often the relay looks for rows to re-send
-	// when the last look found less than a full batch. Default 1s.
+	// when the last look found less than a full batch (the first two short
+	// batches after a full one are followed by another look at once).
+	// Default 1s.
 	OutboxScanInterval time.Duration
 	// OutboxScanOffset is the relay's batch size: rows claimed per scan.
 	// A full batch is followed by the next scan at once. Default 500.

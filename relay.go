@@ -18,7 +18,8 @@ import (
 // UPDATE SKIP LOCKED, then a lease written in the same transaction), so
 // instances sharing the table never send the same row at the same time.
 // A full batch is followed at once by the next, so a backlog drains at the
-// broker's pace; otherwise the relay sleeps OutboxScanInterval.
+// broker's pace, and so are the first short batches after it (see
+// rechecks); otherwise the relay sleeps OutboxScanInterval.
 type relay struct {
 	store    outbox.Store
 	disp     *dispatcher
@@ -63,10 +64,20 @@ func (r *relay) stop() {
 	r.wg.Wait()
 }
 
+// rechecks is how many short batches in a row the relay claims again at
+// once after a full one. A short batch usually means the backlog is
+// drained, but SKIP LOCKED also passes over rows that a concurrent
+// statement (the acker's DELETE, another relay's claim) holds for a moment,
+// so a short batch can end a claim early with rows still due. Looking again
+// costs up to two claims that find nothing when the backlog is in fact
+// drained.
+const rechecks = 2
+
 func (r *relay) run() {
 	defer r.wg.Done()
 	t := time.NewTimer(0)
 	defer t.Stop()
+	short := rechecks // short batches since the last full one; none was full yet
 	for {
 		select {
 		case <-r.ctx.Done():
@@ -81,8 +92,14 @@ func (r *relay) run() {
 			r.log.Warn("final: relay could not check held rows", "err", err)
 		}
 		next := r.interval
-		if err == nil && n == r.batch {
+		switch {
+		case err != nil:
+			short = rechecks
+		case n == r.batch:
+			next, short = 0, 0
+		case short < rechecks:
 			next = 0
+			short++
 		}
 		if r.waitForBroker() {
 			next = 0 // the connection is back: resume at once
