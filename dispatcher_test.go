@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/finalbus/final/internal/testenv"
 	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/mq"
 	"github.com/finalbus/final/mq/memory"
@@ -95,7 +96,7 @@ func TestDispatcherLeavesLateRowsToTheRelay(t *testing.T) {
 			t.Fatalf("delivered %s, want row %d (%s)", got.UUID, want.id, want.msg.UUID)
 		}
 	}
-	waitFor(t, "the two sent rows deleted", func() bool { return store.deleted.Load() == 2 })
+	testenv.Eventually(t, 10*time.Second, func() bool { return store.deleted.Load() == 2 }, "the two sent rows deleted")
 	if n := store.failed.Load(); n != 0 {
 		t.Fatalf("%d late unkeyed rows recorded as failed; they need no write", n)
 	}
@@ -117,8 +118,8 @@ func TestDispatcherGivesBackLateClaimedRowsOfAKey(t *testing.T) {
 	if got := nextDelivery(t, deliveries); got.UUID != fresh.msg.UUID {
 		t.Fatalf("delivered %s, want the committed keyed row %s", got.UUID, fresh.msg.UUID)
 	}
-	waitFor(t, "the late claimed row given back", func() bool { return store.failed.Load() == 1 })
-	waitFor(t, "the committed row deleted", func() bool { return store.deleted.Load() == 1 })
+	testenv.Eventually(t, 10*time.Second, func() bool { return store.failed.Load() == 1 }, "the late claimed row given back")
+	testenv.Eventually(t, 10*time.Second, func() bool { return store.deleted.Load() == 1 }, "the committed row deleted")
 }
 
 // heldProvider confirms its publishes one by one, when the test says so,
@@ -174,22 +175,10 @@ func TestDispatcherWindowBoundsUnconfirmedPublishes(t *testing.T) {
 	for i := 0; i < n; i++ {
 		p.release <- struct{}{}
 	}
-	waitFor(t, "every row confirmed and deleted", func() bool { return store.deleted.Load() == n })
+	testenv.Eventually(t, 10*time.Second, func() bool { return store.deleted.Load() == n }, "every row confirmed and deleted")
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.top != 4 {
 		t.Fatalf("at most %d publishes awaited a confirm, want MaxUnconfirmed = 4", p.top)
-	}
-}
-
-// waitFor polls cond until it holds, for up to 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval
 	}
 }

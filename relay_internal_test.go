@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/finalbus/final/internal/testenv"
 	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/mq/memory"
 	"github.com/finalbus/final/outbox"
@@ -18,7 +19,7 @@ import (
 func TestRelaySendByEndsBeforeTheLease(t *testing.T) {
 	o := DefaultOptions()
 	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	store := &claimingStore{recs: []outbox.Record{{ID: 1, Message: message.New("t", nil), Body: []byte("b")}}}
+	store := &scriptedStore{sizes: []int{1}}
 	d := newDispatcher(context.Background(), memory.NewBroker().Provider(), newAcker(context.Background(), store, o), o)
 	r := newRelay(store, d, "me", o)
 	before := time.Now()
@@ -31,16 +32,6 @@ func TestRelaySendByEndsBeforeTheLease(t *testing.T) {
 	if got.sendBy.Before(before.Add(window)) || got.sendBy.After(after.Add(window)) {
 		t.Fatalf("sendBy %v not within [%v, %v]", got.sendBy, before.Add(window), after.Add(window))
 	}
-}
-
-// claimingStore hands out recs on every claim.
-type claimingStore struct {
-	countingStore
-	recs []outbox.Record
-}
-
-func (s *claimingStore) Claim(context.Context, string, int, time.Duration) ([]outbox.Record, error) {
-	return s.recs, nil
 }
 
 // scriptedStore hands out one batch of each scripted size per claim, then
@@ -84,5 +75,5 @@ func TestRelayLooksAgainAfterAShortBatch(t *testing.T) {
 	r := newRelay(store, d, "me", o)
 	r.start()
 	defer r.stop()
-	waitFor(t, "every scripted batch claimed", func() bool { return store.left() == 0 })
+	testenv.Eventually(t, 10*time.Second, func() bool { return store.left() == 0 }, "every scripted batch claimed")
 }
