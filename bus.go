@@ -35,6 +35,9 @@ type Bus struct {
 	opt      Options
 	log      *slog.Logger
 	owner    string // this instance's claim owner id
+	// holdLimit is how long the provider lets a delivery stay
+	// unacknowledged (mq.HoldLimiter); 0: no limit.
+	holdLimit time.Duration
 
 	mu       sync.Mutex
 	state    busState
@@ -107,6 +110,14 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 	if err := b.opt.validate(); err != nil {
 		return err
 	}
+	if hl, ok := b.provider.(mq.HoldLimiter); ok {
+		b.holdLimit = hl.HoldLimit()
+	}
+	if len(b.routes) > 0 {
+		if err := b.opt.validateHold(b.holdLimit); err != nil {
+			return err
+		}
+	}
 	b.log = b.opt.Logger
 
 	if err := b.db.PingContext(ctx); err != nil {
@@ -159,7 +170,7 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 			topics = append(topics, t)
 		}
 	}
-	if err := b.provider.Init(ctx, mq.Config{
+	cfg := mq.Config{
 		Service:   b.svcName,
 		Topics:    topics,
 		Broadcast: broadcast,
@@ -167,8 +178,13 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 		Prefetch:  b.opt.Prefetch,
 		Purge:     b.opt.PurgeOnStartup,
 		Logger:    b.log,
-	}); err != nil {
+	}
+	if err := b.provider.Init(ctx, cfg); err != nil {
 		return fmt.Errorf("final: broker: %w", err)
+	}
+	if err := b.reconcileTopology(ctx, store, cfg.Subscriptions()); err != nil {
+		b.provider.Close()
+		return err
 	}
 
 	hard, stopHard := context.WithCancel(context.Background())

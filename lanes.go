@@ -1,6 +1,8 @@
 package final
 
 import (
+	"time"
+
 	"sync"
 
 	"github.com/finalbus/final/message"
@@ -13,6 +15,9 @@ type task struct {
 	msg *message.Message // nil when err is set
 	err error            // decoding error
 	rt  *route           // nil when no handler matches
+	// received is when the router took the delivery: the broker's hold
+	// limit counts from about then.
+	received time.Time
 }
 
 // lanes serialises the tasks of an Ordered subscription per key: a key's

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/finalbus/final/mq"
 )
 
 // Options configure a Bus. Start from DefaultOptions and change fields or
@@ -15,10 +17,15 @@ type Options struct {
 	PurgeOnStartup bool
 
 	// RetryCount is how many times a failing handler is retried before the
-	// message is dead-lettered. Default 3 (so 4 calls in all).
+	// message is dead-lettered, 0..1000. Default 3 (so 4 calls in all).
 	RetryCount int
-	// RetryInterval is the first wait between handler retries; it doubles
-	// per retry, with jitter. Default 100ms.
+	// RetryInterval is the first wait between handler retries, up to 1h; it
+	// doubles per retry up to 1h, with jitter. The delivery stays
+	// unacknowledged meanwhile, so when the provider reports a limit
+	// (mq.HoldLimiter: RabbitMQ's consumer_timeout, 30 min by default)
+	// Start refuses retries whose waits add up to more than 90% of it, and
+	// a delivery whose next wait would end past that is dead-lettered
+	// instead. Default 100ms.
 	RetryInterval time.Duration
 
 	// OutboxScanInterval is how often the relay looks for rows to re-send
@@ -175,11 +182,47 @@ func (o Options) WithLogger(l *slog.Logger) Options { o.Logger = l; return o }
 // row may be re-sent until the fast-path window, a lease, a confirm wait and
 // a backoff have passed, and a delivery may be retried or redelivered.
 func (o Options) redeliveryHorizon() time.Duration {
-	retries := time.Duration(0)
+	return o.OutboxScanAgoTime + o.OutboxLease + o.PublishTimeout + o.OutboxRetryMax + o.retryWaits() + o.ShutdownTimeout
+}
+
+// maxRetryWait caps one wait between handler retries.
+const maxRetryWait = time.Hour
+
+// retryWait is the wait before handler retry number i (0-based), before
+// jitter: RetryInterval doubled per retry, capped at maxRetryWait, never
+// overflowing.
+func (o Options) retryWait(i int) time.Duration {
+	return mq.Backoff(o.RetryInterval, maxRetryWait, i)
+}
+
+// retryWaits is the longest a delivery waits between its handler calls in
+// all: the sum of every retry's wait. validate bounds RetryCount and
+// RetryInterval, so it cannot overflow.
+func (o Options) retryWaits() time.Duration {
+	var sum time.Duration
 	for i := 0; i < o.RetryCount; i++ {
-		retries += min(o.RetryInterval<<i, time.Hour)
+		sum += o.retryWait(i)
 	}
-	return o.OutboxScanAgoTime + o.OutboxLease + o.PublishTimeout + o.OutboxRetryMax + retries + o.ShutdownTimeout
+	return sum
+}
+
+// holdBudget is how long the bus may hold a delivery unacknowledged under
+// the provider's limit (0: none): 90% of it, leaving the last handler call
+// and the ack time to finish.
+func holdBudget(limit time.Duration) time.Duration { return limit / 10 * 9 }
+
+// validateHold checks the retry waits against the provider's hold limit.
+func (o Options) validateHold(limit time.Duration) error {
+	if limit <= 0 {
+		return nil
+	}
+	if w, budget := o.retryWaits(), holdBudget(limit); w > budget {
+		return fmt.Errorf("%w: RetryCount = %d with RetryInterval = %s waits up to %s between handler calls, "+
+			"more than %s (90%% of the broker's limit on an unacknowledged delivery, %s): the broker would take the "+
+			"delivery back mid-retry; lower them, or raise the broker's consumer timeout and tell the provider",
+			ErrInvalidOption, o.RetryCount, o.RetryInterval, w, budget, limit)
+	}
+	return nil
 }
 
 // validateInbox checks InboxRetention, for a bus with Inbox subscriptions.
@@ -198,10 +241,10 @@ func (o *Options) validate() error {
 		return fmt.Errorf("%w: %s = %v, want %s", ErrInvalidOption, field, v, want)
 	}
 	switch {
-	case o.RetryCount < 0:
-		return bad("RetryCount", o.RetryCount, ">= 0")
-	case o.RetryInterval < 0:
-		return bad("RetryInterval", o.RetryInterval, ">= 0")
+	case o.RetryCount < 0 || o.RetryCount > 1000:
+		return bad("RetryCount", o.RetryCount, "0..1000")
+	case o.RetryInterval < 0 || o.RetryInterval > maxRetryWait:
+		return bad("RetryInterval", o.RetryInterval, "0..1h")
 	case o.OutboxScanInterval <= 0:
 		return bad("OutboxScanInterval", o.OutboxScanInterval, "> 0")
 	case o.OutboxScanOffset <= 0 || o.OutboxScanOffset > 10000:

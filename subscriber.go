@@ -50,7 +50,7 @@ func (s *subscriber) start() error {
 		defer s.wg.Done()
 		defer close(work)
 		for d := range deliveries {
-			t := task{d: d}
+			t := task{d: d, received: time.Now()}
 			if t.msg, t.err = d.Message(); t.err == nil {
 				t.rt = s.routes[t.msg.Topic]
 				if t.rt != nil && t.rt.ordered && !s.lanes.enter(t) {
@@ -122,9 +122,17 @@ func (s *subscriber) stop(timeout time.Duration) error {
 	}
 }
 
+// stale reports whether the broker has taken d back (mq.Staler): its
+// connection is gone, so it is redelivered, maybe to another instance, and
+// this one must neither call a handler for it nor dead-letter it.
+func stale(d mq.Delivery) bool {
+	st, ok := d.(mq.Staler)
+	return ok && st.Stale()
+}
+
 func (s *subscriber) handle(t task) {
 	d, msg, rt := t.d, t.msg, t.rt
-	if st, ok := d.(mq.Staler); ok && st.Stale() {
+	if stale(d) {
 		return
 	}
 	if t.err != nil {
@@ -137,7 +145,15 @@ func (s *subscriber) handle(t task) {
 		s.deadLetter(d, ErrNoHandler.Error()+": "+msg.Topic)
 		return
 	}
+	budget := holdBudget(s.bus.holdLimit)
 	for attempt := 1; ; attempt++ {
+		// Before every attempt, not only the first: a connection lost
+		// during a retry's wait hands the message to another instance
+		// (for an Ordered topic, with its key's successors behind it).
+		if stale(d) {
+			s.log.Debug("final: delivery taken back by the broker; not retried here", "topic", msg.Topic, "uuid", msg.UUID, "attempt", attempt)
+			return
+		}
 		var err error
 		if rt.inbox {
 			var dup bool
@@ -160,12 +176,23 @@ func (s *subscriber) handle(t task) {
 			s.deadLetter(d, fmt.Sprintf("handler failed %d times: %v", attempt, err))
 			return
 		}
-		t := time.NewTimer(jitter(mq.Backoff(s.opt.RetryInterval, time.Hour, attempt-1)))
+		wait := jitter(s.opt.retryWait(attempt - 1))
+		if budget > 0 && time.Since(t.received)+wait > budget {
+			// Waiting would hold the delivery past the broker's limit,
+			// which would take it back and close the channel that every
+			// consumer of this instance shares.
+			s.log.Warn("final: message dead-lettered: retrying would hold it past the broker's delivery timeout",
+				"topic", msg.Topic, "uuid", msg.UUID, "attempts", attempt, "held", time.Since(t.received), "err", err)
+			s.deadLetter(d, fmt.Sprintf("handler failed %d times and retrying would hold the delivery past the broker's timeout (%s): %v",
+				attempt, s.bus.holdLimit, err))
+			return
+		}
+		timer := time.NewTimer(wait)
 		select {
-		case <-t.C:
+		case <-timer.C:
 		case <-s.consumeCtx.Done():
 			// Shutting down: give the message back instead of waiting.
-			t.Stop()
+			timer.Stop()
 			_ = d.Requeue()
 			return
 		}
@@ -216,6 +243,13 @@ func (s *subscriber) callInTx(rt *route, msg *message.Message, attempt int) (dup
 // deadLetter moves d to the dead-letter queue; if that fails the delivery
 // goes back to the queue, to be tried again.
 func (s *subscriber) deadLetter(d mq.Delivery, reason string) {
+	if stale(d) {
+		// The broker has it back and delivers it again; a dead-letter
+		// publish now would leave a copy in the dead-letter queue of a
+		// message that is still being handled.
+		s.log.Debug("final: delivery taken back by the broker; not dead-lettered here", "reason", reason)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opt.PublishTimeout)
 	defer cancel()
 	if err := d.DeadLetter(ctx, reason); err != nil {

@@ -79,12 +79,21 @@ func TestFailingAndPanickingHandlersAreDeadLetteredWhileOthersFlow(t *testing.T)
 	topic := e.svc + ".t"
 	rec := newRecorder()
 	var poisonCalls, panicCalls, flakyCalls atomic.Int64
+	goodDone := make(chan struct{})
 	opt := testOptions(t).WithRetryCount(3).WithRetryInterval(100 * time.Millisecond).WithNumSubscriber(4)
 	b := e.start(e.svc, e.url, opt, func(b *final.Bus) {
 		b.Subscribe(topic).Handler(func(c *final.Context) error {
 			switch p := string(c.Message.Payload); {
 			case p == "poison":
-				poisonCalls.Add(1)
+				if poisonCalls.Add(1) == 2 {
+					// The poison's retry holds its worker until every good
+					// message was handled by the others (or the wait
+					// below gives up, and the test fails).
+					select {
+					case <-goodDone:
+					case <-time.After(30 * time.Second):
+					}
+				}
 				return errors.New("cannot process poison")
 			case p == "panic":
 				panicCalls.Add(1)
@@ -107,9 +116,10 @@ func TestFailingAndPanickingHandlersAreDeadLetteredWhileOthersFlow(t *testing.T)
 		refs = append(refs, ref)
 		require.NoError(t, b.Publish(topic, []byte(ref)))
 	}
-	// The good messages arrive while the bad ones are still being retried.
+	// The good messages arrive while the poison is still being retried.
 	rec.waitAll(t, refs, 20*time.Second)
 	require.Less(t, poisonCalls.Load(), int64(4), "good messages were not held behind the poison's retries")
+	close(goodDone)
 
 	rec.waitAll(t, []string{"flaky"}, 10*time.Second)
 	require.EqualValues(t, 2, flakyCalls.Load())

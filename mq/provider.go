@@ -33,6 +33,10 @@ var (
 	// it ahead of an earlier publish that is not confirmed (see
 	// OrderedPublisher). Nothing was sent.
 	ErrOutOfOrder = errors.New("mq: publish could overtake an unconfirmed one")
+	// ErrNotReplayable: a dead letter cannot be replayed (it cannot be
+	// decoded, or the service no longer subscribes to its topic). It stays
+	// in the dead-letter queue; the ones behind it are replayed.
+	ErrNotReplayable = errors.New("mq: dead letter cannot be replayed")
 )
 
 // Config is what the bus tells a provider at Init.
@@ -57,6 +61,45 @@ type Config struct {
 	Purge bool
 	// Logger receives the provider's logs; never nil.
 	Logger *slog.Logger
+}
+
+// Subscriptions returns the topics of c by kind.
+func (c Config) Subscriptions() Subscriptions {
+	return Subscriptions{Topics: c.Topics, Broadcast: c.Broadcast, Ordered: c.Ordered}
+}
+
+// Subscriptions are the topics a service consumes, by kind, as in Config.
+type Subscriptions struct {
+	Topics    []string
+	Broadcast []string
+	Ordered   []string
+}
+
+// Empty reports whether s has no topic.
+func (s Subscriptions) Empty() bool { return len(s.Topics)+len(s.Broadcast)+len(s.Ordered) == 0 }
+
+// Reconciler is an optional capability of a provider whose broker keeps
+// what a service declared (bindings, queues) beyond the service's life,
+// where it cannot be listed (AMQP 0-9-1 cannot list bindings). After Init,
+// the bus calls Reconcile with what the service declared when it last
+// started, as the bus recorded it, so that a service restarted with other
+// subscriptions receives nothing for the topics it dropped, and leaves no
+// queue that no consumer reads:
+//
+//   - a topic no longer in the Config's Topics is unbound from the service
+//     queue; a topic no longer Ordered loses its shard queues; the service
+//     queue goes when the Config has no Topics;
+//   - messages left in a queue that goes are moved, not lost: to the queue
+//     that now takes their topic, or, if the service no longer subscribes
+//     to it, to the service's dead-letter queue with the reason.
+//
+// Reconcile returns what it could not remove yet (a queue another
+// instance still consumes, during a rolling deploy), for the bus to keep
+// on record and hand to the next start's Reconcile. It is idempotent.
+// Without this capability the bus records nothing and the provider only
+// ever adds.
+type Reconciler interface {
+	Reconcile(ctx context.Context, prev Subscriptions) (left Subscriptions, err error)
 }
 
 // IProvider is a message broker as the bus sees it. All methods are safe for
@@ -114,6 +157,16 @@ type ReadyNotifier interface {
 	Ready() <-chan struct{}
 }
 
+// HoldLimiter is an optional capability of a provider: HoldLimit is how
+// long the broker lets a delivery stay unacknowledged before it takes it
+// back (RabbitMQ's consumer_timeout closes the channel, and with it every
+// consumer on it); 0 means no limit. The bus refuses handler retry options
+// whose waits add up to more, and dead-letters a delivery rather than hold
+// it past the limit. Without this capability the bus assumes no limit.
+type HoldLimiter interface {
+	HoldLimit() time.Duration
+}
+
 // DeadLetter is a message in a service's dead-letter queue.
 type DeadLetter struct {
 	Body   []byte    // as published: message.Unmarshal decodes it
@@ -128,10 +181,16 @@ type DeadLetterQueue interface {
 	// PeekDeadLetters returns up to limit dead letters, oldest first,
 	// leaving them in the queue.
 	PeekDeadLetters(ctx context.Context, limit int) ([]DeadLetter, error)
-	// ReplayDeadLetters publishes up to limit dead letters to their topics
-	// again, each removed from the dead-letter queue only once the broker
-	// confirmed its new publish, and returns how many. Dead letters whose
-	// topic is unknown stay where they are.
+	// ReplayDeadLetters looks at up to limit dead letters, oldest first,
+	// and sends each back to this service only, never to the other
+	// services subscribed to its topic (they handled it already): to the
+	// queue of the service's subscription of its topic (for an Ordered
+	// one, its key's shard; for a Broadcast one, this instance's queue).
+	// Each leaves the dead-letter queue only once the broker confirmed its
+	// new copy. It returns how many it replayed. A dead letter that cannot
+	// be replayed (undecodable, or its topic no longer subscribed) stays
+	// in the dead-letter queue and does not hold back the ones behind it;
+	// the error then wraps ErrNotReplayable and says which and why.
 	ReplayDeadLetters(ctx context.Context, limit int) (int, error)
 }
 

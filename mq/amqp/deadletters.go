@@ -2,6 +2,7 @@ package amqp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -34,53 +35,66 @@ func (p *Provider) PeekDeadLetters(ctx context.Context, limit int) ([]mq.DeadLet
 	return out, ctx.Err()
 }
 
-// ReplayDeadLetters implements mq.DeadLetterQueue.
+// ReplayDeadLetters implements mq.DeadLetterQueue. A dead letter goes
+// straight to the queue of this service that takes its topic now (through
+// the default exchange, which routes by queue name), so the other services
+// bound to the topic do not receive it again.
 func (p *Provider) ReplayDeadLetters(ctx context.Context, limit int) (int, error) {
-	ch, err := p.dlqChannel()
+	if !p.topo.consumes() {
+		return 0, fmt.Errorf("amqp: the service subscribes to no topic, so it has no dead-letter queue")
+	}
+	s, err := p.session()
 	if err != nil {
 		return 0, err
 	}
-	// Closing the channel returns what was got but not replayed.
-	defer ch.Close()
-	replayed := 0
+	m, err := newMover(s.conn)
+	if err != nil {
+		return 0, err
+	}
+	// Closing the channel returns what was got but not replayed to the
+	// dead-letter queue, in its place.
+	defer m.close()
+	var (
+		replayed int
+		skipped  []error
+	)
 	for seen := 0; seen < limit && ctx.Err() == nil; seen++ {
-		d, ok, err := ch.Get(p.topo.dlq, false)
+		d, ok, err := m.get(p.topo.dlq)
 		if err != nil {
-			return replayed, fmt.Errorf("amqp: replay dead letters: %w", err)
+			return replayed, errors.Join(append(skipped, fmt.Errorf("amqp: replay dead letters: %w", err))...)
 		}
 		if !ok {
 			break
 		}
-		dl := deadLetter(d)
-		if dl.Topic == "" {
+		queue, err := p.replayTarget(d, s.private)
+		if err != nil {
+			p.cfg.Logger.Warn("amqp: dead letter not replayable; left in the dead-letter queue", "id", d.MessageId, "err", err)
+			skipped = append(skipped, err)
 			continue // held unacknowledged until the channel closes
 		}
-		// A keyed message goes back to its key's shard, as when it was
-		// first published, so ordered subscriptions receive it too.
-		key := dl.Topic
-		if m, err := message.Unmarshal(d.Body); err == nil {
-			key = mq.RoutingKey(dl.Topic, m.Key)
-		}
-		conf, err := p.publish(ctx, p.topo.exchange, key, true, amqp.Publishing{
-			ContentType:  d.ContentType,
-			DeliveryMode: amqp.Persistent,
-			MessageId:    d.MessageId,
-			Timestamp:    time.Now(),
-			Type:         dl.Topic,
-			Body:         d.Body,
-		}, nil)
-		if err == nil {
-			err = conf.Wait(ctx)
-		}
-		if err != nil {
-			return replayed, fmt.Errorf("amqp: replay dead letter %s: %w", d.MessageId, err)
-		}
-		if err := d.Ack(false); err != nil {
-			return replayed, fmt.Errorf("amqp: replay dead letters: %w", err)
+		if err := m.move(ctx, d, queue, withoutDeadHeaders(d.Headers)); err != nil {
+			return replayed, errors.Join(append(skipped, fmt.Errorf("amqp: replay dead letter %s: %w", d.MessageId, err))...)
 		}
 		replayed++
 	}
+	if len(skipped) > 0 {
+		return replayed, fmt.Errorf("amqp: %d dead letters skipped: %w", len(skipped), errors.Join(skipped...))
+	}
 	return replayed, ctx.Err()
+}
+
+// replayTarget names the queue a dead letter is replayed to, or says why it
+// cannot be replayed (wrapping mq.ErrNotReplayable).
+func (p *Provider) replayTarget(d amqp.Delivery, private string) (string, error) {
+	msg, err := message.Unmarshal(d.Body)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: %w", mq.ErrNotReplayable, d.MessageId, err)
+	}
+	queue, ok := p.topo.destination(msg.Topic, msg.Key, private)
+	if !ok {
+		return "", fmt.Errorf("%w: %s: the service no longer subscribes to %q", mq.ErrNotReplayable, d.MessageId, msg.Topic)
+	}
+	return queue, nil
 }
 
 func (p *Provider) dlqChannel() (*amqp.Channel, error) {

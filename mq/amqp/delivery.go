@@ -60,7 +60,7 @@ func (d *delivery) DeadLetter(ctx context.Context, reason string) error {
 		headers[k] = v
 	}
 	headers[HeaderDeadReason] = reason
-	headers[HeaderDeadAt] = time.Now().UTC().Format(time.RFC3339Nano)
+	headers[HeaderDeadAt] = nowRFC3339()
 	headers[HeaderDeadQueue] = d.p.topo.queue
 	id := d.d.MessageId
 	if id == "" {
@@ -84,6 +84,9 @@ func (d *delivery) DeadLetter(ctx context.Context, reason string) error {
 	}
 	return d.d.Ack(false)
 }
+
+// nowRFC3339 is the time recorded in HeaderDeadAt.
+func nowRFC3339() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 
 var (
 	_ mq.Delivery = (*delivery)(nil)

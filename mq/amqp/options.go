@@ -6,20 +6,23 @@ import "time"
 type Option func(*options)
 
 type options struct {
-	exchange     string
-	dialTimeout  time.Duration
-	heartbeat    time.Duration
-	reconnectMin time.Duration
-	reconnectMax time.Duration
+	exchange        string
+	consumerTimeout time.Duration
+	quorum          bool
+	dialTimeout     time.Duration
+	heartbeat       time.Duration
+	reconnectMin    time.Duration
+	reconnectMax    time.Duration
 }
 
 func defaultOptions() options {
 	return options{
-		exchange:     "final",
-		dialTimeout:  5 * time.Second,
-		heartbeat:    5 * time.Second,
-		reconnectMin: 100 * time.Millisecond,
-		reconnectMax: time.Second,
+		exchange:        "final",
+		consumerTimeout: 30 * time.Minute,
+		dialTimeout:     5 * time.Second,
+		heartbeat:       5 * time.Second,
+		reconnectMin:    100 * time.Millisecond,
+		reconnectMax:    time.Second,
 	}
 }
 
@@ -38,6 +41,36 @@ func WithDialTimeout(d time.Duration) Option {
 // connection. Default 5s.
 func WithHeartbeat(d time.Duration) Option {
 	return func(o *options) { o.heartbeat = d }
+}
+
+// WithConsumerTimeout tells the provider the broker's consumer_timeout: how
+// long RabbitMQ lets a delivery stay unacknowledged before it closes the
+// channel (and with it every consumer of the instance). The bus refuses
+// handler retry options whose waits add up to more, and dead-letters a
+// delivery rather than hold it that long. Zero or less: the broker has
+// no consumer timeout. Default 30 min, RabbitMQ's
+// default since 3.8.15; set it to the broker's value if you changed it.
+func WithConsumerTimeout(d time.Duration) Option {
+	return func(o *options) { o.consumerTimeout = d }
+}
+
+// WithQuorumQueues declares the service queue, the shard queues of Ordered
+// topics and the dead-letter queue as quorum queues: replicated across a
+// RabbitMQ cluster's nodes with Raft, so they survive the loss of a node,
+// and they count redeliveries (x-delivery-count), which the bus uses to
+// bound a message that keeps crashing its consumer. Single-active-consumer
+// works on them as on classic queues. The costs: every message is written
+// to a majority of nodes before it is confirmed (more latency, less
+// throughput than a classic queue on one node), messages are always
+// persistent, and per-message TTL needs RabbitMQ 3.10 or newer. Broadcast
+// queues stay classic: they are exclusive to one connection.
+//
+// A queue's type is fixed when it is created: a service whose queues
+// already exist as classic queues fails at Init with the broker's
+// PRECONDITION_FAILED until they are deleted (drain them first, or start
+// under a new service name). Default false: classic queues.
+func WithQuorumQueues() Option {
+	return func(o *options) { o.quorum = true }
 }
 
 // WithReconnectBackoff sets the first and the largest wait between

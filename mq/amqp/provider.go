@@ -47,6 +47,7 @@ var (
 	_ mq.EncodedPublisher = (*Provider)(nil)
 	_ mq.ReadyNotifier    = (*Provider)(nil)
 	_ mq.DeadLetterQueue  = (*Provider)(nil)
+	_ mq.HoldLimiter      = (*Provider)(nil)
 )
 
 // NewProvider returns a provider for the broker at url
@@ -75,7 +76,7 @@ func (p *Provider) Init(ctx context.Context, cfg mq.Config) error {
 		return fmt.Errorf("amqp: Init called twice or after Close: %w", mq.ErrClosed)
 	}
 	p.cfg = cfg
-	p.topo = newTopology(p.opts.exchange, cfg)
+	p.topo = newTopology(p.opts.exchange, cfg, p.opts.quorum)
 	p.mu.Unlock()
 
 	s, err := p.connect(ctx)
@@ -112,6 +113,10 @@ func (p *Provider) Close() error {
 	p.wg.Wait()
 	return nil
 }
+
+// HoldLimit implements mq.HoldLimiter: the broker's consumer timeout, as
+// WithConsumerTimeout set it.
+func (p *Provider) HoldLimit() time.Duration { return max(p.opts.consumerTimeout, 0) }
 
 // Ready implements mq.ReadyNotifier.
 func (p *Provider) Ready() <-chan struct{} {

@@ -3,6 +3,7 @@ package amqp
 import (
 	"fmt"
 	"hash/fnv"
+	"slices"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -17,10 +18,12 @@ type topology struct {
 	topics   []string
 	fanout   []string // broadcast topics, bound to a private queue per connection
 	ordered  []string // topics with single-active-consumer shard queues
+	quorum   bool     // durable queues are quorum queues
 }
 
-func newTopology(exchange string, cfg mq.Config) topology {
+func newTopology(exchange string, cfg mq.Config, quorum bool) topology {
 	return topology{
+		quorum:   quorum,
 		exchange: exchange,
 		queue:    "final." + cfg.Service,
 		dlq:      "final." + cfg.Service + ".dlq",
@@ -28,6 +31,32 @@ func newTopology(exchange string, cfg mq.Config) topology {
 		fanout:   cfg.Broadcast,
 		ordered:  cfg.Ordered,
 	}
+}
+
+// args returns the arguments of a durable queue of the service: extra, and
+// its type.
+func (t topology) args(extra amqp.Table) amqp.Table {
+	args := amqp.Table{}
+	for k, v := range extra {
+		args[k] = v
+	}
+	if t.quorum {
+		args["x-queue-type"] = "quorum"
+	}
+	return args
+}
+
+// declareQueue declares a durable queue of the service, and says what to
+// do when it exists with another type.
+func (t topology) declareQueue(ch *amqp.Channel, name string, extra amqp.Table) error {
+	if _, err := ch.QueueDeclare(name, true, false, false, false, t.args(extra)); err != nil {
+		if isCode(err, amqp.PreconditionFailed) {
+			return fmt.Errorf("amqp: declare queue %q: it exists with other arguments (a classic queue cannot become a quorum queue, "+
+				"or back: drain and delete it first): %w", name, err)
+		}
+		return fmt.Errorf("amqp: declare queue %q: %w", name, err)
+	}
+	return nil
 }
 
 // consumes reports whether the service has anything to consume.
@@ -39,6 +68,25 @@ func (t topology) shardQueue(topic string, i int) string {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(topic))
 	return fmt.Sprintf("%s.ordered.%016x.%d", t.queue, h.Sum64(), i)
+}
+
+// destination names the queue of this service that takes a message of
+// topic with key, given the connection's broadcast queue private; ok is
+// false when the service does not subscribe to topic.
+func (t topology) destination(topic, key, private string) (queue string, ok bool) {
+	switch {
+	case slices.Contains(t.ordered, topic):
+		shard := 0 // unkeyed messages go to shard 0
+		if key != "" {
+			shard = mq.Shard(key)
+		}
+		return t.shardQueue(topic, shard), true
+	case slices.Contains(t.topics, topic):
+		return t.queue, true
+	case slices.Contains(t.fanout, topic) && private != "":
+		return private, true
+	}
+	return "", false
 }
 
 // bindAll binds queue to topic and to every shard of it, so that keyed and
@@ -66,17 +114,16 @@ func (t topology) declare(ch *amqp.Channel) error {
 	if !t.consumes() {
 		return nil
 	}
-	if _, err := ch.QueueDeclare(t.dlq, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("amqp: declare queue %q: %w", t.dlq, err)
+	if err := t.declareQueue(ch, t.dlq, nil); err != nil {
+		return err
 	}
 	for _, topic := range t.ordered {
 		// Shard i takes the keys of shard i; unkeyed messages go to shard
 		// 0. One consumer at a time per shard, across all instances.
 		for i := 0; i < mq.OrderShards; i++ {
 			q := t.shardQueue(topic, i)
-			args := amqp.Table{"x-single-active-consumer": true}
-			if _, err := ch.QueueDeclare(q, true, false, false, false, args); err != nil {
-				return fmt.Errorf("amqp: declare queue %q: %w", q, err)
+			if err := t.declareQueue(ch, q, amqp.Table{"x-single-active-consumer": true}); err != nil {
+				return err
 			}
 			if err := ch.QueueBind(q, mq.ShardRoutingKey(topic, i), t.exchange, false, nil); err != nil {
 				return fmt.Errorf("amqp: bind %q: %w", q, err)
@@ -91,8 +138,8 @@ func (t topology) declare(ch *amqp.Channel) error {
 	if len(t.topics) == 0 {
 		return nil
 	}
-	if _, err := ch.QueueDeclare(t.queue, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("amqp: declare queue %q: %w", t.queue, err)
+	if err := t.declareQueue(ch, t.queue, nil); err != nil {
+		return err
 	}
 	for _, topic := range t.topics {
 		if err := t.bindAll(ch, t.queue, topic); err != nil {
@@ -137,6 +184,6 @@ func (t topology) declarePrivate(ch *amqp.Channel) (string, error) {
 // queue, the shard queues of its ordered topics and the dead-letter queue. They outlive the provider by design; tools
 // and tests that remove a service delete them by these names.
 func Queues(cfg mq.Config) []string {
-	t := newTopology("", cfg) // queue names do not depend on the exchange
+	t := newTopology("", cfg, false) // queue names depend on neither the exchange nor the type
 	return append(t.queues(), t.dlq)
 }

@@ -71,6 +71,7 @@ var (
 	_ mq.IProvider        = (*Provider)(nil)
 	_ mq.EncodedPublisher = (*Provider)(nil)
 	_ mq.DeadLetterQueue  = (*Provider)(nil)
+	_ mq.Reconciler       = (*Provider)(nil)
 )
 
 // Init declares the service's queue and bindings.
@@ -300,43 +301,76 @@ func (p *Provider) PeekDeadLetters(_ context.Context, limit int) ([]mq.DeadLette
 	return out, nil
 }
 
-// ReplayDeadLetters implements mq.DeadLetterQueue.
+// ReplayDeadLetters implements mq.DeadLetterQueue: a dead letter goes back
+// to this service's queue only (this provider's broadcast queue for a
+// broadcast topic). One that cannot be decoded, or whose topic the service
+// no longer subscribes to, stays, and the ones behind it go.
 func (p *Provider) ReplayDeadLetters(ctx context.Context, limit int) (int, error) {
-	replayed := 0
-	for replayed < limit {
-		p.b.mu.Lock()
-		q := p.b.queues[p.cfg.Service]
-		var next *DeadLetter
-		idx := -1
-		if q != nil {
-			for i := range q.dead {
-				if _, err := message.Unmarshal(q.dead[i].Body); err == nil {
-					next, idx = &q.dead[i], i
-					break
-				}
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	q := p.b.queues[p.cfg.Service]
+	if q == nil {
+		return 0, nil
+	}
+	var (
+		replayed int
+		kept     []DeadLetter
+		skipped  []error
+	)
+	for i, dl := range q.dead {
+		if i >= limit || ctx.Err() != nil {
+			kept = append(kept, q.dead[i:]...)
+			break
+		}
+		m, err := message.Unmarshal(dl.Body)
+		var target *queue
+		switch {
+		case err != nil:
+			err = fmt.Errorf("%w: %w", mq.ErrNotReplayable, err)
+		case q.topics[m.Topic]:
+			target = q
+		case p.private != nil && p.private.topics[m.Topic]:
+			target = p.private
+		default:
+			err = fmt.Errorf("%w: the service no longer subscribes to %q", mq.ErrNotReplayable, m.Topic)
+		}
+		if target != nil {
+			select {
+			case target.items <- item{body: dl.Body}:
+				replayed++
+				continue
+			default:
+				err = fmt.Errorf("memory: queue full: %w", mq.ErrNacked)
 			}
 		}
-		var dl DeadLetter
-		if next != nil {
-			dl = *next
-			q.dead = append(q.dead[:idx], q.dead[idx+1:]...)
-		}
-		p.b.mu.Unlock()
-		if next == nil {
-			return replayed, nil
-		}
-		m, _ := message.Unmarshal(dl.Body)
-		conf, err := p.PublishEncoded(ctx, m, dl.Body)
-		if err == nil {
-			err = conf.Wait(ctx)
-		}
-		if err != nil {
-			p.b.mu.Lock()
-			q.dead = append([]DeadLetter{dl}, q.dead...)
-			p.b.mu.Unlock()
-			return replayed, err
-		}
-		replayed++
+		kept = append(kept, dl)
+		skipped = append(skipped, err)
 	}
-	return replayed, nil
+	q.dead = kept
+	if len(skipped) > 0 {
+		return replayed, fmt.Errorf("memory: %d dead letters skipped: %w", len(skipped), errors.Join(skipped...))
+	}
+	return replayed, ctx.Err()
+}
+
+// Reconcile implements mq.Reconciler: the service queue is unbound from the
+// topics prev has and the Config does not. Messages already in it stay; the
+// service's consumer dead-letters those it has no handler for.
+func (p *Provider) Reconcile(_ context.Context, prev mq.Subscriptions) (mq.Subscriptions, error) {
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	q := p.b.queues[p.cfg.Service]
+	if q == nil {
+		return mq.Subscriptions{}, nil
+	}
+	keep := map[string]bool{}
+	for _, t := range append(append([]string(nil), p.cfg.Topics...), p.cfg.Ordered...) {
+		keep[t] = true
+	}
+	for _, t := range append(append([]string(nil), prev.Topics...), prev.Ordered...) {
+		if !keep[t] {
+			delete(q.topics, t)
+		}
+	}
+	return mq.Subscriptions{}, nil
 }

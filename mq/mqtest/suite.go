@@ -38,6 +38,8 @@ func Run(t *testing.T, h Harness) {
 	t.Run("ConsumeStops", func(t *testing.T) { testConsumeStops(t, h) })
 	t.Run("Close", func(t *testing.T) { testClose(t, h) })
 	t.Run("OrderedPublisher", func(t *testing.T) { testOrderedPublisher(t, h) })
+	t.Run("ReplayReachesOnlyTheReplayingService", func(t *testing.T) { testReplayScope(t, h) })
+	t.Run("Reconcile", func(t *testing.T) { testReconcile(t, h) })
 }
 
 func logger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -408,5 +410,95 @@ func testOrderedPublisher(t *testing.T, h Harness) {
 	body, _ := message.Marshal(m)
 	if _, err := op.PublishEncodedAfter(ctx, foreignConfirmation{}, m, body); !errors.Is(err, mq.ErrOutOfOrder) {
 		t.Fatalf("after a foreign confirmation: err %v, want mq.ErrOutOfOrder", err)
+	}
+}
+
+// testReplayScope runs for providers with mq.DeadLetterQueue: replaying a
+// dead letter sends it back to the service that dead-lettered it, not to
+// the other services subscribed to its topic, which handled it already.
+func testReplayScope(t *testing.T, h Harness) {
+	mine, theirs := h.Service(t), h.Service(t)
+	topic := mine + ".t"
+	p := start(t, h, mine, topic)
+	dlq, ok := p.(mq.DeadLetterQueue)
+	if !ok {
+		t.Skip("the provider has no mq.DeadLetterQueue")
+	}
+	other := start(t, h, theirs, topic)
+	ch, otherCh := consume(t, p), consume(t, other)
+	m := message.New(topic, []byte("replayed to one service"))
+	publish(t, p, m)
+	d, _ := next(t, ch)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := d.DeadLetter(ctx, "dead"); err != nil {
+		t.Fatal(err)
+	}
+	od, _ := next(t, otherCh)
+	_ = od.Ack()
+	if n, err := dlq.ReplayDeadLetters(ctx, 10); err != nil || n != 1 {
+		t.Fatalf("ReplayDeadLetters = %d, %v; want 1", n, err)
+	}
+	d2, got := next(t, ch)
+	if got.UUID != m.UUID {
+		t.Fatalf("replayed %s, want %s", got.UUID, m.UUID)
+	}
+	_ = d2.Ack()
+	// A service queue is FIFO: a replayed copy would come before this.
+	sentinel := message.New(topic, []byte("sentinel"))
+	publish(t, p, sentinel)
+	if od, got := next(t, otherCh); got.UUID != sentinel.UUID {
+		t.Fatalf("the other service received %s (%q) again: replay must reach the replaying service only", got.UUID, got.Payload)
+	} else {
+		_ = od.Ack()
+	}
+}
+
+// testReconcile runs for providers with mq.Reconciler: a service restarted
+// with other subscriptions receives nothing for the topics it dropped, and
+// a topic turned from Ordered to plain arrives once.
+func testReconcile(t *testing.T, h Harness) {
+	svc := h.Service(t)
+	keep, drop, reorder := svc+".keep", svc+".drop", svc+".reorder"
+	prev := mq.Config{Service: svc, Topics: []string{keep, drop}, Ordered: []string{reorder}}
+	first := startConfig(t, h, prev)
+	if _, ok := first.(mq.Reconciler); !ok {
+		t.Skip("the provider has no mq.Reconciler")
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p := startConfig(t, h, mq.Config{Service: svc, Topics: []string{keep, reorder}})
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	left, err := p.(mq.Reconciler).Reconcile(ctx, prev.Subscriptions())
+	if err != nil || !left.Empty() {
+		t.Fatalf("Reconcile = %+v, %v; want nothing left", left, err)
+	}
+	if _, err := p.(mq.Reconciler).Reconcile(ctx, prev.Subscriptions()); err != nil {
+		t.Fatalf("Reconcile again: %v; want it idempotent", err)
+	}
+	conf, err := p.Publish(ctx, message.New(drop, []byte("dropped")))
+	if err == nil {
+		err = conf.Wait(ctx)
+	}
+	if !errors.Is(err, mq.ErrUnroutable) {
+		t.Fatalf("publish to a dropped topic: %v, want mq.ErrUnroutable", err)
+	}
+	ch := consume(t, p)
+	m := message.New(reorder, []byte("keyed"))
+	m.Key = "k"
+	publish(t, p, m)
+	d, got := next(t, ch)
+	if got.UUID != m.UUID {
+		t.Fatalf("got %s, want %s", got.UUID, m.UUID)
+	}
+	_ = d.Ack()
+	sentinel := message.New(keep, []byte("sentinel"))
+	publish(t, p, sentinel)
+	if d, got := next(t, ch); got.UUID != sentinel.UUID {
+		t.Fatalf("got %s (%q), want the sentinel: a topic turned from Ordered to plain arrived twice", got.UUID, got.Payload)
+	} else {
+		_ = d.Ack()
 	}
 }
