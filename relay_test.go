@@ -166,7 +166,7 @@ func TestUnroutableRowsShareTheirLastError(t *testing.T) {
 	table := "`final_" + e.svc + "_outbox`"
 	testenv.Eventually(t, 30*time.Second, func() bool {
 		var rows, least int
-		err := e.db.QueryRow("SELECT COUNT(*), COALESCE(MIN(attempts), 0) FROM " + table).Scan(&rows, &least)
+		err := e.db.QueryRow("SELECT COUNT(*), COALESCE(MIN(attempts), 0) FROM "+table).Scan(&rows, &least)
 		return err == nil && rows == n && least >= 3
 	}, "every row failed three times")
 	rows, err := e.db.Query("SELECT DISTINCT last_error FROM " + table)
