@@ -276,7 +276,11 @@ func (d *dispatcher) confirmLoop() {
 		if errors.Is(err, mq.ErrUnavailable) {
 			d.brokerDown.Store(true)
 		}
-		d.log.Debug("final: publish failed, will retry", "id", f.id, "uuid", f.msg.UUID, "err", err)
+		if errors.Is(err, errHeldBack) {
+			d.log.Debug("final: row held back behind its key; released to the table", "id", f.id, "uuid", f.msg.UUID)
+		} else {
+			d.log.Debug("final: publish failed, will retry", "id", f.id, "uuid", f.msg.UUID, "err", err)
+		}
 		d.acker.fail(failure{id: f.id, owner: f.owner, topic: f.msg.Topic, err: err})
 	}
 }
