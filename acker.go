@@ -2,19 +2,24 @@ package final
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/mq"
 	"github.com/finalbus/final/outbox"
 )
 
-// failure is a publish that did not end in a confirm.
+// failure is a row that did not end in a confirm: its publish failed, it
+// cannot be decoded, or it was held back behind its key (errHeldBack).
 type failure struct {
 	id    int64
 	owner string
-	cause string
+	topic string
+	err   error
 }
 
 // acker removes confirmed rows and records failed ones, in batches: it takes
@@ -29,6 +34,8 @@ type acker struct {
 	dones chan int64
 	fails chan failure
 	wg    sync.WaitGroup
+
+	dropped errorReport // writes that failed for good
 }
 
 func newAcker(ctx context.Context, s outbox.Store, o Options) *acker {
@@ -78,7 +85,7 @@ func (a *acker) run() {
 					break drain
 				}
 			}
-			a.retry("delete confirmed rows", func(ctx context.Context) error { return a.store.Delete(ctx, ids) })
+			a.retry("delete confirmed rows", len(ids), func(ctx context.Context) error { return a.store.Delete(ctx, ids) })
 		case f, ok := <-fails:
 			if !ok {
 				fails = nil
@@ -103,25 +110,106 @@ func (a *acker) run() {
 	}
 }
 
-// recordFailures writes one UPDATE per (owner, cause).
+// recordFailures records failed rows with one UPDATE per (owner, cause),
+// so rows that failed for the same reason share it, and gives held-back
+// rows back to the table without counting an attempt, one UPDATE per
+// owner: they were not sent, so only their lease ends.
 func (a *acker) recordFailures(batch []failure) {
 	type group struct{ owner, cause string }
-	groups := map[group][]int64{}
+	var (
+		order    []group // first seen first, so writes follow the verdicts
+		groups   = map[group][]int64{}
+		released = map[string][]int64{}
+		detailed = map[string]bool{} // the causes that kept their detail
+	)
 	for _, f := range batch {
-		g := group{f.owner, f.cause}
+		if errors.Is(f.err, errHeldBack) {
+			released[f.owner] = append(released[f.owner], f.id)
+			continue
+		}
+		c := causeOf(f.err, f.topic)
+		text := c.detail
+		if !detailed[text] {
+			if len(detailed) < maxDetailedCauses {
+				detailed[text] = true
+			} else {
+				text = c.class // a batch of many distinct details: keep it to a few statements
+			}
+		}
+		g := group{f.owner, text}
+		if _, ok := groups[g]; !ok {
+			order = append(order, g)
+		}
 		groups[g] = append(groups[g], f.id)
 	}
-	for g, ids := range groups {
-		a.retry("record failed publishes", func(ctx context.Context) error {
+	// Failures first: a row released before the failure of the row that
+	// held it back is recorded could be claimed, and held back, again.
+	for _, g := range order {
+		ids := groups[g]
+		a.retry("record failed publishes", len(ids), func(ctx context.Context) error {
 			return a.store.Fail(ctx, g.owner, ids, g.cause)
+		})
+	}
+	for owner, ids := range released {
+		a.retry("release held-back rows", len(ids), func(ctx context.Context) error {
+			return a.store.Release(ctx, owner, ids)
 		})
 	}
 }
 
-// retry runs op until it succeeds or Shutdown stops waiting. Giving up is
-// safe: a row not deleted is re-sent later (a duplicate, not a loss); a
-// failure not recorded is retried when its lease or fast-path window ends.
-func (a *acker) retry(what string, op func(ctx context.Context) error) {
+// maxDetailedCauses bounds the distinct causes with their detail (an
+// unroutable topic, an unclassified error's text) in one batch; the rows
+// beyond it are recorded under their class, so a batch costs at most
+// maxDetailedCauses plus one UPDATE per class and owner.
+const maxDetailedCauses = 16
+
+// cause is why a row failed, as its last_error records it: without what
+// differs from one message to the next (its UUID, the delivery tag), so
+// that rows failing for the same reason share one UPDATE.
+type cause struct {
+	class  string // the reason alone: one per sentinel
+	detail string // the reason and what an operator needs to act on it
+}
+
+// errConfirmTimeout is the verdict on a publish not confirmed within
+// PublishTimeout.
+var errConfirmTimeout = errors.New("final: publish not confirmed within PublishTimeout")
+
+// causeOf classifies err, the verdict on a message of topic. An unroutable
+// message names its topic, which is what an operator must bind a queue to
+// (or stop publishing): the topic differs between rows only as much as
+// their topics do, so the rows of one topic still share a statement.
+func causeOf(err error, topic string) cause {
+	var class string
+	switch {
+	case errors.Is(err, mq.ErrUnroutable):
+		return cause{mq.ErrUnroutable.Error(), fmt.Sprintf("%v: no queue is bound to topic %q", mq.ErrUnroutable, topic)}
+	case errors.Is(err, mq.ErrNacked):
+		class = mq.ErrNacked.Error()
+	case errors.Is(err, mq.ErrUnavailable):
+		class = mq.ErrUnavailable.Error()
+	case errors.Is(err, errConfirmTimeout), errors.Is(err, context.DeadlineExceeded):
+		class = errConfirmTimeout.Error()
+	case errors.Is(err, message.ErrDecode):
+		class = "final: the stored message cannot be decoded by this version of the library"
+	default:
+		// Unclassified: its own text, which may be all the operator gets.
+		return cause{"final: publish failed (the error is logged at Debug)", err.Error()}
+	}
+	return cause{class, class}
+}
+
+// retry runs op until it succeeds, fails for good, or Shutdown stops
+// waiting. A transient error (outbox.ErrTransient: a lost connection, a
+// deadlock, a lock wait timeout; or op's own timeout) is retried with
+// backoff; any other is reported and op is dropped, since trying again
+// cannot help and would hold up every write queued behind it.
+//
+// Giving up loses nothing: the rows stay in the outbox. A row not deleted
+// is sent again when the relay claims it (a duplicate, not a loss); a
+// failure not recorded or a row not released is retried when its lease or
+// fast-path window ends.
+func (a *acker) retry(what string, rows int, op func(ctx context.Context) error) {
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
 		err := op(ctx)
@@ -133,6 +221,10 @@ func (a *acker) retry(what string, op func(ctx context.Context) error) {
 			a.log.Warn("final: gave up at shutdown; the rows will be re-sent", "op", what, "err", err)
 			return
 		}
+		if !errors.Is(err, outbox.ErrTransient) && !errors.Is(err, context.DeadlineExceeded) {
+			a.dropped.report(a.log, what, rows, err)
+			return
+		}
 		a.log.Warn("final: outbox write failed, retrying", "op", what, "attempt", attempt+1, "err", err)
 		t := time.NewTimer(mq.Backoff(50*time.Millisecond, 2*time.Second, attempt))
 		select {
@@ -141,4 +233,31 @@ func (a *acker) retry(what string, op func(ctx context.Context) error) {
 			t.Stop()
 		}
 	}
+}
+
+// errorReport logs dropped writes at Error, at most once per
+// errorReportEvery, with the count of those dropped since the last line: a
+// permanent error (a dropped table, a revoked privilege) fails every batch
+// alike, and one line says it.
+type errorReport struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int // writes dropped since the last line
+	rows       int // their rows
+}
+
+const errorReportEvery = time.Minute
+
+func (r *errorReport) report(log *slog.Logger, what string, rows int, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now := time.Now(); r.last.IsZero() || now.Sub(r.last) >= errorReportEvery {
+		log.Error("final: outbox write failed for good and was dropped; its rows stay in the outbox and the relay sends them again",
+			"op", what, "rows", rows, "err", err, "dropped_since_last_report", r.suppressed, "their_rows", r.rows)
+		r.last, r.suppressed, r.rows = now, 0, 0
+		return
+	}
+	r.suppressed++
+	r.rows += rows
+	log.Debug("final: outbox write failed for good and was dropped", "op", what, "rows", rows, "err", err)
 }

@@ -207,7 +207,8 @@ func (d *dispatcher) publishRows(ready []outgoing) {
 }
 
 // holdBack returns rows that may not be published now: fast-path rows wait
-// parked, relay rows are given back to the table.
+// parked, relay rows are given back to the table (errHeldBack: released,
+// not failed).
 func (d *dispatcher) holdBack(rows []outgoing) {
 	var parked []outgoing
 	for _, x := range rows {
@@ -222,8 +223,10 @@ func (d *dispatcher) holdBack(rows []outgoing) {
 	}
 }
 
-// errHeldBack is the failure recorded for a relay row that could not be
-// sent because an earlier message of its key is unconfirmed.
+// errHeldBack is the verdict on a relay row that was not sent because an
+// earlier message of its key is unconfirmed or failed. It is no failed
+// publish: the acker releases the row (outbox.Store.Release) without
+// counting an attempt.
 var errHeldBack = errors.New("final: held back behind an unconfirmed message with the same key")
 
 // sendAfter publishes o behind prev (nil: no condition).
@@ -256,7 +259,7 @@ func (d *dispatcher) confirmLoop() {
 			err = f.conf.Wait(ctx)
 			cancel()
 			if errors.Is(err, context.DeadlineExceeded) {
-				err = errors.New("final: publish not confirmed within PublishTimeout")
+				err = errConfirmTimeout
 			}
 		}
 		if f.slot {
@@ -273,7 +276,11 @@ func (d *dispatcher) confirmLoop() {
 		if errors.Is(err, mq.ErrUnavailable) {
 			d.brokerDown.Store(true)
 		}
-		d.log.Debug("final: publish failed, will retry", "id", f.id, "uuid", f.msg.UUID, "err", err)
-		d.acker.fail(failure{id: f.id, owner: f.owner, cause: err.Error()})
+		if errors.Is(err, errHeldBack) {
+			d.log.Debug("final: row held back behind its key; released to the table", "id", f.id, "uuid", f.msg.UUID)
+		} else {
+			d.log.Debug("final: publish failed, will retry", "id", f.id, "uuid", f.msg.UUID, "err", err)
+		}
+		d.acker.fail(failure{id: f.id, owner: f.owner, topic: f.msg.Topic, err: err})
 	}
 }

@@ -17,7 +17,7 @@ import (
 
 // countingStore is an outbox.Store that only counts what the acker asks of
 // it: it isolates the dispatch path from the database.
-type countingStore struct{ deleted, failed atomic.Int64 }
+type countingStore struct{ deleted, failed, released atomic.Int64 }
 
 func (*countingStore) Migrate(context.Context) error { return nil }
 func (*countingStore) Insert(context.Context, *sql.Tx, outbox.Row) (int64, error) {
@@ -33,6 +33,10 @@ func (s *countingStore) Delete(_ context.Context, ids []int64) error {
 }
 func (s *countingStore) Fail(_ context.Context, _ string, ids []int64, _ string) error {
 	s.failed.Add(int64(len(ids)))
+	return nil
+}
+func (s *countingStore) Release(_ context.Context, _ string, ids []int64) error {
+	s.released.Add(int64(len(ids)))
 	return nil
 }
 func (*countingStore) Purge(context.Context) (int64, error) { return 0, nil }

@@ -30,6 +30,10 @@ type relay struct {
 	interval time.Duration
 	lease    time.Duration
 
+	// undecodable are the rows reported as undecodable at Warn; scan alone
+	// uses it.
+	undecodable map[int64]bool
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -49,6 +53,8 @@ func newRelay(s outbox.Store, d *dispatcher, owner string, o Options) *relay {
 		lease:    o.OutboxLease,
 		ctx:      ctx,
 		cancel:   cancel,
+
+		undecodable: map[int64]bool{},
 	}
 }
 
@@ -170,8 +176,8 @@ func (r *relay) scan() (int, error) {
 	}
 	for _, rec := range recs {
 		if rec.Err != nil {
-			r.log.Warn("final: outbox row cannot be decoded; it stays in the table", "id", rec.ID, "err", rec.Err)
-			r.disp.acker.fail(failure{id: rec.ID, owner: r.owner, cause: rec.Err.Error()})
+			r.reportUndecodable(rec)
+			r.disp.acker.fail(failure{id: rec.ID, owner: r.owner, err: rec.Err})
 			continue
 		}
 		if err := r.disp.submit(r.ctx, outgoing{id: rec.ID, key: rec.OrderKey, owner: r.owner, msg: rec.Message, body: rec.Body, sendBy: sendBy}); err != nil {
@@ -182,4 +188,30 @@ func (r *relay) scan() (int, error) {
 		r.log.Debug("final: relayed unconfirmed rows", "rows", len(recs))
 	}
 	return len(recs), nil
+}
+
+// maxUndecodableReports bounds the rows remembered as reported
+// undecodable; rows beyond it are logged at Debug only.
+const maxUndecodableReports = 1024
+
+// reportUndecodable logs a row that cannot be decoded: at Warn the first
+// time this process claims it, at Debug afterwards.
+//
+// The row stays in the table, and its failures are counted, so it is
+// claimed again every OutboxRetryMax once its backoff has grown. It is not
+// moved aside or deleted: during a rolling deploy the row may have been
+// written by a newer version of the library, whose instances can decode and
+// send it, and an operator can read it where the outbox keeps everything
+// (last_error says why it is there; DELETE it, or fix and keep it). Its
+// key's later rows wait for it at most OutboxRetryMax: they are claimed
+// with it and sent without it, since no instance of this version can send
+// it first.
+func (r *relay) reportUndecodable(rec outbox.Record) {
+	if r.undecodable[rec.ID] || len(r.undecodable) >= maxUndecodableReports {
+		r.log.Debug("final: outbox row cannot be decoded; it stays in the table", "id", rec.ID, "attempts", rec.Attempts, "err", rec.Err)
+		return
+	}
+	r.undecodable[rec.ID] = true
+	r.log.Warn("final: outbox row cannot be decoded; it stays in the table and is retried every OutboxRetryMax (reported once)",
+		"id", rec.ID, "attempts", rec.Attempts, "err", rec.Err)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/finalbus/final"
 	"github.com/finalbus/final/internal/testenv"
+	"github.com/finalbus/final/message"
 )
 
 // backlog leaves n committed rows in svc's outbox that no fast path will
@@ -144,4 +145,43 @@ func mustBegin(t *testing.T, db *sql.DB) *sql.Tx {
 	tx, err := db.Begin()
 	require.NoError(t, err)
 	return tx
+}
+
+// Many messages no queue is bound to fail together against the real
+// broker: every row counts its attempts and ends with the same last_error,
+// which names the topic and no message's UUID, so the rows share their
+// UPDATE instead of costing one each.
+func TestUnroutableRowsShareTheirLastError(t *testing.T) {
+	e := newEnv(t)
+	topic := e.svc + ".nobody"
+	opt := testOptions(t).WithOutboxRetry(20*time.Millisecond, 100*time.Millisecond).WithOutboxScanInterval(20 * time.Millisecond)
+	pub := e.start(e.svc, e.url, opt, nil)
+	const n = 100
+	uuids := make([]string, 0, n)
+	for i := 0; i < n; i++ {
+		m := message.New(topic, []byte(fmt.Sprint(i)))
+		uuids = append(uuids, m.UUID)
+		require.NoError(t, pub.PublishMessage(m))
+	}
+	table := "`final_" + e.svc + "_outbox`"
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		var rows, least int
+		err := e.db.QueryRow("SELECT COUNT(*), COALESCE(MIN(attempts), 0) FROM "+table).Scan(&rows, &least)
+		return err == nil && rows == n && least >= 3
+	}, "every row failed three times")
+	rows, err := e.db.Query("SELECT DISTINCT last_error FROM " + table)
+	require.NoError(t, err)
+	defer rows.Close()
+	var texts []string
+	for rows.Next() {
+		var s string
+		require.NoError(t, rows.Scan(&s))
+		texts = append(texts, s)
+	}
+	require.NoError(t, rows.Err())
+	require.Len(t, texts, 1, "distinct last_error texts of %d unroutable rows, e.g. %q", n, texts[:min(3, len(texts))])
+	require.Equal(t, `mq: message unroutable: no queue is bound to topic "`+topic+`"`, texts[0])
+	for _, u := range uuids {
+		require.NotContains(t, texts[0], u)
+	}
 }

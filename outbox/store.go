@@ -24,6 +24,14 @@ import (
 // identifier.
 var ErrInvalidIdentifier = errors.New("outbox: invalid identifier")
 
+// ErrTransient is wrapped by the errors of Delete, Fail and Release that
+// may go away if the call is made again: the connection was lost, the
+// server is shutting down or read-only for a failover, the statement was
+// chosen as a deadlock victim or waited too long for a lock. Any other
+// error (a missing table, a privilege denied) is permanent: the same call
+// fails again.
+var ErrTransient = errors.New("outbox: transient error")
+
 // Row is what Insert writes.
 type Row struct {
 	// Body is the message encoded by message.Marshal.
@@ -64,8 +72,9 @@ type Record struct {
 	OrderKey int64
 	// Attempts counts the publishes of this row that failed so far.
 	Attempts int
-	// Err is set when the stored message cannot be decoded. Such a row is
-	// never sent; the relay records the error and backs off.
+	// Err is set when the stored message cannot be decoded (it wraps
+	// message.ErrDecode). Such a row is never sent; the relay records the
+	// failure, and the row backs off and stays in the table.
 	Err error
 }
 
@@ -95,6 +104,11 @@ type Store interface {
 	// error, and makes the rows available again after a backoff that grows
 	// with their attempts.
 	Fail(ctx context.Context, owner string, ids []int64, cause string) error
+	// Release gives back rows leased to owner that were not sent (an
+	// earlier row of their key held them back): they are available again
+	// at once, and their attempts and last error stay as they were. Rows
+	// no longer leased to owner are left alone; owner "" releases nothing.
+	Release(ctx context.Context, owner string, ids []int64) error
 	// Remaining returns those of ids that are still in the table.
 	Remaining(ctx context.Context, ids []int64) ([]int64, error)
 	// Purge deletes every row and returns how many.

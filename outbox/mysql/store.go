@@ -9,8 +9,11 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -384,7 +387,7 @@ func (s *Store) Delete(ctx context.Context, ids []int64) error {
 	}
 	in, args := inList(ids)
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM `+s.q+` WHERE id IN `+in, args...); err != nil {
-		return fmt.Errorf("outbox/mysql: delete: %w", err)
+		return writeError("delete", err)
 	}
 	return nil
 }
@@ -413,9 +416,60 @@ func (s *Store) Fail(ctx context.Context, owner string, ids []int64, cause strin
 		attempts = attempts + 1, last_error = ?, claimed_by = NULL
 		WHERE id IN `+in+` AND claimed_by <=> ?`, args...)
 	if err != nil {
-		return fmt.Errorf("outbox/mysql: fail: %w", err)
+		return writeError("fail", err)
 	}
 	return nil
+}
+
+// Release implements outbox.Store.
+func (s *Store) Release(ctx context.Context, owner string, ids []int64) error {
+	if owner == "" || len(ids) == 0 {
+		return nil
+	}
+	in, args := inList(ids)
+	_, err := s.db.ExecContext(ctx, `UPDATE `+s.q+` SET available_at = NOW(6), claimed_by = NULL
+		WHERE id IN `+in+` AND claimed_by = ?`, append(args, owner)...)
+	if err != nil {
+		return writeError("release", err)
+	}
+	return nil
+}
+
+// writeError wraps an error of the statement op, with outbox.ErrTransient
+// when trying again may succeed.
+func writeError(op string, err error) error {
+	if transient(err) {
+		return fmt.Errorf("outbox/mysql: %s: %w: %w", op, outbox.ErrTransient, err)
+	}
+	return fmt.Errorf("outbox/mysql: %s: %w", op, err)
+}
+
+// transient reports errors that may go away on their own: the connection
+// or the server went away, the server refuses writes for a while (too
+// many connections, shutting down, read-only during a failover), InnoDB
+// chose the statement as a deadlock victim or it waited too long for a
+// lock, or it was interrupted or ran out of time.
+func transient(err error) bool {
+	var me *gomysql.MySQLError
+	if errors.As(err, &me) {
+		switch me.Number {
+		case 1040, // ER_CON_COUNT_ERROR: too many connections
+			1053, // ER_SERVER_SHUTDOWN
+			1205, // ER_LOCK_WAIT_TIMEOUT
+			1213, // ER_LOCK_DEADLOCK
+			1290, // ER_OPTION_PREVENTS_STATEMENT: --read-only
+			1317, // ER_QUERY_INTERRUPTED
+			1836, // ER_READ_ONLY_MODE (MariaDB)
+			1927, // ER_CONNECTION_KILLED (MariaDB)
+			3024: // ER_QUERY_TIMEOUT (MySQL)
+			return true
+		}
+		return false
+	}
+	var netErr net.Error
+	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, gomysql.ErrInvalidConn) ||
+		errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr)
 }
 
 // Remaining implements outbox.Store.

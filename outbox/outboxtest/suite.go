@@ -32,6 +32,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("ClaimKeepsKeyOrder", func(t *testing.T) { testClaimKeyOrder(t, h) })
 	t.Run("ClaimLooksPastHeldKeys", func(t *testing.T) { testClaimPastHeldKeys(t, h) })
 	t.Run("ConcurrentClaimsKeepKeyOrder", func(t *testing.T) { testConcurrentKeyOrder(t, h) })
+	t.Run("ReleaseCountsNoAttempt", func(t *testing.T) { testRelease(t, h) })
 }
 
 var ctx = context.Background()
@@ -478,4 +479,54 @@ func equal(a, b []int64) bool {
 		}
 	}
 	return true
+}
+
+// testRelease: a released row is available again at once, with its
+// attempts unchanged; only its owner releases it, and "" releases nothing.
+func testRelease(t *testing.T, h Harness) {
+	s, _ := h.New(t)
+	id, _ := insert(t, s, nil, 0)
+	if got := ids(claim(t, s, "a", 10, time.Hour)); !equal(got, []int64{id}) {
+		t.Fatalf("claimed %v, want [%d]", got, id)
+	}
+	for _, owner := range []string{"b", ""} {
+		if err := s.Release(ctx, owner, []int64{id}); err != nil {
+			t.Fatalf("Release(%q): %v", owner, err)
+		}
+		if got := ids(claim(t, s, "c", 10, time.Hour)); len(got) != 0 {
+			t.Fatalf("Release(%q) of a row leased to a made it claimable: claimed %v", owner, got)
+		}
+	}
+	if err := s.Release(ctx, "a", []int64{id}); err != nil {
+		t.Fatal(err)
+	}
+	recs := claim(t, s, "c", 10, time.Hour)
+	if len(recs) != 1 || recs[0].ID != id || recs[0].Attempts != 0 {
+		t.Fatalf("after Release claimed %v; want row %d at once with 0 attempts", recs, id)
+	}
+
+	// A failure counted before is kept; the release adds none.
+	if err := s.Fail(ctx, "c", []int64{id}, "nacked"); err != nil {
+		t.Fatal(err)
+	}
+	recs = claimWhenDue(t, s, "c", 10)
+	if err := s.Release(ctx, "c", ids(recs)); err != nil {
+		t.Fatal(err)
+	}
+	recs = claim(t, s, "d", 10, time.Hour)
+	if len(recs) != 1 || recs[0].Attempts != 1 {
+		t.Fatalf("after Fail and Release claimed %v; want the row with 1 attempt", recs)
+	}
+
+	// Releasing a row nobody claimed does not advance it.
+	later, _ := insert(t, s, nil, time.Hour)
+	if err := s.Release(ctx, "", []int64{later}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Release(ctx, "d", []int64{later}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(claim(t, s, "e", 10, time.Hour)); len(got) != 0 {
+		t.Fatalf("claimed %v: Release made a row due that nobody had claimed", got)
+	}
 }
