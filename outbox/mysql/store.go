@@ -32,10 +32,9 @@ type Options struct {
 
 // Store is an outbox table in MariaDB or MySQL.
 type Store struct {
-	db    *sql.DB
-	table string // validated, unquoted
-	q     string // quoted
-	opts  Options
+	db   *sql.DB
+	t    table
+	opts Options
 
 	insertSQL string
 	insert    *sql.Stmt // prepared at Migrate, reused in every transaction
@@ -43,13 +42,14 @@ type Store struct {
 
 var _ outbox.Store = (*Store)(nil)
 
-// New returns the store for table. It fails with outbox.ErrInvalidIdentifier
-// when table is not a safe identifier. Call Migrate before use.
-func New(db *sql.DB, table string, opts Options) (*Store, error) {
+// New returns the store in table name. It fails with outbox.ErrInvalidIdentifier
+// when name is not a safe identifier or too long as a file name. Call
+// Migrate before use.
+func New(db *sql.DB, name string, opts Options) (*Store, error) {
 	if db == nil {
 		return nil, errors.New("outbox/mysql: nil *sql.DB")
 	}
-	q, err := outbox.QuoteIdentifier(table)
+	t, err := newTable(name)
 	if err != nil {
 		return nil, err
 	}
@@ -59,11 +59,11 @@ func New(db *sql.DB, table string, opts Options) (*Store, error) {
 	if opts.RetryMax <= 0 {
 		opts.RetryMax = 5 * time.Second
 	}
-	return &Store{db: db, table: table, q: q, opts: opts}, nil
+	return &Store{db: db, t: t, opts: opts}, nil
 }
 
 // Table returns the table name.
-func (s *Store) Table() string { return s.table }
+func (s *Store) Table() string { return s.t.name }
 
 // Close releases the prepared statement.
 func (s *Store) Close() error {
@@ -77,7 +77,7 @@ func (s *Store) prepare(ctx context.Context) error {
 	if s.insert != nil {
 		return nil
 	}
-	s.insertSQL = `INSERT INTO ` + s.q +
+	s.insertSQL = `INSERT INTO ` + s.t.q +
 		` (message, status, create_at, available_at, order_key) VALUES (?, 0, NOW(3), NOW(6) + INTERVAL ? MICROSECOND, ?)`
 	stmt, err := s.db.PrepareContext(ctx, s.insertSQL)
 	if err != nil {
@@ -206,7 +206,7 @@ const candidateColumns = `id, message, attempts, order_key`
 // candidates locks up to limit available rows whose order key is not in
 // skip, first available first.
 func (s *Store) candidates(ctx context.Context, tx *sql.Tx, limit int, skip []int64) ([]outbox.Record, error) {
-	query := `SELECT ` + candidateColumns + ` FROM ` + s.q + ` WHERE available_at <= NOW(6)`
+	query := `SELECT ` + candidateColumns + ` FROM ` + s.t.q + ` WHERE available_at <= NOW(6)`
 	var args []any
 	if len(skip) > 0 {
 		in, keyArgs := inList(skip)
@@ -275,7 +275,7 @@ func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []o
 		b    strings.Builder
 		args = []any{owner}
 	)
-	b.WriteString(`SELECT order_key, id, available_at <= NOW(6), claimed_by <=> ? FROM ` + s.q + ` WHERE `)
+	b.WriteString(`SELECT order_key, id, available_at <= NOW(6), claimed_by <=> ? FROM ` + s.t.q + ` WHERE `)
 	for i, k := range keys {
 		if i > 0 {
 			b.WriteString(" OR ")
@@ -336,7 +336,7 @@ func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []o
 	// Lock them; one locked by another claim, or leased meanwhile, ends
 	// its key's run.
 	in, idArgs := inList(wanted)
-	locked, err := s.scanCandidates(tx.QueryContext(ctx, `SELECT `+candidateColumns+` FROM `+s.q+
+	locked, err := s.scanCandidates(tx.QueryContext(ctx, `SELECT `+candidateColumns+` FROM `+s.t.q+
 		` WHERE id IN `+in+` AND available_at <= NOW(6) FOR UPDATE SKIP LOCKED`, idArgs...))
 	if err != nil {
 		return nil, nil, false, err
@@ -370,7 +370,7 @@ func (s *Store) lease(ctx context.Context, tx *sql.Tx, owner string, recs []outb
 	}
 	in, args := inList(ids)
 	args = append([]any{lease.Microseconds(), owner}, args...)
-	if _, err := tx.ExecContext(ctx, `UPDATE `+s.q+
+	if _, err := tx.ExecContext(ctx, `UPDATE `+s.t.q+
 		` SET available_at = NOW(6) + INTERVAL ? MICROSECOND, claimed_by = ?, last_send_at = NOW(3) WHERE id IN `+in, args...); err != nil {
 		return fmt.Errorf("outbox/mysql: claim: %w", err)
 	}
@@ -383,7 +383,7 @@ func (s *Store) Delete(ctx context.Context, ids []int64) error {
 		return nil
 	}
 	in, args := inList(ids)
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM `+s.q+` WHERE id IN `+in, args...); err != nil {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM `+s.t.q+` WHERE id IN `+in, args...); err != nil {
 		return fmt.Errorf("outbox/mysql: delete: %w", err)
 	}
 	return nil
@@ -408,7 +408,7 @@ func (s *Store) Fail(ctx context.Context, owner string, ids []int64, cause strin
 	in, idArgs := inList(ids)
 	args := append([]any{s.opts.RetryBase.Microseconds(), s.opts.RetryMax.Microseconds(), cause}, idArgs...)
 	args = append(args, ownerArg)
-	_, err := s.db.ExecContext(ctx, `UPDATE `+s.q+` SET
+	_, err := s.db.ExecContext(ctx, `UPDATE `+s.t.q+` SET
 		available_at = NOW(6) + INTERVAL FLOOR(LEAST(? * POW(2, LEAST(attempts, 30)), ?)) MICROSECOND,
 		attempts = attempts + 1, last_error = ?, claimed_by = NULL
 		WHERE id IN `+in+` AND claimed_by <=> ?`, args...)
@@ -424,7 +424,7 @@ func (s *Store) Remaining(ctx context.Context, ids []int64) ([]int64, error) {
 		return nil, nil
 	}
 	in, args := inList(ids)
-	rows, err := s.db.QueryContext(ctx, `SELECT id FROM `+s.q+` WHERE id IN `+in, args...)
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM `+s.t.q+` WHERE id IN `+in, args...)
 	if err != nil {
 		return nil, fmt.Errorf("outbox/mysql: remaining: %w", err)
 	}
@@ -445,7 +445,7 @@ func (s *Store) Remaining(ctx context.Context, ids []int64) ([]int64, error) {
 
 // Purge implements outbox.Store.
 func (s *Store) Purge(ctx context.Context) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM `+s.q)
+	res, err := s.db.ExecContext(ctx, `DELETE FROM `+s.t.q)
 	if err != nil {
 		return 0, fmt.Errorf("outbox/mysql: purge: %w", err)
 	}
@@ -455,7 +455,7 @@ func (s *Store) Purge(ctx context.Context) (int64, error) {
 // Len implements outbox.Store.
 func (s *Store) Len(ctx context.Context) (int, error) {
 	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+s.q).Scan(&n); err != nil {
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+s.t.q).Scan(&n); err != nil {
 		return 0, fmt.Errorf("outbox/mysql: count: %w", err)
 	}
 	return n, nil
