@@ -1,5 +1,8 @@
-// Package mysql is the outbox.Store for MariaDB (10.6 or later) and MySQL
-// (8.0 or later), on github.com/go-sql-driver/mysql.
+// Package mysql is the outbox.Store and the outbox.Inbox for MariaDB (10.6
+// or later) and MySQL (8.0 or later), on github.com/go-sql-driver/mysql.
+//
+// The names it builds fit both: table and index names and GET_LOCK names
+// of at most 64 characters, and table names short enough as file names.
 //
 // Times are taken from the database clock (NOW(6)), so instances whose
 // clocks disagree still agree on leases and schedules.
