@@ -409,6 +409,8 @@ func (b *Bus) check(m *message.Message) error {
 	}
 	if m.UUID == "" {
 		m.UUID = message.NewUUID()
+	} else if len(m.UUID) > MaxUUIDLen {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrInvalidUUID, len(m.UUID), MaxUUIDLen)
 	}
 	if m.Header == nil {
 		m.Header = message.Header{}

@@ -23,10 +23,14 @@ var (
 	// ErrTxDone: the transaction was already committed or rolled back. It
 	// also matches sql.ErrTxDone when the database said so.
 	ErrTxDone = errors.New("final: transaction already committed or rolled back")
-	// ErrInvalidService: the service name is not 1-48 of [A-Za-z0-9_.-].
+	// ErrInvalidService: the service name is not 1-48 of [A-Za-z0-9_.-]
+	// with at least one letter, digit or '_'.
 	ErrInvalidService = errors.New("final: invalid service name")
 	// ErrInvalidTopic: the topic is not 1-250 of [A-Za-z0-9_.-].
 	ErrInvalidTopic = errors.New("final: invalid topic")
+	// ErrInvalidUUID: the message UUID is longer than MaxUUIDLen bytes,
+	// which a consumer's inbox could not record.
+	ErrInvalidUUID = errors.New("final: invalid message UUID")
 	// ErrInvalidOption: an Options field is out of range; the message names it.
 	ErrInvalidOption = errors.New("final: invalid option")
 	// ErrInvalidPolicy: the message policy options contradict each other.

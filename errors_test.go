@@ -71,6 +71,8 @@ func TestStartRefusesBadConfiguration(t *testing.T) {
 		{"hostile service", func() *final.Bus { return final.New("svc`; DROP TABLE users; --", db, p, testOptions(t)) }, final.ErrInvalidService},
 		{"empty service", func() *final.Bus { return final.New("", db, p, testOptions(t)) }, final.ErrInvalidService},
 		{"long service", func() *final.Bus { return final.New(strings.Repeat("s", 49), db, p, testOptions(t)) }, final.ErrInvalidService},
+		// Its table's file name would be 257 bytes ('.' and '-' take five).
+		{"service of only dots and dashes", func() *final.Bus { return final.New(strings.Repeat(".-", 24), db, p, testOptions(t)) }, final.ErrInvalidService},
 		{"negative retry", func() *final.Bus { return final.New("svc", db, p, testOptions(t).WithRetryCount(-1)) }, final.ErrInvalidOption},
 		{"lease not above timeout", func() *final.Bus {
 			return final.New("svc", db, p, testOptions(t).WithOutboxLease(time.Second).WithPublishTimeout(time.Second))

@@ -3,6 +3,7 @@ package final_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -92,7 +93,10 @@ type inboxEnv struct {
 func startInbox(t *testing.T, loseFirstAck bool, handler func(ie *inboxEnv, c *final.Context) error, more func(ie *inboxEnv)) *inboxEnv {
 	e := newEnv(t)
 	ie := &inboxEnv{env: e, table: e.business(), topic: e.svc + ".t", calls: map[string]int{}}
-	t.Cleanup(func() { _, _ = e.db.Exec("DROP TABLE IF EXISTS `final_" + e.svc + "_inbox`") })
+	t.Cleanup(func() {
+		_, _ = e.db.Exec("DROP TABLE IF EXISTS `final_" + e.svc + "_inbox`")
+		_, _ = e.db.Exec("DELETE FROM final_schema_migrations WHERE table_name = ?", "final_"+e.svc+"_inbox")
+	})
 	ie.spy = newAckSpy(e.url, loseFirstAck)
 	ie.bus = final.New(e.svc, e.db, ie.spy, testOptions(t).WithRetryInterval(10*time.Millisecond))
 	ie.bus.Subscribe(ie.topic).Inbox().Handler(func(c *final.Context) error {
@@ -136,6 +140,59 @@ func TestInboxHandlesADuplicateOnce(t *testing.T) {
 	testenv.Eventually(t, 20*time.Second, func() bool { return ie.spy.ackCount(m.UUID) == 2 }, "both copies acknowledged")
 	require.Equal(t, 1, ie.callCount(m.UUID), "handler calls")
 	require.Equal(t, 1, ie.sideEffects(m.UUID), "business rows")
+}
+
+// A UUID the publisher chose, reused on two Inbox topics, is two messages:
+// each topic's handler runs once. A copy on the same topic is still a
+// duplicate, acknowledged without its handler.
+func TestInboxRecordIsPerTopic(t *testing.T) {
+	var (
+		other      string
+		mu         sync.Mutex
+		otherCalls int
+	)
+	ie := startInbox(t, false, ok, func(ie *inboxEnv) {
+		other = ie.svc + ".other"
+		ie.bus.Subscribe(other).Inbox().Handler(func(*final.Context) error {
+			mu.Lock()
+			otherCalls++
+			mu.Unlock()
+			return nil
+		})
+	})
+	// The longest UUID a publisher may set.
+	id := strings.Repeat("order-42.", final.MaxUUIDLen)[:final.MaxUUIDLen]
+	first := message.New(ie.topic, []byte("created"))
+	first.UUID = id
+	second := message.New(other, []byte("paid"))
+	second.UUID = id
+	require.NoError(t, ie.bus.PublishMessage(first))
+	require.NoError(t, ie.bus.PublishMessage(second))
+	require.NoError(t, ie.bus.PublishMessage(first))
+	testenv.Eventually(t, 20*time.Second, func() bool { return ie.spy.ackCount(id) == 3 }, "three copies acknowledged")
+	require.Equal(t, 1, ie.callCount(id), "handler calls on %s", ie.topic)
+	require.Equal(t, 1, ie.sideEffects(id), "business rows of %s", ie.topic)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, 1, otherCalls, "handler calls on %s", other)
+}
+
+// A UUID longer than an inbox can record is refused at publish, in or
+// out of a transaction, rather than failing at every consumer.
+func TestPublishRefusesAUUIDTooLongForTheInbox(t *testing.T) {
+	ie := startInbox(t, false, ok, nil)
+	m := message.New(ie.topic, nil)
+	m.UUID = strings.Repeat("u", final.MaxUUIDLen+1)
+	err := ie.bus.PublishMessage(m)
+	require.ErrorIs(t, err, final.ErrInvalidUUID)
+	require.ErrorContains(t, err, "65 bytes, limit 64")
+
+	tx, err := ie.db.Begin()
+	require.NoError(t, err)
+	defer tx.Rollback()
+	require.ErrorIs(t, ie.bus.WithTx(tx).PublishMessage(m), final.ErrInvalidUUID)
+	require.NoError(t, tx.Commit())
+	require.Zero(t, ie.outboxRows(), "refused messages leave no rows")
 }
 
 // A consumer that dies after the handler's commit and before its ack gets

@@ -7,20 +7,21 @@ import (
 	"time"
 )
 
-// A migration moves the table from version-1 to version. Each step checks
+// A migration moves a table from version-1 to version. Each step checks
 // the catalog before it changes anything, so a step interrupted half way
 // (MySQL DDL is not transactional) is completed on the next start.
 type migration struct {
 	version int
 	name    string
-	apply   func(ctx context.Context, conn *sql.Conn, s *Store) error
+	apply   func(ctx context.Context, conn *sql.Conn, t table) error
 }
 
-// migrations in order. Version 1 is the ancestor library's table, so a
-// table it created is picked up as version 1 and upgraded in place.
+// migrations of the outbox table, in order. Version 1 is the ancestor
+// library's table, so a table it created is picked up as version 1 and
+// upgraded in place.
 var migrations = []migration{
-	{1, "create outbox table", func(ctx context.Context, c *sql.Conn, s *Store) error {
-		_, err := c.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+s.q+` (
+	{1, "create outbox table", func(ctx context.Context, c *sql.Conn, t table) error {
+		_, err := c.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+t.q+` (
 			id           BIGINT AUTO_INCREMENT PRIMARY KEY,
 			message      LONGBLOB NULL,
 			status       BIGINT NULL,
@@ -29,7 +30,7 @@ var migrations = []migration{
 		) ENGINE=InnoDB`)
 		return err
 	}},
-	{2, "relay columns and scan index", func(ctx context.Context, c *sql.Conn, s *Store) error {
+	{2, "relay columns and scan index", func(ctx context.Context, c *sql.Conn, t table) error {
 		columns := []struct{ name, ddl string }{
 			// Existing rows become available at once.
 			{"available_at", "DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)"},
@@ -38,62 +39,70 @@ var migrations = []migration{
 			{"claimed_by", "VARCHAR(64) NULL"},
 		}
 		for _, col := range columns {
-			ok, err := s.hasColumn(ctx, c, col.name)
+			ok, err := t.hasColumn(ctx, c, col.name)
 			if err != nil {
 				return err
 			}
 			if !ok {
-				if _, err := c.ExecContext(ctx, `ALTER TABLE `+s.q+` ADD COLUMN `+col.name+` `+col.ddl); err != nil {
+				if _, err := c.ExecContext(ctx, `ALTER TABLE `+t.q+` ADD COLUMN `+col.name+` `+col.ddl); err != nil {
 					return err
 				}
 			}
 		}
-		ok, err := s.hasIndex(ctx, c, "idx_final_available")
+		ok, err := t.hasIndex(ctx, c, "idx_final_available")
 		if err != nil || ok {
 			return err
 		}
-		_, err = c.ExecContext(ctx, `ALTER TABLE `+s.q+` ADD INDEX idx_final_available (available_at, id)`)
+		_, err = c.ExecContext(ctx, `ALTER TABLE `+t.q+` ADD INDEX idx_final_available (available_at, id)`)
 		return err
 	}},
-	{3, "order key column and index", func(ctx context.Context, c *sql.Conn, s *Store) error {
+	{3, "order key column and index", func(ctx context.Context, c *sql.Conn, t table) error {
 		// Existing rows have no key: they are not ordered.
-		ok, err := s.hasColumn(ctx, c, "order_key")
+		ok, err := t.hasColumn(ctx, c, "order_key")
 		if err != nil {
 			return err
 		}
 		if !ok {
-			if _, err := c.ExecContext(ctx, `ALTER TABLE `+s.q+` ADD COLUMN order_key BIGINT NULL`); err != nil {
+			if _, err := c.ExecContext(ctx, `ALTER TABLE `+t.q+` ADD COLUMN order_key BIGINT NULL`); err != nil {
 				return err
 			}
 		}
 		// It serves the claim's walk through a key's rows in id order. It
 		// leaves out available_at, which every lease and failure rewrites.
-		ok, err = s.hasIndex(ctx, c, "idx_final_order_id")
+		ok, err = t.hasIndex(ctx, c, "idx_final_order_id")
 		if err != nil || ok {
 			return err
 		}
-		_, err = c.ExecContext(ctx, `ALTER TABLE `+s.q+` ADD INDEX idx_final_order_id (order_key, id)`)
+		_, err = c.ExecContext(ctx, `ALTER TABLE `+t.q+` ADD INDEX idx_final_order_id (order_key, id)`)
 		return err
 	}},
 }
 
-// SchemaVersion is the version Migrate brings a table to.
+// SchemaVersion is the version Migrate brings an outbox table to.
 func SchemaVersion() int { return migrations[len(migrations)-1].version }
 
-// versionTable records the applied migrations of every outbox table in the
-// database.
+// versionTable records the applied migrations of every outbox and inbox
+// table in the database.
 const versionTable = "`final_schema_migrations`"
 
 // Migrate implements outbox.Store. Concurrent starters are serialised by a
 // named lock, so a fleet can start at once.
 func (s *Store) Migrate(ctx context.Context) error {
-	conn, err := s.db.Conn(ctx)
+	if err := migrate(ctx, s.db, s.t, migrations); err != nil {
+		return err
+	}
+	return s.prepare(ctx)
+}
+
+// migrate brings t up to the last of steps, under t's migration lock.
+func migrate(ctx context.Context, db *sql.DB, t table, steps []migration) error {
+	conn, err := db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("outbox/mysql: migrate: %w", err)
 	}
 	defer conn.Close()
 
-	lock := "final_migrate_" + s.table
+	lock := lockName(t.name)
 	var got sql.NullInt64
 	if err := conn.QueryRowContext(ctx, `SELECT GET_LOCK(?, ?)`, lock, 30).Scan(&got); err != nil {
 		return fmt.Errorf("outbox/mysql: migrate lock: %w", err)
@@ -113,50 +122,70 @@ func (s *Store) Migrate(ctx context.Context) error {
 		return fmt.Errorf("outbox/mysql: migrate: %w", err)
 	}
 	// A table dropped by hand starts again from version 0.
-	if exists, err := s.hasTable(ctx, conn); err != nil {
+	if exists, err := t.exists(ctx, conn); err != nil {
 		return fmt.Errorf("outbox/mysql: migrate: %w", err)
 	} else if !exists {
-		if _, err := conn.ExecContext(ctx, `DELETE FROM `+versionTable+` WHERE table_name = ?`, s.table); err != nil {
+		if _, err := conn.ExecContext(ctx, `DELETE FROM `+versionTable+` WHERE table_name = ?`, t.name); err != nil {
 			return fmt.Errorf("outbox/mysql: migrate: %w", err)
 		}
 	}
 	var current int
 	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM `+versionTable+` WHERE table_name = ?`,
-		s.table).Scan(&current); err != nil {
+		t.name).Scan(&current); err != nil {
 		return fmt.Errorf("outbox/mysql: migrate: %w", err)
 	}
-	for _, m := range migrations {
+	for _, m := range steps {
 		if m.version <= current {
 			continue
 		}
-		if err := m.apply(ctx, conn, s); err != nil {
-			return fmt.Errorf("outbox/mysql: migration %d (%s) of %s: %w", m.version, m.name, s.table, err)
+		if err := m.apply(ctx, conn, t); err != nil {
+			return fmt.Errorf("outbox/mysql: migration %d (%s) of %s: %w", m.version, m.name, t.name, err)
 		}
 		if _, err := conn.ExecContext(ctx, `INSERT INTO `+versionTable+` (table_name, version, name, applied_at) VALUES (?, ?, ?, ?)`,
-			s.table, m.version, m.name, time.Now().UTC()); err != nil {
+			t.name, m.version, m.name, time.Now().UTC()); err != nil {
 			return fmt.Errorf("outbox/mysql: record migration %d: %w", m.version, err)
 		}
 	}
-	return s.prepare(ctx)
+	return nil
 }
 
-func (s *Store) hasTable(ctx context.Context, c *sql.Conn) (bool, error) {
+func (t table) exists(ctx context.Context, c *sql.Conn) (bool, error) {
 	var n int
 	err := c.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.TABLES
-		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?`, s.table).Scan(&n)
+		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?`, t.name).Scan(&n)
 	return n > 0, err
 }
 
-func (s *Store) hasColumn(ctx context.Context, c *sql.Conn, column string) (bool, error) {
+func (t table) hasColumn(ctx context.Context, c *sql.Conn, column string) (bool, error) {
 	var n int
 	err := c.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.COLUMNS
-		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?`, s.table, column).Scan(&n)
+		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?`, t.name, column).Scan(&n)
 	return n > 0, err
 }
 
-func (s *Store) hasIndex(ctx context.Context, c *sql.Conn, index string) (bool, error) {
+func (t table) hasIndex(ctx context.Context, c *sql.Conn, index string) (bool, error) {
 	var n int
 	err := c.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.STATISTICS
-		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME = ?`, s.table, index).Scan(&n)
+		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME = ?`, t.name, index).Scan(&n)
 	return n > 0, err
+}
+
+// indexColumns returns the columns of index in their order in it, none
+// when the table has no such index.
+func (t table) indexColumns(ctx context.Context, c *sql.Conn, index string) ([]string, error) {
+	rows, err := c.QueryContext(ctx, `SELECT COLUMN_NAME FROM information_schema.STATISTICS
+		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME = ? ORDER BY SEQ_IN_INDEX`, t.name, index)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var cols []string
+	for rows.Next() {
+		var col string
+		if err := rows.Scan(&col); err != nil {
+			return nil, err
+		}
+		cols = append(cols, col)
+	}
+	return cols, rows.Err()
 }

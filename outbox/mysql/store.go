@@ -1,5 +1,8 @@
-// Package mysql is the outbox.Store for MariaDB (10.6 or later) and MySQL
-// (8.0 or later), on github.com/go-sql-driver/mysql.
+// Package mysql is the outbox.Store and the outbox.Inbox for MariaDB (10.6
+// or later) and MySQL (8.0 or later), on github.com/go-sql-driver/mysql.
+//
+// The names it builds fit both: table and index names and GET_LOCK names
+// of at most 64 characters, and table names short enough as file names.
 //
 // Times are taken from the database clock (NOW(6)), so instances whose
 // clocks disagree still agree on leases and schedules.
@@ -35,10 +38,9 @@ type Options struct {
 
 // Store is an outbox table in MariaDB or MySQL.
 type Store struct {
-	db    *sql.DB
-	table string // validated, unquoted
-	q     string // quoted
-	opts  Options
+	db   *sql.DB
+	t    table
+	opts Options
 
 	insertSQL string
 	insert    *sql.Stmt // prepared at Migrate, reused in every transaction
@@ -46,13 +48,14 @@ type Store struct {
 
 var _ outbox.Store = (*Store)(nil)
 
-// New returns the store for table. It fails with outbox.ErrInvalidIdentifier
-// when table is not a safe identifier. Call Migrate before use.
-func New(db *sql.DB, table string, opts Options) (*Store, error) {
+// New returns the store in table name. It fails with outbox.ErrInvalidIdentifier
+// when name is not a safe identifier or too long as a file name. Call
+// Migrate before use.
+func New(db *sql.DB, name string, opts Options) (*Store, error) {
 	if db == nil {
 		return nil, errors.New("outbox/mysql: nil *sql.DB")
 	}
-	q, err := outbox.QuoteIdentifier(table)
+	t, err := newTable(name)
 	if err != nil {
 		return nil, err
 	}
@@ -62,11 +65,11 @@ func New(db *sql.DB, table string, opts Options) (*Store, error) {
 	if opts.RetryMax <= 0 {
 		opts.RetryMax = 5 * time.Second
 	}
-	return &Store{db: db, table: table, q: q, opts: opts}, nil
+	return &Store{db: db, t: t, opts: opts}, nil
 }
 
 // Table returns the table name.
-func (s *Store) Table() string { return s.table }
+func (s *Store) Table() string { return s.t.name }
 
 // Close releases the prepared statement.
 func (s *Store) Close() error {
@@ -80,7 +83,7 @@ func (s *Store) prepare(ctx context.Context) error {
 	if s.insert != nil {
 		return nil
 	}
-	s.insertSQL = `INSERT INTO ` + s.q +
+	s.insertSQL = `INSERT INTO ` + s.t.q +
 		` (message, status, create_at, available_at, order_key) VALUES (?, 0, NOW(3), NOW(6) + INTERVAL ? MICROSECOND, ?)`
 	stmt, err := s.db.PrepareContext(ctx, s.insertSQL)
 	if err != nil {
@@ -209,7 +212,7 @@ const candidateColumns = `id, message, attempts, order_key`
 // candidates locks up to limit available rows whose order key is not in
 // skip, first available first.
 func (s *Store) candidates(ctx context.Context, tx *sql.Tx, limit int, skip []int64) ([]outbox.Record, error) {
-	query := `SELECT ` + candidateColumns + ` FROM ` + s.q + ` WHERE available_at <= NOW(6)`
+	query := `SELECT ` + candidateColumns + ` FROM ` + s.t.q + ` WHERE available_at <= NOW(6)`
 	var args []any
 	if len(skip) > 0 {
 		in, keyArgs := inList(skip)
@@ -278,7 +281,7 @@ func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []o
 		b    strings.Builder
 		args = []any{owner}
 	)
-	b.WriteString(`SELECT order_key, id, available_at <= NOW(6), claimed_by <=> ? FROM ` + s.q + ` WHERE `)
+	b.WriteString(`SELECT order_key, id, available_at <= NOW(6), claimed_by <=> ? FROM ` + s.t.q + ` WHERE `)
 	for i, k := range keys {
 		if i > 0 {
 			b.WriteString(" OR ")
@@ -339,7 +342,7 @@ func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []o
 	// Lock them; one locked by another claim, or leased meanwhile, ends
 	// its key's run.
 	in, idArgs := inList(wanted)
-	locked, err := s.scanCandidates(tx.QueryContext(ctx, `SELECT `+candidateColumns+` FROM `+s.q+
+	locked, err := s.scanCandidates(tx.QueryContext(ctx, `SELECT `+candidateColumns+` FROM `+s.t.q+
 		` WHERE id IN `+in+` AND available_at <= NOW(6) FOR UPDATE SKIP LOCKED`, idArgs...))
 	if err != nil {
 		return nil, nil, false, err
@@ -373,7 +376,7 @@ func (s *Store) lease(ctx context.Context, tx *sql.Tx, owner string, recs []outb
 	}
 	in, args := inList(ids)
 	args = append([]any{lease.Microseconds(), owner}, args...)
-	if _, err := tx.ExecContext(ctx, `UPDATE `+s.q+
+	if _, err := tx.ExecContext(ctx, `UPDATE `+s.t.q+
 		` SET available_at = NOW(6) + INTERVAL ? MICROSECOND, claimed_by = ?, last_send_at = NOW(3) WHERE id IN `+in, args...); err != nil {
 		return fmt.Errorf("outbox/mysql: claim: %w", err)
 	}
@@ -386,7 +389,7 @@ func (s *Store) Delete(ctx context.Context, ids []int64) error {
 		return nil
 	}
 	in, args := inList(ids)
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM `+s.q+` WHERE id IN `+in, args...); err != nil {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM `+s.t.q+` WHERE id IN `+in, args...); err != nil {
 		return writeError("delete", err)
 	}
 	return nil
@@ -411,7 +414,7 @@ func (s *Store) Fail(ctx context.Context, owner string, ids []int64, cause strin
 	in, idArgs := inList(ids)
 	args := append([]any{s.opts.RetryBase.Microseconds(), s.opts.RetryMax.Microseconds(), cause}, idArgs...)
 	args = append(args, ownerArg)
-	_, err := s.db.ExecContext(ctx, `UPDATE `+s.q+` SET
+	_, err := s.db.ExecContext(ctx, `UPDATE `+s.t.q+` SET
 		available_at = NOW(6) + INTERVAL FLOOR(LEAST(? * POW(2, LEAST(attempts, 30)), ?)) MICROSECOND,
 		attempts = attempts + 1, last_error = ?, claimed_by = NULL
 		WHERE id IN `+in+` AND claimed_by <=> ?`, args...)
@@ -427,7 +430,7 @@ func (s *Store) Release(ctx context.Context, owner string, ids []int64) error {
 		return nil
 	}
 	in, args := inList(ids)
-	_, err := s.db.ExecContext(ctx, `UPDATE `+s.q+` SET available_at = NOW(6), claimed_by = NULL
+	_, err := s.db.ExecContext(ctx, `UPDATE `+s.t.q+` SET available_at = NOW(6), claimed_by = NULL
 		WHERE id IN `+in+` AND claimed_by = ?`, append(args, owner)...)
 	if err != nil {
 		return writeError("release", err)
@@ -478,7 +481,7 @@ func (s *Store) Remaining(ctx context.Context, ids []int64) ([]int64, error) {
 		return nil, nil
 	}
 	in, args := inList(ids)
-	rows, err := s.db.QueryContext(ctx, `SELECT id FROM `+s.q+` WHERE id IN `+in, args...)
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM `+s.t.q+` WHERE id IN `+in, args...)
 	if err != nil {
 		return nil, fmt.Errorf("outbox/mysql: remaining: %w", err)
 	}
@@ -499,7 +502,7 @@ func (s *Store) Remaining(ctx context.Context, ids []int64) ([]int64, error) {
 
 // Purge implements outbox.Store.
 func (s *Store) Purge(ctx context.Context) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM `+s.q)
+	res, err := s.db.ExecContext(ctx, `DELETE FROM `+s.t.q)
 	if err != nil {
 		return 0, fmt.Errorf("outbox/mysql: purge: %w", err)
 	}
@@ -509,7 +512,7 @@ func (s *Store) Purge(ctx context.Context) (int64, error) {
 // Len implements outbox.Store.
 func (s *Store) Len(ctx context.Context) (int, error) {
 	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+s.q).Scan(&n); err != nil {
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+s.t.q).Scan(&n); err != nil {
 		return 0, fmt.Errorf("outbox/mysql: count: %w", err)
 	}
 	return n, nil

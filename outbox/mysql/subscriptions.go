@@ -34,7 +34,7 @@ func (s *Store) Subscriptions(ctx context.Context) ([]outbox.Subscription, error
 		return nil, err
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT topic, kind FROM `+subscriptionsTable+
-		` WHERE outbox_table = ? ORDER BY topic, kind`, s.table)
+		` WHERE outbox_table = ? ORDER BY topic, kind`, s.t.name)
 	if err != nil {
 		return nil, fmt.Errorf("outbox/mysql: read subscriptions: %w", err)
 	}
@@ -68,12 +68,12 @@ func (s *Store) SetSubscriptions(ctx context.Context, subs []outbox.Subscription
 			_ = tx.Rollback()
 		}
 	}()
-	if _, err = tx.ExecContext(ctx, `DELETE FROM `+subscriptionsTable+` WHERE outbox_table = ?`, s.table); err != nil {
+	if _, err = tx.ExecContext(ctx, `DELETE FROM `+subscriptionsTable+` WHERE outbox_table = ?`, s.t.name); err != nil {
 		return fmt.Errorf("outbox/mysql: write subscriptions: %w", err)
 	}
 	for _, sub := range subs {
 		if _, err = tx.ExecContext(ctx, `INSERT IGNORE INTO `+subscriptionsTable+` (outbox_table, topic, kind) VALUES (?, ?, ?)`,
-			s.table, sub.Topic, sub.Kind); err != nil {
+			s.t.name, sub.Topic, sub.Kind); err != nil {
 			return fmt.Errorf("outbox/mysql: write subscriptions: %w", err)
 		}
 	}

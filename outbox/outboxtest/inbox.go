@@ -1,0 +1,165 @@
+package outboxtest
+
+import (
+	"database/sql"
+	"strings"
+	"testing"
+
+	"github.com/finalbus/final/outbox"
+)
+
+// InboxHarness tells RunInbox how to make inboxes.
+type InboxHarness struct {
+	// New returns a migrated, empty inbox on a fresh table and the
+	// database it lives in.
+	New func(t *testing.T) (outbox.Inbox, *sql.DB)
+}
+
+// RunInbox runs the suite for outbox.Inbox implementations.
+func RunInbox(t *testing.T, h InboxHarness) {
+	t.Run("RecordFollowsTransaction", func(t *testing.T) { testRecordTx(t, h) })
+	t.Run("RecordIsPerTopic", func(t *testing.T) { testRecordPerTopic(t, h) })
+	t.Run("KeyComparesBytes", func(t *testing.T) { testRecordBytes(t, h) })
+	t.Run("LongestUUIDAndTopic", func(t *testing.T) { testRecordLongest(t, h) })
+	t.Run("ConcurrentDuplicateWaits", func(t *testing.T) { testRecordConcurrent(t, h) })
+	t.Run("OtherTopicDoesNotWait", func(t *testing.T) { testRecordOtherTopicNoWait(t, h) })
+}
+
+func begin(t *testing.T, db *sql.DB) *sql.Tx {
+	t.Helper()
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
+// record records (topic, uuid) in a transaction of its own, committed, and
+// returns dup.
+func record(t *testing.T, in outbox.Inbox, db *sql.DB, uuid, topic string) bool {
+	t.Helper()
+	tx := begin(t, db)
+	dup, err := in.Record(ctx, tx, uuid, topic)
+	if err != nil {
+		tx.Rollback()
+		t.Fatalf("Record(%q, %q): %v", uuid, topic, err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return dup
+}
+
+func testRecordTx(t *testing.T, h InboxHarness) {
+	in, db := h.New(t)
+	tx := begin(t, db)
+	if dup, err := in.Record(ctx, tx, "u1", "t"); err != nil || dup {
+		t.Fatalf("first Record = %v, %v", dup, err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if record(t, in, db, "u1", "t") {
+		t.Fatal("a rolled-back record counted")
+	}
+	if !record(t, in, db, "u1", "t") {
+		t.Fatal("a committed record was not recognised")
+	}
+}
+
+// The same UUID on two topics is two messages; on one topic, one.
+func testRecordPerTopic(t *testing.T, h InboxHarness) {
+	in, db := h.New(t)
+	if record(t, in, db, "same", "orders.created") {
+		t.Fatal("first record reported dup")
+	}
+	if record(t, in, db, "same", "orders.paid") {
+		t.Fatal("the same UUID on another topic reported dup")
+	}
+	if !record(t, in, db, "same", "orders.created") {
+		t.Fatal("a duplicate on the same topic was not recognised")
+	}
+	if !record(t, in, db, "same", "orders.paid") {
+		t.Fatal("a duplicate on the second topic was not recognised")
+	}
+}
+
+// Neither case nor trailing spaces make two keys one.
+func testRecordBytes(t *testing.T, h InboxHarness) {
+	in, db := h.New(t)
+	for _, k := range []struct{ uuid, topic string }{
+		{"abc", "t"}, {"ABC", "t"}, {"abc ", "t"}, {"abc", "T"},
+	} {
+		if record(t, in, db, k.uuid, k.topic) {
+			t.Fatalf("(%q, %q) taken for a duplicate of an earlier key", k.topic, k.uuid)
+		}
+	}
+}
+
+// UUIDs of outbox.MaxUUIDLen bytes that differ only in their last byte
+// are two records, as are topics of outbox.MaxTopicLen.
+func testRecordLongest(t *testing.T, h InboxHarness) {
+	in, db := h.New(t)
+	u := strings.Repeat("u", outbox.MaxUUIDLen-1)
+	top := strings.Repeat("t", outbox.MaxTopicLen-1)
+	for _, k := range []struct{ uuid, topic string }{
+		{u + "1", top + "1"}, {u + "2", top + "1"}, {u + "1", top + "2"},
+	} {
+		if record(t, in, db, k.uuid, k.topic) {
+			t.Fatalf("(%q, %q) taken for a duplicate of an earlier key", k.topic, k.uuid)
+		}
+	}
+	if !record(t, in, db, u+"2", top+"1") {
+		t.Fatal("a duplicate of the longest key was not recognised")
+	}
+}
+
+// Two deliveries of one message racing: the second waits for the first
+// and then sees its commit.
+func testRecordConcurrent(t *testing.T, h InboxHarness) {
+	in, db := h.New(t)
+	first := begin(t, db)
+	if dup, err := in.Record(ctx, first, "race", "t"); err != nil || dup {
+		first.Rollback()
+		t.Fatalf("first Record = %v, %v", dup, err)
+	}
+	type result struct {
+		dup bool
+		err error
+	}
+	second := make(chan result, 1)
+	go func() {
+		tx, err := db.Begin()
+		if err != nil {
+			second <- result{err: err}
+			return
+		}
+		defer tx.Rollback()
+		dup, err := in.Record(ctx, tx, "race", "t")
+		second <- result{dup, err}
+	}()
+	if err := first.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-second; r.err != nil || !r.dup {
+		t.Fatalf("second Record = %v, %v; want a duplicate", r.dup, r.err)
+	}
+}
+
+// A record of the same UUID on another topic is not held up by an open
+// transaction that recorded it on the first.
+func testRecordOtherTopicNoWait(t *testing.T, h InboxHarness) {
+	in, db := h.New(t)
+	first := begin(t, db)
+	defer first.Rollback()
+	if dup, err := in.Record(ctx, first, "shared", "a"); err != nil || dup {
+		t.Fatalf("first Record = %v, %v", dup, err)
+	}
+	// An implementation keyed by UUID alone waits here for the open
+	// transaction, until the database's lock wait timeout fails it.
+	second := begin(t, db)
+	defer second.Rollback()
+	if dup, err := in.Record(ctx, second, "shared", "b"); err != nil || dup {
+		t.Fatalf("Record on the other topic = %v, %v", dup, err)
+	}
+}
