@@ -10,8 +10,10 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
+	"log"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -140,6 +142,27 @@ func TestDialErrorsHideThePassword(t *testing.T) {
 			require.NoError(t, p.Close())
 		})
 	}
+}
+
+// A broker reached over TLS, with a private CA and a client certificate.
+func ExampleWithTLS() {
+	caPEM, err := os.ReadFile("/etc/final/rabbitmq-ca.pem")
+	if err != nil {
+		log.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		log.Fatal("no certificate in rabbitmq-ca.pem")
+	}
+	client, err := tls.LoadX509KeyPair("/etc/final/client.pem", "/etc/final/client-key.pem")
+	if err != nil {
+		log.Fatal(err)
+	}
+	// url.UserPassword percent-encodes what the password needs.
+	broker := url.URL{Scheme: "amqps", User: url.UserPassword("orders", os.Getenv("RABBITMQ_PASSWORD")), Host: "rabbit.internal:5671", Path: "/prod"}
+	provider := amqp.NewProvider(broker.String(),
+		amqp.WithTLS(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{client}, MinVersion: tls.VersionTLS12}))
+	_ = provider // final.New("order_svc", db, provider, final.DefaultOptions())
 }
 
 // roundTrip publishes a message through p and receives it.
