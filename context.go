@@ -8,8 +8,10 @@ import (
 )
 
 // HandlerFunc is a handler or a middleware. A middleware calls c.Next() to
-// run the rest of the chain and returns its error (or its own); one that
-// does not call Next runs before the rest of the chain.
+// run the rest of the chain and returns its error (or its own). One that
+// returns without calling Next ends the chain there, as in net/http: the
+// handler does not run, and the middleware's return value is the
+// attempt's outcome (nil acknowledges the message).
 type HandlerFunc func(c *Context) error
 
 // Context is what a handler sees of one delivery.
@@ -25,8 +27,14 @@ type Context struct {
 
 	ctx      context.Context
 	handlers []HandlerFunc
-	index    int
-	txBus    *TxBus // set for Inbox subscriptions
+	pos      int         // index in handlers of the running one; -1 outside the chain
+	ran      []nextState // ran[i]: handlers[i] was called, and what it returned
+	txBus    *TxBus      // set for Inbox subscriptions
+}
+
+type nextState struct {
+	called bool
+	err    error
 }
 
 func newContext(ctx context.Context, m *message.Message, handlers []HandlerFunc, attempt int) *Context {
@@ -37,7 +45,8 @@ func newContext(ctx context.Context, m *message.Message, handlers []HandlerFunc,
 		Attempt:  attempt,
 		ctx:      ctx,
 		handlers: handlers,
-		index:    -1,
+		pos:      -1,
+		ran:      make([]nextState, len(handlers)),
 	}
 }
 
@@ -67,14 +76,27 @@ func (c *Context) SetContext(ctx context.Context) {
 	}
 }
 
-// Next runs the remaining middleware and the handler, in order, and
-// returns the first error.
+// Next runs the rest of the chain, the next middleware or the handler, and
+// returns its error; the handler's Next returns nil. The rest of the chain
+// runs at most once per attempt: a second call of Next returns the first
+// call's error without running anything again (retries are the bus's job,
+// see Options.RetryCount). Call Next from the middleware's own goroutine,
+// before it returns.
 func (c *Context) Next() error {
-	c.index++
-	for ; c.index < len(c.handlers); c.index++ {
-		if err := c.handlers[c.index](c); err != nil {
-			return err
-		}
+	next := c.pos + 1
+	if next >= len(c.handlers) {
+		return nil
 	}
-	return nil
+	if st := c.ran[next]; st.called {
+		return st.err
+	}
+	// Until it returns: a middleware that recovers a panic of the rest of
+	// the chain and calls Next again must not see a success.
+	c.ran[next] = nextState{called: true, err: ErrHandlerPanic}
+	prev := c.pos
+	c.pos = next
+	defer func() { c.pos = prev }()
+	err := c.handlers[next](c)
+	c.ran[next].err = err
+	return err
 }

@@ -33,7 +33,7 @@ func TestMiddlewareRunsInOrderAroundHandler(t *testing.T) {
 			return err
 		}
 	}
-	before := func(c *final.Context) error { note("before"); return nil } // does not call Next
+	before := func(c *final.Context) error { note("before"); return c.Next() }
 	e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) {
 		b.Subscribe(topic).Middleware(mw("mw1"), before, mw("mw2")).Handler(func(c *final.Context) error {
 			note("handler")

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,4 +101,27 @@ func TestLoggingLogsOutcomes(t *testing.T) {
 	require.Contains(t, out, "level=WARN msg=\"final: handler failed\"")
 	require.Contains(t, out, "first attempt fails")
 	require.Contains(t, out, "level=DEBUG msg=\"final: handled\"")
+}
+
+// Throttle with a rate or burst it cannot honour lets nothing through: each
+// message is dead-lettered at once with the reason, instead of reaching the
+// handler unthrottled.
+func TestThrottleRefusesInvalidArguments(t *testing.T) {
+	for _, tc := range []struct {
+		perSecond float64
+		burst     int
+		reason    string
+	}{
+		{0, 1, "perSecond = 0, want > 0"},
+		{-5, 1, "perSecond = -5, want > 0"},
+		{10, -1, "burst = -1, want >= 0"},
+	} {
+		var handled atomic.Int32
+		broker, svc := run(t, final.DefaultOptions(), message.New("t", []byte("x")), middleware.Throttle(tc.perSecond, tc.burst),
+			func(c *final.Context) error { handled.Add(1); return nil })
+		testenv.Eventually(t, 10*time.Second, func() bool { return len(broker.DeadLetters(svc)) == 1 },
+			"Throttle(%v, %d): message not dead-lettered (handled %d times)", tc.perSecond, tc.burst, handled.Load())
+		require.Contains(t, broker.DeadLetters(svc)[0].Reason, tc.reason)
+		require.Zero(t, handled.Load(), "Throttle(%v, %d) let a message through", tc.perSecond, tc.burst)
+	}
 }

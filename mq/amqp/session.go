@@ -37,19 +37,7 @@ func (p *Provider) connect(ctx context.Context) (*session, error) {
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 		timeout = time.Until(dl)
 	}
-	dial := func(role string) (*amqp.Connection, error) {
-		conn, err := amqp.DialConfig(p.url, amqp.Config{
-			Heartbeat: p.opts.heartbeat,
-			Dial:      amqp.DefaultDial(timeout),
-			Properties: amqp.Table{
-				"connection_name": "final." + p.cfg.Service + "." + role,
-			},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("amqp: dial: %w: %w", mq.ErrUnavailable, err)
-		}
-		return conn, nil
-	}
+	dial := func(role string) (*amqp.Connection, error) { return p.dial(timeout, role) } // tls.go
 	conn, err := dial("publish")
 	if err != nil {
 		return nil, err

@@ -6,7 +6,7 @@ import (
 	"log"
 	"os"
 
-	_ "github.com/go-sql-driver/mysql"
+	"github.com/go-sql-driver/mysql"
 )
 
 // DSN is FINAL_MYSQL_DSN or the local MariaDB's test database.
@@ -32,7 +32,20 @@ func OpenDB() *sql.DB {
 		log.Fatal(err)
 	}
 	if err := db.Ping(); err != nil {
-		log.Fatalf("database %s: %v", DSN(), err)
+		log.Fatalf("database %s: %v", redactDSN(DSN()), err)
 	}
 	return db
+}
+
+// redactDSN is dsn with its password masked, for messages; a DSN that does
+// not parse is not shown at all.
+func redactDSN(dsn string) string {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return "(the DSN does not parse)"
+	}
+	if cfg.Passwd != "" {
+		cfg.Passwd = "xxxxx"
+	}
+	return cfg.FormatDSN()
 }
