@@ -28,6 +28,16 @@ type Options struct {
 	// instead. Default 100ms.
 	RetryInterval time.Duration
 
+	// MaxRedeliveries bounds how often a message may come back unacknowledged
+	// (its consumer crashed, or lost its connection, before the ack): a
+	// message redelivered more often is dead-lettered with the reason,
+	// without calling its handler, instead of crashing every instance in
+	// turn forever. Quorum queues count deliveries themselves; for classic
+	// queues the bus counts a message's redeliveries in the database
+	// (final_redeliveries), which costs a write only for redelivered
+	// messages. 0 turns the bound off. Default 10.
+	MaxRedeliveries int
+
 	// OutboxScanInterval is how often the relay looks for rows to re-send
 	// when the last look found less than a full batch (the first two short
 	// batches after a full one are followed by another look at once).
@@ -99,6 +109,7 @@ func DefaultOptions() Options {
 	return Options{
 		RetryCount:         3,
 		RetryInterval:      100 * time.Millisecond,
+		MaxRedeliveries:    10,
 		OutboxScanInterval: time.Second,
 		OutboxScanOffset:   500,
 		OutboxScanAgoTime:  5 * time.Second,
@@ -125,6 +136,9 @@ func (o Options) WithRetryCount(v int) Options { o.RetryCount = v; return o }
 
 // WithRetryInterval sets RetryInterval.
 func (o Options) WithRetryInterval(v time.Duration) Options { o.RetryInterval = v; return o }
+
+// WithMaxRedeliveries sets MaxRedeliveries.
+func (o Options) WithMaxRedeliveries(v int) Options { o.MaxRedeliveries = v; return o }
 
 // WithOutboxScanInterval sets OutboxScanInterval.
 func (o Options) WithOutboxScanInterval(v time.Duration) Options { o.OutboxScanInterval = v; return o }
@@ -245,6 +259,8 @@ func (o *Options) validate() error {
 		return bad("RetryCount", o.RetryCount, "0..1000")
 	case o.RetryInterval < 0 || o.RetryInterval > maxRetryWait:
 		return bad("RetryInterval", o.RetryInterval, "0..1h")
+	case o.MaxRedeliveries < 0:
+		return bad("MaxRedeliveries", o.MaxRedeliveries, ">= 0")
 	case o.OutboxScanInterval <= 0:
 		return bad("OutboxScanInterval", o.OutboxScanInterval, "> 0")
 	case o.OutboxScanOffset <= 0 || o.OutboxScanOffset > 10000:

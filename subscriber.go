@@ -12,6 +12,7 @@ import (
 
 	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/mq"
+	"github.com/finalbus/final/outbox"
 )
 
 // subscriber runs NumSubscriber workers over the service queue. A failing
@@ -145,6 +146,18 @@ func (s *subscriber) handle(t task) {
 		s.deadLetter(d, ErrNoHandler.Error()+": "+msg.Topic)
 		return
 	}
+	counted, over := s.redeliveries(d, msg)
+	if counted {
+		// A count kept in the database goes once the message is settled.
+		defer s.forgetRedeliveries(d, msg)
+	}
+	if over > 0 {
+		s.log.Warn("final: message dead-lettered: redelivered too often, it may crash its consumer",
+			"topic", msg.Topic, "uuid", msg.UUID, "deliveries", over)
+		s.deadLetter(d, fmt.Sprintf("delivered %d times without an acknowledgement (Options.MaxRedeliveries = %d): "+
+			"handling it may crash the consumer", over, s.opt.MaxRedeliveries))
+		return
+	}
 	budget := holdBudget(s.bus.holdLimit)
 	for attempt := 1; ; attempt++ {
 		// Before every attempt, not only the first: a connection lost
@@ -196,6 +209,59 @@ func (s *subscriber) handle(t task) {
 			_ = d.Requeue()
 			return
 		}
+	}
+}
+
+// redeliveries checks a redelivered message against MaxRedeliveries. over
+// is its number of deliveries, this one included, when that exceeds the
+// bound, else 0. counted reports that the count was kept in the database
+// (outbox.RedeliveryCounter), to be forgotten once the message is settled.
+// The broker's own count (mq.DeliveryCounter) comes first; a database
+// error only skips the check.
+func (s *subscriber) redeliveries(d mq.Delivery, msg *message.Message) (counted bool, over int) {
+	if s.opt.MaxRedeliveries == 0 || !d.Redelivered() {
+		return false, 0
+	}
+	before, counted := s.deliveriesBefore(d, msg)
+	if before > s.opt.MaxRedeliveries {
+		return counted, before + 1
+	}
+	return counted, 0
+}
+
+// deliveriesBefore is how many times a redelivered message was delivered
+// before: as the broker counts, else as the database counts (counted).
+func (s *subscriber) deliveriesBefore(d mq.Delivery, msg *message.Message) (n int, counted bool) {
+	if dc, ok := d.(mq.DeliveryCounter); ok {
+		if n, ok := dc.DeliveryCount(); ok {
+			return n, false
+		}
+	}
+	rc, ok := s.bus.store.(outbox.RedeliveryCounter)
+	if !ok {
+		return 0, false
+	}
+	ctx, cancel := context.WithTimeout(s.handlerCtx, s.opt.PublishTimeout)
+	defer cancel()
+	// The original delivery was not counted, so the count of
+	// redeliveries, this one included, is the deliveries before it.
+	n, err := rc.CountRedelivery(ctx, msg.Topic, msg.UUID)
+	if err != nil {
+		s.log.Debug("final: redelivery not counted", "topic", msg.Topic, "uuid", msg.UUID, "err", err)
+		return 0, false
+	}
+	return n, true
+}
+
+// forgetRedeliveries drops the database's count of a settled message.
+func (s *subscriber) forgetRedeliveries(d mq.Delivery, msg *message.Message) {
+	if stale(d) {
+		return // not settled: it comes again, and its count must stay
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opt.PublishTimeout)
+	defer cancel()
+	if err := s.bus.store.(outbox.RedeliveryCounter).ForgetRedeliveries(ctx, msg.Topic, msg.UUID); err != nil {
+		s.log.Debug("final: redelivery count not removed", "uuid", msg.UUID, "err", err)
 	}
 }
 

@@ -91,6 +91,13 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if err := migrate(ctx, s.db, s.t, migrations); err != nil {
 		return err
 	}
+	// Tables shared by every service, created once for all.
+	if err := s.createSubscriptions(ctx); err != nil {
+		return err
+	}
+	if err := s.createRedeliveries(ctx); err != nil {
+		return err
+	}
 	return s.prepare(ctx)
 }
 

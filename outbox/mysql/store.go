@@ -19,6 +19,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	gomysql "github.com/go-sql-driver/mysql"
@@ -44,6 +45,8 @@ type Store struct {
 
 	insertSQL string
 	insert    *sql.Stmt // prepared at Migrate, reused in every transaction
+
+	counted atomic.Int64 // redeliveries counted, to prune old counts now and then
 }
 
 var _ outbox.Store = (*Store)(nil)

@@ -28,11 +28,9 @@ func (s *Store) createSubscriptions(ctx context.Context) error {
 	return nil
 }
 
-// Subscriptions implements outbox.SubscriptionRecorder.
+// Subscriptions implements outbox.SubscriptionRecorder. Migrate creates
+// the table.
 func (s *Store) Subscriptions(ctx context.Context) ([]outbox.Subscription, error) {
-	if err := s.createSubscriptions(ctx); err != nil {
-		return nil, err
-	}
 	rows, err := s.db.QueryContext(ctx, `SELECT topic, kind FROM `+subscriptionsTable+
 		` WHERE outbox_table = ? ORDER BY topic, kind`, s.t.name)
 	if err != nil {
@@ -56,9 +54,6 @@ func (s *Store) Subscriptions(ctx context.Context) ([]outbox.Subscription, error
 // SetSubscriptions implements outbox.SubscriptionRecorder, in one
 // transaction.
 func (s *Store) SetSubscriptions(ctx context.Context, subs []outbox.Subscription) (err error) {
-	if err := s.createSubscriptions(ctx); err != nil {
-		return err
-	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("outbox/mysql: write subscriptions: %w", err)
