@@ -17,9 +17,11 @@ import (
 // A claim leases rows to this instance (outbox.Store.Claim: SELECT … FOR
 // UPDATE SKIP LOCKED, then a lease written in the same transaction), so
 // instances sharing the table never send the same row at the same time.
-// A full batch is followed at once by the next, so a backlog drains at the
-// broker's pace, and so are the first short batches after it (see
-// rechecks); otherwise the relay sleeps OutboxScanInterval.
+// A batch is bounded in rows (OutboxScanOffset) and in bytes
+// (DispatchQueueBytes), so that it is sent within its lease whatever the
+// size of its messages. A full batch is followed at once by the next, so a
+// backlog drains at the broker's pace, and so are the first short batches
+// after it (see rechecks); otherwise the relay sleeps OutboxScanInterval.
 type relay struct {
 	store    outbox.Store
 	disp     *dispatcher
@@ -27,6 +29,7 @@ type relay struct {
 	log      *slog.Logger
 	owner    string
 	batch    int
+	bytes    int // a batch's byte bound
 	interval time.Duration
 	lease    time.Duration
 
@@ -45,6 +48,7 @@ func newRelay(s outbox.Store, d *dispatcher, owner string, o Options) *relay {
 		log:      o.Logger,
 		owner:    owner,
 		batch:    int(o.OutboxScanOffset),
+		bytes:    o.DispatchQueueBytes,
 		interval: o.OutboxScanInterval,
 		lease:    o.OutboxLease,
 		ctx:      ctx,
@@ -84,7 +88,7 @@ func (r *relay) run() {
 			return
 		case <-t.C:
 		}
-		n, err := r.scan()
+		full, err := r.scan()
 		if err != nil && r.ctx.Err() == nil {
 			r.log.Warn("final: relay scan failed", "err", err)
 		}
@@ -95,7 +99,7 @@ func (r *relay) run() {
 		switch {
 		case err != nil:
 			short = rechecks
-		case n == r.batch:
+		case full:
 			next, short = 0, 0
 		case short < rechecks:
 			next = 0
@@ -160,14 +164,19 @@ func (r *relay) pruneHeld() error {
 	return nil
 }
 
-// scan claims one batch and hands it to the dispatcher; it returns how many
-// rows it claimed.
-func (r *relay) scan() (int, error) {
+// scan claims one batch and hands it to the dispatcher; it reports whether
+// the batch was full, in rows or in bytes.
+func (r *relay) scan() (full bool, err error) {
 	sendBy := time.Now().Add(r.lease - r.disp.timeout)
-	recs, err := r.store.Claim(r.ctx, r.owner, r.batch, r.lease)
+	recs, err := r.store.Claim(r.ctx, r.owner, r.batch, r.bytes, r.lease)
 	if err != nil {
-		return 0, err
+		return false, err
 	}
+	size := 0
+	for _, rec := range recs {
+		size += len(rec.Body)
+	}
+	full = len(recs) == r.batch || size >= r.bytes
 	for _, rec := range recs {
 		if rec.Err != nil {
 			r.log.Warn("final: outbox row cannot be decoded; it stays in the table", "id", rec.ID, "err", rec.Err)
@@ -175,11 +184,11 @@ func (r *relay) scan() (int, error) {
 			continue
 		}
 		if err := r.disp.submit(r.ctx, outgoing{id: rec.ID, key: rec.OrderKey, owner: r.owner, msg: rec.Message, body: rec.Body, sendBy: sendBy}); err != nil {
-			return len(recs), err
+			return full, err
 		}
 	}
 	if len(recs) > 0 {
-		r.log.Debug("final: relayed unconfirmed rows", "rows", len(recs))
+		r.log.Debug("final: relayed unconfirmed rows", "rows", len(recs), "bytes", size)
 	}
-	return len(recs), nil
+	return full, nil
 }
