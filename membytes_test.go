@@ -17,6 +17,7 @@ import (
 	"github.com/finalbus/final/internal/faultnet"
 	"github.com/finalbus/final/internal/testenv"
 	"github.com/finalbus/final/message"
+	"github.com/finalbus/final/mq/memory"
 )
 
 // largeBacklog is the backlog of the large-message tests: count messages of
@@ -156,5 +157,14 @@ func TestLargeMessagesDuringBrokerOutage(t *testing.T) {
 			testenv.Eventually(t, 10*time.Second, func() bool { held, _ = final.DispatcherBytes(pub); return held == 0 },
 				"the dispatcher holds nothing once all is sent (holds %d bytes)", held)
 		})
+	}
+}
+
+func TestStartRefusesNoDispatchBytes(t *testing.T) {
+	db := testenv.DB(t)
+	for _, v := range []int{0, -1} {
+		err := final.New("svc", db, memory.NewBroker().Provider(), testOptions(t).WithDispatchQueueBytes(v)).Start()
+		require.ErrorIs(t, err, final.ErrInvalidOption)
+		require.ErrorContains(t, err, "DispatchQueueBytes")
 	}
 }
