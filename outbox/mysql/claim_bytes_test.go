@@ -25,7 +25,7 @@ func TestClaimOfLargeRowsIsBoundedInBytes(t *testing.T) {
 		_, err = s.Insert(ctx, nil, outbox.Row{Body: body})
 		require.NoError(t, err)
 	}
-	_, err := db.Exec("INSERT INTO `"+s.Table()+"` (message, status, create_at) VALUES (NULL, 0, NOW(3))")
+	_, err := db.Exec("INSERT INTO `" + s.Table() + "` (message, status, create_at) VALUES (NULL, 0, NOW(3))")
 	require.NoError(t, err)
 
 	seen := map[int64]bool{}
