@@ -118,6 +118,11 @@ func (d *dispatcher) offer(o outgoing) bool {
 // submit queues o, waiting for room in messages and in bytes; the relay
 // uses it for backpressure.
 func (d *dispatcher) submit(ctx context.Context, o outgoing) error {
+	if d.encoded != nil && o.msg.Payload != nil {
+		// The body is what is sent: the decoded payload, as big, need
+		// not be held too.
+		o.msg = &message.Message{UUID: o.msg.UUID, Topic: o.msg.Topic, Key: o.msg.Key, Policy: o.msg.Policy}
+	}
 	if err := d.bytes.take(ctx, o.size()); err != nil {
 		return err
 	}
@@ -324,7 +329,7 @@ type byteBudget struct {
 	parked  int64
 	peak    int64         // highest moving + parked so far, for tests
 	waiters int           // relay submits waiting for room
-	room    chan struct{} // closed when bytes are released; nil: nobody waits
+	wake    chan struct{} // closed when bytes are released; nil: nobody waits
 }
 
 // tryTake counts n bytes of a committed row if they fit.
@@ -348,14 +353,14 @@ func (b *byteBudget) take(ctx context.Context, n int64) error {
 			b.mu.Unlock()
 			return nil
 		}
-		if b.room == nil {
-			b.room = make(chan struct{})
+		if b.wake == nil {
+			b.wake = make(chan struct{})
 		}
-		room := b.room
+		wake := b.wake
 		b.waiters++
 		b.mu.Unlock()
 		select {
-		case <-room:
+		case <-wake:
 		case <-ctx.Done():
 		}
 		b.mu.Lock()
@@ -407,10 +412,17 @@ func (b *byteBudget) dropParked(n int64) {
 
 // freed wakes the waiting relay; b.mu is held.
 func (b *byteBudget) freed() {
-	if b.room != nil {
-		close(b.room)
-		b.room = nil
+	if b.wake != nil {
+		close(b.wake)
+		b.wake = nil
 	}
+}
+
+// room returns the bytes that fit now, at least 1.
+func (b *byteBudget) room() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return max(b.max-b.moving-b.parked, 1)
 }
 
 // held returns the bytes held and the highest ever held.

@@ -81,15 +81,17 @@ type Options struct {
 	// DispatchQueueBytes bounds the same in bytes (of messages as stored):
 	// the committed messages waiting for the fast path and the keyed ones
 	// parked together hold at most this much plus one message; a message
-	// that does not fit is left to the relay. It also bounds one relay
-	// claim: the relay stops claiming rows once their bytes reach it (it
-	// claims at least one), and waits for room before handing them on. So
-	// the outbox messages an instance holds in memory stay under about
-	// twice this value, whatever the backlog. Default 64 MiB: the count
-	// bound still governs messages under 8 KiB (8192 × 8 KiB), 64 messages
-	// of the largest default payload (1 MiB) keep the publisher busy, and
-	// a claim of 64 MiB is sent well within its window (OutboxLease −
-	// PublishTimeout, 10s) on any link faster than 7 MiB/s.
+	// that does not fit is left to the relay. It also bounds the relay's
+	// claims: a claim stops taking rows once their bytes reach the room
+	// the dispatcher has left (it takes one row whatever its size), so a
+	// claimed batch goes into the dispatcher at once and is sent within its
+	// lease, however large its messages. So the outbox messages an instance
+	// holds in memory stay under about twice this value, whatever the
+	// backlog. Default 64 MiB: the count bound still governs messages under
+	// 8 KiB (8192 × 8 KiB), 64 messages of the largest default payload
+	// (1 MiB) keep the publisher busy, and 64 MiB is sent well within a
+	// claim's window (OutboxLease − PublishTimeout, 10s) on any link faster
+	// than 7 MiB/s.
 	DispatchQueueBytes int
 	// MaxPayloadBytes caps a message payload. Default 1 MiB.
 	MaxPayloadBytes int

@@ -17,8 +17,9 @@ import (
 // A claim leases rows to this instance (outbox.Store.Claim: SELECT … FOR
 // UPDATE SKIP LOCKED, then a lease written in the same transaction), so
 // instances sharing the table never send the same row at the same time.
-// A batch is bounded in rows (OutboxScanOffset) and in bytes
-// (DispatchQueueBytes), so that it is sent within its lease whatever the
+// A batch is bounded in rows (OutboxScanOffset) and in bytes, by the room
+// the dispatcher has (DispatchQueueBytes less what it holds): so it goes
+// into the dispatcher at once and is sent within its lease whatever the
 // size of its messages. A full batch is followed at once by the next, so a
 // backlog drains at the broker's pace, and so are the first short batches
 // after it (see rechecks); otherwise the relay sleeps OutboxScanInterval.
@@ -29,7 +30,7 @@ type relay struct {
 	log      *slog.Logger
 	owner    string
 	batch    int
-	bytes    int // a batch's byte bound
+	rowSize  int // mean body size of the last batch; 0: none yet
 	interval time.Duration
 	lease    time.Duration
 
@@ -48,7 +49,6 @@ func newRelay(s outbox.Store, d *dispatcher, owner string, o Options) *relay {
 		log:      o.Logger,
 		owner:    owner,
 		batch:    int(o.OutboxScanOffset),
-		bytes:    o.DispatchQueueBytes,
 		interval: o.OutboxScanInterval,
 		lease:    o.OutboxLease,
 		ctx:      ctx,
@@ -164,11 +164,26 @@ func (r *relay) pruneHeld() error {
 	return nil
 }
 
+// bounds returns the bounds of the next batch: in bytes, the dispatcher's
+// room (at least 1: a claim takes one row whatever its size); in rows,
+// OutboxScanOffset, and as many rows of the last batch's mean size as the
+// room holds, so that the store does not look at many more rows than it
+// may take (it reads the size of each row it considers).
+func (r *relay) bounds() (limit, maxBytes int) {
+	room := int(r.disp.bytes.room())
+	limit = r.batch
+	if r.rowSize > 0 {
+		limit = min(limit, room/r.rowSize+1)
+	}
+	return limit, room
+}
+
 // scan claims one batch and hands it to the dispatcher; it reports whether
 // the batch was full, in rows or in bytes.
 func (r *relay) scan() (full bool, err error) {
 	sendBy := time.Now().Add(r.lease - r.disp.timeout)
-	recs, err := r.store.Claim(r.ctx, r.owner, r.batch, r.bytes, r.lease)
+	limit, maxBytes := r.bounds()
+	recs, err := r.store.Claim(r.ctx, r.owner, limit, maxBytes, r.lease)
 	if err != nil {
 		return false, err
 	}
@@ -176,8 +191,12 @@ func (r *relay) scan() (full bool, err error) {
 	for _, rec := range recs {
 		size += len(rec.Body)
 	}
-	full = len(recs) == r.batch || size >= r.bytes
-	for _, rec := range recs {
+	if len(recs) > 0 {
+		r.rowSize = size / len(recs)
+	}
+	full = len(recs) == limit || size >= maxBytes
+	for i, rec := range recs {
+		recs[i] = outbox.Record{} // once handed on, the dispatcher alone holds it
 		if rec.Err != nil {
 			r.log.Warn("final: outbox row cannot be decoded; it stays in the table", "id", rec.ID, "err", rec.Err)
 			r.disp.acker.fail(failure{id: rec.ID, owner: r.owner, cause: rec.Err.Error()})
