@@ -291,8 +291,10 @@ func TestDispatcherRelayRowGoesPastParkedBytes(t *testing.T) {
 		defer d.bytes.mu.Unlock()
 		return d.bytes.parked == 2*size
 	}, "rows 2 and 3 parked behind row 1, holding the whole budget")
-	if err := d.submit(context.Background(), rows[0]); err != nil {
-		t.Fatal(err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.submit(ctx, rows[0]); err != nil {
+		t.Fatalf("the relay's row of the key: %v", err)
 	}
 	for _, want := range rows {
 		if got := nextDelivery(t, deliveries); got.UUID != want.msg.UUID {
