@@ -292,8 +292,9 @@ func (b *Bus) stopPipeline() {
 	b.acker.closeAndWait()
 }
 
-// enqueue hands committed rows to the fast path. What does not fit, or
-// arrives during Shutdown, is left to the relay.
+// enqueue hands committed rows to the fast path. What does not fit, in
+// messages (DispatchQueueSize) or in bytes (DispatchQueueBytes), or arrives
+// during Shutdown, is left to the relay.
 func (b *Bus) enqueue(out []outgoing) {
 	b.intake.RLock()
 	defer b.intake.RUnlock()
@@ -305,7 +306,7 @@ func (b *Bus) enqueue(out []outgoing) {
 			if o.key != 0 {
 				b.disp.order.leftBehind(o.key, o.id)
 			}
-			b.log.Debug("final: dispatch queue full; left to the relay", "id", o.id)
+			b.log.Debug("final: dispatch queue full (messages or bytes); left to the relay", "id", o.id)
 		}
 	}
 }

@@ -33,6 +33,9 @@ type outgoing struct {
 // late reports whether o's window has closed (see outgoing.sendBy).
 func (o outgoing) late(now time.Time) bool { return !o.sendBy.IsZero() && now.After(o.sendBy) }
 
+// size is what o counts against Options.DispatchQueueBytes.
+func (o outgoing) size() int64 { return int64(len(o.body)) }
+
 // flight is a publish waiting for its confirm.
 type flight struct {
 	outgoing
@@ -54,6 +57,7 @@ type dispatcher struct {
 	encoded  mq.EncodedPublisher // the provider, if it can publish stored bytes
 	ordered  mq.OrderedPublisher // the provider, if it can publish after a given publish
 	order    *keyOrder
+	bytes    *byteBudget
 	acker    *acker
 	log      *slog.Logger
 	timeout  time.Duration
@@ -73,11 +77,13 @@ type dispatcher struct {
 func newDispatcher(ctx context.Context, p mq.IProvider, a *acker, o Options) *dispatcher {
 	encoded, _ := p.(mq.EncodedPublisher)
 	ordered, _ := p.(mq.OrderedPublisher)
+	bytes := &byteBudget{max: int64(o.DispatchQueueBytes)}
 	return &dispatcher{
 		provider: p,
 		encoded:  encoded,
 		ordered:  ordered,
-		order:    newKeyOrder(o.DispatchQueueSize),
+		order:    newKeyOrder(o.DispatchQueueSize, bytes),
+		bytes:    bytes,
 		acker:    a,
 		log:      o.Logger,
 		timeout:  o.PublishTimeout,
@@ -94,23 +100,37 @@ func (d *dispatcher) start() {
 	go d.confirmLoop()
 }
 
-// offer queues o without blocking; false means the queue is full and the
-// row is left to the relay.
+// offer queues o without blocking; false means the queue is full, in
+// messages or in bytes, and the row is left to the relay.
 func (d *dispatcher) offer(o outgoing) bool {
+	if !d.bytes.tryTake(o.size()) {
+		return false
+	}
 	select {
 	case d.queue <- o:
 		return true
 	default:
+		d.bytes.release(o.size())
 		return false
 	}
 }
 
-// submit queues o, waiting for room; the relay uses it for backpressure.
+// submit queues o, waiting for room in messages and in bytes; the relay
+// uses it for backpressure.
 func (d *dispatcher) submit(ctx context.Context, o outgoing) error {
+	if d.encoded != nil && o.msg.Payload != nil {
+		// The body is what is sent: the decoded payload, as big, need
+		// not be held too.
+		o.msg = &message.Message{UUID: o.msg.UUID, Topic: o.msg.Topic, Key: o.msg.Key, Policy: o.msg.Policy}
+	}
+	if err := d.bytes.take(ctx, o.size()); err != nil {
+		return err
+	}
 	select {
 	case d.queue <- o:
 		return nil
 	case <-ctx.Done():
+		d.bytes.release(o.size())
 		return ctx.Err()
 	}
 }
@@ -145,12 +165,22 @@ func (d *dispatcher) publishLoop() {
 			// The row waited past its window: another relay may be
 			// sending it now. It stays in the table for the relays.
 			<-d.window
+			d.bytes.release(o.size())
 			d.log.Debug("final: row left to the relay; it waited too long to be sent", "id", o.id)
 			continue
 		}
 		conf, err := d.send(d.ctx, o)
-		d.inflight <- flight{outgoing: o, conf: conf, sent: time.Now(), err: err, slot: true}
+		d.inflight <- d.sent(o, conf, err)
 	}
+}
+
+// sent returns the flight of a row whose publish returned, and releases its
+// bytes: once written to the connection the body is no longer needed, so a
+// flight does not keep it.
+func (d *dispatcher) sent(o outgoing, conf mq.Confirmation, err error) flight {
+	d.bytes.release(o.size())
+	o.body = nil
+	return flight{outgoing: o, conf: conf, sent: time.Now(), err: err, slot: true}
 }
 
 // publishParked publishes the parked rows of a key that became free
@@ -166,6 +196,7 @@ func (d *dispatcher) publishParked(key int64) {
 func (d *dispatcher) publishKeyed(o outgoing) {
 	ready, refused := d.order.admit(o)
 	if refused {
+		d.bytes.release(o.size())
 		d.inflight <- flight{outgoing: o, sent: time.Now(), err: errHeldBack}
 		return
 	}
@@ -192,14 +223,14 @@ func (d *dispatcher) publishRows(ready []outgoing) {
 		}
 		conf, err := d.sendAfter(d.ctx, prev, r)
 		if d.order.sent(r, conf, err) {
-			d.inflight <- flight{outgoing: r, conf: conf, sent: time.Now(), slot: true}
+			d.inflight <- d.sent(r, conf, nil)
 			continue
 		}
 		if errors.Is(err, mq.ErrOutOfOrder) { // r itself waits too
 			<-d.window // nothing was sent
 			d.holdBack(ready[i:])
 		} else {
-			d.inflight <- flight{outgoing: r, sent: time.Now(), err: err, slot: true}
+			d.inflight <- d.sent(r, nil, err)
 			d.holdBack(ready[i+1:])
 		}
 		return
@@ -213,6 +244,7 @@ func (d *dispatcher) holdBack(rows []outgoing) {
 	var parked []outgoing
 	for _, x := range rows {
 		if x.owner != "" {
+			d.bytes.release(x.size())
 			d.inflight <- flight{outgoing: x, sent: time.Now(), err: errHeldBack}
 		} else {
 			parked = append(parked, x)
@@ -283,4 +315,126 @@ func (d *dispatcher) confirmLoop() {
 		}
 		d.acker.fail(failure{id: f.id, owner: f.owner, topic: f.msg.Topic, err: err})
 	}
+}
+
+// byteBudget counts the bytes of the rows the dispatcher holds against
+// Options.DispatchQueueBytes: rows queued or being published (moving) and
+// keyed rows parked behind an unsent row of their key (parked). A row is
+// counted from the moment it is queued until it is published or left to
+// the relay.
+//
+// A committed row is taken only if it fits (or nothing is held), else it is
+// left to the relay. The relay waits for room, and goes first: while it
+// waits, committed rows are left to it, as a blocked send on a full channel
+// goes before a new one. It also goes when nothing but parked rows is held,
+// since those may be waiting for the very row it brings. So the dispatcher
+// holds at most DispatchQueueBytes plus one message.
+type byteBudget struct {
+	mu      sync.Mutex
+	max     int64
+	moving  int64
+	parked  int64
+	peak    int64         // highest moving + parked so far, for tests
+	waiters int           // relay submits waiting for room
+	wake    chan struct{} // closed when bytes are released; nil: nobody waits
+}
+
+// tryTake counts n bytes of a committed row if they fit.
+func (b *byteBudget) tryTake(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	held := b.moving + b.parked
+	if b.waiters > 0 || held > 0 && held+n > b.max {
+		return false
+	}
+	b.add(n)
+	return true
+}
+
+// take counts n bytes of a relay row, waiting for room until ctx ends.
+func (b *byteBudget) take(ctx context.Context, n int64) error {
+	for {
+		b.mu.Lock()
+		if b.moving == 0 || b.moving+b.parked+n <= b.max {
+			b.add(n)
+			b.mu.Unlock()
+			return nil
+		}
+		if b.wake == nil {
+			b.wake = make(chan struct{})
+		}
+		wake := b.wake
+		b.waiters++
+		b.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+		}
+		b.mu.Lock()
+		b.waiters--
+		b.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
+
+func (b *byteBudget) add(n int64) {
+	b.moving += n
+	b.peak = max(b.peak, b.moving+b.parked)
+}
+
+// release uncounts n bytes of a row that left: published or left to the
+// relay.
+func (b *byteBudget) release(n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.moving -= n
+	b.freed()
+}
+
+// park moves n bytes from moving to parked, unpark back; dropParked
+// uncounts parked rows that were left to the relay.
+func (b *byteBudget) park(n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.moving -= n
+	b.parked += n
+	b.freed() // the relay may go when nothing moves
+}
+
+func (b *byteBudget) unpark(n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.parked -= n
+	b.moving += n
+}
+
+func (b *byteBudget) dropParked(n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.parked -= n
+	b.freed()
+}
+
+// freed wakes the waiting relay; b.mu is held.
+func (b *byteBudget) freed() {
+	if b.wake != nil {
+		close(b.wake)
+		b.wake = nil
+	}
+}
+
+// room returns the bytes that fit now, at least 1.
+func (b *byteBudget) room() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return max(b.max-b.moving-b.parked, 1)
+}
+
+// held returns the bytes held and the highest ever held.
+func (b *byteBudget) held() (now, peak int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.moving + b.parked, b.peak
 }

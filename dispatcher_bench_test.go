@@ -24,7 +24,7 @@ func (*countingStore) Insert(context.Context, *sql.Tx, outbox.Row) (int64, error
 	return 0, nil
 }
 func (*countingStore) Remaining(context.Context, []int64) ([]int64, error) { return nil, nil }
-func (*countingStore) Claim(context.Context, string, int, time.Duration) ([]outbox.Record, error) {
+func (*countingStore) Claim(context.Context, string, int, int, time.Duration) ([]outbox.Record, error) {
 	return nil, nil
 }
 func (s *countingStore) Delete(_ context.Context, ids []int64) error {

@@ -20,7 +20,11 @@ import (
 // test.
 func memoryDispatcher(t *testing.T, store outbox.Store) (*dispatcher, <-chan mq.Delivery) {
 	t.Helper()
-	o := DefaultOptions()
+	return memoryDispatcherWith(t, store, DefaultOptions())
+}
+
+func memoryDispatcherWith(t *testing.T, store outbox.Store, o Options) (*dispatcher, <-chan mq.Delivery) {
+	t.Helper()
 	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	p := memory.NewBroker().Provider()
 	if err := p.Init(context.Background(), mq.Config{Service: "svc", Topics: []string{"t"}, Logger: o.Logger}); err != nil {
@@ -183,5 +187,125 @@ func TestDispatcherWindowBoundsUnconfirmedPublishes(t *testing.T) {
 	defer p.mu.Unlock()
 	if p.top != 4 {
 		t.Fatalf("at most %d publishes awaited a confirm, want MaxUnconfirmed = 4", p.top)
+	}
+}
+
+// sized returns a row whose body is n bytes, not a message: for a
+// dispatcher whose loops do not run.
+func sized(t *testing.T, id, key int64, owner string, n int) outgoing {
+	t.Helper()
+	o := row(t, id, key, owner, time.Time{})
+	o.body = make([]byte, n)
+	return o
+}
+
+func held(d *dispatcher) int64 { n, _ := d.bytes.held(); return n }
+
+// The fast path takes committed rows while their bytes fit in
+// DispatchQueueBytes, a row alone whatever its size, and leaves the others
+// to the relay.
+func TestDispatcherOffersWithinItsBytes(t *testing.T) {
+	o := DefaultOptions().WithDispatchQueueBytes(1000)
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	store := &countingStore{}
+	d := newDispatcher(context.Background(), memory.NewBroker().Provider(), newAcker(context.Background(), store, o), o)
+	// The loops are not running: what is offered stays queued.
+	for _, c := range []struct {
+		row  outgoing
+		took bool
+	}{
+		{sized(t, 1, 0, "", 600), true},
+		{sized(t, 2, 0, "", 600), false}, // 1,200 bytes
+		{sized(t, 3, 0, "", 300), true},  // 900
+		{sized(t, 4, 0, "", 101), false}, // 1,001
+	} {
+		if got := d.offer(c.row); got != c.took {
+			t.Fatalf("offer of row %d (%d bytes, %d held): %v, want %v", c.row.id, len(c.row.body), held(d), got, c.took)
+		}
+	}
+	if n := held(d); n != 900 {
+		t.Fatalf("%d bytes held, want 900", n)
+	}
+	for range 2 {
+		r := <-d.queue
+		d.bytes.release(r.size())
+	}
+	if !d.offer(sized(t, 5, 0, "", 5000)) {
+		t.Fatal("a row larger than the budget refused by an empty dispatcher")
+	}
+}
+
+// A relay row waiting for bytes goes before the committed rows offered
+// meanwhile, which are left to the relay, as a blocked send on a full
+// channel goes first.
+func TestDispatcherRelayGoesFirstForBytes(t *testing.T) {
+	o := DefaultOptions().WithDispatchQueueBytes(1000)
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	store := &countingStore{}
+	d := newDispatcher(context.Background(), memory.NewBroker().Provider(), newAcker(context.Background(), store, o), o)
+	if !d.offer(sized(t, 1, 0, "", 800)) {
+		t.Fatal("first offer refused")
+	}
+	submitted := make(chan error, 1)
+	go func() { submitted <- d.submit(context.Background(), sized(t, 2, 0, "relay", 400)) }()
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		d.bytes.mu.Lock()
+		defer d.bytes.mu.Unlock()
+		return d.bytes.waiters == 1
+	}, "the relay waits for room")
+	if d.offer(sized(t, 3, 0, "", 100)) {
+		t.Fatal("a committed row took room the relay waits for")
+	}
+	r := <-d.queue // row 1 is published
+	d.bytes.release(r.size())
+	if err := <-submitted; err != nil {
+		t.Fatal(err)
+	}
+	if r := <-d.queue; r.id != 2 {
+		t.Fatalf("queued row %d, want the relay's row 2", r.id)
+	}
+}
+
+// Parked rows cannot hold the relay back for good: a key's parked rows may
+// wait for the very row the relay brings. Once nothing but parked rows is
+// held, the relay's row goes, and the key's rows follow it in order.
+func TestDispatcherRelayRowGoesPastParkedBytes(t *testing.T) {
+	const key = 7
+	var rows []outgoing
+	for i, owner := range []string{"relay", "", ""} {
+		o, err := snapshot(message.New("t", make([]byte, 400)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.id, o.key, o.owner = int64(i+1), key, owner
+		rows = append(rows, o)
+	}
+	size := rows[0].size()
+	store := &countingStore{}
+	d, deliveries := memoryDispatcherWith(t, store, DefaultOptions().WithDispatchQueueBytes(int(2*size)))
+	d.order.leftBehind(key, 1) // row 1 of the key is left in the table
+	for _, r := range rows[1:] {
+		if !d.offer(r) {
+			t.Fatalf("offer of row %d refused", r.id)
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		d.bytes.mu.Lock()
+		defer d.bytes.mu.Unlock()
+		return d.bytes.parked == 2*size
+	}, "rows 2 and 3 parked behind row 1, holding the whole budget")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.submit(ctx, rows[0]); err != nil {
+		t.Fatalf("the relay's row of the key: %v", err)
+	}
+	for _, want := range rows {
+		if got := nextDelivery(t, deliveries); got.UUID != want.msg.UUID {
+			t.Fatalf("delivered %s, want row %d (%s)", got.UUID, want.id, want.msg.UUID)
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool { return held(d) == 0 }, "nothing held once all is sent")
+	if _, peak := d.bytes.held(); peak > 3*size {
+		t.Fatalf("held %d bytes at most, want at most the budget and one row", peak)
 	}
 }

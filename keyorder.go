@@ -23,7 +23,10 @@ import (
 // handed back every row of the key left in the table (the store releases a
 // key's rows in id order), and are then published right behind them. Rows
 // the relay hands back are sent at once. Parking is bounded by maxParked
-// across keys; beyond it a message is left to the relay too. When a key
+// across keys; beyond it a message is left to the relay too. Parked rows
+// count against the dispatcher's byte budget, which they share with the
+// dispatch queue: a row is counted when it is queued, so parking it adds
+// nothing, and bytes tells the budget which rows are parked. When a key
 // with parked rows becomes free without a relay row to follow (its stall
 // ended with every confirm in, or forget dropped what it waited for), its
 // key is sent on freed and the publish loop releases them.
@@ -36,6 +39,7 @@ type keyOrder struct {
 	keys      map[int64]*keyState
 	parked    int // rows parked across keys
 	maxParked int
+	bytes     *byteBudget
 
 	// freed carries keys whose parked rows may go now. Sends never block:
 	// a key that does not fit goes with its next message, or the relay
@@ -52,8 +56,8 @@ type keyState struct {
 	isParked map[int64]bool  // the ids in parked
 }
 
-func newKeyOrder(maxParked int) *keyOrder {
-	return &keyOrder{keys: map[int64]*keyState{}, maxParked: maxParked, freed: make(chan int64, 256)}
+func newKeyOrder(maxParked int, bytes *byteBudget) *keyOrder {
+	return &keyOrder{keys: map[int64]*keyState{}, maxParked: maxParked, bytes: bytes, freed: make(chan int64, 256)}
 }
 
 func (k *keyOrder) state(key int64) *keyState {
@@ -123,11 +127,13 @@ func (k *keyOrder) admit(o outgoing) (ready []outgoing, refused bool) {
 func (k *keyOrder) park(st *keyState, o outgoing) {
 	if k.parked >= k.maxParked {
 		st.unsent.add(o.id) // the relay sends it after OutboxScanAgoTime
+		k.bytes.release(o.size())
 		return
 	}
 	st.parked = append(st.parked, o)
 	st.isParked[o.id] = true
 	k.parked++
+	k.bytes.park(o.size())
 }
 
 // repark puts rows that could not be published back at the head of their
@@ -141,6 +147,7 @@ func (k *keyOrder) repark(key int64, rows []outgoing) {
 		st.isParked[r.id] = true
 	}
 	k.parked += len(rows)
+	k.bytes.park(sizeOf(rows))
 }
 
 func (k *keyOrder) takeParked(st *keyState) []outgoing {
@@ -148,7 +155,17 @@ func (k *keyOrder) takeParked(st *keyState) []outgoing {
 	st.parked = nil
 	clear(st.isParked)
 	k.parked -= len(p)
+	k.bytes.unpark(sizeOf(p))
 	return p
+}
+
+// sizeOf returns the bytes rows count against the byte budget.
+func sizeOf(rows []outgoing) int64 {
+	var n int64
+	for _, r := range rows {
+		n += r.size()
+	}
+	return n
 }
 
 func (k *keyOrder) unpark(st *keyState, id int64) {
@@ -157,6 +174,7 @@ func (k *keyOrder) unpark(st *keyState, id int64) {
 	}
 	delete(st.isParked, id)
 	if i := slices.IndexFunc(st.parked, func(p outgoing) bool { return p.id == id }); i >= 0 {
+		k.bytes.dropParked(st.parked[i].size())
 		st.parked = slices.Delete(st.parked, i, i+1)
 		k.parked--
 	}
@@ -282,6 +300,7 @@ func (k *keyOrder) forget(gone []int64) {
 		for _, p := range st.parked {
 			if g[p.id] {
 				delete(st.isParked, p.id)
+				k.bytes.dropParked(p.size())
 			}
 		}
 		n := len(st.parked)

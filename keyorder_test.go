@@ -50,7 +50,7 @@ func publish(t *testing.T, k *keyOrder, rows []outgoing) {
 // A failed row holds its key: later fast-path rows park, the relay's copy
 // of the failed row goes first, and the parked rows follow it.
 func TestKeyOrderParksBehindAFailedRow(t *testing.T) {
-	k := newKeyOrder(100)
+	k := newKeyOrder(100, &byteBudget{max: 1 << 40})
 	ready, _ := k.admit(fast(1))
 	sameIDs(t, ready, 1)
 	publish(t, k, ready)
@@ -78,7 +78,7 @@ func TestKeyOrderParksBehindAFailedRow(t *testing.T) {
 
 // A relay row whose predecessor in the same batch failed is not published.
 func TestKeyOrderRelayRowWaitsForFailedPredecessor(t *testing.T) {
-	k := newKeyOrder(100)
+	k := newKeyOrder(100, &byteBudget{max: 1 << 40})
 	ready, _ := k.admit(relayed(10))
 	sameIDs(t, ready, 10)
 	k.sent(ready[0], nil, mq.ErrUnavailable)
@@ -100,7 +100,7 @@ func TestKeyOrderRelayRowWaitsForFailedPredecessor(t *testing.T) {
 // A publish refused as out of order stalls the key until the verdicts in
 // flight are in; then the parked rows go.
 func TestKeyOrderStallsOnOutOfOrder(t *testing.T) {
-	k := newKeyOrder(100)
+	k := newKeyOrder(100, &byteBudget{max: 1 << 40})
 	ready, _ := k.admit(fast(1))
 	publish(t, k, ready)
 	ready, _ = k.admit(fast(2))
@@ -126,7 +126,7 @@ func TestKeyOrderStallsOnOutOfOrder(t *testing.T) {
 // Parking is bounded; beyond it rows are left to the relay, and rows gone
 // from the table (another relay sent them) are forgotten.
 func TestKeyOrderBoundsParkingAndForgets(t *testing.T) {
-	k := newKeyOrder(1)
+	k := newKeyOrder(1, &byteBudget{max: 1 << 40})
 	k.leftBehind(7, 1)
 	k.admit(fast(2)) // parked
 	k.admit(fast(3)) // over the bound: left to the relay

@@ -63,8 +63,15 @@ type Options struct {
 
 	// NumSubscriber is the number of concurrent handler workers. Default 8.
 	NumSubscriber int
-	// Prefetch bounds unacknowledged deliveries held by this instance.
-	// Default 0 means 4 × NumSubscriber.
+	// Prefetch bounds the unacknowledged deliveries of each consumer of
+	// this instance (with RabbitMQ, basic.qos per consumer): the service
+	// queue of the plain subscriptions has one consumer, the broadcast
+	// queue one, and each Ordered topic one per shard queue (16). So an
+	// instance may hold Prefetch times its consumers in deliveries, in
+	// memory: 32 × 17 for plain subscriptions and one ordered topic. A
+	// limit shared by the channel (basic.qos global) would bound the
+	// instance, but quorum queues refuse it and RabbitMQ deprecates it (4.3
+	// rejects it by default). Default 0 means 4 × NumSubscriber.
 	Prefetch int
 	// NumAcker is the number of goroutines deleting confirmed rows in
 	// batches. Default 2.
@@ -88,6 +95,21 @@ type Options struct {
 	// blocking the committing caller. It also bounds the keyed messages
 	// parked behind an unsent earlier message of their key. Default 8192.
 	DispatchQueueSize int
+	// DispatchQueueBytes bounds the same in bytes (of messages as stored):
+	// the committed messages waiting for the fast path and the keyed ones
+	// parked together hold at most this much plus one message; a message
+	// that does not fit is left to the relay. It also bounds the relay's
+	// claims: a claim stops taking rows once their bytes reach the room
+	// the dispatcher has left (it takes one row whatever its size), so a
+	// claimed batch goes into the dispatcher at once and is sent within its
+	// lease, however large its messages. So the outbox messages an instance
+	// holds in memory stay under about twice this value, whatever the
+	// backlog. Default 64 MiB: the count bound still governs messages under
+	// 8 KiB (8192 × 8 KiB), 64 messages of the largest default payload
+	// (1 MiB) keep the publisher busy, and 64 MiB is sent well within a
+	// claim's window (OutboxLease − PublishTimeout, 10s) on any link faster
+	// than 7 MiB/s.
+	DispatchQueueBytes int
 	// MaxPayloadBytes caps a message payload. Default 1 MiB.
 	MaxPayloadBytes int
 	// ShutdownTimeout bounds how long Shutdown waits for in-flight handlers
@@ -122,6 +144,7 @@ func DefaultOptions() Options {
 		PublishTimeout:     5 * time.Second,
 		MaxUnconfirmed:     128,
 		DispatchQueueSize:  8192,
+		DispatchQueueBytes: 64 << 20,
 		MaxPayloadBytes:    1 << 20,
 		ShutdownTimeout:    10 * time.Second,
 		InboxRetention:     24 * time.Hour,
@@ -178,6 +201,9 @@ func (o Options) WithMaxUnconfirmed(v int) Options { o.MaxUnconfirmed = v; retur
 
 // WithDispatchQueueSize sets DispatchQueueSize.
 func (o Options) WithDispatchQueueSize(v int) Options { o.DispatchQueueSize = v; return o }
+
+// WithDispatchQueueBytes sets DispatchQueueBytes.
+func (o Options) WithDispatchQueueBytes(v int) Options { o.DispatchQueueBytes = v; return o }
 
 // WithMaxPayloadBytes sets MaxPayloadBytes.
 func (o Options) WithMaxPayloadBytes(v int) Options { o.MaxPayloadBytes = v; return o }
@@ -287,6 +313,8 @@ func (o *Options) validate() error {
 		return bad("MaxUnconfirmed", o.MaxUnconfirmed, "> 0")
 	case o.DispatchQueueSize <= 0:
 		return bad("DispatchQueueSize", o.DispatchQueueSize, "> 0")
+	case o.DispatchQueueBytes <= 0:
+		return bad("DispatchQueueBytes", o.DispatchQueueBytes, "> 0")
 	case o.MaxPayloadBytes <= 0 || o.MaxPayloadBytes > 64<<20:
 		return bad("MaxPayloadBytes", o.MaxPayloadBytes, "1..64 MiB")
 	case o.ShutdownTimeout <= 0:

@@ -17,9 +17,12 @@ import (
 // A claim leases rows to this instance (outbox.Store.Claim: SELECT … FOR
 // UPDATE SKIP LOCKED, then a lease written in the same transaction), so
 // instances sharing the table never send the same row at the same time.
-// A full batch is followed at once by the next, so a backlog drains at the
-// broker's pace, and so are the first short batches after it (see
-// rechecks); otherwise the relay sleeps OutboxScanInterval.
+// A batch is bounded in rows (OutboxScanOffset) and in bytes, by the room
+// the dispatcher has (DispatchQueueBytes less what it holds): so it goes
+// into the dispatcher at once and is sent within its lease whatever the
+// size of its messages. A full batch is followed at once by the next, so a
+// backlog drains at the broker's pace, and so are the first short batches
+// after it (see rechecks); otherwise the relay sleeps OutboxScanInterval.
 type relay struct {
 	store    outbox.Store
 	disp     *dispatcher
@@ -27,6 +30,7 @@ type relay struct {
 	log      *slog.Logger
 	owner    string
 	batch    int
+	rowSize  int // mean body size of the last batch; 0: none yet
 	interval time.Duration
 	lease    time.Duration
 
@@ -90,7 +94,7 @@ func (r *relay) run() {
 			return
 		case <-t.C:
 		}
-		n, err := r.scan()
+		full, err := r.scan()
 		if err != nil && r.ctx.Err() == nil {
 			r.log.Warn("final: relay scan failed", "err", err)
 		}
@@ -101,7 +105,7 @@ func (r *relay) run() {
 		switch {
 		case err != nil:
 			short = rechecks
-		case n == r.batch:
+		case full:
 			next, short = 0, 0
 		case short < rechecks:
 			next = 0
@@ -166,28 +170,52 @@ func (r *relay) pruneHeld() error {
 	return nil
 }
 
-// scan claims one batch and hands it to the dispatcher; it returns how many
-// rows it claimed.
-func (r *relay) scan() (int, error) {
-	sendBy := time.Now().Add(r.lease - r.disp.timeout)
-	recs, err := r.store.Claim(r.ctx, r.owner, r.batch, r.lease)
-	if err != nil {
-		return 0, err
+// bounds returns the bounds of the next batch: in bytes, the dispatcher's
+// room (at least 1: a claim takes one row whatever its size); in rows,
+// OutboxScanOffset, and as many rows of the last batch's mean size as the
+// room holds, so that the store does not look at many more rows than it
+// may take (it reads the size of each row it considers).
+func (r *relay) bounds() (limit, maxBytes int) {
+	room := int(r.disp.bytes.room())
+	limit = r.batch
+	if r.rowSize > 0 {
+		limit = min(limit, room/r.rowSize+1)
 	}
+	return limit, room
+}
+
+// scan claims one batch and hands it to the dispatcher; it reports whether
+// the batch was full, in rows or in bytes.
+func (r *relay) scan() (full bool, err error) {
+	sendBy := time.Now().Add(r.lease - r.disp.timeout)
+	limit, maxBytes := r.bounds()
+	recs, err := r.store.Claim(r.ctx, r.owner, limit, maxBytes, r.lease)
+	if err != nil {
+		return false, err
+	}
+	size := 0
 	for _, rec := range recs {
+		size += len(rec.Body)
+	}
+	if len(recs) > 0 {
+		r.rowSize = size / len(recs)
+	}
+	full = len(recs) == limit || size >= maxBytes
+	for i, rec := range recs {
+		recs[i] = outbox.Record{} // once handed on, the dispatcher alone holds it
 		if rec.Err != nil {
 			r.reportUndecodable(rec)
 			r.disp.acker.fail(failure{id: rec.ID, owner: r.owner, err: rec.Err})
 			continue
 		}
 		if err := r.disp.submit(r.ctx, outgoing{id: rec.ID, key: rec.OrderKey, owner: r.owner, msg: rec.Message, body: rec.Body, sendBy: sendBy}); err != nil {
-			return len(recs), err
+			return full, err
 		}
 	}
 	if len(recs) > 0 {
-		r.log.Debug("final: relayed unconfirmed rows", "rows", len(recs))
+		r.log.Debug("final: relayed unconfirmed rows", "rows", len(recs), "bytes", size)
 	}
-	return len(recs), nil
+	return full, nil
 }
 
 // maxUndecodableReports bounds the rows remembered as reported

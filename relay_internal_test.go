@@ -26,8 +26,8 @@ func TestRelaySendByEndsBeforeTheLease(t *testing.T) {
 	d := newDispatcher(context.Background(), memory.NewBroker().Provider(), newAcker(context.Background(), store, o), o)
 	r := newRelay(store, d, "me", o)
 	before := time.Now()
-	if n, err := r.scan(); err != nil || n != 1 {
-		t.Fatalf("scan: %d rows, %v", n, err)
+	if _, err := r.scan(); err != nil {
+		t.Fatalf("scan: %v", err)
 	}
 	after := time.Now()
 	got := <-d.queue // the loops are not running: the row waits in the queue
@@ -46,7 +46,7 @@ type scriptedStore struct {
 	calls int
 }
 
-func (s *scriptedStore) Claim(context.Context, string, int, time.Duration) ([]outbox.Record, error) {
+func (s *scriptedStore) Claim(context.Context, string, int, int, time.Duration) ([]outbox.Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++

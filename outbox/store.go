@@ -89,6 +89,12 @@ type Store interface {
 	// no other owner claims them meanwhile, and returns them in id order.
 	// Rows locked by a concurrent claim are skipped, not waited for.
 	//
+	// maxBytes bounds the claim in bytes (0: no bound): Claim stops adding
+	// rows once their bodies reach maxBytes, but always claims one row if
+	// any is available, so a claim holds at most maxBytes plus one body.
+	// The rows it leaves out are left available, and the rule below holds
+	// for those it takes.
+	//
 	// A row with an OrderKey is claimed only if every row of the same
 	// OrderKey with a lower id that is still in the table is claimed in
 	// the same call or is leased to owner already (owner is sending it,
@@ -96,7 +102,7 @@ type Store interface {
 	// owner leased, or that waits out a backoff or is not yet available,
 	// stays where it is. Claim may then return fewer than limit rows
 	// although more are available.
-	Claim(ctx context.Context, owner string, limit int, lease time.Duration) ([]Record, error)
+	Claim(ctx context.Context, owner string, limit, maxBytes int, lease time.Duration) ([]Record, error)
 	// Delete removes confirmed rows.
 	Delete(ctx context.Context, ids []int64) error
 	// Fail records a failed publish of rows leased to owner ("" for rows

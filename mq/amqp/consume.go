@@ -78,6 +78,8 @@ func (p *Provider) consumeSession(ctx context.Context, s *session, out chan<- mq
 	if err != nil {
 		return err
 	}
+	// Per consumer (global false): RabbitMQ deprecates the channel-wide
+	// limit, and quorum queues refuse it.
 	if err := ch.Qos(p.cfg.Prefetch, 0, false); err != nil {
 		_ = ch.Close()
 		return err

@@ -58,7 +58,7 @@ func BenchmarkClaim(b *testing.B) {
 				fill()
 				b.StartTimer()
 				for {
-					recs, err := s.Claim(ctx, "bench", batch, time.Minute)
+					recs, err := s.Claim(ctx, "bench", batch, 0, time.Minute)
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -135,9 +135,13 @@ func (s *Store) Insert(ctx context.Context, tx *sql.Tx, row outbox.Row) (int64, 
 // Concurrent claimers can still deadlock: the lease rewrites the indexed
 // available_at while another claimer walks that index. InnoDB then rolls
 // one claim back whole, so it is simply tried again.
-func (s *Store) Claim(ctx context.Context, owner string, limit int, lease time.Duration) ([]outbox.Record, error) {
+//
+// The claim decides on the rows' sizes (LENGTH(message)) and reads the
+// messages of the rows it takes only, so a claim bounded by maxBytes reads
+// no more than that of a backlog of large messages.
+func (s *Store) Claim(ctx context.Context, owner string, limit, maxBytes int, lease time.Duration) ([]outbox.Record, error) {
 	for attempt := 1; ; attempt++ {
-		recs, err := s.claim(ctx, owner, limit, lease)
+		recs, err := s.claim(ctx, owner, limit, maxBytes, lease)
 		if err == nil || attempt == maxClaimAttempts || !retryable(err) {
 			return recs, err
 		}
@@ -152,7 +156,7 @@ func retryable(err error) bool {
 	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
 }
 
-func (s *Store) claim(ctx context.Context, owner string, limit int, lease time.Duration) ([]outbox.Record, error) {
+func (s *Store) claim(ctx context.Context, owner string, limit, maxBytes int, lease time.Duration) ([]outbox.Record, error) {
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {
 		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
@@ -160,14 +164,16 @@ func (s *Store) claim(ctx context.Context, owner string, limit int, lease time.D
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
 
 	var (
-		recs []outbox.Record
-		seen []int64 // order keys handled by an earlier pass
+		taken []candidate
+		bytes int
+		seen  []int64 // order keys handled by an earlier pass
 	)
+	enough := func() bool { return maxBytes > 0 && bytes >= maxBytes }
 	// Rows of a key held back by an earlier row stay at the head of the
 	// scan; the next pass looks past the keys seen so far, so that a key
 	// stuck behind a failing row does not stall the others.
-	for pass := 0; pass < maxClaimPasses && len(recs) < limit; pass++ {
-		cands, err := s.candidates(ctx, tx, limit-len(recs), seen)
+	for pass := 0; pass < maxClaimPasses && len(taken) < limit && !enough(); pass++ {
+		cands, err := s.candidates(ctx, tx, limit-len(taken), seen)
 		if err != nil {
 			return nil, err
 		}
@@ -178,19 +184,31 @@ func (s *Store) claim(ctx context.Context, owner string, limit int, lease time.D
 		if err != nil {
 			return nil, err
 		}
-		if len(ok) > 0 {
+		// Cut at maxBytes in id order: what a key loses is the end of its
+		// run, so the rows taken still keep the key's order.
+		slices.SortFunc(ok, func(a, b candidate) int { return cmp.Compare(a.id, b.id) })
+		n := 0
+		for n < len(ok) && !enough() {
+			bytes += ok[n].size
+			n++
+		}
+		if ok = ok[:n]; len(ok) > 0 {
 			if err := s.lease(ctx, tx, owner, ok, lease); err != nil {
 				return nil, err
 			}
-			recs = append(recs, ok...)
+			taken = append(taken, ok...)
 		}
 		if !held {
 			break // no key was held back: the scan is complete
 		}
 		seen = append(seen, keys...)
 	}
-	if len(recs) == 0 {
+	if len(taken) == 0 {
 		return nil, nil
+	}
+	recs, err := s.bodies(ctx, tx, taken)
+	if err != nil {
+		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("outbox/mysql: claim commit: %w", err)
@@ -202,6 +220,14 @@ func (s *Store) claim(ctx context.Context, owner string, limit int, lease time.D
 	return recs, nil
 }
 
+// candidate is a row a claim may take: what the claim decides on, without
+// the message, which is read for the rows taken only.
+type candidate struct {
+	id, key  int64 // key: the order key, 0 for none
+	attempts int
+	size     int // bytes of the stored message
+}
+
 // maxClaimPasses bounds the scans of one claim that look past held-back
 // keys.
 const maxClaimPasses = 4
@@ -210,11 +236,11 @@ const maxClaimPasses = 4
 // per candidate.
 const maxOrderScan = 8
 
-const candidateColumns = `id, message, attempts, order_key`
+const candidateColumns = `id, COALESCE(LENGTH(message), 0), attempts, order_key`
 
 // candidates locks up to limit available rows whose order key is not in
 // skip, first available first.
-func (s *Store) candidates(ctx context.Context, tx *sql.Tx, limit int, skip []int64) ([]outbox.Record, error) {
+func (s *Store) candidates(ctx context.Context, tx *sql.Tx, limit int, skip []int64) ([]candidate, error) {
 	query := `SELECT ` + candidateColumns + ` FROM ` + s.t.q + ` WHERE available_at <= NOW(6)`
 	var args []any
 	if len(skip) > 0 {
@@ -226,23 +252,23 @@ func (s *Store) candidates(ctx context.Context, tx *sql.Tx, limit int, skip []in
 	return s.scanCandidates(tx.QueryContext(ctx, query, append(args, limit)...))
 }
 
-// scanCandidates reads rows of candidateColumns, leaving them undecoded.
-func (s *Store) scanCandidates(rows *sql.Rows, err error) ([]outbox.Record, error) {
+// scanCandidates reads rows of candidateColumns.
+func (s *Store) scanCandidates(rows *sql.Rows, err error) ([]candidate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
 	}
 	defer rows.Close()
-	var cands []outbox.Record
+	var cands []candidate
 	for rows.Next() {
 		var (
-			r   outbox.Record
+			c   candidate
 			key sql.NullInt64
 		)
-		if err := rows.Scan(&r.ID, &r.Body, &r.Attempts, &key); err != nil {
+		if err := rows.Scan(&c.id, &c.size, &c.attempts, &key); err != nil {
 			return nil, fmt.Errorf("outbox/mysql: claim scan: %w", err)
 		}
-		r.OrderKey = key.Int64
-		cands = append(cands, r)
+		c.key = key.Int64
+		cands = append(cands, c)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
@@ -259,19 +285,19 @@ func (s *Store) scanCandidates(rows *sql.Rows, err error) ([]outbox.Record, erro
 // rows by id instead, as many as it has candidates, up to the first one
 // that is not available or is locked by another claim. Rows still leased
 // to owner are passed over: owner is sending them already, ahead of these.
-func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []outbox.Record) (ok []outbox.Record, keys []int64, held bool, err error) {
+func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []candidate) (ok []candidate, keys []int64, held bool, err error) {
 	perKey := map[int64]int{}    // candidates by key
 	highest := map[int64]int64{} // highest candidate id by key
 	for _, c := range cands {
-		if c.OrderKey == 0 {
+		if c.key == 0 {
 			ok = append(ok, c)
 			continue
 		}
-		if perKey[c.OrderKey] == 0 {
-			keys = append(keys, c.OrderKey)
+		if perKey[c.key] == 0 {
+			keys = append(keys, c.key)
 		}
-		perKey[c.OrderKey]++
-		highest[c.OrderKey] = max(highest[c.OrderKey], c.ID)
+		perKey[c.key]++
+		highest[c.key] = max(highest[c.key], c.id)
 	}
 	if len(keys) == 0 {
 		return ok, nil, false, nil
@@ -350,9 +376,9 @@ func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []o
 	if err != nil {
 		return nil, nil, false, err
 	}
-	byID := make(map[int64]outbox.Record, len(locked))
+	byID := make(map[int64]candidate, len(locked))
 	for _, c := range locked {
-		byID[c.ID] = c
+		byID[c.id] = c
 	}
 	for _, k := range keys {
 		n := 0
@@ -372,10 +398,10 @@ func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []o
 }
 
 // lease hides the claimed rows from other claimers until lease has passed.
-func (s *Store) lease(ctx context.Context, tx *sql.Tx, owner string, recs []outbox.Record, lease time.Duration) error {
-	ids := make([]int64, len(recs))
-	for i, r := range recs {
-		ids[i] = r.ID
+func (s *Store) lease(ctx context.Context, tx *sql.Tx, owner string, taken []candidate, lease time.Duration) error {
+	ids := make([]int64, len(taken))
+	for i, c := range taken {
+		ids[i] = c.id
 	}
 	in, args := inList(ids)
 	args = append([]any{lease.Microseconds(), owner}, args...)
@@ -384,6 +410,37 @@ func (s *Store) lease(ctx context.Context, tx *sql.Tx, owner string, recs []outb
 		return fmt.Errorf("outbox/mysql: claim: %w", err)
 	}
 	return nil
+}
+
+// bodies reads the messages of the rows taken, which the claim holds
+// locked.
+func (s *Store) bodies(ctx context.Context, tx *sql.Tx, taken []candidate) ([]outbox.Record, error) {
+	byID := make(map[int64]candidate, len(taken))
+	ids := make([]int64, len(taken))
+	for i, c := range taken {
+		byID[c.id] = c
+		ids[i] = c.id
+	}
+	in, args := inList(ids)
+	rows, err := tx.QueryContext(ctx, `SELECT id, message FROM `+s.t.q+` WHERE id IN `+in, args...)
+	if err != nil {
+		return nil, fmt.Errorf("outbox/mysql: claim read: %w", err)
+	}
+	defer rows.Close()
+	recs := make([]outbox.Record, 0, len(taken))
+	for rows.Next() {
+		var r outbox.Record
+		if err := rows.Scan(&r.ID, &r.Body); err != nil {
+			return nil, fmt.Errorf("outbox/mysql: claim read: %w", err)
+		}
+		c := byID[r.ID]
+		r.OrderKey, r.Attempts = c.key, c.attempts
+		recs = append(recs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("outbox/mysql: claim read: %w", err)
+	}
+	return recs, nil
 }
 
 // Delete implements outbox.Store.

@@ -93,7 +93,7 @@ func TestAncestorTableMigratedInPlace(t *testing.T) {
 	defer s.Close()
 	require.NoError(t, s.Migrate(context.Background()))
 
-	recs, err := s.Claim(context.Background(), "me", 10, time.Minute)
+	recs, err := s.Claim(context.Background(), "me", 10, 0, time.Minute)
 	require.NoError(t, err)
 	require.Len(t, recs, 1, "the ancestor's pending row must be relayed")
 	require.NoError(t, recs[0].Err)
@@ -111,7 +111,7 @@ func TestCorruptRowIsReportedNotFatal(t *testing.T) {
 	s, db := newStore(t)
 	_, err := db.Exec("INSERT INTO `"+s.Table()+"` (message, status, create_at) VALUES (?, 0, NOW(3))", []byte{0xc1, 0xff, 0x00})
 	require.NoError(t, err)
-	recs, err := s.Claim(context.Background(), "me", 10, time.Minute)
+	recs, err := s.Claim(context.Background(), "me", 10, 0, time.Minute)
 	require.NoError(t, err)
 	require.Len(t, recs, 1)
 	require.Nil(t, recs[0].Message)

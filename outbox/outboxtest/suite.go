@@ -33,6 +33,8 @@ func Run(t *testing.T, h Harness) {
 	t.Run("ClaimLooksPastHeldKeys", func(t *testing.T) { testClaimPastHeldKeys(t, h) })
 	t.Run("ConcurrentClaimsKeepKeyOrder", func(t *testing.T) { testConcurrentKeyOrder(t, h) })
 	t.Run("ReleaseCountsNoAttempt", func(t *testing.T) { testRelease(t, h) })
+	t.Run("ClaimBoundedByBytes", func(t *testing.T) { testClaimBytes(t, h) })
+	t.Run("ClaimBoundedByBytesKeepsKeyOrder", func(t *testing.T) { testClaimBytesKeyOrder(t, h) })
 }
 
 var ctx = context.Background()
@@ -69,7 +71,7 @@ func length(t *testing.T, s outbox.Store) int {
 
 func claim(t *testing.T, s outbox.Store, owner string, limit int, lease time.Duration) []outbox.Record {
 	t.Helper()
-	recs, err := s.Claim(ctx, owner, limit, lease)
+	recs, err := s.Claim(ctx, owner, limit, 0, lease)
 	if err != nil {
 		t.Fatalf("Claim: %v", err)
 	}
@@ -158,7 +160,7 @@ func testConcurrentClaims(t *testing.T, h Harness) {
 		go func() {
 			defer wg.Done()
 			for {
-				recs, err := s.Claim(ctx, owner, 50, time.Hour)
+				recs, err := s.Claim(ctx, owner, 50, 0, time.Hour)
 				if err != nil {
 					t.Errorf("Claim: %v", err)
 					return
@@ -420,7 +422,7 @@ func testConcurrentKeyOrder(t *testing.T, h Harness) {
 			defer wg.Done()
 			idle := 0
 			for idle < 50 {
-				recs, err := s.Claim(ctx, owner, 15, time.Hour)
+				recs, err := s.Claim(ctx, owner, 15, 0, time.Hour)
 				if err != nil {
 					t.Errorf("Claim: %v", err)
 					return
@@ -528,5 +530,79 @@ func testRelease(t *testing.T, h Harness) {
 	}
 	if got := ids(claim(t, s, "e", 10, time.Hour)); len(got) != 0 {
 		t.Fatalf("claimed %v: Release made a row due that nobody had claimed", got)
+	}
+}
+
+// insertSized inserts an available message of topic.a with key ("" for
+// none) and a payload of n bytes, and returns its id and stored size.
+func insertSized(t *testing.T, s outbox.Store, key string, n int) (int64, int) {
+	t.Helper()
+	m := message.New("topic.a", make([]byte, n), message.WithKey(key))
+	body, err := message.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.Insert(ctx, nil, outbox.Row{Body: body, OrderKey: outbox.OrderKey(m.Topic, key)})
+	if err != nil {
+		t.Fatalf("Insert: %v", err)
+	}
+	return id, len(body)
+}
+
+func claimBytes(t *testing.T, s outbox.Store, owner string, limit, maxBytes int) []outbox.Record {
+	t.Helper()
+	recs, err := s.Claim(ctx, owner, limit, maxBytes, time.Hour)
+	if err != nil {
+		t.Fatalf("Claim: %v", err)
+	}
+	return recs
+}
+
+// testClaimBytes: a claim stops adding rows once their bodies reach
+// maxBytes, takes one row whatever its size, and leaves the rest available.
+func testClaimBytes(t *testing.T, h Harness) {
+	s, _ := h.New(t)
+	var (
+		rows  []int64
+		sizes []int
+	)
+	for i := 0; i < 6; i++ {
+		id, n := insertSized(t, s, "", 1000)
+		rows, sizes = append(rows, id), append(sizes, n)
+	}
+	// The first two leave room under the bound, the third reaches it.
+	recs := claimBytes(t, s, "a", 10, sizes[0]+sizes[1]+1)
+	if got := ids(recs); !equal(got, rows[:3]) {
+		t.Fatalf("claimed %v under %d bytes, want %v", got, sizes[0]+sizes[1]+1, rows[:3])
+	}
+	for i, r := range recs {
+		if len(r.Body) != sizes[i] {
+			t.Fatalf("row %d: body of %d bytes, stored %d", r.ID, len(r.Body), sizes[i])
+		}
+	}
+	if got := ids(claimBytes(t, s, "a", 10, 1)); !equal(got, rows[3:4]) {
+		t.Fatalf("claimed %v under 1 byte, want the one row %v", got, rows[3:4])
+	}
+	if got := ids(claimBytes(t, s, "a", 10, 0)); !equal(got, rows[4:]) {
+		t.Fatalf("claimed %v without a byte bound, want %v", got, rows[4:])
+	}
+}
+
+// testClaimBytesKeyOrder: a claim cut short by maxBytes takes a key's
+// earliest rows only, and the rest of the key waits for the owner of those.
+func testClaimBytesKeyOrder(t *testing.T, h Harness) {
+	s, _ := h.New(t)
+	k1, n1 := insertSized(t, s, "k", 1000)
+	free, n2 := insertSized(t, s, "", 1000)
+	k2, _ := insertSized(t, s, "k", 1000)
+	k3, _ := insertSized(t, s, "k", 1000)
+	if got, want := ids(claimBytes(t, s, "a", 10, n1+n2+1)), []int64{k1, free, k2}; !equal(got, want) {
+		t.Fatalf("claimed %v, want %v", got, want)
+	}
+	if got := ids(claimBytes(t, s, "b", 10, 0)); len(got) != 0 {
+		t.Fatalf("another owner claimed %v, behind rows %d and %d of its key leased to a", got, k1, k2)
+	}
+	if got := ids(claimBytes(t, s, "a", 10, 0)); !equal(got, []int64{k3}) {
+		t.Fatalf("claimed %v, want the rest of the key [%d]", got, k3)
 	}
 }
