@@ -40,9 +40,19 @@
 //     succeeded but before the ack. Handlers should be idempotent; the
 //     message UUID (Context.Message.UUID) identifies duplicates.
 //   - Effectively-once with Subscription.Inbox: the chain runs in a
-//     transaction that also records the message UUID, so a duplicate is
-//     recognised and acknowledged without calling the handler, and the
-//     handler's writes and publishes happen once.
+//     transaction that also records the message's topic and UUID, so a
+//     duplicate is recognised and acknowledged without calling the handler,
+//     and the handler's writes and publishes happen once. The record is per
+//     topic: a UUID reused on another topic is another message.
+//   - A delivery the broker took back (its connection is gone) is neither
+//     retried nor dead-lettered by the instance that held it; a message
+//     redelivered more than Options.MaxRedeliveries times, which may crash
+//     its consumer, is dead-lettered without calling its handler.
+//   - The broker's topology follows the subscriptions: Start removes the
+//     bindings and queues the previous start declared and this one does
+//     not, moving the messages left in them to the queue that now takes
+//     their topic, or to the dead-letter queue. ReplayDeadLetters sends
+//     dead letters back to this service only.
 //   - Ordered per key with Subscription.Ordered and message.WithKey: the
 //     messages of one key are handled one at a time, across instances, in
 //     the order their transactions committed one after another, also when
