@@ -11,10 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/finalbus/final/internal/dialects"
 	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/mq"
 	"github.com/finalbus/final/outbox"
-	"github.com/finalbus/final/outbox/mysql"
 )
 
 type busState int
@@ -123,7 +123,13 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 	if err := b.db.PingContext(ctx); err != nil {
 		return fmt.Errorf("final: database unreachable: %w", err)
 	}
-	store, err := mysql.New(b.db, outboxTable(b.svcName), mysql.Options{
+	dialect := b.opt.Dialect
+	if dialect == nil {
+		if dialect, err = dialects.For(b.db); err != nil {
+			return fmt.Errorf("%w: Dialect: %w; set Options.Dialect (outbox/mysql.Dialect for MariaDB and MySQL)", ErrInvalidOption, err)
+		}
+	}
+	store, err := dialect.NewStore(b.db, outboxTable(b.svcName), outbox.StoreOptions{
 		RetryBase: b.opt.OutboxRetryBase,
 		RetryMax:  b.opt.OutboxRetryMax,
 	})
@@ -134,15 +140,15 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 		return fmt.Errorf("final: %w", err)
 	}
 	defer func() {
-		if err != nil {
-			store.Close()
+		if c, ok := store.(interface{ Close() error }); ok && err != nil {
+			_ = c.Close()
 		}
 	}()
 	if b.usesInbox() {
 		if err := b.opt.validateInbox(); err != nil {
 			return err
 		}
-		inbox, err := mysql.NewInbox(b.db, inboxTable(b.svcName))
+		inbox, err := dialect.NewInbox(b.db, inboxTable(b.svcName))
 		if err != nil {
 			return fmt.Errorf("final: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/finalbus/final/mq"
+	"github.com/finalbus/final/outbox"
 )
 
 // Options configure a Bus. Start from DefaultOptions and change fields or
@@ -121,6 +122,13 @@ type Options struct {
 	// redelivery horizon the other options allow. Default 24h.
 	InboxRetention time.Duration
 
+	// Dialect is the SQL database the outbox lives in (outbox/mysql.Dialect
+	// for MariaDB and MySQL). Default nil: recognised from the *sql.DB's
+	// driver (github.com/go-sql-driver/mysql); set it for a driver the bus
+	// does not recognise, such as one wrapped for tracing (otelsql), or
+	// Start fails naming the driver.
+	Dialect outbox.Dialect
+
 	// Logger receives the bus's logs. Default nil: discard. Nothing is
 	// logged per message above Debug.
 	Logger *slog.Logger
@@ -213,6 +221,9 @@ func (o Options) WithShutdownTimeout(v time.Duration) Options { o.ShutdownTimeou
 
 // WithInboxRetention sets InboxRetention.
 func (o Options) WithInboxRetention(v time.Duration) Options { o.InboxRetention = v; return o }
+
+// WithDialect sets Dialect.
+func (o Options) WithDialect(d outbox.Dialect) Options { o.Dialect = d; return o }
 
 // WithLogger sets Logger.
 func (o Options) WithLogger(l *slog.Logger) Options { o.Logger = l; return o }

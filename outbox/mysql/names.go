@@ -12,7 +12,9 @@ import (
 // MySQL's: MySQL 5.7 and later refuse a GET_LOCK name over 64 characters,
 // where MariaDB takes any length.
 const (
-	maxLockNameLen = 64
+	// maxIdentifierLen is MySQL's limit for a table or index name.
+	maxIdentifierLen = 64
+	maxLockNameLen   = 64
 	// maxFileNameLen is the longest table name once encoded as a file
 	// name: the server stores each table in "<encoded name>.ibd" (MariaDB
 	// also "<encoded name>.frm"), and file systems allow 255 bytes. The
@@ -28,13 +30,14 @@ type table struct {
 	q    string // quoted
 }
 
-// newTable validates name as a table name: outbox.ValidateIdentifier, and
-// short enough as a file name. It fails with outbox.ErrInvalidIdentifier.
+// newTable validates name as a table name: outbox.ValidateIdentifier within
+// MySQL's 64 characters, and short enough as a file name. It fails with
+// outbox.ErrInvalidIdentifier. Such a name is safe inside backquotes.
 func newTable(name string) (table, error) {
-	q, err := outbox.QuoteIdentifier(name)
-	if err != nil {
+	if err := outbox.ValidateIdentifier(name, maxIdentifierLen); err != nil {
 		return table{}, err
 	}
+	q := "`" + name + "`"
 	if n := fileNameLen(name); n > maxFileNameLen {
 		return table{}, fmt.Errorf("%w: %q is %d bytes as a file name, limit %d (each character other than [A-Za-z0-9_] takes 5)",
 			outbox.ErrInvalidIdentifier, name, n, maxFileNameLen)
