@@ -48,6 +48,7 @@ type Bus struct {
 	store      outbox.Store
 	inbox      outbox.Inbox // nil without Inbox subscriptions
 	pruner     *pruner
+	declarer   *declarer // nil without subscriptions
 	acker      *acker
 	disp       *dispatcher
 	relay      *relay
@@ -114,7 +115,11 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 		b.holdLimit = hl.HoldLimit()
 	}
 	if len(b.routes) > 0 {
-		if err := b.opt.validateHold(b.holdLimit); err != nil {
+		ordered := false
+		for _, r := range b.routes {
+			ordered = ordered || r.ordered
+		}
+		if err := b.opt.validateHold(b.holdLimit, ordered); err != nil {
 			return err
 		}
 	}
@@ -192,6 +197,9 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 		b.provider.Close()
 		return err
 	}
+	if rec, ok := store.(outbox.SubscriptionRecorder); ok && len(b.routes) > 0 {
+		b.declarer = startDeclarer(rec, b.owner, b.log)
+	}
 
 	hard, stopHard := context.WithCancel(context.Background())
 	b.store, b.stopHard = store, stopHard
@@ -203,6 +211,7 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 	if len(b.routes) > 0 {
 		b.subscriber = newSubscriber(b, b.routes, b.opt)
 		if err := b.subscriber.start(); err != nil {
+			b.declarer.stop()
 			b.stopPipeline()
 			b.provider.Close()
 			stopHard()
@@ -243,6 +252,7 @@ func (b *Bus) shutdown(ctx context.Context) error {
 	}
 	var errs []error
 	b.relay.stop()
+	b.declarer.stop()
 	if b.pruner != nil {
 		b.pruner.stop()
 	}

@@ -3,6 +3,7 @@ package final
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/finalbus/final/mq"
@@ -33,10 +34,10 @@ type Options struct {
 	// (its consumer crashed, or lost its connection, before the ack): a
 	// message redelivered more often is dead-lettered with the reason,
 	// without calling its handler, instead of crashing every instance in
-	// turn forever. Quorum queues count deliveries themselves; for classic
-	// queues the bus counts a message's redeliveries in the database
-	// (final_redeliveries), which costs a write only for redelivered
-	// messages. 0 turns the bound off. Default 10.
+	// turn forever. The bus counts the handlings of a redelivered message
+	// that never ended in the database (final_redeliveries), which costs a
+	// write only for redelivered messages. 0 turns the bound off.
+	// Default 10.
 	MaxRedeliveries int
 
 	// OutboxScanInterval is how often the relay looks for rows to re-send
@@ -262,16 +263,36 @@ func (o Options) retryWaits() time.Duration {
 // and the ack time to finish.
 func holdBudget(limit time.Duration) time.Duration { return limit / 10 * 9 }
 
+// holdWorstCase bounds how long a delivery stays unacknowledged, counting
+// only retry waits, when every message fails: before its first attempt it
+// may wait among the prefetched deliveries while the workers retry others
+// in full (Prefetch / NumSubscriber rounds of them for a competing queue;
+// for an ordered one, up to Prefetch-1 earlier messages of its own key,
+// one after another), and then it is retried in full itself.
+func (o Options) holdWorstCase(ordered bool) time.Duration {
+	rounds := (o.Prefetch+o.NumSubscriber-1)/o.NumSubscriber + 1
+	if ordered {
+		rounds = max(o.Prefetch, 1)
+	}
+	w := o.retryWaits()
+	if w > 0 && int64(rounds) > math.MaxInt64/int64(w) {
+		return math.MaxInt64
+	}
+	return time.Duration(rounds) * w
+}
+
 // validateHold checks the retry waits against the provider's hold limit.
-func (o Options) validateHold(limit time.Duration) error {
+func (o Options) validateHold(limit time.Duration, ordered bool) error {
 	if limit <= 0 {
 		return nil
 	}
-	if w, budget := o.retryWaits(), holdBudget(limit); w > budget {
-		return fmt.Errorf("%w: RetryCount = %d with RetryInterval = %s waits up to %s between handler calls, "+
-			"more than %s (90%% of the broker's limit on an unacknowledged delivery, %s): the broker would take the "+
-			"delivery back mid-retry; lower them, or raise the broker's consumer timeout and tell the provider",
-			ErrInvalidOption, o.RetryCount, o.RetryInterval, w, budget, limit)
+	if w, budget := o.holdWorstCase(ordered), holdBudget(limit); w > budget {
+		return fmt.Errorf("%w: RetryCount = %d with RetryInterval = %s waits up to %s between handler calls per message; "+
+			"with Prefetch = %d per consumer and NumSubscriber = %d a delivery may stay unacknowledged %s in all when every "+
+			"message fails, more than %s (90%% of the broker's limit on an unacknowledged delivery, %s): the broker would "+
+			"take the deliveries back and close the channel; lower RetryCount, RetryInterval or Prefetch, or raise the "+
+			"broker's consumer timeout and tell the provider",
+			ErrInvalidOption, o.RetryCount, o.RetryInterval, o.retryWaits(), o.Prefetch, o.NumSubscriber, w, budget, limit)
 	}
 	return nil
 }
@@ -314,8 +335,8 @@ func (o *Options) validate() error {
 		return bad("OutboxRetryMax", o.OutboxRetryMax, ">= OutboxRetryBase")
 	case o.NumSubscriber <= 0:
 		return bad("NumSubscriber", o.NumSubscriber, "> 0")
-	case o.Prefetch < 0:
-		return bad("Prefetch", o.Prefetch, ">= 0")
+	case o.Prefetch < 0 || o.Prefetch > math.MaxUint16:
+		return bad("Prefetch", o.Prefetch, "0..65535")
 	case o.NumAcker <= 0:
 		return bad("NumAcker", o.NumAcker, "> 0")
 	case o.AckBatchSize <= 0 || o.AckBatchSize > 10000:

@@ -35,6 +35,38 @@ func TestRetryWaitsMustFitTheBrokersConsumerTimeout(t *testing.T) {
 	require.NoError(t, ok.Shutdown())
 }
 
+// Deliveries also wait unacknowledged among the prefetched ones while the
+// workers retry others: when every message fails, a competing queue's
+// delivery may wait Prefetch / NumSubscriber rounds of full retries before
+// its own, an ordered one behind up to Prefetch-1 of its own key. Start
+// counts that too, and names Prefetch as a way out.
+func TestRetryWaitsCountThePrefetchedDeliveries(t *testing.T) {
+	e := newEnv(t)
+	noop := func(*final.Context) error { return nil }
+	start := func(o final.Options, ordered bool) error {
+		b := final.New(e.svc, e.db, amqp.NewProvider(e.url), o)
+		if ordered {
+			b.Subscribe(e.svc + ".o").Ordered().Handler(noop)
+		} else {
+			b.Subscribe(e.svc + ".t").Handler(noop)
+		}
+		err := b.Start()
+		if err == nil {
+			require.NoError(t, b.Shutdown())
+		}
+		return err
+	}
+	// 1 min + 2 min + 4 min = 7 min of waits per message, under the 27 min budget alone.
+	o := testOptions(t).WithRetryCount(3).WithRetryInterval(time.Minute)
+	err := start(o, false) // Prefetch 32 over 8 workers: (4+1) x 7 min
+	require.ErrorIs(t, err, final.ErrInvalidOption)
+	require.ErrorContains(t, err, "Prefetch = 32")
+	require.NoError(t, start(o.WithPrefetch(8), false)) // (1+1) x 7 min
+	err = start(o.WithPrefetch(8), true)                // 8 x 7 min behind one key
+	require.ErrorIs(t, err, final.ErrInvalidOption)
+	require.NoError(t, start(o.WithPrefetch(3), true)) // 3 x 7 min
+}
+
 // RetryInterval << i overflowed from the 38th retry on; the redelivery
 // horizon then came out negative and let a far too short InboxRetention
 // pass. The waits saturate now, and out-of-range values are refused.
@@ -74,7 +106,7 @@ func TestSlowRetriesAreDeadLetteredBeforeTheBrokersTimeout(t *testing.T) {
 	var calls atomic.Int64
 	// 3s timeout: 2.7s budget. The first call works 2.3s and fails; the
 	// retry would wait 0.5-1s more.
-	opt := testOptions(t).WithRetryCount(1).WithRetryInterval(time.Second)
+	opt := testOptions(t).WithRetryCount(1).WithRetryInterval(time.Second).WithPrefetch(1).WithNumSubscriber(1)
 	b := final.New(e.svc, e.db, amqp.NewProvider(e.url, amqp.WithConsumerTimeout(3*time.Second)), opt)
 	b.Subscribe(topic).Handler(func(c *final.Context) error {
 		calls.Add(1)

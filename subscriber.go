@@ -147,14 +147,20 @@ func (s *subscriber) handle(t task) {
 		return
 	}
 	counted, over := s.redeliveries(d, msg)
+	settled := false // acknowledged or dead-lettered here
 	if counted {
-		// A count kept in the database goes once the message is settled.
-		defer s.forgetRedeliveries(d, msg)
+		// A count kept in the database goes once the message is settled;
+		// one given back (a shutdown) or taken back keeps it.
+		defer func() {
+			if settled {
+				s.forgetRedeliveries(msg)
+			}
+		}()
 	}
 	if over > 0 {
 		s.log.Warn("final: message dead-lettered: redelivered too often, it may crash its consumer",
 			"topic", msg.Topic, "uuid", msg.UUID, "deliveries", over)
-		s.deadLetter(d, fmt.Sprintf("delivered %d times without an acknowledgement (Options.MaxRedeliveries = %d): "+
+		settled = s.deadLetter(d, fmt.Sprintf("delivered %d times without an acknowledgement (Options.MaxRedeliveries = %d): "+
 			"handling it may crash the consumer", over, s.opt.MaxRedeliveries))
 		return
 	}
@@ -180,13 +186,15 @@ func (s *subscriber) handle(t task) {
 		if err == nil {
 			if err := d.Ack(); err != nil {
 				s.log.Debug("final: ack failed; the broker will redeliver", "uuid", msg.UUID, "err", err)
+				return
 			}
+			settled = true
 			return
 		}
 		s.log.Debug("final: handler failed", "topic", msg.Topic, "uuid", msg.UUID, "attempt", attempt, "err", err)
 		if attempt > s.opt.RetryCount || errors.Is(err, ErrPermanent) {
 			s.log.Warn("final: message dead-lettered after retries", "topic", msg.Topic, "uuid", msg.UUID, "attempts", attempt, "err", err)
-			s.deadLetter(d, fmt.Sprintf("handler failed %d times: %v", attempt, err))
+			settled = s.deadLetter(d, fmt.Sprintf("handler failed %d times: %v", attempt, err))
 			return
 		}
 		wait := jitter(s.opt.retryWait(attempt - 1))
@@ -196,18 +204,40 @@ func (s *subscriber) handle(t task) {
 			// consumer of this instance shares.
 			s.log.Warn("final: message dead-lettered: retrying would hold it past the broker's delivery timeout",
 				"topic", msg.Topic, "uuid", msg.UUID, "attempts", attempt, "held", time.Since(t.received), "err", err)
-			s.deadLetter(d, fmt.Sprintf("handler failed %d times and retrying would hold the delivery past the broker's timeout (%s): %v",
+			settled = s.deadLetter(d, fmt.Sprintf("handler failed %d times and retrying would hold the delivery past the broker's timeout (%s): %v",
 				attempt, s.bus.holdLimit, err))
 			return
 		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-timer.C:
-		case <-s.consumeCtx.Done():
+		if !s.wait(d, wait) {
 			// Shutting down: give the message back instead of waiting.
-			timer.Stop()
 			_ = d.Requeue()
 			return
+		}
+	}
+}
+
+// staleCheck is how often a retry's wait looks whether the broker took the
+// delivery back, so that it ends then instead of holding the worker (and,
+// for an Ordered topic, the key's redelivered messages behind it).
+const staleCheck = 250 * time.Millisecond
+
+// wait waits d's retry wait out; it returns early, true, once d is stale,
+// and false when the bus shuts down.
+func (s *subscriber) wait(d mq.Delivery, wait time.Duration) bool {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	tick := time.NewTicker(staleCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-timer.C:
+			return true
+		case <-tick.C:
+			if stale(d) {
+				return true // the next attempt's check drops it
+			}
+		case <-s.consumeCtx.Done():
+			return false
 		}
 	}
 }
@@ -216,13 +246,12 @@ func (s *subscriber) handle(t task) {
 // is its number of deliveries, this one included, when that exceeds the
 // bound, else 0. counted reports that the count was kept in the database
 // (outbox.RedeliveryCounter), to be forgotten once the message is settled.
-// The broker's own count (mq.DeliveryCounter) comes first; a database
-// error only skips the check.
+// A database error only skips the check.
 func (s *subscriber) redeliveries(d mq.Delivery, msg *message.Message) (counted bool, over int) {
 	if s.opt.MaxRedeliveries == 0 || !d.Redelivered() {
 		return false, 0
 	}
-	before, counted := s.deliveriesBefore(d, msg)
+	before, counted := s.deliveriesBefore(msg)
 	if before > s.opt.MaxRedeliveries {
 		return counted, before + 1
 	}
@@ -230,13 +259,8 @@ func (s *subscriber) redeliveries(d mq.Delivery, msg *message.Message) (counted 
 }
 
 // deliveriesBefore is how many times a redelivered message was delivered
-// before: as the broker counts, else as the database counts (counted).
-func (s *subscriber) deliveriesBefore(d mq.Delivery, msg *message.Message) (n int, counted bool) {
-	if dc, ok := d.(mq.DeliveryCounter); ok {
-		if n, ok := dc.DeliveryCount(); ok {
-			return n, false
-		}
-	}
+// before and not settled, as the database counts (counted).
+func (s *subscriber) deliveriesBefore(msg *message.Message) (n int, counted bool) {
 	rc, ok := s.bus.store.(outbox.RedeliveryCounter)
 	if !ok {
 		return 0, false
@@ -247,17 +271,16 @@ func (s *subscriber) deliveriesBefore(d mq.Delivery, msg *message.Message) (n in
 	// redeliveries, this one included, is the deliveries before it.
 	n, err := rc.CountRedelivery(ctx, msg.Topic, msg.UUID)
 	if err != nil {
-		s.log.Debug("final: redelivery not counted", "topic", msg.Topic, "uuid", msg.UUID, "err", err)
+		s.log.Warn("final: redelivery not counted; MaxRedeliveries not checked", "topic", msg.Topic, "uuid", msg.UUID, "err", err)
 		return 0, false
 	}
 	return n, true
 }
 
-// forgetRedeliveries drops the database's count of a settled message.
-func (s *subscriber) forgetRedeliveries(d mq.Delivery, msg *message.Message) {
-	if stale(d) {
-		return // not settled: it comes again, and its count must stay
-	}
+// forgetRedeliveries drops the database's count of a settled message. An
+// ack lost with its connection may still bring the message back: it is
+// counted from one again, which only delays the bound.
+func (s *subscriber) forgetRedeliveries(msg *message.Message) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opt.PublishTimeout)
 	defer cancel()
 	if err := s.bus.store.(outbox.RedeliveryCounter).ForgetRedeliveries(ctx, msg.Topic, msg.UUID); err != nil {
@@ -307,21 +330,24 @@ func (s *subscriber) callInTx(rt *route, msg *message.Message, attempt int) (dup
 }
 
 // deadLetter moves d to the dead-letter queue; if that fails the delivery
-// goes back to the queue, to be tried again.
-func (s *subscriber) deadLetter(d mq.Delivery, reason string) {
+// goes back to the queue, to be tried again. It reports whether d left
+// the queue.
+func (s *subscriber) deadLetter(d mq.Delivery, reason string) (settled bool) {
 	if stale(d) {
 		// The broker has it back and delivers it again; a dead-letter
 		// publish now would leave a copy in the dead-letter queue of a
 		// message that is still being handled.
 		s.log.Debug("final: delivery taken back by the broker; not dead-lettered here", "reason", reason)
-		return
+		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opt.PublishTimeout)
 	defer cancel()
 	if err := d.DeadLetter(ctx, reason); err != nil {
 		s.log.Warn("final: dead-letter failed; message requeued", "err", err)
 		_ = d.Requeue()
+		return false
 	}
+	return true
 }
 
 // jitter returns a duration uniformly in [d/2, d).

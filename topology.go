@@ -3,43 +3,98 @@ package final
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/finalbus/final/mq"
 	"github.com/finalbus/final/outbox"
 )
 
+// Declarations of an instance count as live while it refreshed them within
+// declarationLive; a running bus refreshes its own every declarationRefresh.
+const (
+	declarationLive    = 2 * time.Minute
+	declarationRefresh = 30 * time.Second
+)
+
 // reconcileTopology makes the broker's topology follow the subscriptions
-// across restarts. The store keeps what the service declared at its last
-// start (outbox.SubscriptionRecorder); the provider removes what cur no
-// longer needs (mq.Reconciler) and reports what it could not remove yet;
-// the record becomes cur plus that rest, so the next start tries again.
+// across restarts. The store records what each instance declared
+// (outbox.SubscriptionRecorder). At Start the provider removes what some
+// instance declared and neither this one nor a live one declares now
+// (mq.Reconciler): so a restarted service sheds the topics it dropped, while
+// a rolling deploy or a rollback never unbinds a topic that a running
+// instance still consumes. The declarations of instances that are gone are
+// forgotten once everything they alone declared is removed; until then
+// they stay, and the next start tries again.
 //
 // A bus without subscriptions (a publishing role of a service whose other
-// processes consume) leaves the service's topology and its record alone.
-// Broker errors are logged, not fatal: the old bindings then stay until a
-// later start removes them. A database error fails Start.
+// processes consume) leaves the topology and the record alone. Broker
+// errors are logged, not fatal; a database error fails Start.
 func (b *Bus) reconcileTopology(ctx context.Context, store outbox.Store, cur mq.Subscriptions) error {
 	rec, ok := store.(outbox.SubscriptionRecorder)
 	if !ok || cur.Empty() {
 		return nil
 	}
-	rows, err := rec.Subscriptions(ctx)
+	decls, err := rec.Declarations(ctx, declarationLive)
 	if err != nil {
 		return fmt.Errorf("final: %w", err)
 	}
-	prev := fromRecord(rows)
-	var left mq.Subscriptions
+	var (
+		stale    []outbox.Subscription // declared by instances that are gone
+		live     []outbox.Subscription // declared by running instances
+		gone     []string
+		goneSeen = map[string]bool{}
+	)
+	for _, d := range decls {
+		switch {
+		case d.Owner == b.owner:
+		case d.Live:
+			live = append(live, d.Subscription)
+		default:
+			stale = append(stale, d.Subscription)
+			if !goneSeen[d.Owner] {
+				goneSeen[d.Owner] = true
+				gone = append(gone, d.Owner)
+			}
+		}
+	}
+	prev := without(fromRecord(stale), fromRecord(live))
+	left := prev
 	if r, ok := b.provider.(mq.Reconciler); ok && !prev.Empty() {
 		left, err = r.Reconcile(ctx, prev)
 		if err != nil {
 			b.log.Warn("final: broker topology not fully reconciled with the subscriptions; retried at the next start", "err", err)
 		}
 	}
-	if err := rec.SetSubscriptions(ctx, append(toRecord(cur), toRecord(left)...)); err != nil {
+	if err := rec.Declare(ctx, b.owner, toRecord(cur)); err != nil {
 		return fmt.Errorf("final: %w", err)
 	}
+	if left.Empty() && err == nil {
+		if err := rec.Forget(ctx, gone); err != nil {
+			return fmt.Errorf("final: %w", err)
+		}
+	}
 	return nil
+}
+
+// without returns s less the topics t has in the same kind.
+func without(s, t mq.Subscriptions) mq.Subscriptions {
+	minus := func(a, b []string) []string {
+		var out []string
+		for _, x := range a {
+			if !slices.Contains(b, x) {
+				out = append(out, x)
+			}
+		}
+		return out
+	}
+	return mq.Subscriptions{
+		Topics:    minus(s.Topics, t.Topics),
+		Broadcast: minus(s.Broadcast, t.Broadcast),
+		Ordered:   minus(s.Ordered, t.Ordered),
+	}
 }
 
 func toRecord(s mq.Subscriptions) []outbox.Subscription {
@@ -74,4 +129,56 @@ func fromRecord(rows []outbox.Subscription) mq.Subscriptions {
 		}
 	}
 	return s
+}
+
+// declarer refreshes this instance's declarations while the bus runs, so
+// that other instances starting meanwhile keep what it consumes.
+type declarer struct {
+	rec   outbox.SubscriptionRecorder
+	owner string
+	log   *slog.Logger
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func startDeclarer(rec outbox.SubscriptionRecorder, owner string, log *slog.Logger) *declarer {
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &declarer{rec: rec, owner: owner, log: log, cancel: cancel}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		t := time.NewTicker(declarationRefresh)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			rctx, cancel := context.WithTimeout(ctx, declarationRefresh)
+			if err := d.rec.Refresh(rctx, d.owner); err != nil && ctx.Err() == nil {
+				d.log.Warn("final: could not refresh this instance's subscriptions in the database", "err", err)
+			}
+			cancel()
+		}
+	}()
+	return d
+}
+
+// stop ends the refreshes, waits for the goroutine and marks this
+// instance's declarations as no longer live. They stay: the next start of
+// the service reads them to know what to remove. (An instance that dies
+// without stopping counts as live for declarationLive.)
+func (d *declarer) stop() {
+	if d == nil {
+		return
+	}
+	d.cancel()
+	d.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := d.rec.Retire(ctx, d.owner); err != nil {
+		d.log.Warn("final: could not mark this instance's subscriptions as stopped; other instances keep them for a while", "err", err)
+	}
 }

@@ -196,3 +196,89 @@ func TestReplayReachesOnlyTheReplayingService(t *testing.T) {
 	require.Len(t, dls, 1, "the undecodable dead letter stays")
 	require.True(t, strings.Contains(dls[0].Err.Error(), "decode") || dls[0].Message == nil)
 }
+
+// An instance that starts with fewer subscriptions (a rolling deploy, a
+// rollback) does not unbind a topic that a running instance of the service
+// still consumes.
+func TestRestartKeepsTopicsALiveInstanceConsumes(t *testing.T) {
+	e := newEnv(t)
+	kept, shared := e.svc+".kept", e.svc+".shared"
+	running := newRecorder()
+	e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) {
+		b.Subscribe(kept).Handler(running.handle)
+		b.Subscribe(shared).Handler(running.handle)
+	})
+	other := newRecorder()
+	e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) { b.Subscribe(shared).Handler(other.handle) })
+
+	pub := e.start(e.svc, e.url, testOptions(t), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, pub.PublishSync(ctx, message.New(kept, []byte("still consumed"))),
+		"the running instance's topic stays bound")
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		return running.count("still consumed")+other.count("still consumed") == 1
+	}, "handled once by the service")
+}
+
+// A topic consumed as Ordered is unbound from the service queue whatever
+// the record says: an upgrade from a version that kept no record, or an
+// instance of an older version that bound it again, leaves no double
+// delivery behind.
+func TestOrderedTopicLeavesTheServiceQueueWithoutARecord(t *testing.T) {
+	e := newEnv(t)
+	topic, plain := e.svc+".o", e.svc+".p"
+	testenv.DropQueues(t, amqp.Queues(mq.Config{Service: e.svc, Ordered: []string{topic}})...)
+	// What an older version left: the service queue bound to the topic.
+	ch := e.channel()
+	require.NoError(t, ch.ExchangeDeclare("final", "direct", true, false, false, false, nil))
+	_, err := ch.QueueDeclare("final."+e.svc, true, false, false, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.QueueBind("final."+e.svc, topic, "final", false, nil))
+	require.NoError(t, ch.QueueBind("final."+e.svc, topic+"#3", "final", false, nil))
+
+	rec := newRecorder()
+	b := e.start(e.svc, e.url, testOptions(t).WithNumSubscriber(1), func(b *final.Bus) {
+		b.Subscribe(topic).Ordered().Handler(rec.handle)
+		b.Subscribe(plain).Handler(rec.handle)
+	})
+	var want []string
+	for i := 0; i < 20; i++ {
+		ref := fmt.Sprintf("m%d", i)
+		want = append(want, ref)
+		require.NoError(t, b.PublishMessage(message.New(topic, []byte(ref), message.WithKey(ref))))
+	}
+	require.NoError(t, b.Publish(topic, []byte("unkeyed")))
+	want = append(want, "unkeyed")
+	rec.waitAll(t, want, 20*time.Second)
+	// The service queue is FIFO with one worker: a copy that reached it
+	// would be handled before this.
+	require.NoError(t, b.Publish(plain, []byte("sentinel")))
+	rec.waitAll(t, []string{"sentinel"}, 20*time.Second)
+	for _, ref := range want {
+		require.Equal(t, 1, rec.count(ref), "%s handled once", ref)
+	}
+}
+
+// Instances of a service starting at the same time all start: recording
+// their subscriptions does not deadlock one of them out.
+func TestConcurrentStartsRecordTheirSubscriptions(t *testing.T) {
+	e := newEnv(t)
+	topic := e.svc + ".t"
+	const n = 4
+	buses := make([]*final.Bus, n)
+	errs := make(chan error, n)
+	for i := range buses {
+		buses[i] = final.New(e.svc, e.db, amqp.NewProvider(e.url), testOptions(t))
+		buses[i].Subscribe(topic).Handler(func(*final.Context) error { return nil })
+	}
+	for _, b := range buses {
+		go func() { errs <- b.Start() }()
+	}
+	for range buses {
+		require.NoError(t, <-errs)
+	}
+	for _, b := range buses {
+		require.NoError(t, b.Shutdown())
+	}
+}

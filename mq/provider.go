@@ -218,15 +218,6 @@ type Delivery interface {
 	DeadLetter(ctx context.Context, reason string) error
 }
 
-// DeliveryCounter is an optional capability of a Delivery: DeliveryCount
-// is how many times the broker delivered the message before this delivery
-// (0 for a first delivery); ok is false when the broker does not count
-// (a classic RabbitMQ queue), and the bus then counts redeliveries itself
-// where its store can (outbox.RedeliveryCounter).
-type DeliveryCounter interface {
-	DeliveryCount() (n int, ok bool)
-}
-
 // Staler is an optional capability of a Delivery: Stale reports that the
 // connection it came on is gone. The broker then delivers it again, so the
 // bus does not handle it; for an ordered subscription handling it would

@@ -3,8 +3,7 @@ package outbox
 import "context"
 
 // RedeliveryCounter is an optional capability of a Store: counting the
-// redeliveries of a message for brokers that do not count them (classic
-// RabbitMQ queues), so that a message that keeps crashing its consumer
+// redeliveries of a message, so that a message that keeps crashing its consumer
 // before the ack is dead-lettered after Options.MaxRedeliveries instead of
 // redelivered forever. The count lives in the database because the process
 // that counted in memory is the one that crashed. The bus calls it only

@@ -1,6 +1,9 @@
 package outbox
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Kinds of Subscription.
 const (
@@ -15,15 +18,35 @@ type Subscription struct {
 	Kind  string // KindCompeting, KindBroadcast or KindOrdered
 }
 
+// Declaration is a Subscription as one instance of the service declared it.
+type Declaration struct {
+	Subscription
+	// Owner is the instance that declared it.
+	Owner string
+	// Live reports that the owner refreshed it recently: the instance is
+	// running, and what it declared must stay.
+	Live bool
+}
+
 // SubscriptionRecorder is an optional capability of a Store: it keeps what
-// the service declared on the broker across restarts, beside the outbox,
+// each instance of the service declared on the broker, beside the outbox,
 // because a broker may keep bindings and queues it cannot list (AMQP
-// 0-9-1). At Start the bus reads the record, lets the provider remove what
-// the new subscriptions no longer need (mq.Reconciler), and writes the new
-// record. Without it a restart only ever adds to the broker's topology.
+// 0-9-1). At Start the bus reads the record and lets the provider remove
+// what neither this instance nor a live one declares (mq.Reconciler); a
+// running bus refreshes its own declarations. Without it a restart only
+// ever adds to the broker's topology.
 type SubscriptionRecorder interface {
-	// Subscriptions returns the record; empty when none was written.
-	Subscriptions(ctx context.Context) ([]Subscription, error)
-	// SetSubscriptions replaces the record with subs, atomically.
-	SetSubscriptions(ctx context.Context, subs []Subscription) error
+	// Declarations returns every instance's declarations; Live marks
+	// those refreshed within live.
+	Declarations(ctx context.Context, live time.Duration) ([]Declaration, error)
+	// Declare replaces owner's declarations with subs, refreshed now.
+	Declare(ctx context.Context, owner string, subs []Subscription) error
+	// Refresh marks owner's declarations as refreshed now.
+	Refresh(ctx context.Context, owner string) error
+	// Retire marks owner's declarations as no longer live (the instance
+	// stopped); they stay, for the next start to reconcile.
+	Retire(ctx context.Context, owner string) error
+	// Forget removes the declarations of owners: instances that are gone
+	// and whose topology was removed.
+	Forget(ctx context.Context, owners []string) error
 }

@@ -91,7 +91,7 @@ func DropService(t testing.TB, db *sql.DB, svc string) {
 		table := "final_" + svc + "_outbox"
 		_, _ = db.Exec("DROP TABLE IF EXISTS `" + table + "`")
 		_, _ = db.Exec("DELETE FROM `final_schema_migrations` WHERE table_name = ?", table)
-		_, _ = db.Exec("DELETE FROM `final_subscriptions` WHERE outbox_table = ?", table)
+		_, _ = db.Exec("DELETE FROM `final_topology` WHERE outbox_table = ?", table)
 	}
 	deleteQueues("final."+svc, "final."+svc+".dlq")
 }

@@ -73,6 +73,14 @@ func (p *Provider) ReplayDeadLetters(ctx context.Context, limit int) (int, error
 			continue // held unacknowledged until the channel closes
 		}
 		if err := m.move(ctx, d, queue, withoutDeadHeaders(d.Headers)); err != nil {
+			if errors.Is(err, mq.ErrUnroutable) || errors.Is(err, mq.ErrNacked) {
+				// Its queue is gone (a broadcast queue of another
+				// connection) or refused it: the original stays.
+				err = fmt.Errorf("%w: %s: %w", mq.ErrNotReplayable, d.MessageId, err)
+				p.cfg.Logger.Warn("amqp: dead letter not replayable; left in the dead-letter queue", "id", d.MessageId, "err", err)
+				skipped = append(skipped, err)
+				continue
+			}
 			return replayed, errors.Join(append(skipped, fmt.Errorf("amqp: replay dead letter %s: %w", d.MessageId, err))...)
 		}
 		replayed++

@@ -47,21 +47,6 @@ func (d *delivery) Message() (*message.Message, error) {
 
 func (d *delivery) Redelivered() bool { return d.d.Redelivered }
 
-// DeliveryCount implements mq.DeliveryCounter: quorum queues count the
-// earlier deliveries of a message in x-delivery-count; classic queues do
-// not, so only a first delivery is known.
-func (d *delivery) DeliveryCount() (int, bool) {
-	switch v := d.d.Headers["x-delivery-count"].(type) {
-	case int64:
-		return int(v), true
-	case int32:
-		return int(v), true
-	case int:
-		return v, true
-	}
-	return 0, !d.d.Redelivered
-}
-
 func (d *delivery) Ack() error { return d.d.Ack(false) }
 
 func (d *delivery) Requeue() error { return d.d.Nack(false, true) }
@@ -105,8 +90,7 @@ func nowRFC3339() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 
 var (
 	_ mq.Delivery        = (*delivery)(nil)
-	_ mq.Staler          = (*delivery)(nil)
-	_ mq.DeliveryCounter = (*delivery)(nil)
+	_ mq.Staler   = (*delivery)(nil)
 )
 
 func randomTag() string {

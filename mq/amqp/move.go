@@ -47,12 +47,21 @@ func (m *mover) get(queue string) (d amqp.Delivery, ok bool, err error) {
 	return d, ok, nil
 }
 
-// drain consumes queue and passes each message to fn, until the queue has
-// no message left. It consumes rather than gets because a quorum queue with
+// drain consumes queue and passes each message to fn, until the messages
+// that were ready when it began are through: it counts them first, so a
+// queue that something still publishes to cannot keep it going. It
+// consumes rather than gets because a quorum queue with
 // single-active-consumer refuses basic.get. It returns errInUse when
-// messages stay in the queue but none comes: another consumer is the active
-// one of a single-active-consumer queue.
+// messages stay in the queue but none comes: another consumer is the
+// active one of a single-active-consumer queue.
 func (m *mover) drain(ctx context.Context, queue string, fn func(amqp.Delivery) error) error {
+	q, err := m.ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	if err != nil {
+		return fmt.Errorf("amqp: drain %q: %w", queue, err)
+	}
+	if q.Messages == 0 {
+		return nil
+	}
 	if err := m.ch.Qos(16, 0, false); err != nil {
 		return fmt.Errorf("amqp: drain %q: %w", queue, err)
 	}
@@ -61,29 +70,24 @@ func (m *mover) drain(ctx context.Context, queue string, fn func(amqp.Delivery) 
 	if err != nil {
 		return fmt.Errorf("amqp: drain %q: %w", queue, err)
 	}
-	var ferr error
-	for idle := 0; ferr == nil; {
+	var (
+		ferr  error
+		moved int
+		idle  = time.NewTimer(drainIdle)
+	)
+	defer idle.Stop()
+	for ferr == nil && moved < q.Messages {
 		select {
 		case d, ok := <-ds:
 			if !ok {
 				return fmt.Errorf("amqp: drain %q: the channel closed", queue)
 			}
-			idle = 0
 			ferr = fn(d)
-			continue
+			moved++
+			idle.Reset(drainIdle)
 		case <-ctx.Done():
 			ferr = ctx.Err()
-			continue
-		case <-time.After(200 * time.Millisecond):
-		}
-		q, err := m.ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-		if err != nil {
-			return fmt.Errorf("amqp: drain %q: %w", queue, err)
-		}
-		if q.Messages == 0 {
-			break
-		}
-		if idle++; idle == 10 {
+		case <-idle.C:
 			ferr = errInUse
 		}
 	}
@@ -103,6 +107,10 @@ func (m *mover) drain(ctx context.Context, queue string, fn func(amqp.Delivery) 
 	return ferr
 }
 
+// drainIdle is how long drain waits for a delivery while the queue has
+// messages before it concludes that another consumer gets them.
+const drainIdle = 2 * time.Second
+
 // errInUse: a queue's messages go to another consumer.
 var errInUse = errors.New("amqp: queue in use by another consumer")
 
@@ -116,6 +124,7 @@ func (m *mover) move(ctx context.Context, d amqp.Delivery, queue string, headers
 		MessageId:    d.MessageId,
 		Timestamp:    d.Timestamp,
 		Type:         d.Type,
+		Expiration:   d.Expiration,
 		Body:         d.Body,
 	}
 	dc, err := m.ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false, pub)
@@ -142,12 +151,13 @@ func (m *mover) move(ctx context.Context, d amqp.Delivery, queue string, headers
 	return nil
 }
 
-// withoutDeadHeaders returns h without what DeadLetter recorded.
+// withoutDeadHeaders returns h without what DeadLetter recorded, and
+// without the broker's count of the original's deliveries.
 func withoutDeadHeaders(h amqp.Table) amqp.Table {
 	out := amqp.Table{}
 	for k, v := range h {
 		switch k {
-		case HeaderDeadReason, HeaderDeadAt, HeaderDeadQueue:
+		case HeaderDeadReason, HeaderDeadAt, HeaderDeadQueue, "x-delivery-count":
 		default:
 			out[k] = v
 		}

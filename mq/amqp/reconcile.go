@@ -105,8 +105,7 @@ func isCode(err error, code int) bool {
 	return errors.As(err, &ae) && ae.Code == code
 }
 
-// unbind removes the bindings of queue to keys. A queue that does not
-// exist has none.
+// unbind removes the bindings of queue to keys.
 func (p *Provider) unbind(s *session, queue string, keys []string) error {
 	ch, err := s.conn.Channel()
 	if err != nil {
@@ -114,10 +113,8 @@ func (p *Provider) unbind(s *session, queue string, keys []string) error {
 	}
 	defer ch.Close()
 	for _, key := range keys {
+		// RabbitMQ answers ok for a binding or a queue that does not exist.
 		if err := ch.QueueUnbind(queue, key, p.topo.exchange, nil); err != nil {
-			if isCode(err, amqp.NotFound) {
-				return nil // the queue is gone, and its bindings with it
-			}
 			return fmt.Errorf("amqp: unbind %q from %q: %w", queue, key, err)
 		}
 	}
@@ -147,7 +144,7 @@ func (p *Provider) retire(ctx context.Context, s *session, queue string, keys []
 		if msg, err := message.Unmarshal(d.Body); err != nil {
 			headers = deadHeaders(d.Headers, "undecodable, left in "+queue+" when the subscriptions changed: "+err.Error(), queue)
 		} else if dest, ok := p.topo.destination(msg.Topic, msg.Key, s.private); ok {
-			target, headers = dest, d.Headers
+			target, headers = dest, withoutDeadHeaders(d.Headers)
 		} else {
 			headers = deadHeaders(d.Headers, fmt.Sprintf("left in %s when the service stopped subscribing to %q", queue, msg.Topic), queue)
 		}

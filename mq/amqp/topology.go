@@ -135,6 +135,18 @@ func (t topology) declare(ch *amqp.Channel) error {
 			}
 		}
 	}
+	// A topic this service consumes as Ordered or Broadcast must not also
+	// reach its service queue (it would be handled twice, once out of
+	// order), whatever an earlier start or an instance of an older
+	// version bound: unbinding needs no record, and a missing binding or
+	// queue is no error.
+	for _, topic := range append(append([]string(nil), t.ordered...), t.fanout...) {
+		for _, key := range allKeys(topic) {
+			if err := ch.QueueUnbind(t.queue, key, t.exchange, nil); err != nil {
+				return fmt.Errorf("amqp: unbind %q from %q: %w", t.queue, key, err)
+			}
+		}
+	}
 	if len(t.topics) == 0 {
 		return nil
 	}

@@ -92,7 +92,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		return err
 	}
 	// Tables shared by every service, created once for all.
-	if err := s.createSubscriptions(ctx); err != nil {
+	if err := s.createDeclarations(ctx); err != nil {
 		return err
 	}
 	if err := s.createRedeliveries(ctx); err != nil {
