@@ -89,7 +89,7 @@ func (d *delivery) DeadLetter(ctx context.Context, reason string) error {
 func nowRFC3339() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 
 var (
-	_ mq.Delivery        = (*delivery)(nil)
+	_ mq.Delivery = (*delivery)(nil)
 	_ mq.Staler   = (*delivery)(nil)
 )
 

@@ -60,14 +60,15 @@ func WithConsumerTimeout(d time.Duration) Option {
 
 // WithQuorumQueues declares the service queue, the shard queues of Ordered
 // topics and the dead-letter queue as quorum queues: replicated across a
-// RabbitMQ cluster's nodes with Raft, so they survive the loss of a node,
-// and they count redeliveries (x-delivery-count), which the bus uses to
-// bound a message that keeps crashing its consumer. Single-active-consumer
+// RabbitMQ cluster's nodes with Raft, so they survive the loss of a node.
+// Single-active-consumer
 // works on them as on classic queues. The costs: every message is written
 // to a majority of nodes before it is confirmed (more latency, less
 // throughput than a classic queue on one node), messages are always
 // persistent, and per-message TTL needs RabbitMQ 3.10 or newer. Broadcast
-// queues stay classic: they are exclusive to one connection.
+// queues stay classic: they are exclusive to one connection. On RabbitMQ
+// 4.x quorum queues drop a message returned more than 20 times unless a
+// policy gives them a dead-letter target.
 //
 // A queue's type is fixed when it is created: a service whose queues
 // already exist as classic queues fails at Init with the broker's
