@@ -258,8 +258,11 @@ func (b *Bus) shutdown(ctx context.Context) error {
 	if b.subscriber != nil {
 		handlers = b.subscriber.stop(deadline, grace)
 	}
+	// Closed here, not in the goroutine, so that no PublishAsync callback
+	// registers after the wait for them below.
+	b.closeIntake()
 	done := make(chan struct{})
-	go func() { b.stopPipeline(); close(done) }()
+	go func() { b.waitPipeline(); close(done) }()
 	select {
 	case <-done:
 	case <-deadline.Done():
@@ -330,10 +333,21 @@ func (b *Bus) usesInbox() bool {
 // stopPipeline closes intake and waits for the dispatcher and the acker to
 // finish what they hold.
 func (b *Bus) stopPipeline() {
+	b.closeIntake()
+	b.waitPipeline()
+}
+
+// closeIntake stops the fast path and PublishAsync from taking messages.
+func (b *Bus) closeIntake() {
 	b.intake.Lock()
 	b.intakeClosed = true
 	b.disp.close()
 	b.intake.Unlock()
+}
+
+// waitPipeline waits for the dispatcher and the acker to finish what they
+// hold, once intake is closed.
+func (b *Bus) waitPipeline() {
 	b.disp.wait()
 	b.acker.closeAndWait()
 }
