@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,7 +63,7 @@ type Bus struct {
 
 	shutdownOnce sync.Once
 	shutdownErr  error
-	asyncWG      sync.WaitGroup // PublishAsync callbacks
+	async        callbacks // PublishAsync callbacks that have not returned
 }
 
 // New returns a bus for service svcName that keeps its outbox in db and
@@ -232,15 +233,32 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 func (b *Bus) Shutdown() error { return b.ShutdownContext(context.Background()) }
 
 // ShutdownContext stops intake (publishing then returns ErrClosed), stops
-// the relay and the consumer, waits up to Options.ShutdownTimeout for
-// in-flight handlers and for the confirms of what was already handed to
-// the broker, and closes the provider. Anything not confirmed by then stays
-// in the outbox and is sent by the next instance. It is idempotent, and
-// leaves no goroutine of the bus running.
+// the relay and the consumer, waits for in-flight handlers, for the
+// confirms of what was already handed to the broker and for PublishAsync
+// callbacks, and closes the provider. Anything not confirmed stays in the
+// outbox and is sent by the next instance. It is idempotent.
+//
+// It is bounded: it waits until Options.ShutdownTimeout has passed or ctx
+// ends, whichever comes first; then it cancels the handlers' context and
+// the waits for confirms, and gives what it cancelled a short grace
+// (shutdownGrace) to return. Closing the broker connection adds at most
+// about a second when the broker does not answer (a resource alarm, a dead
+// link). Whatever is still running then is abandoned, and the error wraps
+// ErrShutdownTimeout and says how many handlers, callbacks and
+// unconfirmed publishes were left. Go cannot stop a goroutine: a handler
+// or callback that ignores its context runs on after Shutdown returned,
+// and the bus does not wait for it; an abandoned handler's delivery goes
+// back to the queue when the connection closes, so another instance may
+// handle it meanwhile. With nothing abandoned, no goroutine of the bus is
+// left running.
 func (b *Bus) ShutdownContext(ctx context.Context) error {
 	b.shutdownOnce.Do(func() { b.shutdownErr = b.shutdown(ctx) })
 	return b.shutdownErr
 }
+
+// shutdownGrace is how long Shutdown waits, past its deadline, for the
+// handlers and the confirm waits it cancelled there to return.
+const shutdownGrace = 500 * time.Millisecond
 
 func (b *Bus) shutdown(ctx context.Context) error {
 	b.mu.Lock()
@@ -250,38 +268,85 @@ func (b *Bus) shutdown(ctx context.Context) error {
 	if !started {
 		return nil
 	}
-	var errs []error
+	began := time.Now()
+	// deadline ends at the bound; grace shutdownGrace after it.
+	deadline, cancel := context.WithTimeout(ctx, b.opt.ShutdownTimeout)
+	defer cancel()
+	grace, endGrace := context.WithCancel(context.Background())
+	defer endGrace()
+	stopGrace := context.AfterFunc(deadline, func() { time.AfterFunc(shutdownGrace, endGrace) })
+	defer stopGrace()
+
+	var (
+		errs                             []error
+		handlers, callbacks, unconfirmed int
+		pipelineStuck                    bool
+	)
 	b.relay.stop()
 	b.declarer.stop()
 	if b.pruner != nil {
 		b.pruner.stop()
 	}
 	if b.subscriber != nil {
-		if err := b.subscriber.stop(b.opt.ShutdownTimeout); err != nil {
-			errs = append(errs, err)
-		}
+		handlers = b.subscriber.stop(deadline, grace)
 	}
+	// Closed here, not in the goroutine, so that no PublishAsync callback
+	// registers after the wait for them below.
+	b.closeIntake()
 	done := make(chan struct{})
-	go func() { b.stopPipeline(); close(done) }()
-	t := time.NewTimer(b.opt.ShutdownTimeout)
+	go func() { b.waitPipeline(); close(done) }()
 	select {
 	case <-done:
-	case <-t.C:
-		b.log.Warn("final: shutdown timed out waiting for confirms; unconfirmed rows stay in the outbox")
-		b.stopHard()
-		<-done
-	case <-ctx.Done():
-		b.stopHard()
-		<-done
+	case <-deadline.Done():
+		unconfirmed = len(b.disp.window) // publishes awaiting their verdict
 	}
-	t.Stop()
-	b.stopHard()
-	b.asyncWG.Wait() // each waits at most PublishTimeout
+	b.async.wait(deadline)
+	b.stopHard() // ends the dispatcher's, the acker's and the callbacks' waits
+	select {
+	case <-done:
+	case <-grace.Done():
+		pipelineStuck = true
+	}
+	callbacks = b.async.wait(grace)
+	// Closing the provider also fails a publish blocked on the connection.
 	if err := b.provider.Close(); err != nil {
 		errs = append(errs, err)
 	}
-	if s, ok := b.store.(interface{ Close() error }); ok {
-		_ = s.Close()
+	if pipelineStuck {
+		t := time.NewTimer(shutdownGrace)
+		select {
+		case <-done:
+			pipelineStuck = false
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	if !pipelineStuck {
+		if s, ok := b.store.(interface{ Close() error }); ok {
+			_ = s.Close() // the acker may still use it otherwise
+		}
+	}
+	var left []string
+	for _, l := range []struct {
+		n    int
+		what string
+	}{
+		{handlers, "handlers still running"},
+		{callbacks, "PublishAsync callbacks still running"},
+		{unconfirmed, "publishes unconfirmed (their rows stay in the outbox)"},
+	} {
+		if l.n > 0 {
+			left = append(left, fmt.Sprintf("%d %s", l.n, l.what))
+		}
+	}
+	if pipelineStuck {
+		left = append(left, "the dispatcher blocked in a publish")
+	}
+	if len(left) > 0 {
+		err := fmt.Errorf("%w after %s; abandoned: %s", ErrShutdownTimeout,
+			time.Since(began).Round(time.Millisecond), strings.Join(left, ", "))
+		b.log.Warn("final: shutdown abandoned work", "err", err)
+		errs = append(errs, err)
 	}
 	b.log.Info("final: bus stopped", "service", b.svcName)
 	return errors.Join(errs...)
@@ -300,10 +365,21 @@ func (b *Bus) usesInbox() bool {
 // stopPipeline closes intake and waits for the dispatcher and the acker to
 // finish what they hold.
 func (b *Bus) stopPipeline() {
+	b.closeIntake()
+	b.waitPipeline()
+}
+
+// closeIntake stops the fast path and PublishAsync from taking messages.
+func (b *Bus) closeIntake() {
 	b.intake.Lock()
 	b.intakeClosed = true
 	b.disp.close()
 	b.intake.Unlock()
+}
+
+// waitPipeline waits for the dispatcher and the acker to finish what they
+// hold, once intake is closed.
+func (b *Bus) waitPipeline() {
 	b.disp.wait()
 	b.acker.closeAndWait()
 }

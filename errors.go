@@ -54,6 +54,13 @@ var (
 	// ErrPermanent marks a handler error that retrying cannot fix: the
 	// message is dead-lettered at once. Wrap errors with Permanent.
 	ErrPermanent = errors.New("final: permanent failure")
+	// ErrShutdownTimeout: Shutdown reached its bound (Options.ShutdownTimeout
+	// or the context's deadline) with work still running, and returned
+	// without it; the message says what was left. Handlers and PublishAsync
+	// callbacks that ignore cancellation go on in their goroutines, which
+	// the bus can neither stop nor wait for; rows whose confirm was not in
+	// stay in the outbox and are sent again.
+	ErrShutdownTimeout = errors.New("final: shutdown timed out")
 )
 
 // Permanent wraps err so that the bus dead-letters the message at once

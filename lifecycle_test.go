@@ -1,6 +1,7 @@
 package final_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -43,4 +44,41 @@ func TestShutdownWaitsForInFlightHandler(t *testing.T) {
 	require.NoError(t, next.Publish(topic, []byte("marker")))
 	rec.waitAll(t, []string{"marker"}, 10*time.Second)
 	require.Zero(t, rec.count("slow"), "the handled message was redelivered")
+}
+
+// A handler that ignores its context and never returns does not hold
+// Shutdown past its bound, whether ShutdownTimeout or the caller's
+// deadline comes first; Shutdown says it left the handler running.
+func TestShutdownIsBoundedWhenAHandlerIgnoresItsContext(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		timeout time.Duration // Options.ShutdownTimeout
+	}{
+		{"ShutdownTimeout", time.Second},
+		{"context deadline", time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			topic := e.svc + ".t"
+			started, release, returned := make(chan struct{}), make(chan struct{}), make(chan struct{})
+			b := final.New(e.svc, e.db, amqp.NewProvider(e.url), testOptions(t).WithShutdownTimeout(tc.timeout))
+			b.Subscribe(topic).Handler(func(c *final.Context) error {
+				defer close(returned)
+				close(started)
+				<-release // ignores c.Context()
+				return nil
+			})
+			require.NoError(t, b.Start())
+			require.NoError(t, b.Publish(topic, []byte("stuck")))
+			<-started
+
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			err := shutdownWithin(t, b, ctx, 10*time.Second)
+			require.ErrorIs(t, err, final.ErrShutdownTimeout)
+			require.Contains(t, err.Error(), "abandoned: 1 handlers still running")
+			close(release)
+			<-returned
+		})
+	}
 }

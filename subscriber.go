@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/finalbus/final/message"
@@ -31,6 +32,7 @@ type subscriber struct {
 	handlerCtx  context.Context // given to handlers; cancelled when Shutdown gives up
 	stopHandler context.CancelFunc
 	wg          sync.WaitGroup
+	busy        atomic.Int64 // workers in run: what stop abandons at its bound
 }
 
 func newSubscriber(b *Bus, routes map[string]*route, o Options) *subscriber {
@@ -66,7 +68,9 @@ func (s *subscriber) start() error {
 		go func() {
 			defer s.wg.Done()
 			for t := range work {
+				s.busy.Add(1)
 				s.run(t)
+				s.busy.Add(-1)
 			}
 		}()
 	}
@@ -99,27 +103,26 @@ func (s *subscriber) run(t task) {
 	}
 }
 
-// stop cancels the consumer, lets in-flight handlers finish for up to
-// timeout, then cancels their context and waits up to timeout again.
-func (s *subscriber) stop(timeout time.Duration) error {
+// stop cancels the consumer and lets in-flight handlers finish until
+// deadline ends, then cancels their context and waits until grace ends for
+// those that heed it. It returns how many handlers were still running
+// then: they are abandoned, left to return on their own, and their
+// deliveries go back to the queue when the provider closes.
+func (s *subscriber) stop(deadline, grace context.Context) int {
 	s.stopConsume()
 	done := make(chan struct{})
+	// Outlives stop only while an abandoned handler runs.
 	go func() { s.wg.Wait(); close(done) }()
-	t := time.NewTimer(timeout)
-	defer t.Stop()
 	select {
 	case <-done:
-		s.stopHandler()
-		return nil
-	case <-t.C:
+	case <-deadline.Done():
 	}
 	s.stopHandler()
-	t.Reset(timeout)
 	select {
 	case <-done:
-		return nil
-	case <-t.C:
-		return errors.New("final: handlers still running after ShutdownTimeout; they ignore Context.Context()")
+		return 0
+	case <-grace.Done():
+		return int(s.busy.Load())
 	}
 }
 

@@ -13,5 +13,10 @@
 //
 // The suite works in its own RabbitMQ vhost (final_faults) and as its own
 // MariaDB user (final_faults), which it creates, so that closing or killing
-// connections touches nothing but its own.
+// connections touches nothing but its own. The resource-alarm scenario
+// raises RabbitMQ's memory alarm, which blocks every publisher of the node,
+// so it runs on a second RabbitMQ node of the tests' own
+// (FINAL_TEST_ALARM_AMQP_URL, default amqp://guest:guest@127.0.0.1:5673/,
+// node FINAL_TEST_ALARM_NODE, default final-alarm@localhost), which .ci/run
+// starts.
 package faults

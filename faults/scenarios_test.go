@@ -3,6 +3,7 @@ package faults
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/finalbus/final"
 	"github.com/finalbus/final/internal/faultnet"
+	"github.com/finalbus/final/internal/testenv"
 	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/mq/amqp"
 )
@@ -66,6 +68,7 @@ var scenarios = []scenario{
 	{name: "Inbox consumer killed after its side effect", maxDups: noDuplicates, cutsHandlers: true,
 		run: consumerKilled("inbox-consumer")},
 	{name: "bad input under load", run: badInput},
+	{name: "RabbitMQ resource alarm blocks publishers", run: resourceAlarm},
 }
 
 func producerKilled(t *testing.T, s *scene) (int, time.Time) {
@@ -312,6 +315,80 @@ func badInput(t *testing.T, s *scene) (int, time.Time) {
 		sleep(50 * time.Millisecond)
 	}
 	return bad, time.Now()
+}
+
+// resourceAlarm raises RabbitMQ's memory alarm under load: the broker
+// blocks every connection that publishes until it clears. Publishes then
+// fail at once, the rows wait in the outbox, and they go once the alarm
+// clears. An instance that committed during the alarm is shut down while
+// it lasts and must return within its bound; the other instance sends its
+// rows. The alarm is node-wide, so it is raised on a node of the tests'
+// own (testenv.AlarmNode), never on the shared broker.
+func resourceAlarm(t *testing.T, s *scene) (int, time.Time) {
+	url := alarmWorld(t, s)
+	db := s.w.open(t, s.w.dsn)
+	b := s.bus(db, url, true)
+	l := s.startLoad(b, db, 4)
+	defer l.stop()
+	n := reps(1, 3)
+	for i := 0; i < n; i++ {
+		sleep(time.Second)
+		extra := final.New(s.svc, db, amqp.NewProvider(url), options())
+		if err := extra.Start(); err != nil {
+			t.Fatalf("start: %v", err)
+		}
+		t.Cleanup(func() { _ = extra.Shutdown() })
+		clear := testenv.MemoryAlarm(t)
+		awaitBlocked(t, extra, s.svc+".probe")
+		for k := 0; k < 20; k++ {
+			if err := s.commit(extra, db, fmt.Sprintf("alarm%d-%d", i, k)); err != nil {
+				t.Fatalf("commit during the alarm: %v", err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		began := time.Now()
+		stopped := make(chan error, 1)
+		go func() { stopped <- extra.ShutdownContext(ctx) }()
+		select {
+		case err := <-stopped:
+			t.Logf("Shutdown during the alarm returned after %s: %v", time.Since(began).Round(time.Millisecond), err)
+		case <-time.After(15 * time.Second):
+			t.Fatal("Shutdown during the alarm did not return within 15s")
+		}
+		cancel()
+		sleep(2 * time.Second) // the load goes on in the alarm
+		clear()
+	}
+	ended := time.Now()
+	sleep(500 * time.Millisecond) // load goes on after the fault
+	return n, ended
+}
+
+// alarmWorld prepares the suite's vhost on the alarm node and returns its
+// URL; the scene's queues there are deleted when t ends.
+func alarmWorld(t *testing.T, s *scene) string {
+	base := testenv.AlarmNode(t)
+	node := testenv.AlarmNodeName()
+	if out, err := exec.Command("rabbitmqctl", "-n", node, "add_vhost", vhost).CombinedOutput(); err != nil && !strings.Contains(string(out), "already exists") {
+		t.Fatalf("rabbitmqctl add_vhost on %s: %v: %s", node, err, out)
+	}
+	rabbitmqctl(t, "-n", node, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+	url := strings.TrimSuffix(base, "/") + "/" + vhost
+	t.Cleanup(func() { deleteQueues(url, s.svc) })
+	return url
+}
+
+// awaitBlocked publishes directly through b until the broker blocks its
+// connection: RabbitMQ blocks a connection once it publishes during the
+// alarm, and the publish is then refused with amqp.ErrBlocked. topic is
+// bound to no queue, so nothing reaches the subscribers.
+func awaitBlocked(t *testing.T, b *final.Bus, topic string) {
+	t.Helper()
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		return errors.Is(b.PublishSync(ctx, message.New(topic, nil)), amqp.ErrBlocked)
+	}, "the broker blocked the publishing connection")
 }
 
 // busWith starts a consuming instance of the scene's service with handler h.

@@ -87,6 +87,9 @@ func (p *Provider) publish(ctx context.Context, exchange, key string, mandatory 
 	if err != nil {
 		return nil, err
 	}
+	if err := s.blockedErr(); err != nil {
+		return nil, err
+	}
 	if !follows(s, after) {
 		return nil, fmt.Errorf("amqp: message %s: %w", pub.MessageId, mq.ErrOutOfOrder)
 	}

@@ -2,14 +2,23 @@ package amqp
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/finalbus/final/mq"
 )
+
+// ErrBlocked is returned, wrapped with mq.ErrUnavailable and the broker's
+// reason, by a publish while RabbitMQ blocks the publishing connection
+// during a resource alarm (connection.blocked). The bus keeps the message
+// in the outbox and sends it once the alarm clears.
+var ErrBlocked = errors.New("amqp: broker blocked the connection")
 
 // session is the live pair of connections: one publishes, one consumes.
 // They are separate because RabbitMQ's flow control throttles reading from
@@ -23,6 +32,7 @@ type session struct {
 	private  string           // this connection's broadcast queue, if any
 
 	returns *returnTracker
+	blocked atomic.Pointer[string] // why the broker blocks conn; nil while it does not
 
 	lost     chan struct{} // closed once when the connection or a channel fails
 	lostOnce sync.Once
@@ -90,7 +100,12 @@ func (p *Provider) connect(ctx context.Context) (*session, error) {
 	if s.consConn != nil {
 		consClosed = s.consConn.NotifyClose(make(chan *amqp.Error, 1))
 	}
-	s.wg.Add(2)
+	blocks := conn.NotifyBlocked(make(chan amqp.Blocking, 1))
+	s.wg.Add(3)
+	go func() { // until conn closes, which closes blocks
+		defer s.wg.Done()
+		s.watchBlocked(blocks, p.cfg.Logger)
+	}()
 	go func() { // watcher: turns any close into lost
 		defer s.wg.Done()
 		select {
@@ -107,6 +122,35 @@ func (p *Provider) connect(ctx context.Context) (*session, error) {
 		s.returns.run(s.lost)
 	}()
 	return s, nil
+}
+
+// watchBlocked follows RabbitMQ's connection.blocked and
+// connection.unblocked. The broker blocks a publishing connection during a
+// resource alarm (memory or disk) and stops reading from it: a publish
+// would then wait, unconfirmed, until the alarm clears. While it lasts,
+// publish refuses at once instead. RabbitMQ blocks a connection only once
+// it publishes, so the publishes sent before the notice still wait, for
+// their confirm timeout.
+func (s *session) watchBlocked(blocks <-chan amqp.Blocking, log *slog.Logger) {
+	for b := range blocks {
+		if b.Active {
+			reason := b.Reason
+			s.blocked.Store(&reason)
+			log.Warn("amqp: broker blocked the publishing connection; publishes fail until it unblocks", "reason", reason)
+		} else {
+			s.blocked.Store(nil)
+			log.Info("amqp: broker unblocked the publishing connection")
+		}
+	}
+}
+
+// blockedErr reports, while the broker blocks the publishing connection,
+// why, as an error wrapping ErrBlocked and mq.ErrUnavailable.
+func (s *session) blockedErr() error {
+	if reason := s.blocked.Load(); reason != nil {
+		return fmt.Errorf("%w: %s: %w", ErrBlocked, *reason, mq.ErrUnavailable)
+	}
+	return nil
 }
 
 func (s *session) markLost(err *amqp.Error) {
@@ -129,11 +173,18 @@ func (s *session) lossReason() error {
 	}
 }
 
+// closeTimeout bounds the close handshake. A broker that does not answer
+// in time (it blocks the connection during a resource alarm, or the link is
+// dead) is dropped: what it had not confirmed is sent again anyway, and
+// what it had not acknowledged goes back to its queue.
+const closeTimeout = time.Second
+
 // close closes the connections and waits for the session's goroutines.
 func (s *session) close() {
-	_ = s.conn.Close()
+	deadline := time.Now().Add(closeTimeout)
+	_ = s.conn.CloseDeadline(deadline)
 	if s.consConn != nil {
-		_ = s.consConn.Close()
+		_ = s.consConn.CloseDeadline(deadline)
 	}
 	s.markLost(nil)
 	s.wg.Wait()
