@@ -212,7 +212,7 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 	if len(b.routes) > 0 {
 		b.subscriber = newSubscriber(b, b.routes, b.opt)
 		if err := b.subscriber.start(); err != nil {
-			b.declarer.stop()
+			b.declarer.stop(ctx)
 			b.stopPipeline()
 			b.provider.Close()
 			stopHard()
@@ -283,7 +283,7 @@ func (b *Bus) shutdown(ctx context.Context) error {
 		pipelineStuck                    bool
 	)
 	b.relay.stop()
-	b.declarer.stop()
+	b.declarer.stop(deadline)
 	if b.pruner != nil {
 		b.pruner.stop()
 	}

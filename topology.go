@@ -170,13 +170,13 @@ func startDeclarer(rec outbox.SubscriptionRecorder, owner string, log *slog.Logg
 // instance's declarations as no longer live. They stay: the next start of
 // the service reads them to know what to remove. (An instance that dies
 // without stopping counts as live for declarationLive.)
-func (d *declarer) stop() {
+func (d *declarer) stop(ctx context.Context) {
 	if d == nil {
 		return
 	}
 	d.cancel()
 	d.wg.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	if err := d.rec.Retire(ctx, d.owner); err != nil {
 		d.log.Warn("final: could not mark this instance's subscriptions as stopped; other instances keep them for a while", "err", err)
