@@ -114,8 +114,10 @@ type Options struct {
 	DispatchQueueBytes int
 	// MaxPayloadBytes caps a message payload. Default 1 MiB.
 	MaxPayloadBytes int
-	// ShutdownTimeout bounds how long Shutdown waits for in-flight handlers
-	// and confirms. Default 10s.
+	// ShutdownTimeout bounds Shutdown: how long it waits for in-flight
+	// handlers, confirms and PublishAsync callbacks before it cancels them
+	// and returns (the context given to ShutdownContext can shorten it);
+	// Shutdown returns at most about 1.5s after it. Default 10s.
 	ShutdownTimeout time.Duration
 
 	// InboxRetention is how long the inbox remembers a handled message
