@@ -72,7 +72,7 @@ func New(db *sql.DB, name string, opts Options) (*Store, error) {
 	return &Store{
 		db: db, t: t, opts: opts,
 		insertSQL: `INSERT INTO ` + t.q + ` (message, available_at, order_key)
-			VALUES ($1, clock_timestamp() + `+micros("$2")+`, $3) RETURNING id`,
+			VALUES ($1, clock_timestamp() + ` + micros("$2") + `, $3) RETURNING id`,
 	}, nil
 }
 
