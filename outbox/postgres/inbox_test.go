@@ -16,7 +16,10 @@ import (
 )
 
 func newInbox(t *testing.T) (*postgres.Inbox, *sql.DB) {
-	db := testenv.Postgres(t)
+	return newInboxOn(t, testenv.Postgres(t))
+}
+
+func newInboxOn(t *testing.T, db *sql.DB) (*postgres.Inbox, *sql.DB) {
 	in, err := postgres.NewInbox(db, tableName(t, db, "_inbox"))
 	require.NoError(t, err)
 	require.NoError(t, in.Migrate(context.Background()))

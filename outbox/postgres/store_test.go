@@ -43,7 +43,10 @@ func dropTables(t testing.TB, db *sql.DB, names ...string) {
 }
 
 func newStore(t testing.TB) (*postgres.Store, *sql.DB) {
-	db := testenv.Postgres(t)
+	return newStoreOn(t, testenv.Postgres(t))
+}
+
+func newStoreOn(t testing.TB, db *sql.DB) (*postgres.Store, *sql.DB) {
 	s, err := postgres.New(db, tableName(t, db, "_outbox"), postgres.Options{RetryBase: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond})
 	require.NoError(t, err)
 	require.NoError(t, s.Migrate(context.Background()))
@@ -335,5 +338,32 @@ func TestTerminatedConnectionIsTransient(t *testing.T) {
 	// connection itself to see what the driver reports there.
 	_, err = conn.ExecContext(ctx, `DELETE FROM "`+s.Table()+`" WHERE id = $1`, id)
 	require.Error(t, err)
+	t.Logf("on the terminated connection: %v", err)
 	require.ErrorIs(t, postgres.ClassifyForTest("delete", err), outbox.ErrTransient, "error %v", err)
+}
+
+// Names are quoted: they keep their case and may hold '.' and '-', so
+// two names that differ in case only are two tables.
+func TestQuotedNamesKeepCase(t *testing.T) {
+	db := testenv.Postgres(t)
+	ctx := context.Background()
+	base := tableName(t, db, "")
+	upper, dotted := base+"_Order-svc.v2_outbox", base+"_order-svc.v2_outbox"
+	dropTables(t, db, upper, dotted)
+	for i, name := range []string{upper, dotted} {
+		s, err := postgres.New(db, name, postgres.Options{})
+		require.NoError(t, err)
+		require.NoError(t, s.Migrate(ctx))
+		for range i + 1 {
+			_, err = s.Insert(ctx, nil, outbox.Row{Body: []byte("x")})
+			require.NoError(t, err)
+		}
+		recs, err := s.Claim(ctx, "a", 10, 0, time.Hour)
+		require.NoError(t, err)
+		require.Len(t, recs, i+1, "rows of %s", name)
+		in, err := postgres.NewInbox(db, name+"_inbox")
+		require.NoError(t, err)
+		dropTables(t, db, name+"_inbox")
+		require.NoError(t, in.Migrate(ctx))
+	}
 }
