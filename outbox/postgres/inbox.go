@@ -70,7 +70,7 @@ func (in *Inbox) Table() string { return in.t.name }
 // Migrate implements outbox.Inbox, under the same advisory lock as the
 // outbox's migrations of the table.
 func (in *Inbox) Migrate(ctx context.Context) error {
-	if err := createShared(ctx, in.db, createVersionTable); err != nil {
+	if err := createShared(ctx, in.db, versionTable); err != nil {
 		return err
 	}
 	return migrate(ctx, in.db, in.t, inboxMigrations)

@@ -74,25 +74,53 @@ const createVersionTable = `CREATE TABLE IF NOT EXISTS ` + versionTable + ` (
 const lockTimeout = "30s"
 
 // Migrate implements outbox.Store. Concurrent starters are serialised by
-// an advisory lock per table, so a fleet can start at once.
+// an advisory lock per table, so a fleet can start at once. A database
+// migrated already needs no DDL, so an application role without the
+// CREATE privilege can start once the tables exist.
 func (s *Store) Migrate(ctx context.Context) error {
-	if err := createShared(ctx, s.db, createVersionTable, createSubscriptions, createRedeliveries); err != nil {
+	if err := createShared(ctx, s.db, versionTable, subscriptionsTable, redeliveriesTable); err != nil {
 		return err
 	}
 	return migrate(ctx, s.db, s.t, migrations)
 }
 
-// createShared runs the CREATE TABLE IF NOT EXISTS statements ddl of
-// tables shared by every service, under one advisory lock for all.
-func createShared(ctx context.Context, db *sql.DB, ddl ...string) error {
+// sharedDDL creates each table shared by every service.
+var sharedDDL = map[string]string{
+	versionTable:       createVersionTable,
+	subscriptionsTable: createSubscriptions,
+	redeliveriesTable:  createRedeliveries,
+}
+
+// createShared creates those of the shared tables (quoted names) that do
+// not exist yet, under one advisory lock for all.
+func createShared(ctx context.Context, db *sql.DB, tables ...string) error {
+	missing, err := missingTables(ctx, db, tables)
+	if err != nil || len(missing) == 0 {
+		return err
+	}
 	return locked(ctx, db, sharedLock, func(tx *sql.Tx) error {
-		for _, stmt := range ddl {
-			if _, err := tx.ExecContext(ctx, stmt); err != nil {
-				return fmt.Errorf("outbox/postgres: shared tables: %w", err)
+		for _, table := range missing {
+			if _, err := tx.ExecContext(ctx, sharedDDL[table]); err != nil {
+				return fmt.Errorf("outbox/postgres: create %s: %w", table, err)
 			}
 		}
 		return nil
 	})
+}
+
+// missingTables returns those of tables (quoted names) that do not exist.
+func missingTables(ctx context.Context, db *sql.DB, tables []string) ([]string, error) {
+	var missing []string
+	for _, table := range tables {
+		var exists bool
+		if err := db.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists); err != nil {
+			return nil, fmt.Errorf("outbox/postgres: migrate: %w", err)
+		}
+		if !exists {
+			missing = append(missing, table)
+		}
+	}
+	return missing, nil
 }
 
 // locked runs fn in a READ COMMITTED transaction holding the advisory
