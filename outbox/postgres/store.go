@@ -1,0 +1,237 @@
+// Package postgres is the outbox.Store and the outbox.Inbox for
+// PostgreSQL (13 or later), on database/sql with
+// github.com/jackc/pgx/v5/stdlib. It imports no driver: lib/pq works too.
+//
+// Names are at most 63 bytes, PostgreSQL's limit, and always quoted, so
+// a table name keeps its case and may hold '.' and '-'.
+//
+// Times are taken from the database clock, so instances whose clocks
+// disagree still agree on leases and schedules. They are the time of the
+// statement (clock_timestamp), not that of its transaction (now), which
+// is how long ago the caller's transaction began.
+//
+// Nothing this package runs inside a caller's transaction fails in
+// normal operation: in PostgreSQL a failed statement aborts the whole
+// transaction, so the inbox recognises a duplicate with ON CONFLICT DO
+// NOTHING rather than by a caught unique violation.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/finalbus/final/outbox"
+)
+
+// Options tunes a Store.
+type Options struct {
+	// RetryBase is the backoff after a row's first failed publish; it
+	// doubles with each further failure. Default 100ms.
+	RetryBase time.Duration
+	// RetryMax caps the backoff. Default 5s.
+	RetryMax time.Duration
+}
+
+// Store is an outbox table in PostgreSQL.
+type Store struct {
+	db   *sql.DB
+	t    table
+	opts Options
+
+	insertSQL string
+
+	counted atomic.Int64 // redeliveries counted, to prune old counts now and then
+}
+
+var _ outbox.Store = (*Store)(nil)
+
+// New returns the store in table name. It fails with
+// outbox.ErrInvalidIdentifier when name is not a safe identifier or
+// longer than 63 bytes. Call Migrate before use.
+func New(db *sql.DB, name string, opts Options) (*Store, error) {
+	if db == nil {
+		return nil, errors.New("outbox/postgres: nil *sql.DB")
+	}
+	t, err := newTable(name)
+	if err != nil {
+		return nil, err
+	}
+	if opts.RetryBase <= 0 {
+		opts.RetryBase = 100 * time.Millisecond
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = 5 * time.Second
+	}
+	return &Store{
+		db: db, t: t, opts: opts,
+		insertSQL: `INSERT INTO ` + t.q + ` (message, available_at, order_key)
+			VALUES ($1, clock_timestamp() + ` + micros("$2") + `, $3) RETURNING id`,
+	}, nil
+}
+
+// Table returns the table name.
+func (s *Store) Table() string { return s.t.name }
+
+// Close releases nothing: the driver keeps the prepared statements of
+// each connection (pgx caches them), so the store holds none. It is there
+// for the symmetry with outbox/mysql.
+func (s *Store) Close() error { return nil }
+
+// now is the statement's time, evaluated once per statement: a scalar
+// subquery is computed before the scan, so it can bound an index range,
+// where clock_timestamp() itself, volatile, would be a filter evaluated on
+// every row.
+const now = `(SELECT clock_timestamp())`
+
+// micros is a parameter of microseconds as an interval.
+func micros(param string) string { return `(` + param + `::bigint * interval '1 microsecond')` }
+
+// Insert implements outbox.Store. It returns the id of the row through
+// RETURNING, inside tx when tx is not nil.
+func (s *Store) Insert(ctx context.Context, tx *sql.Tx, row outbox.Row) (int64, error) {
+	var key any // NULL: not ordered
+	if row.OrderKey != 0 {
+		key = row.OrderKey
+	}
+	args := []any{row.Body, row.AvailableIn.Microseconds(), key}
+	var r *sql.Row
+	if tx == nil {
+		r = s.db.QueryRowContext(ctx, s.insertSQL, args...)
+	} else {
+		r = tx.QueryRowContext(ctx, s.insertSQL, args...)
+	}
+	var id int64
+	if err := r.Scan(&id); err != nil {
+		return 0, fmt.Errorf("outbox/postgres: insert: %w", err)
+	}
+	return id, nil
+}
+
+// Delete implements outbox.Store, in one statement for all of ids.
+func (s *Store) Delete(ctx context.Context, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM `+s.t.q+` WHERE id = ANY($1::bigint[])`, idArray(ids)); err != nil {
+		return writeError("delete", err)
+	}
+	return nil
+}
+
+// maxErrorLen bounds last_error, in bytes.
+const maxErrorLen = 1024
+
+// Fail implements outbox.Store. PostgreSQL evaluates every assignment of
+// an UPDATE on the row as it was, so the backoff uses the attempts before
+// this one.
+func (s *Store) Fail(ctx context.Context, owner string, ids []int64, cause string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	var ownerArg any // NULL for rows nobody claimed
+	if owner != "" {
+		ownerArg = owner
+	}
+	_, err := s.db.ExecContext(ctx, `UPDATE `+s.t.q+` SET
+		available_at = `+now+` + floor(least($1::float8 * power(2, least(attempts, 30)), $2::float8)) * interval '1 microsecond',
+		attempts = attempts + 1, last_error = $3, claimed_by = NULL
+		WHERE id = ANY($4::bigint[]) AND claimed_by IS NOT DISTINCT FROM $5::text`,
+		s.opts.RetryBase.Microseconds(), s.opts.RetryMax.Microseconds(), errorText(cause), idArray(ids), ownerArg)
+	if err != nil {
+		return writeError("fail", err)
+	}
+	return nil
+}
+
+// errorText is cause as a TEXT value can hold it: valid UTF-8 (a cause
+// quoting a broker's bytes may not be, and the server would refuse the
+// statement), without NUL, at most maxErrorLen bytes cut at a character.
+func errorText(cause string) string {
+	cause = strings.ToValidUTF8(strings.ReplaceAll(cause, "\x00", ""), "\uFFFD")
+	if len(cause) <= maxErrorLen {
+		return cause
+	}
+	cut := maxErrorLen
+	for cut > 0 && !utf8.RuneStart(cause[cut]) {
+		cut--
+	}
+	return cause[:cut]
+}
+
+// Release implements outbox.Store.
+func (s *Store) Release(ctx context.Context, owner string, ids []int64) error {
+	if owner == "" || len(ids) == 0 {
+		return nil
+	}
+	_, err := s.db.ExecContext(ctx, `UPDATE `+s.t.q+` SET available_at = `+now+`, claimed_by = NULL
+		WHERE id = ANY($1::bigint[]) AND claimed_by = $2`, idArray(ids), owner)
+	if err != nil {
+		return writeError("release", err)
+	}
+	return nil
+}
+
+// Remaining implements outbox.Store.
+func (s *Store) Remaining(ctx context.Context, ids []int64) ([]int64, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM `+s.t.q+` WHERE id = ANY($1::bigint[]) ORDER BY id`, idArray(ids))
+	if err != nil {
+		return nil, fmt.Errorf("outbox/postgres: remaining: %w", err)
+	}
+	defer rows.Close()
+	var left []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("outbox/postgres: remaining: %w", err)
+		}
+		left = append(left, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("outbox/postgres: remaining: %w", err)
+	}
+	return left, nil
+}
+
+// Purge implements outbox.Store.
+func (s *Store) Purge(ctx context.Context) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM `+s.t.q)
+	if err != nil {
+		return 0, fmt.Errorf("outbox/postgres: purge: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+// Len implements outbox.Store.
+func (s *Store) Len(ctx context.Context) (int, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+s.t.q).Scan(&n); err != nil {
+		return 0, fmt.Errorf("outbox/postgres: count: %w", err)
+	}
+	return n, nil
+}
+
+// idArray returns ids as the text of a bigint[] ("{1,2,3}"), for a
+// $n::bigint[] parameter: one parameter for any number of ids, a
+// statement whose text does not change with their number (pgx prepares
+// it once per connection), and no driver-specific array type.
+func idArray(ids []int64) string {
+	b := make([]byte, 0, 2+8*len(ids))
+	b = append(b, '{')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, id, 10)
+	}
+	return string(append(b, '}'))
+}
