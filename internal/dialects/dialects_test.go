@@ -7,9 +7,12 @@ import (
 	"testing"
 
 	_ "github.com/go-sql-driver/mysql"
+	_ "github.com/jackc/pgx/v5/stdlib"
+	_ "github.com/lib/pq"
 
 	"github.com/finalbus/final/internal/dialects"
 	"github.com/finalbus/final/outbox/mysql"
+	"github.com/finalbus/final/outbox/postgres"
 )
 
 func TestForRecognisesTheDriver(t *testing.T) {
@@ -24,6 +27,20 @@ func TestForRecognisesTheDriver(t *testing.T) {
 	d, err := dialects.For(db)
 	if err != nil || d != mysql.Dialect {
 		t.Fatalf("For = %v, %v; want mysql.Dialect", d, err)
+	}
+}
+
+func TestForRecognisesPostgresDrivers(t *testing.T) {
+	for _, name := range []string{"pgx", "postgres"} { // pgx/v5/stdlib, lib/pq
+		db, err := sql.Open(name, "postgres://postgres@127.0.0.1:5432/test") // does not connect
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := dialects.For(db)
+		db.Close()
+		if err != nil || d != postgres.Dialect {
+			t.Fatalf("%s: For = %v, %v; want postgres.Dialect", name, d, err)
+		}
 	}
 }
 

@@ -23,12 +23,8 @@ type table struct {
 // newTable validates name as a table name: outbox.ValidateIdentifier, and
 // at most 63 bytes. It fails with outbox.ErrInvalidIdentifier.
 func newTable(name string) (table, error) {
-	if err := outbox.ValidateIdentifier(name); err != nil {
-		return table{}, err
-	}
-	if len(name) > maxIdentifierLen {
-		return table{}, fmt.Errorf("%w: %q is %d bytes, PostgreSQL's limit is %d",
-			outbox.ErrInvalidIdentifier, name, len(name), maxIdentifierLen)
+	if err := outbox.ValidateIdentifier(name, maxIdentifierLen); err != nil {
+		return table{}, fmt.Errorf("%w (PostgreSQL would silently cut a longer name)", err)
 	}
 	return table{name: name, q: quote(name)}, nil
 }

@@ -59,7 +59,7 @@ func TestMigrateNeedsNoCreatePrivilegeWhenUpToDate(t *testing.T) {
 	require.NoError(t, err)
 	ctx := context.Background()
 	require.NoError(t, inbox.Migrate(ctx))
-	db := asRole(t, admin, s.Table(), inbox.Table(), "final_schema_migrations", "final_subscriptions", "final_redeliveries")
+	db := asRole(t, admin, s.Table(), inbox.Table(), "final_schema_migrations", "final_topology", "final_redeliveries")
 
 	app, err := postgres.New(db, s.Table(), postgres.Options{})
 	require.NoError(t, err)

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -12,29 +13,34 @@ import (
 	"github.com/finalbus/final/outbox/postgres"
 )
 
-func TestSubscriptionsRecorded(t *testing.T) {
+// Declarations are per instance and per outbox table (the conformance
+// suite's Declarations case covers liveness and replacement); a
+// subscription listed twice is recorded once.
+func TestDeclarationsRecorded(t *testing.T) {
 	s, db := newStore(t)
 	ctx := context.Background()
-	subs, err := s.Subscriptions(ctx)
+	ds, err := s.Declarations(ctx, time.Minute)
 	require.NoError(t, err)
-	require.Empty(t, subs)
+	require.Empty(t, ds)
 
 	want := []outbox.Subscription{{Topic: "a", Kind: outbox.KindCompeting}, {Topic: "b", Kind: outbox.KindOrdered}}
-	require.NoError(t, s.SetSubscriptions(ctx, append(want, want[0]))) // listed twice, recorded once
-	subs, err = s.Subscriptions(ctx)
-	require.NoError(t, err)
-	require.Equal(t, want, subs)
+	require.NoError(t, s.Declare(ctx, "i1", append(want, want[0])))
 
 	// Another service's record is its own.
 	other, err := postgres.New(db, tableName(t, db, "_outbox"), postgres.Options{})
 	require.NoError(t, err)
 	require.NoError(t, other.Migrate(ctx))
-	require.NoError(t, other.SetSubscriptions(ctx, []outbox.Subscription{{Topic: "c", Kind: outbox.KindBroadcast}}))
+	require.NoError(t, other.Declare(ctx, "i1", []outbox.Subscription{{Topic: "c", Kind: outbox.KindBroadcast}}))
 
-	require.NoError(t, s.SetSubscriptions(ctx, want[1:]))
-	subs, err = s.Subscriptions(ctx)
+	ds, err = s.Declarations(ctx, time.Minute)
 	require.NoError(t, err)
-	require.Equal(t, want[1:], subs)
+	var got []outbox.Subscription
+	for _, d := range ds {
+		require.Equal(t, "i1", d.Owner)
+		require.True(t, d.Live)
+		got = append(got, d.Subscription)
+	}
+	require.Equal(t, want, got)
 }
 
 // Concurrent counts of one message each get a number of their own; the

@@ -36,7 +36,7 @@ func dropTables(t testing.TB, db *sql.DB, names ...string) {
 		for _, name := range names {
 			_, _ = db.Exec(`DROP TABLE IF EXISTS "` + name + `"`)
 			_, _ = db.Exec(`DELETE FROM final_schema_migrations WHERE table_name = $1`, name)
-			_, _ = db.Exec(`DELETE FROM final_subscriptions WHERE outbox_table = $1`, name)
+			_, _ = db.Exec(`DELETE FROM final_topology WHERE outbox_table = $1`, name)
 			_, _ = db.Exec(`DELETE FROM final_redeliveries WHERE outbox_table = $1`, name)
 		}
 	})
