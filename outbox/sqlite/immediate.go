@@ -1,0 +1,48 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+)
+
+// immediate runs fn in a BEGIN IMMEDIATE transaction on a connection of
+// its own. The transaction takes SQLite's one write lock before its first
+// read, waiting for it up to the busy timeout, so nothing fn reads changes
+// until it commits: this is what serialises claims (SQLite has no SKIP
+// LOCKED, and needs none) and migrations, in this process and in every
+// other one on the file.
+//
+// A DEFERRED transaction would not do: it reads under a snapshot and then
+// fails at once with SQLITE_BUSY when it tries to write after another
+// writer committed, without waiting. database/sql cannot ask for IMMEDIATE
+// on every driver (modernc.org/sqlite begins DEFERRED unless the DSN says
+// _txlock=immediate), so the statements are issued here, whatever the DSN.
+func immediate(ctx context.Context, db *sql.DB, fn func(c *sql.Conn) error) (err error) {
+	c, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	defer func() {
+		if err == nil {
+			return
+		}
+		// Rolled back even when ctx is done: a connection back in the
+		// pool inside this transaction would hold the write lock for
+		// good. If the rollback fails (there was no transaction, or the
+		// connection broke), the connection is closed instead, which
+		// ends any transaction it had.
+		if _, rbErr := c.ExecContext(context.Background(), "ROLLBACK"); rbErr != nil {
+			_ = c.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	if _, err = c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	if err = fn(c); err != nil {
+		return err
+	}
+	_, err = c.ExecContext(ctx, "COMMIT")
+	return err
+}
