@@ -179,22 +179,27 @@ func (s *Store) inOrder(ctx context.Context, c *sql.Conn, now int64, owner strin
 	// Each key's rows up to its highest candidate, in id order, with
 	// whether each is available and whether owner leased it already: one
 	// index range per key.
+	// The keys are a VALUES list joined to the (order_key, id) index: one
+	// range search per key, where SQLite plans an OR of many ranges
+	// slowly.
 	var (
 		b    strings.Builder
-		args = []any{now, owner}
+		args = make([]any, 0, 2*len(keys)+3)
 	)
-	b.WriteString(`SELECT order_key, id, available_at <= ?, claimed_by IS ?, COALESCE(length(message), 0) FROM ` + s.t.q + ` WHERE `)
+	b.WriteString(`WITH k(key, hi) AS (VALUES `)
 	for i, k := range keys {
 		if i > 0 {
-			b.WriteString(" OR ")
+			b.WriteByte(',')
 		}
-		b.WriteString(`(order_key = ? AND id <= ?)`)
+		b.WriteString(`(?,?)`)
 		args = append(args, k, highest[k])
 	}
+	b.WriteString(`) SELECT t.order_key, t.id, t.available_at <= ?, t.claimed_by IS ?, COALESCE(length(t.message), 0)
+		FROM k CROSS JOIN ` + s.t.q + ` AS t ON t.order_key = k.key AND t.id <= k.hi`)
 	// Rows held back by others can make a key's range long; a truncated
 	// range only shortens the runs taken from it.
-	b.WriteString(` ORDER BY order_key, id LIMIT ?`)
-	args = append(args, maxOrderScan*len(cands))
+	b.WriteString(` ORDER BY t.order_key, t.id LIMIT ?`)
+	args = append(args, now, owner, maxOrderScan*len(cands))
 	rows, err := c.QueryContext(ctx, b.String(), args...)
 	if err != nil {
 		return nil, nil, false, err

@@ -24,8 +24,9 @@ func immediate(ctx context.Context, db *sql.DB, fn func(c *sql.Conn) error) (err
 		return err
 	}
 	defer c.Close()
+	open := true // a transaction may be open on c
 	defer func() {
-		if err == nil {
+		if err == nil || !open {
 			return
 		}
 		// Rolled back even when ctx is done: a connection back in the
@@ -38,6 +39,10 @@ func immediate(ctx context.Context, db *sql.DB, fn func(c *sql.Conn) error) (err
 		}
 	}()
 	if _, err = c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		// SQLite's own refusal (SQLITE_BUSY past the busy timeout) opens
+		// no transaction; any other error may have come after it began.
+		_, refused := resultCode(err)
+		open = !refused
 		return err
 	}
 	if err = fn(c); err != nil {
