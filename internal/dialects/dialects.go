@@ -14,6 +14,7 @@ import (
 	"github.com/finalbus/final/outbox"
 	"github.com/finalbus/final/outbox/mysql"
 	"github.com/finalbus/final/outbox/postgres"
+	"github.com/finalbus/final/outbox/sqlite"
 )
 
 // ErrUnknown: the driver is not one of the known ones.
@@ -21,9 +22,11 @@ var ErrUnknown = errors.New("unknown database driver")
 
 // byDriver maps the package of a database/sql driver's type to its dialect.
 var byDriver = map[string]outbox.Dialect{
-	"github.com/go-sql-driver/mysql": mysql.Dialect,
-	"github.com/jackc/pgx/v5/stdlib": postgres.Dialect,
-	"github.com/lib/pq":              postgres.Dialect,
+	"github.com/go-sql-driver/mysql":       mysql.Dialect,
+	"github.com/jackc/pgx/v5/stdlib":       postgres.Dialect,
+	"github.com/lib/pq":                    postgres.Dialect,
+	"modernc.org/sqlite":                   sqlite.Dialect,
+	"github.com/ncruces/go-sqlite3/driver": sqlite.Dialect,
 }
 
 // For returns the dialect of db's driver, or an error wrapping ErrUnknown
