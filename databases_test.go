@@ -6,22 +6,25 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver under test
 
 	"github.com/finalbus/final"
 	"github.com/finalbus/final/internal/testenv"
 	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/mq"
 	"github.com/finalbus/final/mq/amqp"
+	"github.com/finalbus/final/outbox/sqlite"
 )
 
-// pgService returns a fresh service name on PostgreSQL and removes its
-// tables, records and queues when t ends.
-func pgService(t *testing.T, db *sql.DB) string {
+// The bus on PostgreSQL, with its dialect recognised from the pgx driver.
+func TestBusOnPostgres(t *testing.T) {
+	db := testenv.Postgres(t)
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	svc := "p" + hex.EncodeToString(b[:])
@@ -33,27 +36,33 @@ func pgService(t *testing.T, db *sql.DB) string {
 			_, _ = db.Exec(`DELETE FROM final_redeliveries WHERE outbox_table = $1`, table)
 		}
 	})
-	testenv.DropQueues(t, amqp.Queues(mq.Config{Service: svc})...)
-	return svc
+	busRoundTrip(t, db, svc, "$1")
 }
 
-// The bus on PostgreSQL, with its dialect recognised from the pgx driver:
-// a transaction's message is delivered if and only if it commits, the
-// outbox empties, and an Inbox handler's writes happen once per message
-// although the message comes twice; its transaction is the handler's.
-func TestBusOnPostgres(t *testing.T) {
-	db := testenv.Postgres(t)
-	url := testenv.AMQP(t)
-	svc := pgService(t, db)
-	biz := "biz_" + svc
-	credits := "credits_" + svc // no unique key: only the inbox keeps a duplicate out
-	_, err := db.Exec(`CREATE TABLE "` + biz + `" (ref TEXT PRIMARY KEY)`)
+// The bus on an SQLite file, with its dialect recognised from the
+// modernc.org/sqlite driver.
+func TestBusOnSQLite(t *testing.T) {
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "app.db")+"?"+sqlite.DSNParams+"&_txlock=immediate")
 	require.NoError(t, err)
-	_, err = db.Exec(`CREATE TABLE "` + credits + `" (ref TEXT NOT NULL)`)
+	t.Cleanup(func() { db.Close() })
+	busRoundTrip(t, db, testenv.Service(t, nil), "?")
+}
+
+// busRoundTrip runs a bus of svc on db, whose placeholder is ph: a
+// transaction's message is delivered if and only if it commits, the outbox
+// empties, and an Inbox handler's write happens once although its message
+// comes twice, in the handler's transaction.
+func busRoundTrip(t *testing.T, db *sql.DB, svc, ph string) {
+	url := testenv.AMQP(t)
+	testenv.DropQueues(t, amqp.Queues(mq.Config{Service: svc})...)
+	biz, credits := `"biz_`+svc+`"`, `"credits_`+svc+`"` // credits: no unique key, only the inbox keeps a duplicate out
+	_, err := db.Exec(`CREATE TABLE ` + biz + ` (ref TEXT PRIMARY KEY)`)
+	require.NoError(t, err)
+	_, err = db.Exec(`CREATE TABLE ` + credits + ` (ref TEXT NOT NULL)`)
 	require.NoError(t, err)
 	t.Cleanup(func() {
-		_, _ = db.Exec(`DROP TABLE IF EXISTS "` + biz + `"`)
-		_, _ = db.Exec(`DROP TABLE IF EXISTS "` + credits + `"`)
+		_, _ = db.Exec(`DROP TABLE IF EXISTS ` + biz)
+		_, _ = db.Exec(`DROP TABLE IF EXISTS ` + credits)
 	})
 
 	topic, credited := svc+".created", svc+".credited"
@@ -65,7 +74,7 @@ func TestBusOnPostgres(t *testing.T) {
 	b.Subscribe(topic).Handler(rec.handle)
 	b.Subscribe(credited).Inbox().Handler(func(c *final.Context) error {
 		inboxCalls.Add(1)
-		_, err := c.Tx().Exec(`INSERT INTO "`+credits+`" (ref) VALUES ($1)`, string(c.Message.Payload))
+		_, err := c.Tx().Exec(`INSERT INTO `+credits+` (ref) VALUES (`+ph+`)`, string(c.Message.Payload))
 		return err
 	})
 	require.NoError(t, b.Start())
@@ -78,7 +87,7 @@ func TestBusOnPostgres(t *testing.T) {
 			tx, err := db.Begin()
 			require.NoError(t, err)
 			err = b.Transaction(tx, func(txBus *final.TxBus) error {
-				if _, err := tx.Exec(`INSERT INTO "`+biz+`" (ref) VALUES ($1)`, ref); err != nil {
+				if _, err := tx.Exec(`INSERT INTO `+biz+` (ref) VALUES (`+ph+`)`, ref); err != nil {
 					return err
 				}
 				if err := txBus.Publish(topic, []byte(ref)); err != nil {
@@ -101,29 +110,22 @@ func TestBusOnPostgres(t *testing.T) {
 		return rows == 0
 	}, "outbox empty")
 	got := rec.tally(committed)
-	t.Logf("postgres: %s outbox_left=%d", got, rows)
+	t.Logf("%s: %s outbox_left=%d", t.Name(), got, rows)
 	require.Zero(t, got.lost)
 	require.Zero(t, got.phantom)
 
-	// The same message twice: the Inbox handler's write happens once.
 	m := message.New(credited, []byte("once"))
 	require.NoError(t, b.PublishMessage(m))
 	dup := message.New(credited, []byte("once"))
 	dup.UUID = m.UUID
 	require.NoError(t, b.PublishMessage(dup))
-	testenv.Eventually(t, 20*time.Second, func() bool {
+	require.NoError(t, b.Publish(credited, []byte("after"))) // handled after the duplicate
+	count := func(ref string) int {
 		var n int
-		require.NoError(t, db.QueryRow(`SELECT COUNT(*) FROM "`+credits+`" WHERE ref = 'once'`).Scan(&n))
-		return n == 1 && inboxCalls.Load() >= 1
-	}, "credited")
-	// Published after both: once it is handled, so is the duplicate.
-	require.NoError(t, b.Publish(credited, []byte("after")))
-	testenv.Eventually(t, 20*time.Second, func() bool {
-		var n int
-		require.NoError(t, db.QueryRow(`SELECT COUNT(*) FROM "`+credits+`" WHERE ref = 'after'`).Scan(&n))
-		return n == 1
-	}, "the next message handled")
-	var n int
-	require.NoError(t, db.QueryRow(`SELECT COUNT(*) FROM "`+credits+`" WHERE ref = 'once'`).Scan(&n))
-	require.Equal(t, 1, n, "the duplicate was acknowledged without a second write")
+		require.NoError(t, db.QueryRow(`SELECT COUNT(*) FROM `+credits+` WHERE ref = `+ph, ref).Scan(&n))
+		return n
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool { return count("after") == 1 }, "the message after the duplicate handled")
+	require.Equal(t, 1, count("once"), "the duplicate was acknowledged without a second write")
+	require.Equal(t, int64(2), inboxCalls.Load())
 }
