@@ -1,5 +1,6 @@
-// Package final is a transactional outbox for Go services on MariaDB/MySQL
-// and RabbitMQ.
+// Package final is a transactional outbox for Go services on MariaDB/MySQL,
+// PostgreSQL or SQLite, and RabbitMQ. The database is recognised from the
+// *sql.DB's driver (Options.Dialect sets it for a wrapped driver).
 //
 // A service writes its business rows and its outgoing messages in one SQL
 // transaction:
