@@ -87,7 +87,9 @@ type Store interface {
 	Insert(ctx context.Context, tx *sql.Tx, row Row) (int64, error)
 	// Claim leases up to limit available rows to owner for lease, so that
 	// no other owner claims them meanwhile, and returns them in id order.
-	// Rows locked by a concurrent claim are skipped, not waited for.
+	// Rows locked by a concurrent claim are skipped, not waited for
+	// (MySQL, PostgreSQL), or the claims run one after another (SQLite,
+	// which has one writer at a time).
 	//
 	// maxBytes bounds the claim in bytes (0: no bound): Claim stops adding
 	// rows once their bodies reach maxBytes, but always claims one row if

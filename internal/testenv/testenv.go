@@ -92,6 +92,7 @@ func DropService(t testing.TB, db *sql.DB, svc string) {
 		_, _ = db.Exec("DROP TABLE IF EXISTS `" + table + "`")
 		_, _ = db.Exec("DELETE FROM `final_schema_migrations` WHERE table_name = ?", table)
 		_, _ = db.Exec("DELETE FROM `final_topology` WHERE outbox_table = ?", table)
+		_, _ = db.Exec("DELETE FROM `final_redeliveries` WHERE outbox_table = ?", table)
 	}
 	deleteQueues("final."+svc, "final."+svc+".dlq")
 }
