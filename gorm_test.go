@@ -51,7 +51,7 @@ var gormDBs = []gormDB{
 		return gormmysql.Open(testenv.MySQLDSN())
 	}, mysql.Dialect},
 	{"postgres", func(t *testing.T) gorm.Dialector {
-		testenv.Postgres(t) // PostgreSQL answers
+		testenv.Postgres(t)                             // PostgreSQL answers
 		return gormpostgres.Open(testenv.PostgresDSN()) // pgx/v5/stdlib
 	}, postgres.Dialect},
 	// gormlite, gorm's dialector of github.com/ncruces/go-sqlite3: pure
