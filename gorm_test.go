@@ -51,8 +51,9 @@ var gormDBs = []gormDB{
 		return gormmysql.Open(testenv.MySQLDSN())
 	}, mysql.Dialect},
 	{"postgres", func(t *testing.T) gorm.Dialector {
-		testenv.Postgres(t)                             // PostgreSQL answers
-		return gormpostgres.Open(testenv.PostgresDSN()) // pgx/v5/stdlib
+		testenv.Postgres(t) // PostgreSQL answers
+		// gorm's PostgreSQL dialector opens the DSN with pgx/v5/stdlib.
+		return gormpostgres.Open(testenv.PostgresDSN())
 	}, postgres.Dialect},
 	// gormlite, gorm's dialector of github.com/ncruces/go-sqlite3: pure
 	// Go, on its own driver...
