@@ -1,22 +1,35 @@
-// Command gorm does what _example/tx does with gorm: the bus gets gorm's
-// *sql.Tx through gormTx.Statement.ConnPool. Run: go run ./_example/gorm
+// Command gorm does what _example/tx does with gorm: gormbus.SQLTx gives
+// the bus the *sql.Tx of a gorm transaction, in gorm's plain and
+// PrepareStmt modes, and the bus is built on the *sql.DB that gorm wraps,
+// whose driver tells it the database.
+//
+//	go run ./_example/gorm                   # MariaDB/MySQL (FINAL_MYSQL_DSN)
+//	go run ./_example/gorm -db postgres      # FINAL_POSTGRES_DSN, gorm.io/driver/postgres (pgx)
+//	go run ./_example/gorm -db sqlite        # FINAL_SQLITE_FILE, gormlite (pure Go)
+//	go run ./_example/gorm -prepare-stmt     # gorm's PrepareStmt mode
 package main
 
 import (
-	"database/sql"
 	"errors"
+	"flag"
 	"fmt"
 	"log"
+	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/ncruces/go-sqlite3/gormlite"
 	gormmysql "gorm.io/driver/mysql"
+	gormpostgres "gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 
 	"github.com/finalbus/final"
 	"github.com/finalbus/final/_example/internal/exampleenv"
+	"github.com/finalbus/final/gormbus"
 	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/mq/amqp"
+	"github.com/finalbus/final/outbox/sqlite"
 )
 
 type ExampleUser struct {
@@ -24,13 +37,47 @@ type ExampleUser struct {
 	Name string
 }
 
+// dialector is gorm's dialector for the database named by -db.
+func dialector(name string) (gorm.Dialector, error) {
+	switch name {
+	case "mysql":
+		return gormmysql.Open(exampleenv.DSN()), nil
+	case "postgres":
+		dsn := os.Getenv("FINAL_POSTGRES_DSN")
+		if dsn == "" {
+			dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+		}
+		return gormpostgres.Open(dsn), nil
+	case "sqlite":
+		// A file, in WAL mode with a busy timeout (outbox/sqlite refuses
+		// a database without them); IMMEDIATE transactions take the write
+		// lock at BEGIN.
+		file := os.Getenv("FINAL_SQLITE_FILE")
+		if file == "" {
+			file = filepath.Join(os.TempDir(), "final-example-gorm.db")
+		}
+		return gormlite.Open("file:" + file + "?" + sqlite.DSNParams + "&_txlock=immediate"), nil
+	}
+	return nil, fmt.Errorf("-db %q: want mysql, postgres or sqlite", name)
+}
+
 func main() {
-	db := exampleenv.OpenDB()
-	defer db.Close()
-	gdb, err := gorm.Open(gormmysql.New(gormmysql.Config{Conn: db}), &gorm.Config{Logger: logger.Discard})
+	dbName := flag.String("db", "mysql", "the database: mysql, postgres or sqlite")
+	prepare := flag.Bool("prepare-stmt", false, "open gorm with PrepareStmt: true")
+	flag.Parse()
+	d, err := dialector(*dbName)
 	if err != nil {
 		log.Fatal(err)
 	}
+	gdb, err := gorm.Open(d, &gorm.Config{Logger: logger.Discard, PrepareStmt: *prepare})
+	if err != nil {
+		log.Fatal(err)
+	}
+	db, err := gdb.DB() // the *sql.DB gorm wraps: the bus recognises its driver
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
 	if err := gdb.AutoMigrate(&ExampleUser{}); err != nil {
 		log.Fatal(err)
 	}
@@ -55,7 +102,13 @@ func main() {
 		if gtx.Error != nil {
 			return gtx.Error
 		}
-		return bus.Transaction(gtx.Statement.ConnPool.(*sql.Tx), func(txBus *final.TxBus) error {
+		tx, err := gormbus.SQLTx(gtx)
+		if err != nil {
+			gtx.Rollback()
+			return err
+		}
+		// The bus commits tx (or rolls it back) and sends at once.
+		return bus.Transaction(tx, func(txBus *final.TxBus) error {
 			if err := gtx.Create(&ExampleUser{Name: name}).Error; err != nil {
 				return err
 			}
