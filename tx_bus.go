@@ -42,8 +42,8 @@ func (b *Bus) Transaction(tx *sql.Tx, fn func(txBus *TxBus) error) error {
 
 // TransactionContext runs fn with a TxBus on tx. It commits when fn returns
 // nil and rolls back when fn returns an error (which it returns) or panics
-// (it re-panics after the rollback). gorm users pass
-// gormTx.Statement.ConnPool.(*sql.Tx) and let this commit.
+// (it re-panics after the rollback). gorm users pass gormbus.SQLTx(gormTx)
+// and let this commit.
 func (b *Bus) TransactionContext(ctx context.Context, tx *sql.Tx, fn func(txBus *TxBus) error) (err error) {
 	if tx == nil {
 		return ErrNilTx
