@@ -163,6 +163,9 @@ func dbConnectionsKilled(t *testing.T, s *scene) (int, time.Time) {
 		}
 		kills += n
 	}
+	if kills == 0 {
+		t.Fatalf("no connection of %s was open to kill, so nothing was tested", dbUser)
+	}
 	ended := time.Now()
 	sleep(500 * time.Millisecond) // load goes on after the fault
 	return kills, ended
