@@ -1,9 +1,9 @@
 // Package faults is final's fault-injection suite. It breaks things on
-// purpose under sustained load, against the real MariaDB and RabbitMQ, and
-// compares the business table (the truth) with what subscribers received:
-// committed, delivered, lost, phantom (delivered but rolled back),
-// duplicates, outbox rows left, and the time from the end of the fault
-// until everything committed was delivered.
+// purpose under sustained load, against the real MariaDB, PostgreSQL and
+// RabbitMQ, and compares the business table (the truth) with what
+// subscribers received: committed, delivered, lost, phantom (delivered but
+// rolled back), duplicates, outbox rows left, and the time from the end of
+// the fault until everything committed was delivered.
 //
 // The short form runs with the rest of the tests (go test ./...). The full
 // form repeats each fault more often and also stops the RabbitMQ
@@ -12,10 +12,14 @@
 //	go test -count=1 -v ./faults -faults.full -timeout 30m
 //
 // The suite works in its own RabbitMQ vhost (final_faults) and as its own
-// MariaDB user (final_faults), which it creates, so that closing or killing
-// connections touches nothing but its own. The resource-alarm scenario
-// raises RabbitMQ's memory alarm, which blocks every publisher of the node,
-// so it runs on a second RabbitMQ node of the tests' own
+// MariaDB user and PostgreSQL role (final_faults), which it creates, so
+// that closing or killing connections (KILL, pg_terminate_backend)
+// touches nothing but its own. Every scenario runs on MariaDB; the
+// producer kill, the link cut, the killed database connections and the
+// three relays run on PostgreSQL too (TestFaults/MariaDB/...,
+// TestFaults/PostgreSQL/...). The resource-alarm scenario raises
+// RabbitMQ's memory alarm, which blocks every publisher of the node, so it
+// runs on a second RabbitMQ node of the tests' own
 // (FINAL_TEST_ALARM_AMQP_URL, default amqp://guest:guest@127.0.0.1:5673/,
 // node FINAL_TEST_ALARM_NODE, default final-alarm@localhost), which .ci/run
 // starts.

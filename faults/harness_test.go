@@ -9,21 +9,17 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/goleak"
 
 	"github.com/finalbus/final"
-	"github.com/finalbus/final/internal/testenv"
 	"github.com/finalbus/final/mq/amqp"
 )
 
@@ -32,65 +28,24 @@ var (
 	only = flag.String("faults.only", "", "run only the scenarios whose name contains this")
 )
 
-const (
-	vhost  = "final_faults"
-	dbUser = "final_faults"
-)
+// vhost is the suite's own RabbitMQ vhost.
+const vhost = "final_faults"
 
-// world is the suite's isolated corner of the services.
+// world is the suite's isolated corner of the services on one database.
 type world struct {
-	rootDB  *sql.DB // root: setup, checks, KILL
+	db      *database
+	rootDB  *sql.DB // root: setup, checks, cleanup
 	dsn     string  // the suite user's DSN
+	dbAddr  string  // the database's host:port
 	amqpURL string  // the suite vhost's URL
-}
 
-func setupWorld(t *testing.T) *world {
-	t.Helper()
-	root := testenv.DB(t)
-	for _, q := range []string{
-		"CREATE USER IF NOT EXISTS '" + dbUser + "'@'%'",
-		"GRANT ALL PRIVILEGES ON test.* TO '" + dbUser + "'@'%'",
-	} {
-		if _, err := root.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	testenv.AMQP(t)
-	if out, err := exec.Command("rabbitmqctl", "add_vhost", vhost).CombinedOutput(); err != nil && !strings.Contains(string(out), "already exists") {
-		testenv.Unavailable(t, "rabbitmqctl add_vhost: %v: %s", err, out)
-	}
-	if out, err := exec.Command("rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*").CombinedOutput(); err != nil {
-		t.Fatalf("rabbitmqctl set_permissions: %v: %s", err, out)
-	}
-	cfg, err := mysql.ParseDSN(testenv.MySQLDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.User, cfg.Passwd = dbUser, ""
-	return &world{rootDB: root, dsn: cfg.FormatDSN(), amqpURL: strings.TrimSuffix(testenv.AMQPURL(), "/") + "/" + vhost}
-}
-
-// dsnVia is the suite user's DSN through another address (a proxy).
-func (w *world) dsnVia(addr string) string {
-	cfg, _ := mysql.ParseDSN(w.dsn)
-	cfg.Addr = addr
-	cfg.Timeout = 2 * time.Second
-	return cfg.FormatDSN()
+	dsnVia          func(addr string) string  // the suite user's DSN through another address (a proxy)
+	service         func(t *testing.T) string // a fresh service whose tables and queues go when t ends
+	killConnections func() (int, error)       // kills the suite user's connections, returns how many
 }
 
 func (w *world) amqpVia(addr string) string {
 	return "amqp://guest:guest@" + addr + "/" + vhost
-}
-
-func (w *world) open(t *testing.T, dsn string) *sql.DB {
-	db, err := sql.Open("mysql", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(32)
-	db.SetMaxIdleConns(32)
-	t.Cleanup(func() { db.Close() })
-	return db
 }
 
 // scene is one scenario's service, truth table and receipts.
@@ -109,14 +64,11 @@ type scene struct {
 }
 
 func newScene(t *testing.T, w *world) *scene {
-	svc := testenv.Service(t, w.rootDB)
+	svc := w.service(t)
 	s := &scene{t: t, w: w, svc: svc, table: "biz_" + svc, topic: svc + ".event", seen: map[string]int{}}
-	if _, err := w.rootDB.Exec("CREATE TABLE `" + s.table + "` (id BIGINT AUTO_INCREMENT PRIMARY KEY, ref VARCHAR(64) NOT NULL UNIQUE)"); err != nil {
-		t.Fatal(err)
-	}
+	w.createTable(t, s.table, w.db.idCol+", ref VARCHAR(64) NOT NULL UNIQUE")
 	t.Cleanup(func() {
-		_, _ = w.rootDB.Exec("DROP TABLE IF EXISTS `" + s.table + "`")
-		_, _ = w.rootDB.Exec("DROP TABLE IF EXISTS `final_" + svc + "_inbox`")
+		_, _ = w.rootDB.Exec("DROP TABLE IF EXISTS " + w.db.quote("final_"+svc+"_inbox"))
 		deleteQueues(w.amqpURL, svc)
 	})
 	return s
@@ -190,7 +142,7 @@ func (s *scene) write(b *final.Bus, db *sql.DB, ref string, fail error) error {
 		return err
 	}
 	return b.Transaction(tx, func(txBus *final.TxBus) error {
-		if _, err := tx.Exec("INSERT INTO `"+s.table+"` (ref) VALUES (?)", ref); err != nil {
+		if _, err := tx.Exec("INSERT INTO "+s.w.db.quote(s.table)+" (ref) VALUES ("+s.w.db.ph+")", ref); err != nil {
 			return err
 		}
 		if err := txBus.Publish(s.topic, []byte(ref)); err != nil {
@@ -238,7 +190,7 @@ func (l *load) stop() { l.cancel(); l.wg.Wait() }
 
 // committed reads the truth.
 func (s *scene) committed() map[string]bool {
-	rows, err := s.w.rootDB.Query("SELECT ref FROM `" + s.table + "`")
+	rows, err := s.w.rootDB.Query("SELECT ref FROM " + s.w.db.quote(s.table))
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -256,13 +208,13 @@ func (s *scene) committed() map[string]bool {
 
 func (s *scene) outboxRows() int {
 	var n int
-	_ = s.w.rootDB.QueryRow("SELECT COUNT(*) FROM `final_" + s.svc + "_outbox`").Scan(&n)
+	_ = s.w.rootDB.QueryRow("SELECT COUNT(*) FROM " + s.w.db.quote("final_"+s.svc+"_outbox")).Scan(&n)
 	return n
 }
 
 // result is one row of the summary table.
 type result struct {
-	scenario                                            string
+	database, scenario                                  string
 	faults                                              int
 	committed, delivered, lost, phantom, dups, rowsLeft int
 	recovery                                            time.Duration
@@ -289,7 +241,7 @@ func (s *scene) settle(name string, faults int, faultEnded time.Time) result {
 		}
 		time.Sleep(20 * time.Millisecond) // polling interval
 	}
-	r := result{scenario: name, faults: faults, recovery: time.Since(faultEnded), committed: len(truth), rowsLeft: s.outboxRows()}
+	r := result{database: s.w.db.name, scenario: name, faults: faults, recovery: time.Since(faultEnded), committed: len(truth), rowsLeft: s.outboxRows()}
 	if r.rowsLeft > 0 {
 		s.explain()
 	}
@@ -321,7 +273,7 @@ func (s *scene) loadReceipts() {
 	if s.recvTable == "" {
 		return
 	}
-	rows, err := s.w.rootDB.Query("SELECT ref, COUNT(*) FROM `" + s.recvTable + "` GROUP BY ref")
+	rows, err := s.w.rootDB.Query("SELECT ref, COUNT(*) FROM " + s.w.db.quote(s.recvTable) + " GROUP BY ref")
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -345,7 +297,8 @@ func (s *scene) loadReceipts() {
 // explain logs the rows left in the outbox and writes every goroutine's
 // stack to a file, to show why they are stuck.
 func (s *scene) explain() {
-	rows, err := s.w.rootDB.Query("SELECT id, attempts, COALESCE(last_error, ''), available_at, NOW(6), COALESCE(claimed_by, '') FROM `final_" + s.svc + "_outbox` ORDER BY id LIMIT 10")
+	rows, err := s.w.rootDB.Query("SELECT id, attempts, COALESCE(last_error, ''), available_at, " + s.w.db.now + ", COALESCE(claimed_by, '') FROM " +
+		s.w.db.quote("final_"+s.svc+"_outbox") + " ORDER BY id LIMIT 10")
 	if err == nil {
 		for rows.Next() {
 			var (

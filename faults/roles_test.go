@@ -31,7 +31,12 @@ import (
 // on a delivery, so the suite can tell a handler cut off by a kill.
 func runRole(role string) int {
 	svc, table, topic, recv := os.Getenv("FAULTS_SVC"), os.Getenv("FAULTS_TABLE"), os.Getenv("FAULTS_TOPIC"), os.Getenv("FAULTS_RECV")
-	db, err := sql.Open("mysql", os.Getenv("FAULTS_DSN"))
+	d := databaseNamed(os.Getenv("FAULTS_DB"))
+	if d == nil {
+		fmt.Fprintf(os.Stderr, "no database %q\n", os.Getenv("FAULTS_DB"))
+		return 2
+	}
+	db, err := sql.Open(d.driver, os.Getenv("FAULTS_DSN"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -46,7 +51,7 @@ func runRole(role string) int {
 	record := func(c *final.Context, x interface {
 		Exec(string, ...any) (sql.Result, error)
 	}) error {
-		_, err := x.Exec("INSERT INTO `"+recv+"` (ref) VALUES (?)", string(c.Message.Payload))
+		_, err := x.Exec("INSERT INTO "+d.quote(recv)+" (ref) VALUES ("+d.ph+")", string(c.Message.Payload))
 		return err
 	}
 	switch role {
@@ -83,7 +88,7 @@ func runRole(role string) int {
 	if role != "producer" {
 		select {} // until killed
 	}
-	s := &scene{table: table, topic: topic}
+	s := &scene{w: &world{db: d}, table: table, topic: topic}
 	var wg sync.WaitGroup
 	deadline := time.Now().Add(2 * time.Minute) // a safety net: the suite kills it long before
 	for w := 0; w < 4; w++ {
@@ -112,7 +117,7 @@ func (s *scene) spawn(role, prefix string) *proc {
 	s.t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "FAULTS_ROLE="+role, "FAULTS_SVC="+s.svc, "FAULTS_TABLE="+s.table,
-		"FAULTS_TOPIC="+s.topic, "FAULTS_RECV="+s.recvTable, "FAULTS_DSN="+s.w.dsn, "FAULTS_AMQP="+s.w.amqpURL,
+		"FAULTS_TOPIC="+s.topic, "FAULTS_RECV="+s.recvTable, "FAULTS_DB="+s.w.db.name, "FAULTS_DSN="+s.w.dsn, "FAULTS_AMQP="+s.w.amqpURL,
 		"FAULTS_PREFIX="+prefix)
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -25,7 +25,10 @@ import (
 type scenario struct {
 	name string
 	full bool // only in the full suite
-	run  func(t *testing.T, s *scene) (int, time.Time)
+	// postgres says the scenario runs on PostgreSQL too, not only on
+	// MariaDB.
+	postgres bool
+	run      func(t *testing.T, s *scene) (int, time.Time)
 	// maxDups, when set, bounds the duplicates the scenario may cause for
 	// the number of faults it injected.
 	maxDups func(faults int) int
@@ -55,14 +58,14 @@ func perLinkCut(faults int) int {
 func noDuplicates(int) int { return 0 }
 
 var scenarios = []scenario{
-	{name: "producer killed (SIGKILL)", run: producerKilled},
-	{name: "broker link cut (publish and consume sides)", maxDups: perLinkCut, run: linkCut(false)},
+	{name: "producer killed (SIGKILL)", postgres: true, run: producerKilled},
+	{name: "broker link cut (publish and consume sides)", postgres: true, maxDups: perLinkCut, run: linkCut(false)},
 	{name: "both broker links cut together", full: true, maxDups: perLinkCut, run: linkCut(true)},
 	{name: "broker closes all connections", run: brokerClosesConnections},
 	{name: "RabbitMQ application stopped and started", full: true, run: brokerRestarted},
-	{name: "database connections killed", run: dbConnectionsKilled},
+	{name: "database connections killed", postgres: true, run: dbConnectionsKilled},
 	{name: "database unreachable", run: dbUnreachable},
-	{name: "three relays on one table", run: threeRelays},
+	{name: "three relays on one table", postgres: true, run: threeRelays},
 	{name: "consumer killed mid-handler", maxDups: perKilledConsumer, cutsHandlers: true, run: consumerKilled("consumer")},
 	{name: "consumer killed after its side effect", maxDups: perKilledConsumer, run: consumerKilled("consumer-tail")},
 	{name: "Inbox consumer killed after its side effect", maxDups: noDuplicates, cutsHandlers: true,
@@ -154,22 +157,14 @@ func dbConnectionsKilled(t *testing.T, s *scene) (int, time.Time) {
 	kills := 0
 	for i := 0; i < reps(4, 12); i++ {
 		sleep(500 * time.Millisecond)
-		rows, err := s.w.rootDB.Query("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ?", dbUser)
+		n, err := s.w.killConnections() // producers', relay's, acker's: whatever is open now
 		if err != nil {
 			t.Fatal(err)
 		}
-		var ids []int64
-		for rows.Next() {
-			var id int64
-			_ = rows.Scan(&id)
-			ids = append(ids, id)
-		}
-		rows.Close()
-		for _, id := range ids { // producers', relay's, acker's: whatever is open now
-			if _, err := s.w.rootDB.Exec(fmt.Sprintf("KILL CONNECTION %d", id)); err == nil {
-				kills++
-			}
-		}
+		kills += n
+	}
+	if kills == 0 {
+		t.Fatalf("no connection of %s was open to kill, so nothing was tested", dbUser)
 	}
 	ended := time.Now()
 	sleep(500 * time.Millisecond) // load goes on after the fault
@@ -177,7 +172,7 @@ func dbConnectionsKilled(t *testing.T, s *scene) (int, time.Time) {
 }
 
 func dbUnreachable(t *testing.T, s *scene) (int, time.Time) {
-	link := proxy(t, "127.0.0.1:3306")
+	link := proxy(t, s.w.dbAddr)
 	db := s.w.open(t, s.w.dsnVia(link.Addr()))
 	b := s.bus(db, s.w.amqpURL, true)
 	l := s.startLoad(b, db, 4)
@@ -217,7 +212,7 @@ func threeRelays(t *testing.T, s *scene) (int, time.Time) {
 				if err != nil {
 					continue
 				}
-				if _, err := tx.Exec("INSERT INTO `"+s.table+"` (ref) VALUES (?)", ref); err != nil {
+				if _, err := tx.Exec("INSERT INTO "+s.w.db.quote(s.table)+" (ref) VALUES ("+s.w.db.ph+")", ref); err != nil {
 					_ = tx.Rollback()
 					continue
 				}
@@ -240,10 +235,7 @@ func threeRelays(t *testing.T, s *scene) (int, time.Time) {
 func consumerKilled(role string) func(t *testing.T, s *scene) (int, time.Time) {
 	return func(t *testing.T, s *scene) (int, time.Time) {
 		s.recvTable = "recv_" + s.svc
-		if _, err := s.w.rootDB.Exec("CREATE TABLE `" + s.recvTable + "` (id BIGINT AUTO_INCREMENT PRIMARY KEY, ref VARCHAR(64) NOT NULL)"); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _, _ = s.w.rootDB.Exec("DROP TABLE IF EXISTS `" + s.recvTable + "`") })
+		s.w.createTable(t, s.recvTable, s.w.db.idCol+", ref VARCHAR(64) NOT NULL")
 		db := s.w.open(t, s.w.dsn)
 		consumer := s.spawn(role, "") // binds the queue before the load starts
 		b := s.bus(db, s.w.amqpURL, false)

@@ -38,3 +38,24 @@ func Postgres(t testing.TB) *sql.DB {
 	t.Cleanup(func() { db.Close() })
 	return db
 }
+
+// PostgresService is Service on PostgreSQL: a fresh service name for t
+// whose outbox and inbox tables, their rows in the shared tables and its
+// queues are removed when the test ends.
+func PostgresService(t testing.TB, db *sql.DB) string {
+	t.Helper()
+	name := Service(t, nil)
+	t.Cleanup(func() { DropPostgresService(db, name) })
+	return name
+}
+
+// DropPostgresService removes what a bus for svc left behind in
+// PostgreSQL.
+func DropPostgresService(db *sql.DB, svc string) {
+	for _, table := range []string{"final_" + svc + "_outbox", "final_" + svc + "_inbox"} {
+		_, _ = db.Exec(`DROP TABLE IF EXISTS "` + table + `"`)
+		_, _ = db.Exec(`DELETE FROM final_schema_migrations WHERE table_name = $1`, table)
+		_, _ = db.Exec(`DELETE FROM final_topology WHERE outbox_table = $1`, table)
+		_, _ = db.Exec(`DELETE FROM final_redeliveries WHERE outbox_table = $1`, table)
+	}
+}
