@@ -49,9 +49,9 @@ type database struct {
 	// version is the query of the server's version, shown after
 	// versionPrefix.
 	version, versionPrefix string
-	// settle waits, up to a minute, until the database is quiet after
-	// what earlier phases did; nil where there is nothing to wait for.
-	settle func(db *sql.DB)
+	// settle brings the database to rest after what earlier phases did
+	// to tables (quoted names), waiting up to a minute.
+	settle func(db *sql.DB, tables []string)
 }
 
 var databases = map[string]database{
@@ -84,6 +84,7 @@ var databases = map[string]database{
 		missing:       "does not exist",
 		version:       "SHOW server_version",
 		versionPrefix: "PostgreSQL ",
+		settle:        vacuumed,
 	},
 	"sqlite": {
 		name: "sqlite", driver: "sqlite", store: sqlite.Dialect,
@@ -157,7 +158,7 @@ func label(version string) string {
 }
 
 // innodbPurged waits for InnoDB to purge what earlier phases deleted.
-func innodbPurged(db *sql.DB) {
+func innodbPurged(db *sql.DB, _ []string) {
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		var n int64
@@ -169,9 +170,18 @@ func innodbPurged(db *sql.DB) {
 	}
 }
 
+// vacuumed vacuums the tables that earlier phases filled and emptied, so
+// that autovacuum does not do it during a later phase: PostgreSQL's
+// counterpart of waiting for InnoDB's purge.
+func vacuumed(db *sql.DB, tables []string) {
+	for _, t := range tables {
+		_, _ = db.Exec("VACUUM " + t)
+	}
+}
+
 // walCheckpointed copies the write-ahead log into the database file and
 // empties it, so that a phase does not pay for its predecessors'
 // checkpoints.
-func walCheckpointed(db *sql.DB) {
+func walCheckpointed(db *sql.DB, _ []string) {
 	_, _ = db.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 }

@@ -65,6 +65,7 @@ func (e *benchEnv) teardown() {
 	d := e.cfg.db
 	_, _ = e.db.Exec("DROP TABLE IF EXISTS " + d.quote(bizTable))
 	_, _ = e.db.Exec("DROP TABLE IF EXISTS " + d.quote(rawOutbox))
+	_, _ = e.db.Exec("DELETE FROM final_schema_migrations WHERE table_name = "+d.ph(1), rawOutbox)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	conn, err := amqp091.Dial(e.cfg.amqpURL)
@@ -206,12 +207,18 @@ func (r *rawTx) close() {
 }
 
 // settle waits, up to a minute, for the database to be quiet after what
-// earlier phases did (on MariaDB, for InnoDB to purge the deleted rows), so
-// that each phase starts from a quiet database.
+// earlier phases did (InnoDB's purge of the deleted rows, PostgreSQL's
+// vacuum, SQLite's checkpoint), so that each phase starts from a quiet
+// database.
 func (e *benchEnv) settle() {
-	if e.cfg.db.settle != nil {
-		e.cfg.db.settle(e.db)
+	d := e.cfg.db
+	tables := []string{d.quote(bizTable), d.quote(rawOutbox)}
+	e.mu.Lock()
+	for _, svc := range e.services {
+		tables = append(tables, d.quote("final_"+svc+"_outbox"))
 	}
+	e.mu.Unlock()
+	d.settle(e.db, tables)
 }
 
 // machine describes where the benchmark ran.
