@@ -11,7 +11,7 @@
 // postgres (through github.com/jackc/pgx/v5/stdlib) or sqlite (through
 // modernc.org/sqlite, by default a new file under os.TempDir, removed at the
 // end). Every phase does the same work on each: the raw transaction inserts
-// the business row and a row into a table of the outbox's shape, written as
+// the business row and -per-tx rows into a table of the outbox's shape, written as
 // that database's store writes its rows.
 //
 //	go run ./cmd/finalbench                  # defaults: MariaDB, 8 producers, 256-byte payloads, 1 message per tx
