@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"strings"
@@ -16,7 +17,7 @@ import (
 
 	"github.com/finalbus/final"
 	"github.com/finalbus/final/message"
-	"github.com/finalbus/final/outbox/mysql"
+	"github.com/finalbus/final/outbox"
 )
 
 // benchEnv is what every phase shares.
@@ -30,34 +31,41 @@ type benchEnv struct {
 }
 
 const (
-	bizTable    = "bench_biz"
-	rawOutbox   = "final_benchraw_outbox"
-	rawInsertSQ = "INSERT INTO `" + rawOutbox + "` (message, status, create_at, available_at) VALUES (?, 0, NOW(3), NOW(6) + INTERVAL ? MICROSECOND)"
+	bizTable  = "bench_biz"
+	rawOutbox = "final_benchraw_outbox"
 )
 
 func (e *benchEnv) setup() error {
+	d := e.cfg.db
 	for _, q := range []string{
-		"DROP TABLE IF EXISTS `" + bizTable + "`",
-		"CREATE TABLE `" + bizTable + "` (id BIGINT AUTO_INCREMENT PRIMARY KEY, ref BIGINT NOT NULL, amount INT NOT NULL, created_at DATETIME(3) NOT NULL)",
-		"DROP TABLE IF EXISTS `" + rawOutbox + "`",
-		"DELETE FROM final_schema_migrations WHERE table_name = '" + rawOutbox + "'",
+		"DROP TABLE IF EXISTS " + d.quote(bizTable),
+		fmt.Sprintf(d.bizDDL, d.quote(bizTable)),
+		"DROP TABLE IF EXISTS " + d.quote(rawOutbox),
 	} {
-		if _, err := e.db.Exec(q); err != nil && !strings.Contains(err.Error(), "final_schema_migrations' doesn't exist") {
+		if _, err := e.db.Exec(q); err != nil {
 			return fmt.Errorf("setup: %w", err)
 		}
 	}
+	if _, err := e.db.Exec("DELETE FROM final_schema_migrations WHERE table_name = "+d.ph(1), rawOutbox); err != nil &&
+		!strings.Contains(err.Error(), d.missing) {
+		return fmt.Errorf("setup: %w", err)
+	}
 	// The raw baseline writes to a table of exactly the outbox's shape.
-	s, err := mysql.New(e.db, rawOutbox, mysql.Options{})
+	s, err := d.store.NewStore(e.db, rawOutbox, outbox.StoreOptions{})
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	if c, ok := s.(io.Closer); ok { // the MySQL store's prepared insert
+		defer c.Close()
+	}
 	return s.Migrate(context.Background())
 }
 
 func (e *benchEnv) teardown() {
-	_, _ = e.db.Exec("DROP TABLE IF EXISTS `" + bizTable + "`")
-	_, _ = e.db.Exec("DROP TABLE IF EXISTS `" + rawOutbox + "`")
+	d := e.cfg.db
+	_, _ = e.db.Exec("DROP TABLE IF EXISTS " + d.quote(bizTable))
+	_, _ = e.db.Exec("DROP TABLE IF EXISTS " + d.quote(rawOutbox))
+	_, _ = e.db.Exec("DELETE FROM final_schema_migrations WHERE table_name = "+d.ph(1), rawOutbox)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	conn, err := amqp091.Dial(e.cfg.amqpURL)
@@ -68,8 +76,8 @@ func (e *benchEnv) teardown() {
 	}
 	for _, svc := range e.services {
 		table := "final_" + svc + "_outbox"
-		_, _ = e.db.Exec("DROP TABLE IF EXISTS `" + table + "`")
-		_, _ = e.db.Exec("DELETE FROM final_schema_migrations WHERE table_name = ?", table)
+		_, _ = e.db.Exec("DROP TABLE IF EXISTS " + d.quote(table))
+		_, _ = e.db.Exec("DELETE FROM final_schema_migrations WHERE table_name = "+d.ph(1), table)
 		if ch != nil {
 			_, _ = ch.QueueDelete("final."+svc, false, false, false)
 			_, _ = ch.QueueDelete("final."+svc+".dlq", false, false, false)
@@ -148,20 +156,21 @@ func (e *benchEnv) rawDB(n, perTx int, d time.Duration, rate float64) float64 {
 // statements.
 type rawTx struct {
 	db       *sql.DB
+	d        database
 	biz, out *sql.Stmt
 }
 
 func (e *benchEnv) prepareRaw() (*rawTx, error) {
-	biz, err := e.db.Prepare("INSERT INTO `" + bizTable + "` (ref, amount, created_at) VALUES (?, ?, NOW(3))")
+	biz, err := e.db.Prepare(e.cfg.db.bizInsert())
 	if err != nil {
 		return nil, err
 	}
-	out, err := e.db.Prepare(rawInsertSQ)
+	out, err := e.db.Prepare(e.cfg.db.rawInsert())
 	if err != nil {
 		biz.Close()
 		return nil, err
 	}
-	return &rawTx{db: e.db, biz: biz, out: out}, nil
+	return &rawTx{db: e.db, d: e.cfg.db, biz: biz, out: out}, nil
 }
 
 // commit commits a business insert and perTx inserts of body into the
@@ -176,7 +185,13 @@ func (r *rawTx) commit(body []byte, perTx int) error {
 		return err
 	}
 	for k := 0; k < perTx; k++ {
-		if _, err := tx.Stmt(r.out).Exec(body, int64(5e6)); err != nil {
+		args := r.d.rawArgs(body, 5*time.Second)
+		if r.d.returning {
+			var id int64
+			if err := tx.Stmt(r.out).QueryRow(args...).Scan(&id); err != nil {
+				return err
+			}
+		} else if _, err := tx.Stmt(r.out).Exec(args...); err != nil {
 			return err
 		}
 	}
@@ -187,22 +202,23 @@ func (r *rawTx) commit(body []byte, perTx int) error {
 func (r *rawTx) close() {
 	_ = r.biz.Close()
 	_ = r.out.Close()
-	_, _ = r.db.Exec("TRUNCATE TABLE `" + rawOutbox + "`")
-	_, _ = r.db.Exec("TRUNCATE TABLE `" + bizTable + "`")
+	r.d.empty(r.db, rawOutbox)
+	r.d.empty(r.db, bizTable)
 }
 
-// settle waits, up to a minute, for InnoDB to purge what earlier phases
-// deleted, so that each phase starts from a quiet database.
+// settle waits, up to a minute, for the database to be quiet after what
+// earlier phases did (InnoDB's purge of the deleted rows, PostgreSQL's
+// vacuum, SQLite's checkpoint), so that each phase starts from a quiet
+// database.
 func (e *benchEnv) settle() {
-	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) {
-		var n int64
-		err := e.db.QueryRow("SELECT COUNT FROM information_schema.INNODB_METRICS WHERE NAME = 'trx_rseg_history_len'").Scan(&n)
-		if err != nil || n < 1000 {
-			return
-		}
-		time.Sleep(200 * time.Millisecond) // polling interval
+	d := e.cfg.db
+	tables := []string{d.quote(bizTable), d.quote(rawOutbox)}
+	e.mu.Lock()
+	for _, svc := range e.services {
+		tables = append(tables, d.quote("final_"+svc+"_outbox"))
 	}
+	e.mu.Unlock()
+	d.settle(e.db, tables)
 }
 
 // machine describes where the benchmark ran.
@@ -222,7 +238,9 @@ func machine() string {
 // versions reports the database and broker versions.
 func (e *benchEnv) versions() (string, string) {
 	var dbv string
-	_ = e.db.QueryRow("SELECT VERSION()").Scan(&dbv)
+	if err := e.db.QueryRow(e.cfg.db.version).Scan(&dbv); err == nil {
+		dbv = e.cfg.db.versionPrefix + dbv
+	}
 	mqv := "unknown"
 	if conn, err := amqp091.Dial(e.cfg.amqpURL); err == nil {
 		mqv = fmt.Sprint(conn.Properties["version"])

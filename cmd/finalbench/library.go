@@ -93,7 +93,7 @@ func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResu
 		return libResult{}, err
 	}
 	defer bus.Shutdown()
-	biz, err := e.db.Prepare("INSERT INTO `" + bizTable + "` (ref, amount, created_at) VALUES (?, ?, NOW(3))")
+	biz, err := e.db.Prepare(e.cfg.db.bizInsert())
 	if err != nil {
 		return libResult{}, err
 	}
@@ -135,7 +135,7 @@ func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResu
 		time.Sleep(5 * time.Millisecond) // polling interval
 	}
 	e2e := time.Since(start)
-	_, _ = e.db.Exec("TRUNCATE TABLE `" + bizTable + "`")
+	e.cfg.db.empty(e.db, bizTable)
 	return libResult{
 		commitTx: float64(commits) / took.Seconds(),
 		e2eTx:    float64(commits) / e2e.Seconds(),
@@ -147,6 +147,6 @@ func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResu
 
 func (e *benchEnv) outboxLen(svc string) int {
 	var n int
-	_ = e.db.QueryRow("SELECT COUNT(*) FROM `final_" + svc + "_outbox`").Scan(&n)
+	_ = e.db.QueryRow("SELECT COUNT(*) FROM " + e.cfg.db.quote("final_"+svc+"_outbox")).Scan(&n)
 	return n
 }

@@ -137,7 +137,7 @@ func (r *report) writeSVG(path string) error {
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	settings := strings.Join(strings.Fields(r.Config)[1:3], ", ") // payload and per-tx; producers vary on the x axis
 	fmt.Fprintf(&b, `<text x="%d" y="18" font-size="14">Commit throughput: raw database vs final</text>`+"\n", left)
-	fmt.Fprintf(&b, `<text x="%d" y="34" fill="#555">%s; MariaDB, RabbitMQ and producers on one machine</text>`+"\n", left, settings)
+	fmt.Fprintf(&b, `<text x="%d" y="34" fill="#555">%s; %s, RabbitMQ and producers on one machine</text>`+"\n", left, settings, label(r.Database))
 	for i := 0; i <= 4; i++ {
 		v := ymax * float64(i) / 4
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%.0f</text>`+"\n",
