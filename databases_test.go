@@ -1,9 +1,7 @@
 package final_test
 
 import (
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -25,28 +23,15 @@ import (
 
 // The bus on PostgreSQL, with its dialect recognised from the pgx driver.
 func TestBusOnPostgres(t *testing.T) {
-	db := testenv.Postgres(t)
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	svc := "p" + hex.EncodeToString(b[:])
-	t.Cleanup(func() {
-		for _, table := range []string{"final_" + svc + "_outbox", "final_" + svc + "_inbox"} {
-			_, _ = db.Exec(`DROP TABLE IF EXISTS "` + table + `"`)
-			_, _ = db.Exec(`DELETE FROM final_schema_migrations WHERE table_name = $1`, table)
-			_, _ = db.Exec(`DELETE FROM final_topology WHERE outbox_table = $1`, table)
-			_, _ = db.Exec(`DELETE FROM final_redeliveries WHERE outbox_table = $1`, table)
-		}
-	})
-	busRoundTrip(t, db, svc, "$1")
+	e := newEnvOn(t, postgresDB)
+	busRoundTrip(t, e.db, e.svc, "$1")
 }
 
 // The bus on an SQLite file, with its dialect recognised from the
 // modernc.org/sqlite driver.
 func TestBusOnSQLite(t *testing.T) {
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "app.db")+"?"+sqlite.DSNParams+"&_txlock=immediate")
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
-	busRoundTrip(t, db, testenv.Service(t, nil), "?")
+	e := newEnvOn(t, sqliteDB(filepath.Join(t.TempDir(), "app.db")))
+	busRoundTrip(t, e.db, e.svc, "?")
 }
 
 // busRoundTrip runs a bus of svc on db, whose placeholder is ph: a
