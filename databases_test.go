@@ -190,7 +190,8 @@ func (d database) quote(ident string) string {
 	return `"` + ident + `"`
 }
 
-// q rewrites the ? placeholders of query for d.
+// q rewrites the ? placeholders of query for d (the tests write no ? in a
+// literal).
 func (d database) q(query string) string {
 	if !d.dollar {
 		return query
