@@ -1,12 +1,11 @@
 package final_test
 
 import (
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,28 +23,15 @@ import (
 
 // The bus on PostgreSQL, with its dialect recognised from the pgx driver.
 func TestBusOnPostgres(t *testing.T) {
-	db := testenv.Postgres(t)
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	svc := "p" + hex.EncodeToString(b[:])
-	t.Cleanup(func() {
-		for _, table := range []string{"final_" + svc + "_outbox", "final_" + svc + "_inbox"} {
-			_, _ = db.Exec(`DROP TABLE IF EXISTS "` + table + `"`)
-			_, _ = db.Exec(`DELETE FROM final_schema_migrations WHERE table_name = $1`, table)
-			_, _ = db.Exec(`DELETE FROM final_topology WHERE outbox_table = $1`, table)
-			_, _ = db.Exec(`DELETE FROM final_redeliveries WHERE outbox_table = $1`, table)
-		}
-	})
-	busRoundTrip(t, db, svc, "$1")
+	e := newEnvOn(t, postgresDB)
+	busRoundTrip(t, e.db, e.svc, "$1")
 }
 
 // The bus on an SQLite file, with its dialect recognised from the
 // modernc.org/sqlite driver.
 func TestBusOnSQLite(t *testing.T) {
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "app.db")+"?"+sqlite.DSNParams+"&_txlock=immediate")
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
-	busRoundTrip(t, db, testenv.Service(t, nil), "?")
+	e := newEnvOn(t, sqliteDB(filepath.Join(t.TempDir(), "app.db")))
+	busRoundTrip(t, e.db, e.svc, "?")
 }
 
 // busRoundTrip runs a bus of svc on db, whose placeholder is ph: a
@@ -128,4 +114,128 @@ func busRoundTrip(t *testing.T, db *sql.DB, svc, ph string) {
 	testenv.Eventually(t, 20*time.Second, func() bool { return count("after") == 1 }, "the message after the duplicate handled")
 	require.Equal(t, 1, count("once"), "the duplicate was acknowledged without a second write")
 	require.Equal(t, int64(2), inboxCalls.Load())
+}
+
+// A database the behaviour tests run on: how to open it (the kill test's
+// producer process opens the same) and the little SQL that differs.
+type database struct {
+	name        string // the subtest's name
+	driver, dsn string // what sql.Open takes
+	autoID      string // an auto-increment primary key column
+	now         string // the current time, as the outbox's available_at
+	dollar      bool   // placeholders are $1, $2, … instead of ?
+	backquote   bool   // identifiers are quoted with ` instead of "
+}
+
+var mariaDB = database{name: "mariadb", driver: "mysql", dsn: testenv.MySQLDSN(),
+	autoID: "BIGINT AUTO_INCREMENT PRIMARY KEY", now: "NOW(6)", backquote: true}
+
+var postgresDB = database{name: "postgres", driver: "pgx", dsn: testenv.PostgresDSN(),
+	autoID: "BIGSERIAL PRIMARY KEY", now: "clock_timestamp()", dollar: true}
+
+// sqliteDB is a database file at path, opened as the SQLite store asks,
+// with transactions that take the write lock when they begin.
+func sqliteDB(path string) database {
+	return database{name: "sqlite", driver: "sqlite", dsn: "file:" + path + "?" + sqlite.DSNParams + "&_txlock=immediate",
+		autoID: "INTEGER PRIMARY KEY AUTOINCREMENT", now: "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)"}
+}
+
+// databaseNamed is the database of a name and DSN, for a producer process.
+func databaseNamed(name, dsn string) (database, error) {
+	for _, d := range []database{mariaDB, postgresDB, sqliteDB("")} {
+		if d.name == name {
+			d.dsn = dsn
+			return d, nil
+		}
+	}
+	return database{}, fmt.Errorf("no test database named %q", name)
+}
+
+// forEachDB runs test as a subtest on MariaDB, PostgreSQL and an SQLite
+// file, each with an env of its own.
+func forEachDB(t *testing.T, test func(t *testing.T, e *env)) {
+	eachDatabase(t, func(t *testing.T, d database) { test(t, newEnvOn(t, d)) })
+}
+
+// eachDatabase runs test as a subtest on MariaDB, PostgreSQL and an SQLite
+// file.
+func eachDatabase(t *testing.T, test func(t *testing.T, d database)) {
+	path := filepath.Join(t.TempDir(), "app.db")
+	for _, d := range []database{mariaDB, postgresDB, sqliteDB(path)} {
+		t.Run(d.name, func(t *testing.T) { test(t, d) })
+	}
+}
+
+// open opens d, closed when t ends; a server that does not answer skips t
+// (fails it under CI=true).
+func (d database) open(t *testing.T) *sql.DB {
+	t.Helper()
+	switch d.name {
+	case mariaDB.name:
+		return testenv.DB(t)
+	case postgresDB.name:
+		return testenv.Postgres(t)
+	}
+	db, err := sql.Open(d.driver, d.dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// quote quotes an identifier the tests made up (no quote inside).
+func (d database) quote(ident string) string {
+	if d.backquote {
+		return "`" + ident + "`"
+	}
+	return `"` + ident + `"`
+}
+
+// q rewrites the ? placeholders of query for d (the tests write no ? in a
+// literal).
+func (d database) q(query string) string {
+	if !d.dollar {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range query {
+		if r == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// dropService removes svc's tables and its rows in the tables every
+// service shares, when t ends. (testenv.DropService does it on MariaDB.)
+func (d database) dropService(t *testing.T, db *sql.DB, svc string) {
+	t.Cleanup(func() {
+		for _, table := range []string{"final_" + svc + "_outbox", "final_" + svc + "_inbox"} {
+			_, _ = db.Exec("DROP TABLE IF EXISTS " + d.quote(table))
+			_, _ = db.Exec(d.q("DELETE FROM final_schema_migrations WHERE table_name = ?"), table)
+			_, _ = db.Exec(d.q("DELETE FROM final_topology WHERE outbox_table = ?"), table)
+			_, _ = db.Exec(d.q("DELETE FROM final_redeliveries WHERE outbox_table = ?"), table)
+		}
+	})
+}
+
+// publishTx writes a business row and a message with the same ref in one
+// transaction, through Bus.Transaction; fail makes fn return an error.
+func (d database) publishTx(b *final.Bus, db *sql.DB, table, topic, ref string, fail error) error {
+	tx, err := db.Begin()
+	if err != nil {
+		return err
+	}
+	return b.Transaction(tx, func(txBus *final.TxBus) error {
+		if _, err := tx.Exec(d.q("INSERT INTO "+d.quote(table)+" (ref) VALUES (?)"), ref); err != nil {
+			return err
+		}
+		if err := txBus.Publish(topic, []byte(ref)); err != nil {
+			return err
+		}
+		return fail
+	})
 }

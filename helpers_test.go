@@ -69,16 +69,32 @@ func (l *logBuffer) tail(n int) string {
 
 // env is one test's database, broker URL and service name.
 type env struct {
+	database
 	t   *testing.T
 	db  *sql.DB
 	url string
 	svc string
 }
 
-func newEnv(t *testing.T) *env {
-	db := testenv.DB(t)
-	url := testenv.AMQP(t)
-	return &env{t: t, db: db, url: url, svc: testenv.Service(t, db)}
+// newEnv is an env on MariaDB.
+func newEnv(t *testing.T) *env { return newEnvOn(t, mariaDB) }
+
+// newEnvOn is an env on d.
+func newEnvOn(t *testing.T, d database) *env {
+	e := &env{database: d, t: t, db: d.open(t), url: testenv.AMQP(t)}
+	e.svc = e.service()
+	return e
+}
+
+// service returns a fresh service name, whose tables and queues are
+// removed when the test ends.
+func (e *env) service() string {
+	if e.name == mariaDB.name {
+		return testenv.Service(e.t, e.db)
+	}
+	svc := testenv.Service(e.t, nil) // its queues
+	e.dropService(e.t, e.db, svc)
+	return svc
 }
 
 // start builds, subscribes and starts a bus of service svc; it is shut
@@ -97,7 +113,7 @@ func (e *env) start(svc, url string, opt final.Options, subscribe func(b *final.
 func (e *env) outboxRows() int {
 	e.t.Helper()
 	var n int
-	require.NoError(e.t, e.db.QueryRow("SELECT COUNT(*) FROM `final_"+e.svc+"_outbox`").Scan(&n))
+	require.NoError(e.t, e.db.QueryRow("SELECT COUNT(*) FROM "+e.quote("final_"+e.svc+"_outbox")).Scan(&n))
 	return n
 }
 
@@ -106,15 +122,15 @@ func (e *env) outboxRows() int {
 func (e *env) business() string {
 	e.t.Helper()
 	table := "biz_" + e.svc
-	_, err := e.db.Exec("CREATE TABLE `" + table + "` (id BIGINT AUTO_INCREMENT PRIMARY KEY, ref VARCHAR(64) NOT NULL UNIQUE)")
+	_, err := e.db.Exec("CREATE TABLE " + e.quote(table) + " (id " + e.autoID + ", ref VARCHAR(64) NOT NULL UNIQUE)")
 	require.NoError(e.t, err)
-	e.t.Cleanup(func() { _, _ = e.db.Exec("DROP TABLE IF EXISTS `" + table + "`") })
+	e.t.Cleanup(func() { _, _ = e.db.Exec("DROP TABLE IF EXISTS " + e.quote(table)) })
 	return table
 }
 
 func (e *env) committedRefs(table string) []string {
 	e.t.Helper()
-	rows, err := e.db.Query("SELECT ref FROM `" + table + "`")
+	rows, err := e.db.Query("SELECT ref FROM " + e.quote(table))
 	require.NoError(e.t, err)
 	defer rows.Close()
 	var refs []string

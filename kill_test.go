@@ -26,7 +26,12 @@ const helperEnv = "FINAL_HELPER_PRODUCER"
 func runHelperProducer() int {
 	svc, table, topic, prefix := os.Getenv("FINAL_HELPER_SVC"), os.Getenv("FINAL_HELPER_TABLE"),
 		os.Getenv("FINAL_HELPER_TOPIC"), os.Getenv(helperEnv)
-	db, err := sql.Open("mysql", testenv.MySQLDSN())
+	d, err := databaseNamed(os.Getenv("FINAL_HELPER_DB"), os.Getenv("FINAL_HELPER_DSN"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	db, err := sql.Open(d.driver, d.dsn)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -48,7 +53,7 @@ func runHelperProducer() int {
 			defer wg.Done()
 			for i := 0; time.Now().Before(deadline); i++ {
 				ref := fmt.Sprintf("%s-%d-%d", prefix, w, i)
-				if err := publishTx(b, db, table, topic, ref, nil); err != nil {
+				if err := d.publishTx(b, db, table, topic, ref, nil); err != nil {
 					continue
 				}
 				mu.Lock()
@@ -62,8 +67,11 @@ func runHelperProducer() int {
 	return 0
 }
 
-func TestKilledProducerLosesNothing(t *testing.T) {
-	e := newEnv(t)
+// The producers open the test's database: on SQLite, the same file, which
+// the killed process shares with the consuming one.
+func TestKilledProducerLosesNothing(t *testing.T) { forEachDB(t, testKilledProducerLosesNothing) }
+
+func testKilledProducerLosesNothing(t *testing.T, e *env) {
 	table := e.business()
 	topic := e.svc + ".created"
 	rec := newRecorder()
@@ -76,7 +84,7 @@ func TestKilledProducerLosesNothing(t *testing.T) {
 	for k := 0; k < kills; k++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), helperEnv+"=kill"+fmt.Sprint(k), "FINAL_HELPER_SVC="+e.svc,
-			"FINAL_HELPER_TABLE="+table, "FINAL_HELPER_TOPIC="+topic)
+			"FINAL_HELPER_TABLE="+table, "FINAL_HELPER_TOPIC="+topic, "FINAL_HELPER_DB="+e.name, "FINAL_HELPER_DSN="+e.dsn)
 		stdout, err := cmd.StdoutPipe()
 		require.NoError(t, err)
 		cmd.Stderr = os.Stderr
@@ -101,7 +109,7 @@ func TestKilledProducerLosesNothing(t *testing.T) {
 	committed = e.committedRefs(table)
 	rec.waitAll(t, committed, 60*time.Second)
 	got := rec.tally(committed)
-	t.Logf("kill -9 case: kills=%d %s outbox_left=%d", kills, got, e.outboxRows())
+	t.Logf("kill -9 case on %s: kills=%d %s outbox_left=%d", e.name, kills, got, e.outboxRows())
 	require.Zero(t, got.lost)
 	require.Zero(t, got.phantom)
 }

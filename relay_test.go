@@ -31,20 +31,21 @@ func backlog(t *testing.T, e *env, topic string, n int) []string {
 	}
 	require.NoError(t, tx.Commit())
 	require.NoError(t, pub.Shutdown())
-	makeAvailable(t, e.db, e.svc)
+	makeAvailable(t, e)
 	return refs
 }
 
-// makeAvailable makes every row of svc's outbox due now.
-func makeAvailable(t *testing.T, db *sql.DB, svc string) {
-	_, err := db.Exec("UPDATE `final_" + svc + "_outbox` SET available_at = NOW(6)")
+// makeAvailable makes every row of e's outbox due now.
+func makeAvailable(t *testing.T, e *env) {
+	_, err := e.db.Exec("UPDATE " + e.quote("final_"+e.svc+"_outbox") + " SET available_at = " + e.now)
 	require.NoError(t, err)
 }
 
 // With an hour between scans, a 2,000-row backlog drains only if each full
 // batch is followed at once by the next.
-func TestRelayChainsFullBatches(t *testing.T) {
-	e := newEnv(t)
+func TestRelayChainsFullBatches(t *testing.T) { forEachDB(t, testRelayChainsFullBatches) }
+
+func testRelayChainsFullBatches(t *testing.T, e *env) {
 	topic := e.svc + ".t"
 	rec := newRecorder()
 	// Bind the queue first so the backlog is routable.
@@ -59,31 +60,36 @@ func TestRelayChainsFullBatches(t *testing.T) {
 // Two and three instances relaying one table never send a row at the same
 // time; without faults no row is sent twice at all.
 func TestRelaysOnOneTableSplitTheBacklog(t *testing.T) {
-	for _, instances := range []int{2, 3} {
-		t.Run(fmt.Sprint(instances), func(t *testing.T) {
-			e := newEnv(t)
-			topic := e.svc + ".t"
-			rec := newRecorder()
-			e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) }).Shutdown()
-			refs := backlog(t, e, topic, 3000)
-			opt := testOptions(t).WithOutboxScanOffset(50).WithOutboxScanInterval(20 * time.Millisecond)
-			for i := 0; i < instances; i++ {
-				e.start(e.svc, e.url, opt, func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
-			}
-			rec.waitAll(t, refs, 60*time.Second)
-			testenv.Eventually(t, 10*time.Second, func() bool { return e.outboxRows() == 0 }, "outbox drained")
-			got := rec.tally(refs)
-			t.Logf("%d relays: %s", instances, got)
-			require.Zero(t, got.duplicates, "a row was sent twice")
-		})
-	}
+	eachDatabase(t, func(t *testing.T, d database) {
+		for _, instances := range []int{2, 3} {
+			t.Run(fmt.Sprint(instances), func(t *testing.T) {
+				e := newEnvOn(t, d)
+				topic := e.svc + ".t"
+				rec := newRecorder()
+				e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) }).Shutdown()
+				refs := backlog(t, e, topic, 3000)
+				opt := testOptions(t).WithOutboxScanOffset(50).WithOutboxScanInterval(20 * time.Millisecond)
+				for i := 0; i < instances; i++ {
+					e.start(e.svc, e.url, opt, func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
+				}
+				rec.waitAll(t, refs, 60*time.Second)
+				testenv.Eventually(t, 10*time.Second, func() bool { return e.outboxRows() == 0 }, "outbox drained")
+				got := rec.tally(refs)
+				t.Logf("%d relays on %s: %s outbox_left=%d", instances, d.name, got, e.outboxRows())
+				require.Zero(t, got.duplicates, "a row was sent twice")
+			})
+		}
+	})
 }
 
 // A message no queue is bound to comes back from the broker (mandatory
 // publish); it stays in the outbox with its attempts and last error, and is
 // delivered once a subscriber binds the topic.
 func TestUnroutableMessageRetriedUntilRoutable(t *testing.T) {
-	e := newEnv(t)
+	forEachDB(t, testUnroutableMessageRetriedUntilRoutable)
+}
+
+func testUnroutableMessageRetriedUntilRoutable(t *testing.T, e *env) {
 	topic := e.svc + ".later"
 	opt := testOptions(t).WithOutboxRetry(20*time.Millisecond, 200*time.Millisecond).WithOutboxScanInterval(20 * time.Millisecond)
 	pub := e.start(e.svc, e.url, opt, nil)
@@ -92,13 +98,13 @@ func TestUnroutableMessageRetriedUntilRoutable(t *testing.T) {
 	var attempts int
 	var lastErr sql.NullString
 	testenv.Eventually(t, 20*time.Second, func() bool {
-		err := e.db.QueryRow("SELECT attempts, last_error FROM `final_"+e.svc+"_outbox`").Scan(&attempts, &lastErr)
+		err := e.db.QueryRow("SELECT attempts, last_error FROM "+e.quote("final_"+e.svc+"_outbox")).Scan(&attempts, &lastErr)
 		return err == nil && attempts >= 3
 	}, "the row records failed attempts")
 	require.True(t, strings.Contains(lastErr.String, "unroutable"), "last_error = %q", lastErr.String)
 
 	rec := newRecorder()
-	consumer := testenv.Service(t, e.db)
+	consumer := e.service()
 	e.start(consumer, e.url, testOptions(t), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
 	rec.waitAll(t, []string{"waits"}, 20*time.Second)
 	testenv.Eventually(t, 10*time.Second, func() bool { return e.outboxRows() == 0 }, "row deleted once confirmed")

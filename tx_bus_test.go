@@ -14,26 +14,16 @@ import (
 	"github.com/finalbus/final/message"
 )
 
-// publishTx writes a business row and a message with the same ref in one
-// transaction, through Bus.Transaction; fail makes fn return an error.
+// publishTx is database.publishTx on MariaDB.
 func publishTx(b *final.Bus, db *sql.DB, table, topic, ref string, fail error) error {
-	tx, err := db.Begin()
-	if err != nil {
-		return err
-	}
-	return b.Transaction(tx, func(txBus *final.TxBus) error {
-		if _, err := tx.Exec("INSERT INTO `"+table+"` (ref) VALUES (?)", ref); err != nil {
-			return err
-		}
-		if err := txBus.Publish(topic, []byte(ref)); err != nil {
-			return err
-		}
-		return fail
-	})
+	return mariaDB.publishTx(b, db, table, topic, ref, fail)
 }
 
 func TestTransactionCommitsAndRollsBackAtomically(t *testing.T) {
-	e := newEnv(t)
+	forEachDB(t, testTransactionCommitsAndRollsBackAtomically)
+}
+
+func testTransactionCommitsAndRollsBackAtomically(t *testing.T, e *env) {
 	table := e.business()
 	topic := e.svc + ".created"
 	rec := newRecorder()
@@ -42,12 +32,12 @@ func TestTransactionCommitsAndRollsBackAtomically(t *testing.T) {
 	var committed, rolledBack []string
 	for i := 0; i < 50; i++ {
 		ref := fmt.Sprintf("ok-%d", i)
-		require.NoError(t, publishTx(b, e.db, table, topic, ref, nil))
+		require.NoError(t, e.publishTx(b, e.db, table, topic, ref, nil))
 		committed = append(committed, ref)
 
 		ref = fmt.Sprintf("rollback-%d", i)
 		boom := errors.New("business rule failed")
-		require.ErrorIs(t, publishTx(b, e.db, table, topic, ref, boom), boom)
+		require.ErrorIs(t, e.publishTx(b, e.db, table, topic, ref, boom), boom)
 		rolledBack = append(rolledBack, ref)
 	}
 	// A panic in fn rolls back and is re-raised to the caller.
@@ -55,7 +45,7 @@ func TestTransactionCommitsAndRollsBackAtomically(t *testing.T) {
 	require.NoError(t, err)
 	require.PanicsWithValue(t, "kaboom", func() {
 		_ = b.Transaction(tx, func(txBus *final.TxBus) error {
-			_, _ = tx.Exec("INSERT INTO `" + table + "` (ref) VALUES ('panicked')")
+			_, _ = tx.Exec("INSERT INTO " + e.quote(table) + " (ref) VALUES ('panicked')")
 			require.NoError(t, txBus.Publish(topic, []byte("panicked")))
 			panic("kaboom")
 		})
@@ -65,7 +55,7 @@ func TestTransactionCommitsAndRollsBackAtomically(t *testing.T) {
 
 	// A marker committed last: once it and every committed message are in,
 	// nothing rolled back can still be on its way (it never reached the outbox).
-	require.NoError(t, publishTx(b, e.db, table, topic, "marker", nil))
+	require.NoError(t, e.publishTx(b, e.db, table, topic, "marker", nil))
 	committed = append(committed, "marker")
 	rec.waitAll(t, committed, 30*time.Second)
 	testenv.Eventually(t, 10*time.Second, func() bool { return e.outboxRows() == 0 }, "outbox empty")
@@ -74,13 +64,14 @@ func TestTransactionCommitsAndRollsBackAtomically(t *testing.T) {
 		require.Zero(t, rec.count(ref), "rolled-back message %s escaped", ref)
 	}
 	got := rec.tally(e.committedRefs(table))
-	t.Logf("rollback case: %s rolled_back=%d outbox_left=%d", got, len(rolledBack), e.outboxRows())
+	t.Logf("rollback case on %s: %s rolled_back=%d outbox_left=%d", e.name, got, len(rolledBack), e.outboxRows())
 	require.Zero(t, got.lost)
 	require.Zero(t, got.phantom)
 }
 
-func TestWithTxCommitAndRollBack(t *testing.T) {
-	e := newEnv(t)
+func TestWithTxCommitAndRollBack(t *testing.T) { forEachDB(t, testWithTxCommitAndRollBack) }
+
+func testWithTxCommitAndRollBack(t *testing.T, e *env) {
 	topic := e.svc + ".t"
 	rec := newRecorder()
 	b := e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
@@ -107,7 +98,10 @@ func TestWithTxCommitAndRollBack(t *testing.T) {
 // A transaction the caller commits itself (not through TxBus) skips the
 // fast path; the relay must still send its messages.
 func TestRelaySendsRowsCommittedOutsideTxBus(t *testing.T) {
-	e := newEnv(t)
+	forEachDB(t, testRelaySendsRowsCommittedOutsideTxBus)
+}
+
+func testRelaySendsRowsCommittedOutsideTxBus(t *testing.T, e *env) {
 	topic := e.svc + ".t"
 	rec := newRecorder()
 	opt := testOptions(t).WithOutboxScanAgoTime(200 * time.Millisecond).WithOutboxScanInterval(50 * time.Millisecond)
