@@ -60,7 +60,7 @@ func (b *Bus) reconcileTopology(ctx context.Context, store outbox.Store, cur mq.
 			}
 		}
 	}
-	prev := without(fromRecord(stale), fromRecord(live))
+	prev := fromRecord(stale).Without(fromRecord(live))
 	left := prev
 	if r, ok := b.provider.(mq.Reconciler); ok && !prev.Empty() {
 		left, err = r.Reconcile(ctx, prev)
@@ -77,24 +77,6 @@ func (b *Bus) reconcileTopology(ctx context.Context, store outbox.Store, cur mq.
 		}
 	}
 	return nil
-}
-
-// without returns s less the topics t has in the same kind.
-func without(s, t mq.Subscriptions) mq.Subscriptions {
-	minus := func(a, b []string) []string {
-		var out []string
-		for _, x := range a {
-			if !slices.Contains(b, x) {
-				out = append(out, x)
-			}
-		}
-		return out
-	}
-	return mq.Subscriptions{
-		Topics:    minus(s.Topics, t.Topics),
-		Broadcast: minus(s.Broadcast, t.Broadcast),
-		Ordered:   minus(s.Ordered, t.Ordered),
-	}
 }
 
 func toRecord(s mq.Subscriptions) []outbox.Subscription {

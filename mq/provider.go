@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/finalbus/final/message"
@@ -77,6 +78,24 @@ type Subscriptions struct {
 
 // Empty reports whether s has no topic.
 func (s Subscriptions) Empty() bool { return len(s.Topics)+len(s.Broadcast)+len(s.Ordered) == 0 }
+
+// Without returns s less the topics t has in the same kind.
+func (s Subscriptions) Without(t Subscriptions) Subscriptions {
+	minus := func(a, b []string) []string {
+		var out []string
+		for _, x := range a {
+			if !slices.Contains(b, x) {
+				out = append(out, x)
+			}
+		}
+		return out
+	}
+	return Subscriptions{
+		Topics:    minus(s.Topics, t.Topics),
+		Broadcast: minus(s.Broadcast, t.Broadcast),
+		Ordered:   minus(s.Ordered, t.Ordered),
+	}
+}
 
 // Reconciler is an optional capability of a provider whose broker keeps
 // what a service declared (bindings, queues) beyond the service's life,

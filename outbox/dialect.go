@@ -18,10 +18,24 @@ type Dialect interface {
 	NewInbox(db *sql.DB, table string) (Inbox, error)
 }
 
-// StoreOptions are what every outbox store is configured with.
+// StoreOptions are what every outbox store is configured with; each store
+// package names them Options.
 type StoreOptions struct {
 	// RetryBase is the backoff after a row's first failed publish; it
-	// doubles with each further failure up to RetryMax.
+	// doubles with each further failure. Default 100ms.
 	RetryBase time.Duration
-	RetryMax  time.Duration
+	// RetryMax caps the backoff. Default 5s.
+	RetryMax time.Duration
+}
+
+// WithDefaults returns o with the defaults in place of zero or negative
+// values.
+func (o StoreOptions) WithDefaults() StoreOptions {
+	if o.RetryBase <= 0 {
+		o.RetryBase = 100 * time.Millisecond
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = 5 * time.Second
+	}
+	return o
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -35,8 +34,9 @@ func (p *Provider) Reconcile(ctx context.Context, prev mq.Subscriptions) (left m
 		return prev, err
 	}
 	cur := p.cfg.Subscriptions()
+	gone := prev.Without(cur)
 	var errs []error
-	if dropped := missing(prev.Topics, cur.Topics); len(dropped) > 0 {
+	if dropped := gone.Topics; len(dropped) > 0 {
 		if len(cur.Topics) == 0 {
 			var keys []string
 			for _, topic := range dropped {
@@ -58,7 +58,7 @@ func (p *Provider) Reconcile(ctx context.Context, prev mq.Subscriptions) (left m
 			}
 		}
 	}
-	for _, topic := range missing(prev.Ordered, cur.Ordered) {
+	for _, topic := range gone.Ordered {
 		all := true
 		for i := 0; i < mq.OrderShards; i++ {
 			keys := []string{mq.ShardRoutingKey(topic, i)}
@@ -76,26 +76,6 @@ func (p *Provider) Reconcile(ctx context.Context, prev mq.Subscriptions) (left m
 		}
 	}
 	return left, errors.Join(errs...)
-}
-
-// missing returns the topics of prev that are not in cur.
-func missing(prev, cur []string) []string {
-	var out []string
-	for _, t := range prev {
-		if !slices.Contains(cur, t) {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
-// allKeys are the routing keys bindAll binds for topic.
-func allKeys(topic string) []string {
-	keys := []string{topic}
-	for i := 0; i < mq.OrderShards; i++ {
-		keys = append(keys, mq.ShardRoutingKey(topic, i))
-	}
-	return keys
 }
 
 // isCode reports whether err is the broker's channel or connection

@@ -89,14 +89,19 @@ func (t topology) destination(topic, key, private string) (queue string, ok bool
 	return "", false
 }
 
+// allKeys are the routing keys of topic: unkeyed, and each shard's.
+func allKeys(topic string) []string {
+	keys := []string{topic}
+	for i := 0; i < mq.OrderShards; i++ {
+		keys = append(keys, mq.ShardRoutingKey(topic, i))
+	}
+	return keys
+}
+
 // bindAll binds queue to topic and to every shard of it, so that keyed and
 // unkeyed messages of topic both reach it.
 func (t topology) bindAll(ch *amqp.Channel, queue, topic string) error {
-	for i := -1; i < mq.OrderShards; i++ {
-		key := topic
-		if i >= 0 {
-			key = mq.ShardRoutingKey(topic, i)
-		}
+	for _, key := range allKeys(topic) {
 		if err := ch.QueueBind(queue, key, t.exchange, false, nil); err != nil {
 			return fmt.Errorf("amqp: bind %q to %q: %w", queue, key, err)
 		}

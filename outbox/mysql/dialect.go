@@ -16,7 +16,7 @@ type dialect struct{}
 func (dialect) Name() string { return "mysql" }
 
 func (dialect) NewStore(db *sql.DB, table string, o outbox.StoreOptions) (outbox.Store, error) {
-	return New(db, table, Options{RetryBase: o.RetryBase, RetryMax: o.RetryMax})
+	return New(db, table, o)
 }
 
 func (dialect) NewInbox(db *sql.DB, table string) (outbox.Inbox, error) {

@@ -24,20 +24,13 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"time"
 	"unicode/utf8"
 
 	"github.com/finalbus/final/outbox"
 )
 
-// Options tunes a Store.
-type Options struct {
-	// RetryBase is the backoff after a row's first failed publish; it
-	// doubles with each further failure. Default 100ms.
-	RetryBase time.Duration
-	// RetryMax caps the backoff. Default 5s.
-	RetryMax time.Duration
-}
+// Options tunes a Store (outbox.StoreOptions).
+type Options = outbox.StoreOptions
 
 // Store is an outbox table in PostgreSQL.
 type Store struct {
@@ -63,12 +56,7 @@ func New(db *sql.DB, name string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opts.RetryBase <= 0 {
-		opts.RetryBase = 100 * time.Millisecond
-	}
-	if opts.RetryMax <= 0 {
-		opts.RetryMax = 5 * time.Second
-	}
+	opts = opts.WithDefaults()
 	return &Store{
 		db: db, t: t, opts: opts,
 		insertSQL: `INSERT INTO ` + t.q + ` (message, available_at, order_key)
