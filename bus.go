@@ -1,6 +1,7 @@
 package final
 
 import (
+	"io"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -47,7 +48,8 @@ type Bus struct {
 
 	// Set by Start.
 	store      outbox.Store
-	inbox      outbox.Inbox // nil without Inbox subscriptions
+	inbox      outbox.Inbox    // nil without Inbox subscriptions
+	beginner   outbox.Beginner // begins Inbox transactions
 	pruner     *pruner
 	declarer   *declarer // nil without subscriptions
 	acker      *acker
@@ -162,6 +164,10 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 			return fmt.Errorf("final: %w", err)
 		}
 		b.inbox = inbox
+		b.beginner = b.opt.Beginner
+		if b.beginner == nil {
+			b.beginner = outbox.SQLBeginner(b.db)
+		}
 	}
 	if b.opt.PurgeOnStartup {
 		n, err := store.Purge(ctx)
@@ -260,13 +266,23 @@ func (b *Bus) ShutdownContext(ctx context.Context) error {
 // handlers and the confirm waits it cancelled there to return.
 const shutdownGrace = 500 * time.Millisecond
 
+// closeBeginner closes Options.Beginner if it is an io.Closer.
+func (b *Bus) closeBeginner() error {
+	if c, ok := b.opt.Beginner.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			return fmt.Errorf("final: close Options.Beginner: %w", err)
+		}
+	}
+	return nil
+}
+
 func (b *Bus) shutdown(ctx context.Context) error {
 	b.mu.Lock()
 	started := b.state == stateStarted
 	b.state = stateClosed
 	b.mu.Unlock()
 	if !started {
-		return nil
+		return b.closeBeginner()
 	}
 	began := time.Now()
 	// deadline ends at the bound; grace shutdownGrace after it.
@@ -324,6 +340,9 @@ func (b *Bus) shutdown(ctx context.Context) error {
 	if !pipelineStuck {
 		if s, ok := b.store.(interface{ Close() error }); ok {
 			_ = s.Close() // the acker may still use it otherwise
+		}
+		if err := b.closeBeginner(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	var left []string
@@ -443,7 +462,7 @@ func (b *Bus) PublishMessageContext(ctx context.Context, m *message.Message) err
 
 // stage writes m to the outbox on tx (nil: on its own) and returns what the
 // fast path should send after the commit, or nil for a delayed message.
-func (b *Bus) stage(ctx context.Context, tx *sql.Tx, m *message.Message) (*outgoing, error) {
+func (b *Bus) stage(ctx context.Context, tx outbox.Tx, m *message.Message) (*outgoing, error) {
 	out, err := snapshot(m)
 	if err != nil {
 		return nil, err

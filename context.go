@@ -5,6 +5,7 @@ import (
 	"database/sql"
 
 	"github.com/finalbus/final/message"
+	"github.com/finalbus/final/outbox"
 )
 
 // HandlerFunc is a handler or a middleware. A middleware calls c.Next() to
@@ -57,11 +58,14 @@ func (c *Context) Context() context.Context { return c.ctx }
 // Tx returns the transaction an Inbox subscription's chain runs in, or nil
 // for other subscriptions. Write the handler's rows on it; the bus commits
 // it when the chain succeeds. Do not commit or roll it back yourself.
+//
+// It is nil too when the bus begins its transactions with a driver's
+// native Beginner (Options.Beginner): pgxbus.Tx then gives the pgx.Tx.
 func (c *Context) Tx() *sql.Tx {
 	if c.txBus == nil {
 		return nil
 	}
-	return c.txBus.tx
+	return outbox.AsSQLTx(c.txBus.tx)
 }
 
 // TxBus returns a TxBus on Tx, for publishing in the same transaction, or

@@ -2,7 +2,6 @@ package final
 
 import (
 	"context"
-	"database/sql"
 	"io"
 	"log/slog"
 	"sync/atomic"
@@ -20,7 +19,7 @@ import (
 type countingStore struct{ deleted, failed, released atomic.Int64 }
 
 func (*countingStore) Migrate(context.Context) error { return nil }
-func (*countingStore) Insert(context.Context, *sql.Tx, outbox.Row) (int64, error) {
+func (*countingStore) Insert(context.Context, outbox.Tx, outbox.Row) (int64, error) {
 	return 0, nil
 }
 func (*countingStore) Remaining(context.Context, []int64) ([]int64, error) { return nil, nil }

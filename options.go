@@ -132,6 +132,14 @@ type Options struct {
 	// Start fails naming the driver.
 	Dialect outbox.Dialect
 
+	// Beginner begins the transaction each Inbox delivery is handled in.
+	// Default nil: BeginTx on the bus's *sql.DB, whose *sql.Tx Context.Tx
+	// returns. pgxbus.New sets one that begins a pgx.Tx on the pgxpool
+	// (pgxbus.Tx returns it). It must begin transactions of the bus's
+	// database. If it is also an io.Closer, Shutdown closes it once the
+	// bus has stopped (pgxbus's closes the *sql.DB it opened on the pool).
+	Beginner outbox.Beginner
+
 	// Logger receives the bus's logs. Default nil: discard. Nothing is
 	// logged per message above Debug.
 	Logger *slog.Logger
@@ -227,6 +235,9 @@ func (o Options) WithInboxRetention(v time.Duration) Options { o.InboxRetention 
 
 // WithDialect sets Dialect.
 func (o Options) WithDialect(d outbox.Dialect) Options { o.Dialect = d; return o }
+
+// WithBeginner sets Beginner.
+func (o Options) WithBeginner(bg outbox.Beginner) Options { o.Beginner = bg; return o }
 
 // WithLogger sets Logger.
 func (o Options) WithLogger(l *slog.Logger) Options { o.Logger = l; return o }

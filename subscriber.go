@@ -310,11 +310,11 @@ func (s *subscriber) call(rt *route, msg *message.Message, attempt int, txBus *T
 // calling the chain, when the message was handled before.
 func (s *subscriber) callInTx(rt *route, msg *message.Message, attempt int) (dup bool, err error) {
 	ctx := s.handlerCtx
-	tx, err := s.bus.db.BeginTx(ctx, nil)
+	tx, err := s.bus.beginner.Begin(ctx)
 	if err != nil {
 		return false, fmt.Errorf("final: inbox: %w", err)
 	}
-	txBus := s.bus.WithTxContext(ctx, tx)
+	txBus := s.bus.WithDriverTx(ctx, tx)
 	defer func() {
 		if dup || err != nil {
 			_ = txBus.RollBack()

@@ -8,16 +8,17 @@ import (
 	"sync"
 
 	"github.com/finalbus/final/message"
+	"github.com/finalbus/final/outbox"
 )
 
 // TxBus publishes inside one SQL transaction: each message is written to
 // the outbox on that transaction, so it exists if and only if the
 // transaction commits. After a commit through TxBus the messages are sent
-// at once; if the caller commits the *sql.Tx itself they are still sent, by
-// the relay, after OutboxScanAgoTime.
+// at once; if the caller commits the transaction itself they are still
+// sent, by the relay, after OutboxScanAgoTime.
 type TxBus struct {
 	bus *Bus
-	tx  *sql.Tx
+	tx  outbox.Tx
 	ctx context.Context
 
 	mu      sync.Mutex
@@ -32,6 +33,13 @@ func (b *Bus) WithTx(tx *sql.Tx) *TxBus { return b.WithTxContext(context.Backgro
 
 // WithTxContext is WithTx whose publishes use ctx.
 func (b *Bus) WithTxContext(ctx context.Context, tx *sql.Tx) *TxBus {
+	return b.WithDriverTx(ctx, outbox.SQLTx(tx))
+}
+
+// WithDriverTx is WithTxContext for a transaction that is not a *sql.Tx: a
+// driver's native transaction adapted to outbox.Tx (pgxbus.WithTx adapts a
+// pgx.Tx). tx must be a transaction of the bus's database.
+func (b *Bus) WithDriverTx(ctx context.Context, tx outbox.Tx) *TxBus {
 	return &TxBus{bus: b, tx: tx, ctx: ctx}
 }
 
@@ -44,11 +52,17 @@ func (b *Bus) Transaction(tx *sql.Tx, fn func(txBus *TxBus) error) error {
 // nil and rolls back when fn returns an error (which it returns) or panics
 // (it re-panics after the rollback). gorm users pass gormbus.SQLTx(gormTx)
 // and let this commit.
-func (b *Bus) TransactionContext(ctx context.Context, tx *sql.Tx, fn func(txBus *TxBus) error) (err error) {
+func (b *Bus) TransactionContext(ctx context.Context, tx *sql.Tx, fn func(txBus *TxBus) error) error {
+	return b.DriverTransaction(ctx, outbox.SQLTx(tx), fn)
+}
+
+// DriverTransaction is TransactionContext for a transaction that is not a
+// *sql.Tx (see WithDriverTx); pgxbus.Transaction calls it with a pgx.Tx.
+func (b *Bus) DriverTransaction(ctx context.Context, tx outbox.Tx, fn func(txBus *TxBus) error) error {
 	if tx == nil {
 		return ErrNilTx
 	}
-	txb := b.WithTxContext(ctx, tx)
+	txb := b.WithDriverTx(ctx, tx)
 	defer func() {
 		if r := recover(); r != nil {
 			_ = txb.RollBack()
@@ -128,7 +142,7 @@ func (t *TxBus) Commit() error {
 	t.done, t.commit = true, true
 	pending, direct := t.pending, t.direct
 	t.mu.Unlock()
-	if err := t.tx.Commit(); err != nil {
+	if err := t.tx.Commit(t.ctx); err != nil {
 		// If the commit did happen after all, the relay sends the rows.
 		return txErr(err)
 	}
@@ -156,8 +170,14 @@ func (t *TxBus) RollBack() error {
 	t.done = true
 	t.pending, t.direct = nil, nil
 	t.mu.Unlock()
-	return txErr(t.tx.Rollback())
+	// Without cancel: a rollback must reach the database even when the
+	// caller's context has ended (a *sql.Tx ignores it either way).
+	return txErr(t.tx.Rollback(context.WithoutCancel(t.ctx)))
 }
+
+// DriverTx returns the transaction t publishes in: for a TxBus made from a
+// *sql.Tx, outbox.AsSQLTx gives that back; pgxbus.Tx gives a pgx.Tx back.
+func (t *TxBus) DriverTx() outbox.Tx { return t.tx }
 
 // txErr makes sql.ErrTxDone match ErrTxDone as well.
 func txErr(err error) error {

@@ -2,7 +2,6 @@ package outbox
 
 import (
 	"context"
-	"database/sql"
 	"time"
 )
 
@@ -28,7 +27,7 @@ type Inbox interface {
 	// concurrent transaction recording them waits for the first to end.
 	// Compared byte for byte: UUIDs or topics that differ only in case
 	// or trailing spaces are different records.
-	Record(ctx context.Context, tx *sql.Tx, uuid, topic string) (dup bool, err error)
+	Record(ctx context.Context, tx Tx, uuid, topic string) (dup bool, err error)
 	// Prune deletes records older than keep and returns how many.
 	Prune(ctx context.Context, keep time.Duration) (int64, error)
 }

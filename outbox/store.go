@@ -12,7 +12,6 @@ package outbox
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"hash/fnv"
 	"time"
@@ -83,8 +82,10 @@ type Store interface {
 	// Migrate creates the table or upgrades it to the current schema.
 	Migrate(ctx context.Context) error
 	// Insert writes row inside tx (or on its own when tx is nil) and
-	// returns its id.
-	Insert(ctx context.Context, tx *sql.Tx, row Row) (int64, error)
+	// returns its id. It runs one statement on tx, which must not fail as
+	// part of normal operation: in PostgreSQL a failed statement aborts
+	// the caller's whole transaction.
+	Insert(ctx context.Context, tx Tx, row Row) (int64, error)
 	// Claim leases up to limit available rows to owner for lease, so that
 	// no other owner claims them meanwhile, and returns them in id order.
 	// Rows locked by a concurrent claim are skipped, not waited for

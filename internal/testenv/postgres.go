@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib" // the PostgreSQL driver under test
 )
 
@@ -58,4 +59,27 @@ func DropPostgresService(db *sql.DB, svc string) {
 		_, _ = db.Exec(`DELETE FROM final_topology WHERE outbox_table = $1`, table)
 		_, _ = db.Exec(`DELETE FROM final_redeliveries WHERE outbox_table = $1`, table)
 	}
+}
+
+// PostgresPool opens a pgxpool.Pool on the PostgreSQL test database; it is
+// closed at the end of the test.
+func PostgresPool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cfg, err := pgxpool.ParseConfig(PostgresDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 32
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		Unavailable(t, "PostgreSQL at %s: %v", PostgresDSN(), err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }

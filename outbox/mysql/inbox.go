@@ -92,14 +92,14 @@ func (in *Inbox) Migrate(ctx context.Context) error {
 // Record implements outbox.Inbox. The primary key does the work: a second
 // insert of the same topic and UUID fails with a duplicate-key error once
 // the first has committed, and waits on its row lock until then.
-func (in *Inbox) Record(ctx context.Context, tx *sql.Tx, uuid, topic string) (bool, error) {
+func (in *Inbox) Record(ctx context.Context, tx outbox.Tx, uuid, topic string) (bool, error) {
 	// Refused rather than cut short, which a server without strict mode
 	// does silently: two UUIDs alike up to the cut would be one record.
 	if len(uuid) > inboxUUIDBytes || len(topic) > inboxTopicBytes {
 		return false, fmt.Errorf("outbox/mysql: inbox record: uuid of %d bytes or topic of %d exceeds the columns (%d, %d)",
 			len(uuid), len(topic), inboxUUIDBytes, inboxTopicBytes)
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO `+in.t.q+` (topic, uuid, handled_at) VALUES (?, ?, NOW(6))`, topic, uuid)
+	_, err := tx.Exec(ctx, `INSERT INTO `+in.t.q+` (topic, uuid, handled_at) VALUES (?, ?, NOW(6))`, topic, uuid)
 	var me *gomysql.MySQLError
 	if errors.As(err, &me) && me.Number == 1062 { // ER_DUP_ENTRY
 		return true, nil

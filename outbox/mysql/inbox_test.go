@@ -32,7 +32,7 @@ func TestInboxConformance(t *testing.T) {
 func record(t *testing.T, in *mysql.Inbox, db *sql.DB, uuid, topic string) (bool, error) {
 	tx, err := db.Begin()
 	require.NoError(t, err)
-	dup, err := in.Record(context.Background(), tx, uuid, topic)
+	dup, err := in.Record(context.Background(), outbox.SQLTx(tx), uuid, topic)
 	if err != nil {
 		require.NoError(t, tx.Rollback())
 		return dup, err

@@ -85,8 +85,10 @@ func (s *Store) prepare(ctx context.Context) error {
 	return nil
 }
 
-// Insert implements outbox.Store.
-func (s *Store) Insert(ctx context.Context, tx *sql.Tx, row outbox.Row) (int64, error) {
+// Insert implements outbox.Store. A *sql.Tx (outbox.SQLTx) reuses the
+// statement prepared by Migrate; another Tx runs the plain statement and
+// reads the id with LAST_INSERT_ID() on the same connection.
+func (s *Store) Insert(ctx context.Context, tx outbox.Tx, row outbox.Row) (int64, error) {
 	if s.insert == nil {
 		return 0, errors.New("outbox/mysql: Insert before Migrate")
 	}
@@ -99,22 +101,37 @@ func (s *Store) Insert(ctx context.Context, tx *sql.Tx, row outbox.Row) (int64, 
 		res sql.Result
 		err error
 	)
-	if tx == nil {
+	switch stx := outbox.AsSQLTx(tx); {
+	case tx == nil:
 		res, err = s.insert.ExecContext(ctx, args...)
-	} else {
+	case stx != nil:
 		// The statement prepared on the store's *sql.DB is reused on the
 		// transaction's connection. A transaction of another *sql.DB (an
 		// ORM that opened its own pool) cannot use it: database/sql says so
 		// with an unexported error, and the plain statement is used instead.
-		res, err = tx.StmtContext(ctx, s.insert).ExecContext(ctx, args...)
+		res, err = stx.StmtContext(ctx, s.insert).ExecContext(ctx, args...)
 		if err != nil && strings.Contains(err.Error(), "statement from different database") {
-			res, err = tx.ExecContext(ctx, s.insertSQL, args...)
+			res, err = stx.ExecContext(ctx, s.insertSQL, args...)
 		}
+	default:
+		return s.insertOn(ctx, tx, args)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("outbox/mysql: insert: %w", err)
 	}
 	return res.LastInsertId()
+}
+
+// insertOn inserts on a Tx that is not a *sql.Tx.
+func (s *Store) insertOn(ctx context.Context, tx outbox.Tx, args []any) (int64, error) {
+	if _, err := tx.Exec(ctx, s.insertSQL, args...); err != nil {
+		return 0, fmt.Errorf("outbox/mysql: insert: %w", err)
+	}
+	var id int64
+	if err := tx.QueryRow(ctx, `SELECT LAST_INSERT_ID()`).Scan(&id); err != nil {
+		return 0, fmt.Errorf("outbox/mysql: insert: read its id: %w", err)
+	}
+	return id, nil
 }
 
 // Claim implements outbox.Store. It runs in READ COMMITTED so that the

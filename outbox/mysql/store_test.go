@@ -31,6 +31,21 @@ func TestConformance(t *testing.T) {
 	outboxtest.Run(t, outboxtest.Harness{New: func(t *testing.T) (outbox.Store, *sql.DB) { return newStore(t) }})
 }
 
+// otherTx is an outbox.Tx that is not a *sql.Tx to the store, as a
+// driver's native transaction would be: Insert takes its generic path.
+type otherTx struct{ outbox.Tx }
+
+// The suite with transactions that Insert cannot prepare its statement on.
+func TestConformanceOnAnotherTx(t *testing.T) {
+	outboxtest.Run(t, outboxtest.Harness{
+		New: func(t *testing.T) (outbox.Store, *sql.DB) { return newStore(t) },
+		Begin: func(ctx context.Context, db *sql.DB) (outbox.Tx, error) {
+			tx, err := outbox.SQLBeginner(db).Begin(ctx)
+			return otherTx{tx}, err
+		},
+	})
+}
+
 func TestHostileTableNamesRefused(t *testing.T) {
 	db := testenv.DB(t)
 	for _, name := range []string{"", "x`; DROP TABLE users; --", "a b", "name'quote", "t\x00", string(make([]byte, 65))} {

@@ -1,6 +1,7 @@
 package outboxtest
 
 import (
+	"context"
 	"database/sql"
 	"strings"
 	"testing"
@@ -19,6 +20,9 @@ type InboxHarness struct {
 	// topic completes once the open transaction ends, rather than that it
 	// does not wait.
 	SingleWriter bool
+	// Begin, when set, begins the transactions the suite records in, as
+	// Harness.Begin does.
+	Begin func(ctx context.Context, db *sql.DB) (outbox.Tx, error)
 }
 
 // RunInbox runs the suite for outbox.Inbox implementations.
@@ -31,26 +35,26 @@ func RunInbox(t *testing.T, h InboxHarness) {
 	t.Run("OtherTopicDoesNotWait", func(t *testing.T) { testRecordOtherTopicNoWait(t, h) })
 }
 
-func begin(t *testing.T, db *sql.DB) *sql.Tx {
+func (h InboxHarness) begin(t *testing.T, db *sql.DB) outbox.Tx {
 	t.Helper()
-	tx, err := db.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tx
+	return Harness{Begin: h.Begin}.begin(t, db)
+}
+
+func (h InboxHarness) beginE(db *sql.DB) (outbox.Tx, error) {
+	return Harness{Begin: h.Begin}.beginE(db)
 }
 
 // record records (topic, uuid) in a transaction of its own, committed, and
 // returns dup.
-func record(t *testing.T, in outbox.Inbox, db *sql.DB, uuid, topic string) bool {
+func (h InboxHarness) record(t *testing.T, in outbox.Inbox, db *sql.DB, uuid, topic string) bool {
 	t.Helper()
-	tx := begin(t, db)
+	tx := h.begin(t, db)
 	dup, err := in.Record(ctx, tx, uuid, topic)
 	if err != nil {
-		tx.Rollback()
+		tx.Rollback(ctx)
 		t.Fatalf("Record(%q, %q): %v", uuid, topic, err)
 	}
-	if err := tx.Commit(); err != nil {
+	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return dup
@@ -58,17 +62,17 @@ func record(t *testing.T, in outbox.Inbox, db *sql.DB, uuid, topic string) bool 
 
 func testRecordTx(t *testing.T, h InboxHarness) {
 	in, db := h.New(t)
-	tx := begin(t, db)
+	tx := h.begin(t, db)
 	if dup, err := in.Record(ctx, tx, "u1", "t"); err != nil || dup {
 		t.Fatalf("first Record = %v, %v", dup, err)
 	}
-	if err := tx.Rollback(); err != nil {
+	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if record(t, in, db, "u1", "t") {
+	if h.record(t, in, db, "u1", "t") {
 		t.Fatal("a rolled-back record counted")
 	}
-	if !record(t, in, db, "u1", "t") {
+	if !h.record(t, in, db, "u1", "t") {
 		t.Fatal("a committed record was not recognised")
 	}
 }
@@ -76,16 +80,16 @@ func testRecordTx(t *testing.T, h InboxHarness) {
 // The same UUID on two topics is two messages; on one topic, one.
 func testRecordPerTopic(t *testing.T, h InboxHarness) {
 	in, db := h.New(t)
-	if record(t, in, db, "same", "orders.created") {
+	if h.record(t, in, db, "same", "orders.created") {
 		t.Fatal("first record reported dup")
 	}
-	if record(t, in, db, "same", "orders.paid") {
+	if h.record(t, in, db, "same", "orders.paid") {
 		t.Fatal("the same UUID on another topic reported dup")
 	}
-	if !record(t, in, db, "same", "orders.created") {
+	if !h.record(t, in, db, "same", "orders.created") {
 		t.Fatal("a duplicate on the same topic was not recognised")
 	}
-	if !record(t, in, db, "same", "orders.paid") {
+	if !h.record(t, in, db, "same", "orders.paid") {
 		t.Fatal("a duplicate on the second topic was not recognised")
 	}
 }
@@ -96,7 +100,7 @@ func testRecordBytes(t *testing.T, h InboxHarness) {
 	for _, k := range []struct{ uuid, topic string }{
 		{"abc", "t"}, {"ABC", "t"}, {"abc ", "t"}, {"abc", "T"},
 	} {
-		if record(t, in, db, k.uuid, k.topic) {
+		if h.record(t, in, db, k.uuid, k.topic) {
 			t.Fatalf("(%q, %q) taken for a duplicate of an earlier key", k.topic, k.uuid)
 		}
 	}
@@ -111,11 +115,11 @@ func testRecordLongest(t *testing.T, h InboxHarness) {
 	for _, k := range []struct{ uuid, topic string }{
 		{u + "1", top + "1"}, {u + "2", top + "1"}, {u + "1", top + "2"},
 	} {
-		if record(t, in, db, k.uuid, k.topic) {
+		if h.record(t, in, db, k.uuid, k.topic) {
 			t.Fatalf("(%q, %q) taken for a duplicate of an earlier key", k.topic, k.uuid)
 		}
 	}
-	if !record(t, in, db, u+"2", top+"1") {
+	if !h.record(t, in, db, u+"2", top+"1") {
 		t.Fatal("a duplicate of the longest key was not recognised")
 	}
 }
@@ -124,9 +128,9 @@ func testRecordLongest(t *testing.T, h InboxHarness) {
 // and then sees its commit.
 func testRecordConcurrent(t *testing.T, h InboxHarness) {
 	in, db := h.New(t)
-	first := begin(t, db)
+	first := h.begin(t, db)
 	if dup, err := in.Record(ctx, first, "race", "t"); err != nil || dup {
-		first.Rollback()
+		first.Rollback(ctx)
 		t.Fatalf("first Record = %v, %v", dup, err)
 	}
 	type result struct {
@@ -135,16 +139,16 @@ func testRecordConcurrent(t *testing.T, h InboxHarness) {
 	}
 	second := make(chan result, 1)
 	go func() {
-		tx, err := db.Begin()
+		tx, err := h.beginE(db)
 		if err != nil {
 			second <- result{err: err}
 			return
 		}
-		defer tx.Rollback()
+		defer tx.Rollback(ctx)
 		dup, err := in.Record(ctx, tx, "race", "t")
 		second <- result{dup, err}
 	}()
-	if err := first.Commit(); err != nil {
+	if err := first.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if r := <-second; r.err != nil || !r.dup {
@@ -156,8 +160,8 @@ func testRecordConcurrent(t *testing.T, h InboxHarness) {
 // transaction that recorded it on the first.
 func testRecordOtherTopicNoWait(t *testing.T, h InboxHarness) {
 	in, db := h.New(t)
-	first := begin(t, db)
-	defer first.Rollback()
+	first := h.begin(t, db)
+	defer first.Rollback(ctx)
 	if dup, err := in.Record(ctx, first, "shared", "a"); err != nil || dup {
 		t.Fatalf("first Record = %v, %v", dup, err)
 	}
@@ -168,19 +172,19 @@ func testRecordOtherTopicNoWait(t *testing.T, h InboxHarness) {
 		}
 		other := make(chan result, 1)
 		go func() {
-			tx, err := db.Begin()
+			tx, err := h.beginE(db)
 			if err != nil {
 				other <- result{err: err}
 				return
 			}
-			defer tx.Rollback()
+			defer tx.Rollback(ctx)
 			dup, err := in.Record(ctx, tx, "shared", "b")
 			if err == nil {
-				err = tx.Commit()
+				err = tx.Commit(ctx)
 			}
 			other <- result{dup, err}
 		}()
-		if err := first.Commit(); err != nil {
+		if err := first.Commit(ctx); err != nil {
 			t.Fatal(err)
 		}
 		if r := <-other; r.err != nil || r.dup {
@@ -190,8 +194,8 @@ func testRecordOtherTopicNoWait(t *testing.T, h InboxHarness) {
 	}
 	// An implementation keyed by UUID alone waits here for the open
 	// transaction, until the database's lock wait timeout fails it.
-	second := begin(t, db)
-	defer second.Rollback()
+	second := h.begin(t, db)
+	defer second.Rollback(ctx)
 	if dup, err := in.Record(ctx, second, "shared", "b"); err != nil || dup {
 		t.Fatalf("Record on the other topic = %v, %v", dup, err)
 	}

@@ -18,6 +18,28 @@ type Harness struct {
 	// New returns a migrated, empty store on a fresh table and the
 	// database it lives in.
 	New func(t *testing.T) (outbox.Store, *sql.DB)
+	// Begin, when set, begins the transactions the suite inserts in, on
+	// the database New returned: a driver's native transaction (a pgx.Tx
+	// adapted to outbox.Tx) rather than the default *sql.Tx.
+	Begin func(ctx context.Context, db *sql.DB) (outbox.Tx, error)
+}
+
+// begin begins a transaction on db with h.Begin, or as a *sql.Tx.
+func (h Harness) begin(t *testing.T, db *sql.DB) outbox.Tx {
+	t.Helper()
+	tx, err := h.beginE(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
+// beginE is begin for goroutines other than the test's.
+func (h Harness) beginE(db *sql.DB) (outbox.Tx, error) {
+	if h.Begin != nil {
+		return h.Begin(ctx, db)
+	}
+	return outbox.SQLBeginner(db).Begin(ctx)
 }
 
 // Run runs the suite.
@@ -41,13 +63,13 @@ func Run(t *testing.T, h Harness) {
 
 var ctx = context.Background()
 
-func insert(t *testing.T, s outbox.Store, tx *sql.Tx, availableIn time.Duration) (int64, *message.Message) {
+func insert(t *testing.T, s outbox.Store, tx outbox.Tx, availableIn time.Duration) (int64, *message.Message) {
 	t.Helper()
 	return insertKeyed(t, s, tx, "", availableIn)
 }
 
 // insertKeyed inserts a message of topic.a with key ("" for none).
-func insertKeyed(t *testing.T, s outbox.Store, tx *sql.Tx, key string, availableIn time.Duration) (int64, *message.Message) {
+func insertKeyed(t *testing.T, s outbox.Store, tx outbox.Tx, key string, availableIn time.Duration) (int64, *message.Message) {
 	t.Helper()
 	m := message.New("topic.a", []byte("p"), message.WithKey(key))
 	m.Header.Set("h", "v")
@@ -82,20 +104,17 @@ func claim(t *testing.T, s outbox.Store, owner string, limit int, lease time.Dur
 
 func testInsertTx(t *testing.T, h Harness) {
 	s, db := h.New(t)
-	tx, err := db.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
+	tx := h.begin(t, db)
 	insert(t, s, tx, 0)
-	if err := tx.Rollback(); err != nil {
+	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if n := length(t, s); n != 0 {
 		t.Fatalf("rows after rollback = %d, want 0", n)
 	}
-	tx, _ = db.Begin()
+	tx = h.begin(t, db)
 	insert(t, s, tx, 0)
-	if err := tx.Commit(); err != nil {
+	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	insert(t, s, nil, 0)
@@ -143,11 +162,11 @@ func testLease(t *testing.T, h Harness) {
 func testConcurrentClaims(t *testing.T, h Harness) {
 	s, db := h.New(t)
 	const rows = 1200
-	tx, _ := db.Begin()
+	tx := h.begin(t, db)
 	for i := 0; i < rows; i++ {
 		insert(t, s, tx, 0)
 	}
-	if err := tx.Commit(); err != nil {
+	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var (
@@ -387,14 +406,11 @@ func testClaimKeyOrder(t *testing.T, h Harness) {
 func testClaimPastHeldKeys(t *testing.T, h Harness) {
 	s, db := h.New(t)
 	insertKeyed(t, s, nil, "stuck", time.Hour)
-	tx, err := db.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
+	tx := h.begin(t, db)
 	for i := 0; i < 30; i++ {
 		insertKeyed(t, s, tx, "stuck", 0)
 	}
-	if err := tx.Commit(); err != nil {
+	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	free, _ := insert(t, s, nil, 0)
@@ -409,10 +425,7 @@ func testClaimPastHeldKeys(t *testing.T, h Harness) {
 func testConcurrentKeyOrder(t *testing.T, h Harness) {
 	s, db := h.New(t)
 	const keys, perKey = 20, 30
-	tx, err := db.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
+	tx := h.begin(t, db)
 	keyOf := map[int64]int{}
 	for i := 0; i < perKey; i++ {
 		for k := 0; k < keys; k++ {
@@ -420,7 +433,7 @@ func testConcurrentKeyOrder(t *testing.T, h Harness) {
 			keyOf[id] = k
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var (

@@ -43,7 +43,7 @@ func BenchmarkClaim(b *testing.B) {
 						key = outbox.OrderKey(m.Topic, strconv.Itoa(i%keys))
 					}
 					body, _ := message.Marshal(m)
-					if _, err := s.Insert(ctx, tx, outbox.Row{Body: body, OrderKey: key}); err != nil {
+					if _, err := s.Insert(ctx, outbox.SQLTx(tx), outbox.Row{Body: body, OrderKey: key}); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -40,7 +40,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if _, err := store.Insert(ctx, tx, outbox.Row{Body: body}); err != nil {
+	if _, err := store.Insert(ctx, outbox.SQLTx(tx), outbox.Row{Body: body}); err != nil {
 		log.Fatal(err)
 	}
 	if err := tx.Commit(); err != nil {

@@ -85,18 +85,14 @@ func (in *Inbox) Migrate(ctx context.Context) error {
 // In a REPEATABLE READ or SERIALIZABLE transaction, a duplicate committed
 // after tx's snapshot was taken is a serialization failure (SQLSTATE
 // 40001), as PostgreSQL reports it: tx must be retried.
-func (in *Inbox) Record(ctx context.Context, tx *sql.Tx, uuid, topic string) (bool, error) {
+func (in *Inbox) Record(ctx context.Context, tx outbox.Tx, uuid, topic string) (bool, error) {
 	// Refused before the statement, which would abort tx if it failed.
 	if len(uuid) > inboxUUIDBytes || len(topic) > inboxTopicBytes {
 		return false, fmt.Errorf("outbox/postgres: inbox record: uuid of %d bytes or topic of %d exceeds the limits (%d, %d)",
 			len(uuid), len(topic), inboxUUIDBytes, inboxTopicBytes)
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO `+in.t.q+` (topic, uuid, handled_at) VALUES ($1, $2, clock_timestamp())
+	n, err := tx.Exec(ctx, `INSERT INTO `+in.t.q+` (topic, uuid, handled_at) VALUES ($1, $2, clock_timestamp())
 		ON CONFLICT (topic, uuid) DO NOTHING`, []byte(topic), []byte(uuid))
-	if err != nil {
-		return false, fmt.Errorf("outbox/postgres: inbox record: %w", err)
-	}
-	n, err := res.RowsAffected()
 	if err != nil {
 		return false, fmt.Errorf("outbox/postgres: inbox record: %w", err)
 	}

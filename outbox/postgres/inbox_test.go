@@ -33,7 +33,7 @@ func TestInboxConformance(t *testing.T) {
 func record(t *testing.T, in *postgres.Inbox, db *sql.DB, uuid, topic string) (bool, error) {
 	tx, err := db.Begin()
 	require.NoError(t, err)
-	dup, err := in.Record(context.Background(), tx, uuid, topic)
+	dup, err := in.Record(context.Background(), outbox.SQLTx(tx), uuid, topic)
 	if err != nil {
 		require.NoError(t, tx.Rollback())
 		return dup, err
@@ -60,7 +60,7 @@ func TestInboxDuplicateLeavesTheTransactionUsable(t *testing.T) {
 	defer tx.Rollback()
 	_, err = tx.Exec(`INSERT INTO "`+business+`" (v) VALUES ($1)`, "before")
 	require.NoError(t, err)
-	dup, err = in.Record(ctx, tx, "u1", "orders.created")
+	dup, err = in.Record(ctx, outbox.SQLTx(tx), "u1", "orders.created")
 	require.NoError(t, err)
 	require.True(t, dup)
 	_, err = tx.Exec(`INSERT INTO "`+business+`" (v) VALUES ($1)`, "after")

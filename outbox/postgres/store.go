@@ -83,17 +83,17 @@ func micros(param string) string { return `(` + param + `::bigint * interval '1 
 
 // Insert implements outbox.Store. It returns the id of the row through
 // RETURNING, inside tx when tx is not nil.
-func (s *Store) Insert(ctx context.Context, tx *sql.Tx, row outbox.Row) (int64, error) {
+func (s *Store) Insert(ctx context.Context, tx outbox.Tx, row outbox.Row) (int64, error) {
 	var key any // NULL: not ordered
 	if row.OrderKey != 0 {
 		key = row.OrderKey
 	}
 	args := []any{row.Body, row.AvailableIn.Microseconds(), key}
-	var r *sql.Row
+	var r outbox.RowScanner
 	if tx == nil {
 		r = s.db.QueryRowContext(ctx, s.insertSQL, args...)
 	} else {
-		r = tx.QueryRowContext(ctx, s.insertSQL, args...)
+		r = tx.QueryRow(ctx, s.insertSQL, args...)
 	}
 	var id int64
 	if err := r.Scan(&id); err != nil {

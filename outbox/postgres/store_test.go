@@ -162,7 +162,7 @@ func TestConcurrentOwnersNeverShareARow(t *testing.T) {
 		m := message.New("topic.a", []byte("p"), message.WithKey(key))
 		body, err := message.Marshal(m)
 		require.NoError(t, err)
-		_, err = s.Insert(ctx, tx, outbox.Row{Body: body, OrderKey: outbox.OrderKey(m.Topic, key)})
+		_, err = s.Insert(ctx, outbox.SQLTx(tx), outbox.Row{Body: body, OrderKey: outbox.OrderKey(m.Topic, key)})
 		require.NoError(t, err)
 	}
 	require.NoError(t, tx.Commit())
@@ -245,7 +245,7 @@ func TestInsertAvailableFromTheStatement(t *testing.T) {
 	defer tx.Rollback()
 	_, err = tx.Exec(`SELECT pg_sleep(0.3)`) // the transaction is at least 300ms old
 	require.NoError(t, err)
-	id, err := s.Insert(ctx, tx, outbox.Row{Body: []byte("x"), AvailableIn: 200 * time.Millisecond})
+	id, err := s.Insert(ctx, outbox.SQLTx(tx), outbox.Row{Body: []byte("x"), AvailableIn: 200 * time.Millisecond})
 	require.NoError(t, err)
 	var after time.Duration
 	var micros int64

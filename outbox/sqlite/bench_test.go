@@ -35,7 +35,7 @@ func BenchmarkInsertClaimDelete(b *testing.B) {
 						if err != nil {
 							b.Fatal(err)
 						}
-						if _, err := s.Insert(ctx, tx, outbox.Row{Body: body}); err != nil {
+						if _, err := s.Insert(ctx, outbox.SQLTx(tx), outbox.Row{Body: body}); err != nil {
 							b.Fatal(err)
 						}
 						if err := tx.Commit(); err != nil {
@@ -74,7 +74,7 @@ func BenchmarkClaim(b *testing.B) {
 							key = outbox.OrderKey(m.Topic, strconv.Itoa(i%keys))
 						}
 						body, _ := message.Marshal(m)
-						if _, err := s.Insert(ctx, tx, outbox.Row{Body: body, OrderKey: key}); err != nil {
+						if _, err := s.Insert(ctx, outbox.SQLTx(tx), outbox.Row{Body: body, OrderKey: key}); err != nil {
 							b.Fatal(err)
 						}
 					}

@@ -44,7 +44,7 @@ func ExampleNew() {
 		fmt.Println(err)
 		return
 	}
-	if _, err := store.Insert(ctx, tx, outbox.Row{Body: []byte("message")}); err != nil {
+	if _, err := store.Insert(ctx, outbox.SQLTx(tx), outbox.Row{Body: []byte("message")}); err != nil {
 		fmt.Println(err)
 		return
 	}

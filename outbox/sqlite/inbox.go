@@ -64,13 +64,9 @@ func (in *Inbox) Migrate(ctx context.Context) error {
 // fails inside the caller's transaction. SQLite has one writer at a time:
 // the insert waits, up to the busy timeout, for any other transaction
 // that wrote, whatever its key, and then sees what it committed.
-func (in *Inbox) Record(ctx context.Context, tx *sql.Tx, uuid, topic string) (bool, error) {
-	res, err := tx.ExecContext(ctx, `INSERT INTO `+in.t.q+` (topic, uuid, handled_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+func (in *Inbox) Record(ctx context.Context, tx outbox.Tx, uuid, topic string) (bool, error) {
+	n, err := tx.Exec(ctx, `INSERT INTO `+in.t.q+` (topic, uuid, handled_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
 		topic, uuid, time.Now().UnixMicro())
-	if err != nil {
-		return false, wrapError("inbox record", err)
-	}
-	n, err := res.RowsAffected()
 	if err != nil {
 		return false, wrapError("inbox record", err)
 	}

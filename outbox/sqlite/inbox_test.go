@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/finalbus/final/outbox"
 )
 
 // Prune deletes the records older than keep, past one statement's chunk,
@@ -17,7 +19,7 @@ func TestInboxPrune(t *testing.T) {
 		for _, uuid := range []string{"new1", "new2"} {
 			tx, err := db.Begin()
 			require.NoError(t, err)
-			dup, err := in.Record(ctx, tx, uuid, "t")
+			dup, err := in.Record(ctx, outbox.SQLTx(tx), uuid, "t")
 			require.NoError(t, err)
 			require.False(t, dup)
 			require.NoError(t, tx.Commit())

@@ -78,7 +78,7 @@ func New(db *sql.DB, name string, opts Options) (*Store, error) {
 	opts = opts.WithDefaults()
 	return &Store{
 		db: db, t: t, opts: opts,
-		insertSQL: `INSERT INTO ` + t.q + ` (message, create_at, available_at, order_key) VALUES (?, ?, ?, ?)`,
+		insertSQL: `INSERT INTO ` + t.q + ` (message, create_at, available_at, order_key) VALUES (?, ?, ?, ?) RETURNING id`,
 	}, nil
 }
 
@@ -91,27 +91,21 @@ func (s *Store) Close() error { return nil }
 
 // Insert implements outbox.Store. Inside tx, the row takes the write lock
 // for tx if tx does not hold it yet, waiting up to the busy timeout.
-func (s *Store) Insert(ctx context.Context, tx *sql.Tx, row outbox.Row) (int64, error) {
+func (s *Store) Insert(ctx context.Context, tx outbox.Tx, row outbox.Row) (int64, error) {
 	now := time.Now().UnixMicro()
 	var key any // NULL: not ordered
 	if row.OrderKey != 0 {
 		key = row.OrderKey
 	}
 	args := []any{row.Body, now, now + row.AvailableIn.Microseconds(), key}
-	var (
-		res sql.Result
-		err error
-	)
+	var r outbox.RowScanner
 	if tx == nil {
-		res, err = s.db.ExecContext(ctx, s.insertSQL, args...)
+		r = s.db.QueryRowContext(ctx, s.insertSQL, args...)
 	} else {
-		res, err = tx.ExecContext(ctx, s.insertSQL, args...)
+		r = tx.QueryRow(ctx, s.insertSQL, args...)
 	}
-	if err != nil {
-		return 0, wrapError("insert", err)
-	}
-	id, err := res.LastInsertId()
-	if err != nil {
+	var id int64
+	if err := r.Scan(&id); err != nil {
 		return 0, wrapError("insert", err)
 	}
 	return id, nil

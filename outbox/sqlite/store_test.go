@@ -187,7 +187,7 @@ func TestLargeBatches(t *testing.T) {
 		require.NoError(t, err)
 		var ids []int64
 		for i := 0; i < 1203; i++ {
-			id, err := s.Insert(ctx, tx, outbox.Row{Body: []byte("x")})
+			id, err := s.Insert(ctx, outbox.SQLTx(tx), outbox.Row{Body: []byte("x")})
 			require.NoError(t, err)
 			ids = append(ids, id)
 		}
@@ -304,7 +304,7 @@ func TestHandlesOnOneFileClaimDisjoint(t *testing.T) {
 			if i%2 == 0 {
 				key = fmt.Sprint(i % 40)
 			}
-			_, err := s.Insert(ctx, tx, outbox.Row{Body: []byte("x"), OrderKey: outbox.OrderKey("t", key)})
+			_, err := s.Insert(ctx, outbox.SQLTx(tx), outbox.Row{Body: []byte("x"), OrderKey: outbox.OrderKey("t", key)})
 			require.NoError(t, err)
 		}
 		require.NoError(t, tx.Commit())
@@ -398,7 +398,7 @@ func TestConcurrentInsertsWait(t *testing.T) {
 						errs <- err
 						continue
 					}
-					if _, err := s.Insert(ctx, tx, outbox.Row{Body: []byte("tx")}); err != nil {
+					if _, err := s.Insert(ctx, outbox.SQLTx(tx), outbox.Row{Body: []byte("tx")}); err != nil {
 						tx.Rollback()
 						errs <- err
 						continue
