@@ -1,6 +1,7 @@
 package final
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -189,13 +191,14 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 		}
 	}
 	cfg := mq.Config{
-		Service:   b.svcName,
-		Topics:    topics,
-		Broadcast: broadcast,
-		Ordered:   ordered,
-		Prefetch:  b.opt.Prefetch,
-		Purge:     b.opt.PurgeOnStartup,
-		Logger:    b.log,
+		Service:    b.svcName,
+		Topics:     topics,
+		Broadcast:  broadcast,
+		Ordered:    ordered,
+		Prefetch:   b.opt.Prefetch,
+		Purge:      b.opt.PurgeOnStartup,
+		WireFormat: b.opt.WireFormat,
+		Logger:     b.log,
 	}
 	if err := b.provider.Init(ctx, cfg); err != nil {
 		return fmt.Errorf("final: broker: %w", err)
@@ -463,7 +466,7 @@ func (b *Bus) PublishMessageContext(ctx context.Context, m *message.Message) err
 // stage writes m to the outbox on tx (nil: on its own) and returns what the
 // fast path should send after the commit, or nil for a delayed message.
 func (b *Bus) stage(ctx context.Context, tx outbox.Tx, m *message.Message) (*outgoing, error) {
-	out, err := snapshot(m)
+	out, err := b.snapshot(m)
 	if err != nil {
 		return nil, err
 	}
@@ -480,22 +483,33 @@ func (b *Bus) stage(ctx context.Context, tx outbox.Tx, m *message.Message) (*out
 	if m.Policy.Delay > 0 {
 		return nil, nil
 	}
+	if out.msg.Payload != nil {
+		out.body = nil // the message goes whole (CloudEvents); the row has the body
+	}
 	return &out, nil
 }
 
 // snapshot encodes m and copies its routing fields: what is sent later is
-// what was stored now, so the caller may reuse m once Publish returns.
-func snapshot(m *message.Message) (outgoing, error) {
+// what was stored now, so the caller may reuse m once Publish returns. In
+// the CloudEvents wire format, whose body is the payload, the copy is
+// whole (header, payload, content type, time): the provider maps it to the
+// transport without decoding the stored bytes again.
+func (b *Bus) snapshot(m *message.Message) (outgoing, error) {
 	body, err := message.Marshal(m)
 	if err != nil {
 		return outgoing{}, err
 	}
 	policy := *m.Policy
-	return outgoing{
-		key:  outbox.OrderKey(m.Topic, m.Key),
-		msg:  &message.Message{UUID: m.UUID, Topic: m.Topic, Key: m.Key, Policy: &policy},
-		body: body,
-	}, nil
+	msg := &message.Message{UUID: m.UUID, Topic: m.Topic, Key: m.Key, Policy: &policy}
+	if b.opt.WireFormat == mq.CloudEvents {
+		msg.Header = maps.Clone(m.Header)
+		msg.Payload = bytes.Clone(m.Payload)
+		if msg.Payload == nil {
+			msg.Payload = []byte{}
+		}
+		msg.ContentType, msg.Time = m.ContentType, m.Time
+	}
+	return outgoing{key: outbox.OrderKey(m.Topic, m.Key), msg: msg, body: body}, nil
 }
 
 // check validates a message against the bus's state and options, filling
@@ -526,6 +540,11 @@ func (b *Bus) check(m *message.Message) error {
 	}
 	if m.Header == nil {
 		m.Header = message.Header{}
+	}
+	if b.opt.WireFormat == mq.CloudEvents {
+		if err := mq.CheckHeader(m.Header); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidHeader, err)
+		}
 	}
 	if m.Policy == nil {
 		m.Policy = message.DefaultPolicy()

@@ -32,7 +32,7 @@ func (b *Bus) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) 
 	out := make([]DeadLetter, 0, len(raw))
 	for _, r := range raw {
 		dl := DeadLetter{Topic: r.Topic, Reason: r.Reason, At: r.At}
-		dl.Message, dl.Err = message.Unmarshal(r.Body)
+		dl.Message, dl.Err = r.Message, r.Err
 		out = append(out, dl)
 	}
 	return out, err

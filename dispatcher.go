@@ -18,7 +18,7 @@ type outgoing struct {
 	key   int64            // outbox.OrderKey; 0: not ordered
 	owner string           // the relay's claim owner; "" on the fast path
 	msg   *message.Message // routing: topic, UUID, policy
-	body  []byte           // the bytes stored in the row: the wire body
+	body  []byte           // the bytes stored in the row: the envelope format's body; nil when msg is whole
 	// sendBy is the last moment a publish of the row may start: for a
 	// claimed row, its lease's end less PublishTimeout, so that the publish
 	// is settled before another relay may claim the row; for a committed
@@ -34,7 +34,13 @@ type outgoing struct {
 func (o outgoing) late(now time.Time) bool { return !o.sendBy.IsZero() && now.After(o.sendBy) }
 
 // size is what o counts against Options.DispatchQueueBytes.
-func (o outgoing) size() int64 { return int64(len(o.body)) }
+func (o outgoing) size() int64 {
+	n := len(o.body)
+	if o.msg != nil {
+		n += len(o.msg.Payload) // kept when the message goes whole
+	}
+	return int64(n)
+}
 
 // flight is a publish waiting for its confirm.
 type flight struct {
@@ -55,6 +61,7 @@ type flight struct {
 type dispatcher struct {
 	provider mq.IProvider
 	encoded  mq.EncodedPublisher // the provider, if it can publish stored bytes
+	whole    bool                // the wire format sends the message, not the stored bytes
 	ordered  mq.OrderedPublisher // the provider, if it can publish after a given publish
 	order    *keyOrder
 	bytes    *byteBudget
@@ -81,6 +88,7 @@ func newDispatcher(ctx context.Context, p mq.IProvider, a *acker, o Options) *di
 	return &dispatcher{
 		provider: p,
 		encoded:  encoded,
+		whole:    o.WireFormat == mq.CloudEvents,
 		ordered:  ordered,
 		order:    newKeyOrder(o.DispatchQueueSize, bytes),
 		bytes:    bytes,
@@ -118,7 +126,10 @@ func (d *dispatcher) offer(o outgoing) bool {
 // submit queues o, waiting for room in messages and in bytes; the relay
 // uses it for backpressure.
 func (d *dispatcher) submit(ctx context.Context, o outgoing) error {
-	if d.encoded != nil && o.msg.Payload != nil {
+	switch {
+	case d.whole:
+		o.body = nil // the decoded message is what is sent
+	case d.encoded != nil && o.msg.Payload != nil:
 		// The body is what is sent: the decoded payload, as big, need
 		// not be held too.
 		o.msg = &message.Message{UUID: o.msg.UUID, Topic: o.msg.Topic, Key: o.msg.Key, Policy: o.msg.Policy}

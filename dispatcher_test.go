@@ -309,3 +309,6 @@ func TestDispatcherRelayRowGoesPastParkedBytes(t *testing.T) {
 		t.Fatalf("held %d bytes at most, want at most the budget and one row", peak)
 	}
 }
+
+// snapshot is Bus.snapshot in the default (envelope) wire format.
+func snapshot(m *message.Message) (outgoing, error) { return (&Bus{}).snapshot(m) }

@@ -33,6 +33,10 @@ var (
 	ErrInvalidUUID = errors.New("final: invalid message UUID")
 	// ErrInvalidOption: an Options field is out of range; the message names it.
 	ErrInvalidOption = errors.New("final: invalid option")
+	// ErrInvalidHeader: a message header cannot travel in the CloudEvents
+	// wire format (a value that is no string, number, boolean or []byte,
+	// or a name with a CloudEvents prefix).
+	ErrInvalidHeader = errors.New("final: invalid message header")
 	// ErrInvalidPolicy: the message policy options contradict each other.
 	ErrInvalidPolicy = errors.New("final: invalid message policy")
 	// ErrPayloadTooLarge: the payload exceeds Options.MaxPayloadBytes.

@@ -140,6 +140,16 @@ type Options struct {
 	// bus has stopped (pgxbus's closes the *sql.DB it opened on the pool).
 	Beginner outbox.Beginner
 
+	// WireFormat is the format messages take on the broker. Default
+	// mq.Envelope, the ancestor library's msgpack envelope, which only
+	// final reads; mq.CloudEvents sends CloudEvents 1.0 in binary content
+	// mode, which any language reads with its broker client (see the
+	// README's "Wire format"). Consumers read both whatever this says.
+	// The default is the envelope so that upgrading a service never sends
+	// a format its peers, still on an earlier version, cannot read:
+	// upgrade every consumer first, then switch the producers.
+	WireFormat mq.WireFormat
+
 	// Logger receives the bus's logs. Default nil: discard. Nothing is
 	// logged per message above Debug.
 	Logger *slog.Logger
@@ -238,6 +248,9 @@ func (o Options) WithDialect(d outbox.Dialect) Options { o.Dialect = d; return o
 
 // WithBeginner sets Beginner.
 func (o Options) WithBeginner(bg outbox.Beginner) Options { o.Beginner = bg; return o }
+
+// WithWireFormat sets WireFormat.
+func (o Options) WithWireFormat(f mq.WireFormat) Options { o.WireFormat = f; return o }
 
 // WithLogger sets Logger.
 func (o Options) WithLogger(l *slog.Logger) Options { o.Logger = l; return o }
@@ -364,6 +377,8 @@ func (o *Options) validate() error {
 		return bad("MaxPayloadBytes", o.MaxPayloadBytes, "1..64 MiB")
 	case o.ShutdownTimeout <= 0:
 		return bad("ShutdownTimeout", o.ShutdownTimeout, "> 0")
+	case o.WireFormat != mq.Envelope && o.WireFormat != mq.CloudEvents:
+		return bad("WireFormat", o.WireFormat, "mq.Envelope or mq.CloudEvents")
 	}
 	if o.Prefetch == 0 {
 		o.Prefetch = 4 * o.NumSubscriber

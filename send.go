@@ -98,7 +98,7 @@ func (b *Bus) direct(m *message.Message) (outgoing, error) {
 	policy.Confirm = true
 	confirmed := *m
 	confirmed.Policy = &policy
-	return snapshot(&confirmed)
+	return b.snapshot(&confirmed)
 }
 
 // callbacks counts the PublishAsync callbacks that have not returned.

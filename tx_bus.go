@@ -112,7 +112,7 @@ func (t *TxBus) PublishMessageContext(ctx context.Context, m *message.Message) e
 		return ErrTxDone
 	}
 	if !m.Policy.Confirm {
-		out, err := snapshot(m)
+		out, err := t.bus.snapshot(m)
 		if err != nil {
 			return err
 		}

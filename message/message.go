@@ -3,6 +3,8 @@
 package message
 
 import (
+	"time"
+
 	"github.com/google/uuid"
 )
 
@@ -21,8 +23,22 @@ type Message struct {
 	Header Header
 	// Payload is the application body; the library never inspects it.
 	Payload []byte
-	// Policy says how the message is published.
+	// Policy says how the message is published. It stays with the
+	// producer: it is not sent in the CloudEvents wire format, and a
+	// received message has the default policy.
 	Policy *Policy
+	// ContentType is the media type of Payload ("application/json"), sent
+	// as the CloudEvents datacontenttype; empty when not stated. Set it with
+	// WithContentType.
+	ContentType string `msgpack:",omitempty"`
+	// Time is when the message was created (New sets it), sent as the
+	// CloudEvents time. It is zero for messages stored by earlier versions,
+	// which are sent with the time they are sent.
+	Time time.Time `msgpack:",omitempty"`
+	// Source is the CloudEvents source of a received message: the service
+	// that published it (or whatever a foreign producer stated). A
+	// publisher need not set it: the provider sends its service's name.
+	Source string `msgpack:",omitempty"`
 }
 
 // Header is a message's metadata. Values should be strings, numbers, booleans
@@ -38,12 +54,14 @@ func New(topic string, payload []byte, opts ...PolicyOption) *Message {
 		opt(p)
 	}
 	return &Message{
-		UUID:    NewUUID(),
-		Topic:   topic,
-		Key:     p.Key,
-		Header:  Header{},
-		Payload: payload,
-		Policy:  p,
+		UUID:        NewUUID(),
+		Topic:       topic,
+		Key:         p.Key,
+		Header:      Header{},
+		Payload:     payload,
+		Policy:      p,
+		ContentType: p.ContentType,
+		Time:        time.Now().UTC(),
 	}
 }
 

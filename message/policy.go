@@ -23,6 +23,9 @@ type Policy struct {
 	// Key, when set, becomes the message's Key: messages with the same key
 	// are handled in order by Ordered subscriptions.
 	Key string `msgpack:",omitempty"`
+	// ContentType, when set, becomes the message's ContentType (which is
+	// what is stored and sent).
+	ContentType string `msgpack:"-"`
 }
 
 // DefaultPolicy returns the policy every message starts from: confirmed
@@ -57,4 +60,10 @@ func WithKey(key string) PolicyOption {
 // WithDelay sets Policy.Delay.
 func WithDelay(delay time.Duration) PolicyOption {
 	return func(p *Policy) { p.Delay = delay }
+}
+
+// WithContentType sets the media type of the payload (Policy.ContentType,
+// copied to Message.ContentType), sent as the CloudEvents datacontenttype.
+func WithContentType(contentType string) PolicyOption {
+	return func(p *Policy) { p.ContentType = contentType }
 }

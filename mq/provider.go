@@ -60,6 +60,9 @@ type Config struct {
 	Prefetch int
 	// Purge empties the service queue at Init.
 	Purge bool
+	// WireFormat is the format published messages take; deliveries are
+	// read in either format.
+	WireFormat WireFormat
 	// Logger receives the provider's logs; never nil.
 	Logger *slog.Logger
 }
@@ -145,9 +148,10 @@ type IProvider interface {
 
 // EncodedPublisher is an optional capability of a provider: publishing a
 // message already encoded with message.Marshal. The bus uses it for outbox
-// rows, whose stored bytes are the wire body, so a message is encoded once
-// and the broker receives exactly what the transaction stored. msg supplies
-// the topic, UUID and policy.
+// rows, whose stored bytes are the Envelope format's body, so a message is
+// encoded once and the broker receives exactly what the transaction
+// stored. msg supplies the topic, UUID and policy; in the CloudEvents
+// format, whose body is the payload, msg is whole and body may be nil.
 type EncodedPublisher interface {
 	PublishEncoded(ctx context.Context, msg *message.Message, body []byte) (Confirmation, error)
 }
@@ -188,7 +192,11 @@ type HoldLimiter interface {
 
 // DeadLetter is a message in a service's dead-letter queue.
 type DeadLetter struct {
-	Body   []byte    // as published: message.Unmarshal decodes it
+	Body []byte // as published
+	// Message is the decoded message, in either wire format; nil when it
+	// cannot be decoded, and Err (wrapping message.ErrDecode) says why.
+	Message *message.Message
+	Err     error
 	Topic  string    // the topic it was published under, if known
 	Reason string    // why it was dead-lettered
 	At     time.Time // when, if known
@@ -222,8 +230,9 @@ type Confirmation interface {
 
 // Delivery is one message received from the service queue.
 type Delivery interface {
-	// Message decodes the delivery. An error (wrapping message.ErrDecode)
-	// means it can never be handled and should be dead-lettered.
+	// Message decodes the delivery, in either wire format. An error
+	// (wrapping message.ErrDecode) means it can never be handled and
+	// should be dead-lettered.
 	Message() (*message.Message, error)
 	// Redelivered reports whether the broker delivered it before.
 	Redelivered() bool

@@ -8,7 +8,6 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/mq"
 )
 
@@ -94,7 +93,7 @@ func (p *Provider) ReplayDeadLetters(ctx context.Context, limit int) (int, error
 // replayTarget names the queue a dead letter is replayed to, or says why it
 // cannot be replayed (wrapping mq.ErrNotReplayable).
 func (p *Provider) replayTarget(d amqp.Delivery, private string) (string, error) {
-	msg, err := message.Unmarshal(d.Body)
+	msg, err := decode(&d)
 	if err != nil {
 		return "", fmt.Errorf("%w: %s: %w", mq.ErrNotReplayable, d.MessageId, err)
 	}
@@ -120,8 +119,8 @@ func (p *Provider) dlqChannel() (*amqp.Channel, error) {
 	return ch, nil
 }
 
-// deadLetter reads what DeadLetter recorded; the topic falls back to the
-// body's when the Type property is missing.
+// deadLetter reads what DeadLetter recorded and decodes the message; the
+// topic falls back to the message's when the Type property is missing.
 func deadLetter(d amqp.Delivery) mq.DeadLetter {
 	dl := mq.DeadLetter{Body: d.Body, Topic: d.Type}
 	if s, ok := d.Headers[HeaderDeadReason].(string); ok {
@@ -130,10 +129,9 @@ func deadLetter(d amqp.Delivery) mq.DeadLetter {
 	if s, ok := d.Headers[HeaderDeadAt].(string); ok {
 		dl.At, _ = time.Parse(time.RFC3339Nano, s)
 	}
-	if dl.Topic == "" {
-		if m, err := message.Unmarshal(d.Body); err == nil {
-			dl.Topic = m.Topic
-		}
+	dl.Message, dl.Err = decode(&d)
+	if dl.Topic == "" && dl.Message != nil {
+		dl.Topic = dl.Message.Topic
 	}
 	return dl
 }

@@ -41,9 +41,7 @@ func (d *delivery) Stale() bool {
 	}
 }
 
-func (d *delivery) Message() (*message.Message, error) {
-	return message.Unmarshal(d.d.Body)
-}
+func (d *delivery) Message() (*message.Message, error) { return decode(&d.d) }
 
 func (d *delivery) Redelivered() bool { return d.d.Redelivered }
 

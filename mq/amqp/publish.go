@@ -12,20 +12,22 @@ import (
 	"github.com/finalbus/final/mq"
 )
 
-const contentType = "application/x-msgpack"
-
 // Publish sends msg to the exchange under its topic, mandatory, and returns
 // its pending confirmation.
 func (p *Provider) Publish(ctx context.Context, msg *message.Message) (mq.Confirmation, error) {
-	body, err := message.Marshal(msg)
-	if err != nil {
-		return nil, err
+	var body []byte
+	if p.cfg.WireFormat == mq.Envelope {
+		var err error
+		if body, err = message.Marshal(msg); err != nil {
+			return nil, err
+		}
 	}
 	return p.PublishEncoded(ctx, msg, body)
 }
 
 // PublishEncoded implements mq.EncodedPublisher: body is msg as encoded by
-// message.Marshal.
+// message.Marshal. In the CloudEvents wire format body is not used: msg
+// must be whole (its Header and Payload).
 func (p *Provider) PublishEncoded(ctx context.Context, msg *message.Message, body []byte) (mq.Confirmation, error) {
 	return p.PublishEncodedAfter(ctx, nil, msg, body)
 }
@@ -35,11 +37,14 @@ func (p *Provider) PublishEncoded(ctx context.Context, msg *message.Message, bod
 // order; a session is replaced only after it was lost.
 func (p *Provider) PublishEncodedAfter(ctx context.Context, prev mq.Confirmation, msg *message.Message, body []byte) (mq.Confirmation, error) {
 	pub := amqp.Publishing{
-		ContentType: contentType,
+		ContentType: mq.EnvelopeContentType,
 		MessageId:   msg.UUID,
 		Timestamp:   time.Now(),
 		Type:        msg.Topic,
 		Body:        body,
+	}
+	if p.cfg.WireFormat == mq.CloudEvents {
+		eventPublishing(&pub, msg, p.cfg.Service)
 	}
 	pub.DeliveryMode = amqp.Transient
 	if msg.Policy == nil || msg.Policy.Durable {

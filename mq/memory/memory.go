@@ -129,8 +129,16 @@ func (p *Provider) PublishEncodedAfter(ctx context.Context, prev mq.Confirmation
 	return p.PublishEncoded(ctx, msg, body)
 }
 
-// PublishEncoded implements mq.EncodedPublisher.
+// PublishEncoded implements mq.EncodedPublisher. The double keeps every
+// message in the envelope format, whatever Config.WireFormat says: a nil
+// body (the CloudEvents format's whole msg) is encoded here.
 func (p *Provider) PublishEncoded(_ context.Context, msg *message.Message, body []byte) (mq.Confirmation, error) {
+	if body == nil {
+		var err error
+		if body, err = message.Marshal(msg); err != nil {
+			return nil, err
+		}
+	}
 	p.mu.Lock()
 	closed := p.closed
 	p.mu.Unlock()
@@ -293,8 +301,9 @@ func (p *Provider) PeekDeadLetters(_ context.Context, limit int) ([]mq.DeadLette
 			break
 		}
 		dl := mq.DeadLetter{Body: d.Body, Reason: d.Reason}
-		if m, err := message.Unmarshal(d.Body); err == nil {
-			dl.Topic = m.Topic
+		dl.Message, dl.Err = message.Unmarshal(d.Body)
+		if dl.Message != nil {
+			dl.Topic = dl.Message.Topic
 		}
 		out = append(out, dl)
 	}
