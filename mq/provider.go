@@ -197,9 +197,9 @@ type DeadLetter struct {
 	// cannot be decoded, and Err (wrapping message.ErrDecode) says why.
 	Message *message.Message
 	Err     error
-	Topic  string    // the topic it was published under, if known
-	Reason string    // why it was dead-lettered
-	At     time.Time // when, if known
+	Topic   string    // the topic it was published under, if known
+	Reason  string    // why it was dead-lettered
+	At      time.Time // when, if known
 }
 
 // DeadLetterQueue is an optional capability of a provider: reading and
