@@ -449,6 +449,7 @@ func (b *Bus) PublishMessageContext(ctx context.Context, m *message.Message) err
 	if err := b.check(m); err != nil {
 		return err
 	}
+	m = withTrace(ctx, m)
 	if !m.Policy.Confirm {
 		_, err := b.provider.Publish(ctx, m)
 		return err

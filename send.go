@@ -24,7 +24,7 @@ import (
 // mq.ErrUnavailable, or the context's error. m's Policy is left as it is:
 // the message goes confirmed whatever its Confirm says.
 func (b *Bus) PublishSync(ctx context.Context, m *message.Message) error {
-	out, err := b.direct(m)
+	out, err := b.direct(ctx, m)
 	if err != nil {
 		return err
 	}
@@ -50,7 +50,7 @@ func (b *Bus) PublishAsync(ctx context.Context, m *message.Message, done func(er
 	if done == nil {
 		return fmt.Errorf("%w: nil callback", ErrNilHandler)
 	}
-	out, err := b.direct(m)
+	out, err := b.direct(ctx, m)
 	if err != nil {
 		return err
 	}
@@ -86,10 +86,11 @@ func (b *Bus) PublishAsync(ctx context.Context, m *message.Message, done func(er
 // direct validates a direct publish, a confirmed and undelayed message,
 // and returns what to send. The send is confirmed whatever m.Policy says;
 // m itself is not changed beyond what check fills in.
-func (b *Bus) direct(m *message.Message) (outgoing, error) {
+func (b *Bus) direct(ctx context.Context, m *message.Message) (outgoing, error) {
 	if err := b.check(m); err != nil {
 		return outgoing{}, err
 	}
+	m = withTrace(ctx, m)
 	if m.Policy.Delay > 0 {
 		return outgoing{}, fmt.Errorf("%w: WithDelay needs the outbox; use Publish", ErrInvalidPolicy)
 	}

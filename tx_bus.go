@@ -106,6 +106,7 @@ func (t *TxBus) PublishMessageContext(ctx context.Context, m *message.Message) e
 	if err := t.bus.check(m); err != nil {
 		return err
 	}
+	m = withTrace(ctx, m)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.done {

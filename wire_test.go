@@ -9,6 +9,7 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/finalbus/final"
 	"github.com/finalbus/final/internal/testenv"
@@ -233,4 +234,46 @@ func TestCloudEventsRefuseAHeaderTheTransportCannotCarry(t *testing.T) {
 	m.Header.Set("cloudEvents:id", "spoofed")
 	require.ErrorIs(t, b.PublishMessage(m), final.ErrInvalidHeader)
 	require.Zero(t, e.outboxRows())
+}
+
+// The trace context of the publishing context travels with the message:
+// as the CloudEvents distributed tracing attributes and as plain headers,
+// and in the subscriber's Header; the caller's message is not changed.
+func TestTraceContextTravels(t *testing.T) {
+	e := newEnv(t)
+	topic := e.svc + ".traced"
+	seen := observe(t, e, topic)
+	got := newHandled()
+	b := e.start(e.svc, e.url, testOptions(t).WithWireFormat(mq.CloudEvents), func(b *final.Bus) {
+		b.Subscribe(topic).Handler(got.handle)
+	})
+	ts, err := trace.ParseTraceState("vendor=abc")
+	require.NoError(t, err)
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID:    trace.TraceID{0x0a, 0xf7, 0x65, 0x19, 0x16, 0xcd, 0x43, 0xdd, 0x84, 0x48, 0xeb, 0x21, 0x1c, 0x80, 0x31, 0x9c},
+		SpanID:     trace.SpanID{0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31},
+		TraceFlags: trace.FlagsSampled,
+		TraceState: ts,
+	})
+	ctx := trace.ContextWithSpanContext(context.Background(), sc)
+	const want = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+	m := message.New(topic, []byte("traced"))
+	tx, err := e.db.Begin()
+	require.NoError(t, err)
+	require.NoError(t, b.TransactionContext(ctx, tx, func(txBus *final.TxBus) error { return txBus.PublishMessage(m) }))
+	require.NotContains(t, m.Header, "traceparent", "the caller's header was changed")
+
+	select {
+	case d := <-seen:
+		require.Equal(t, want, d.Headers["cloudEvents:traceparent"])
+		require.Equal(t, "vendor=abc", d.Headers["cloudEvents:tracestate"])
+		require.Equal(t, want, d.Headers["traceparent"])
+	case <-time.After(30 * time.Second):
+		t.Fatal("nothing on the wire")
+	}
+	got.wait(t, "traced")
+	r, _ := got.get("traced")
+	require.Equal(t, want, r.Header.GetString("traceparent"))
+	require.Equal(t, "vendor=abc", r.Header.GetString("tracestate"))
 }
