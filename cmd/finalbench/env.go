@@ -251,5 +251,5 @@ func (e *benchEnv) versions() (string, string) {
 
 // options are the library's options in every phase.
 func (e *benchEnv) options() final.Options {
-	return final.DefaultOptions().WithLogger(quietLogger()).WithMaxUnconfirmed(e.cfg.unconfirmed)
+	return final.DefaultOptions().WithLogger(quietLogger()).WithMaxUnconfirmed(e.cfg.unconfirmed).WithWireFormat(e.cfg.wire)
 }

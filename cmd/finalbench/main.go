@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/finalbus/final"
+	"github.com/finalbus/final/mq"
 )
 
 type config struct {
@@ -51,7 +52,8 @@ type config struct {
 	phases       map[string]bool
 	cpuprofile   string
 	pacedRate    float64
-	unconfirmed  int // the library's MaxUnconfirmed
+	unconfirmed  int           // the library's MaxUnconfirmed
+	wire         mq.WireFormat // the library's Options.WireFormat
 }
 
 // phases in the order they run; libonly (the library's commit phase alone,
@@ -86,8 +88,18 @@ func main() {
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Float64Var(&c.pacedRate, "rate", 0, "tx/s of the paced latency phase (0: half the raw database rate)")
 	flag.IntVar(&c.unconfirmed, "max-unconfirmed", final.DefaultOptions().MaxUnconfirmed, "the library's MaxUnconfirmed")
+	wire := flag.String("wire", "envelope", "the library's wire format: envelope or cloudevents")
 	replot := flag.String("replot", "", "redraw the chart of a saved results.json beside it, and exit")
 	flag.Parse()
+	switch *wire {
+	case "envelope":
+		c.wire = mq.Envelope
+	case "cloudevents":
+		c.wire = mq.CloudEvents
+	default:
+		fmt.Fprintf(os.Stderr, "finalbench: -wire %q: want envelope or cloudevents\n", *wire)
+		os.Exit(2)
+	}
 	if *replot != "" {
 		if err := replotFile(*replot); err != nil {
 			log.Fatal(err)
@@ -322,6 +334,6 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 }
 
 func (c config) describe() string {
-	return fmt.Sprintf("producers=%d payload=%dB per-tx=%d phase=%s backlog=%d consume=%d",
-		c.concurrency, c.size, c.perTx, c.duration, c.backlog, c.consume)
+	return fmt.Sprintf("producers=%d payload=%dB per-tx=%d phase=%s backlog=%d consume=%d wire=%s",
+		c.concurrency, c.size, c.perTx, c.duration, c.backlog, c.consume, c.wire)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/finalbus/final"
 	"github.com/finalbus/final/message"
+	"github.com/finalbus/final/mq"
 	"github.com/finalbus/final/mq/amqp"
 )
 
@@ -67,10 +68,22 @@ func (e *benchEnv) body(topic string, seq uint64) []byte {
 	return b
 }
 
+// publishing is a message of the configured payload size as a producer in
+// the configured wire format sends it.
+func (e *benchEnv) publishing(topic string, seq uint64) amqp091.Publishing {
+	if e.cfg.wire != mq.CloudEvents {
+		return amqp091.Publishing{ContentType: mq.EnvelopeContentType, Body: e.body(topic, seq)}
+	}
+	m := message.New(topic, e.payload(seq))
+	h := amqp091.Table{}
+	mq.EventAttributes(m, "finalbench", time.Now(), func(name, value string) { h["cloudEvents:"+name] = value })
+	return amqp091.Publishing{ContentType: "application/octet-stream", MessageId: m.UUID, Headers: h, Body: m.Payload}
+}
+
 // rawPublishTo publishes n persistent messages to topic on one confirming
 // channel, keeping up to window confirms outstanding, and returns the time
 // until the last confirm.
-func rawPublishTo(conn *amqp091.Connection, topic string, n int, body func(i int) []byte) (time.Duration, error) {
+func rawPublishTo(conn *amqp091.Connection, topic string, n int, msg func(i int) amqp091.Publishing) (time.Duration, error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return 0, err
@@ -95,9 +108,9 @@ func rawPublishTo(conn *amqp091.Connection, topic string, n int, body func(i int
 	}()
 	start := time.Now()
 	for i := 0; i < n; i++ {
-		dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), "final", topic, false, false, amqp091.Publishing{
-			ContentType: "application/x-msgpack", DeliveryMode: amqp091.Persistent, Body: body(i),
-		})
+		pub := msg(i)
+		pub.DeliveryMode = amqp091.Persistent
+		dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), "final", topic, false, false, pub)
 		if err != nil {
 			close(pending)
 			return 0, err
@@ -175,7 +188,9 @@ func (e *benchEnv) rawPublish(n int) (rawPublishResult, error) {
 	conn, topic, got := pipe.pub, pipe.topic, &pipe.got
 	body := e.body(topic, 0)
 	start := time.Now()
-	took, err := rawPublishTo(conn, topic, n, func(int) []byte { return body })
+	took, err := rawPublishTo(conn, topic, n, func(int) amqp091.Publishing {
+		return amqp091.Publishing{ContentType: mq.EnvelopeContentType, Body: body}
+	})
 	if err != nil {
 		return rawPublishResult{}, err
 	}
@@ -204,7 +219,7 @@ func (e *benchEnv) consumers(m int) (raw, lib float64, err error) {
 		return 0, 0, err
 	}
 	preload := func() error {
-		_, err := rawPublishTo(conn, topic, m, func(i int) []byte { return e.body(topic, uint64(i)) })
+		_, err := rawPublishTo(conn, topic, m, func(i int) amqp091.Publishing { return e.publishing(topic, uint64(i)) })
 		return err
 	}
 	wait := func(got *atomic.Int64, start time.Time) (float64, error) {

@@ -22,6 +22,17 @@ const ceSendPrefix = "cloudEvents:"
 
 var ceReadPrefixes = []string{"cloudEvents:", "cloudEvents_"}
 
+// ceNames are the header names of the attributes mq.EventAttributes sets,
+// built once rather than per message.
+var ceNames = func() map[string]string {
+	m := map[string]string{}
+	for _, a := range []string{mq.AttrSpecVersion, mq.AttrID, mq.AttrSource, mq.AttrType, mq.AttrTime,
+		mq.AttrPartitionKey, mq.AttrTraceParent, mq.AttrTraceState} {
+		m[a] = ceSendPrefix + a
+	}
+	return m
+}()
+
 // eventPublishing sets pub to msg as a CloudEvent in binary content mode
 // from source: the body is the payload, the attributes are headers with
 // ceSendPrefix, datacontenttype is the content type property, and the id
@@ -33,7 +44,11 @@ func eventPublishing(pub *amqp.Publishing, msg *message.Message, source string) 
 		headers[k] = amqpValue(v)
 	}
 	mq.EventAttributes(msg, source, pub.Timestamp, func(name, value string) {
-		headers[ceSendPrefix+name] = value
+		key, ok := ceNames[name]
+		if !ok {
+			key = ceSendPrefix + name
+		}
+		headers[key] = value
 	})
 	pub.Headers = headers
 	pub.ContentType = msg.ContentType
