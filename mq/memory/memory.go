@@ -130,12 +130,15 @@ func (p *Provider) PublishEncodedAfter(ctx context.Context, prev mq.Confirmation
 }
 
 // PublishEncoded implements mq.EncodedPublisher. The double keeps every
-// message in the envelope format, whatever Config.WireFormat says: a nil
-// body (the CloudEvents format's whole msg) is encoded here.
+// message in the envelope format. In the CloudEvents format (msg whole,
+// body unused) it encodes what that format carries: msg with the service
+// as its Source and without its policy.
 func (p *Provider) PublishEncoded(_ context.Context, msg *message.Message, body []byte) (mq.Confirmation, error) {
-	if body == nil {
+	if p.cfg.WireFormat == mq.CloudEvents {
+		ev := *msg
+		ev.Source, ev.Policy = p.cfg.Service, message.DefaultPolicy()
 		var err error
-		if body, err = message.Marshal(msg); err != nil {
+		if body, err = message.Marshal(&ev); err != nil {
 			return nil, err
 		}
 	}

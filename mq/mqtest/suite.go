@@ -40,6 +40,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("OrderedPublisher", func(t *testing.T) { testOrderedPublisher(t, h) })
 	t.Run("ReplayReachesOnlyTheReplayingService", func(t *testing.T) { testReplayScope(t, h) })
 	t.Run("Reconcile", func(t *testing.T) { testReconcile(t, h) })
+	t.Run("CloudEventsRoundTrip", func(t *testing.T) { testCloudEvents(t, h) })
 }
 
 func logger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -501,4 +502,55 @@ func testReconcile(t *testing.T, h Harness) {
 	} else {
 		_ = d.Ack()
 	}
+}
+
+// A producer in the CloudEvents wire format reaches a consumer with its
+// message whole (id, topic, key, header, payload, content type, time, its
+// service as the source), without its policy, also after a dead letter is
+// read and replayed.
+func testCloudEvents(t *testing.T, h Harness) {
+	svc, producer := h.Service(t), h.Service(t)
+	topic := svc + ".t"
+	p := start(t, h, svc, topic)
+	pub := startConfig(t, h, mq.Config{Service: producer, WireFormat: mq.CloudEvents})
+	ch := consume(t, p)
+	m := message.New(topic, []byte{0, 0xff, '{'}, message.WithKey("k1"), message.WithContentType("application/octet-stream"), message.WithTTL(time.Hour))
+	m.Header.Set("tenant", "acme")
+	publish(t, pub, m)
+	check := func(what string, got *message.Message) {
+		t.Helper()
+		if got.UUID != m.UUID || got.Topic != topic || got.Key != "k1" || string(got.Payload) != string(m.Payload) ||
+			got.ContentType != m.ContentType || got.Source != producer || !got.Time.Equal(m.Time) {
+			t.Fatalf("%s: got %+v, want the fields of %+v from %s", what, got, m, producer)
+		}
+		if got.Header.GetString("tenant") != "acme" {
+			t.Fatalf("%s: header %v", what, got.Header)
+		}
+		if got.Policy == nil || got.Policy.TTL != 0 {
+			t.Fatalf("%s: the producer's policy travelled: %+v", what, got.Policy)
+		}
+	}
+	d, got := next(t, ch)
+	check("delivered", got)
+	dlq, ok := p.(mq.DeadLetterQueue)
+	if !ok {
+		_ = d.Ack()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := d.DeadLetter(ctx, "to see it again"); err != nil {
+		t.Fatal(err)
+	}
+	dls, err := dlq.PeekDeadLetters(ctx, 10)
+	if err != nil || len(dls) != 1 || dls[0].Err != nil || dls[0].Message == nil {
+		t.Fatalf("PeekDeadLetters = %+v, %v; want the dead letter decoded", dls, err)
+	}
+	check("dead letter", dls[0].Message)
+	if n, err := dlq.ReplayDeadLetters(ctx, 10); err != nil || n != 1 {
+		t.Fatalf("ReplayDeadLetters = %d, %v; want 1", n, err)
+	}
+	d, got = next(t, ch)
+	check("replayed", got)
+	_ = d.Ack()
 }
