@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/finalbus/final"
+	"github.com/finalbus/final/internal/interop"
 	"github.com/finalbus/final/internal/testenv"
 	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/mq"
@@ -276,4 +277,48 @@ func TestTraceContextTravels(t *testing.T) {
 	r, _ := got.get("traced")
 	require.Equal(t, want, r.Header.GetString("traceparent"))
 	require.Equal(t, "vendor=abc", r.Header.GetString("tracestate"))
+}
+
+// An event published twice by a client in another language (Node.js with
+// amqplib alone) is handled once by an Inbox subscription, its Context
+// filled from the CloudEvents attributes.
+func TestInboxHandlesANodeEventOnce(t *testing.T) {
+	e := newEnv(t)
+	topic := e.svc + ".paid"
+	got := newHandled()
+	var (
+		mu   sync.Mutex
+		ctxs [][2]string // topic, key
+	)
+	b := e.start(e.svc, e.url, testOptions(t).WithNumSubscriber(1), func(b *final.Bus) {
+		b.Subscribe(topic).Inbox().Handler(func(c *final.Context) error {
+			mu.Lock()
+			ctxs = append(ctxs, [2]string{c.Topic, c.Key})
+			mu.Unlock()
+			return got.handle(c)
+		})
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	event := map[string]string{
+		"cloudEvents:specversion": "1.0", "cloudEvents:id": "node-" + e.svc, "cloudEvents:source": "https://billing.example.com",
+		"cloudEvents:type": topic, "cloudEvents:time": "2026-11-30T12:00:00Z", "cloudEvents:partitionkey": "order-7", "region": "eu",
+	}
+	for range 2 {
+		interop.Publish(ctx, t, e.url, topic, `{"paid":true}`, "application/json", event)
+	}
+	require.NoError(t, b.Publish(topic, []byte("after"))) // handled after both copies (one worker)
+	got.wait(t, "after")
+
+	m, n := got.get(`{"paid":true}`)
+	require.Equal(t, 1, n, "the second copy was handled again")
+	require.Equal(t, "node-"+e.svc, m.UUID)
+	require.Equal(t, "https://billing.example.com", m.Source)
+	require.Equal(t, "application/json", m.ContentType)
+	require.Equal(t, "order-7", m.Key)
+	require.Equal(t, "eu", m.Header.GetString("region"))
+	require.True(t, m.Time.Equal(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, [2]string{topic, "order-7"}, ctxs[0])
 }

@@ -5,14 +5,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/finalbus/final/internal/interop"
 	"github.com/finalbus/final/internal/testenv"
 	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/mq"
@@ -25,31 +23,6 @@ import (
 // another language, and an event another language publishes is read whole
 // by final.
 
-// interopNode returns the directory of the Node.js scripts, once node and
-// their dependencies are there (.ci/run installs them with npm ci).
-func interopNode(t *testing.T) string {
-	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		testenv.Unavailable(t, "node (Node.js 18 or later) for the interop tests: %v", err)
-	}
-	dir, err := filepath.Abs(filepath.Join("..", "..", "internal", "interop", "node"))
-	require.NoError(t, err)
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "amqplib")); err != nil {
-		testenv.Unavailable(t, "amqplib for the interop tests: run `npm ci` in %s (.ci/run does)", dir)
-	}
-	return dir
-}
-
-// node returns a command running script of dir with args against the
-// broker at url; it is killed when ctx ends.
-func node(ctx context.Context, dir, url, script string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, "node", append([]string{script}, args...)...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "AMQP_URL="+url)
-	cmd.WaitDelay = 5 * time.Second
-	return cmd
-}
-
 // nodeDelivery is what consume.js prints of a message.
 type nodeDelivery struct {
 	Body        string         `json:"body"`
@@ -59,7 +32,7 @@ type nodeDelivery struct {
 }
 
 func TestNodeReadsACloudEvent(t *testing.T) {
-	dir := interopNode(t)
+	dir := interop.NodeDir(t)
 	url := testenv.AMQP(t)
 	svc := testenv.Service(t, nil)
 	topic := svc + ".created"
@@ -72,7 +45,7 @@ func TestNodeReadsACloudEvent(t *testing.T) {
 	require.NoError(t, p.Init(ctx, cfg))
 	defer p.Close()
 
-	consumer := node(ctx, dir, url, "consume.js", "--count", "1", "--timeout", "15", topic)
+	consumer := interop.Node(ctx, dir, url, "consume.js", "--count", "1", "--timeout", "15", topic)
 	var stderr bytes.Buffer
 	consumer.Stderr = &stderr
 	stdout, err := consumer.StdoutPipe()
@@ -120,7 +93,7 @@ func TestNodeReadsACloudEvent(t *testing.T) {
 }
 
 func TestNodePublishesACloudEvent(t *testing.T) {
-	dir := interopNode(t)
+	interop.NodeDir(t)
 	url := testenv.AMQP(t)
 	svc := testenv.Service(t, nil)
 	topic := svc + ".paid"
@@ -135,7 +108,7 @@ func TestNodePublishesACloudEvent(t *testing.T) {
 	deliveries, err := p.Consume(ctx)
 	require.NoError(t, err)
 
-	headers, err := json.Marshal(map[string]string{
+	interop.Publish(ctx, t, url, topic, `{"paid":true}`, "application/json", map[string]string{
 		"cloudEvents_specversion": "1.0",
 		"cloudEvents_id":          "node-1",
 		"cloudEvents_source":      "https://billing.example.com",
@@ -143,10 +116,6 @@ func TestNodePublishesACloudEvent(t *testing.T) {
 		"cloudEvents_time":        "2026-11-30T12:00:00Z",
 		"region":                  "eu",
 	})
-	require.NoError(t, err)
-	out, err := node(ctx, dir, url, "publish.js", topic, `{"paid":true}`,
-		"--content-type", "application/json", "--headers", string(headers)).CombinedOutput()
-	require.NoError(t, err, "publish.js: %s", out)
 
 	select {
 	case d := <-deliveries:
