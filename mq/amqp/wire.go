@@ -59,7 +59,8 @@ func eventPublishing(pub *amqp.Publishing, msg *message.Message, source string) 
 // integer becomes int64 (a uint64 beyond it, its decimal string), so that
 // a value looks the same whether the message went by the fast path or was
 // read back from the outbox (msgpack decodes integers to the smallest
-// type); the other kinds mq.CheckHeader allows pass unchanged.
+// type); the other kinds mq.CheckHeader allows pass unchanged, and any
+// other value becomes a string.
 func amqpValue(v any) any {
 	switch x := v.(type) {
 	case int:
@@ -82,8 +83,15 @@ func amqpValue(v any) any {
 		return uintValue(x)
 	case float32:
 		return float64(x)
+	case nil, bool, float64, int64, string, []byte:
+		return v
+	case time.Time:
+		return x.UTC().Format(time.RFC3339Nano) // an AMQP timestamp keeps whole seconds only
 	}
-	return v
+	// A row stored before the switch to CloudEvents, or by the ancestor,
+	// may hold a header value Publish now refuses (a list, a map): sent as
+	// its printed form rather than failing the row's every publish.
+	return fmt.Sprint(v)
 }
 
 func uintValue(x uint64) any {

@@ -117,3 +117,19 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// A row stored in the envelope format before the switch may hold header
+// values the CloudEvents format refuses at Publish; they are sent as
+// strings, so the row is not stuck failing every publish.
+func TestEventPublishingOfAnOldRowsHeader(t *testing.T) {
+	m := message.New("t", []byte("p"))
+	m.Header = message.Header{"list": []any{int8(1), "a"}, "map": map[string]any{"k": "v"}, "at": time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), "none": nil}
+	pub := amqp.Publishing{Timestamp: time.Now()}
+	eventPublishing(&pub, m, "svc")
+	if err := pub.Headers.Validate(); err != nil {
+		t.Fatalf("headers AMQP cannot carry: %v", err)
+	}
+	if pub.Headers["at"] != "2026-01-02T03:04:05.000000006Z" || pub.Headers["list"] != "[1 a]" {
+		t.Fatalf("headers %v", pub.Headers)
+	}
+}
