@@ -32,10 +32,10 @@ func TestPercentEncoding(t *testing.T) {
 
 func TestPercentDecoding(t *testing.T) {
 	for in, want := range map[string]string{
-		"%e2%82%ac":           "€",   // lower-case hex
-		"%41bc":               "Abc", // encoded without need
-		`"quoted \"x\" 100%"`: `quoted "x" 100%`,
-		`"a%20b"`:             "a b", // unquoted first, then decoded
+		"%e2%82%ac":             "€",   // lower-case hex
+		"%41bc":                 "Abc", // encoded without need
+		`"quoted \"x\" 100%25"`: `quoted "x" 100%`,
+		`"a%20b"`:               "a b", // unquoted first, then decoded
 	} {
 		got, err := percentDecode(in)
 		if err != nil || got != want {
