@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/finalbus/final/mq"
@@ -85,20 +84,8 @@ func (p *Provider) replay(ctx context.Context, s *session, stream jetstream.Stre
 	if !ok {
 		return fmt.Errorf("%w: %s: the service no longer subscribes to %q", mq.ErrNotReplayable, msg.UUID, msg.Topic)
 	}
-	h := natsgo.Header{}
-	for k, vs := range raw.Header {
-		if !ownHeader(k) {
-			h[k] = vs
-		}
-	}
 	id := "replay:" + p.topo.dlq.Name + ":" + strconv.FormatUint(raw.Sequence, 10)
-	h.Set(HeaderReplayTo, sub.consumer)
-	h.Set(jetstream.MsgIDHeader, id)
-	m := &natsgo.Msg{Subject: p.names.publishSubject(msg.Topic, msg.Key), Header: h, Data: raw.Data}
-	conf, err := p.publish(s, m, id)
-	if err == nil {
-		err = conf.Wait(ctx)
-	}
+	err = p.redirect(ctx, s, raw.Header, raw.Data, msg.Topic, msg.Key, sub.consumer, id)
 	if errors.Is(err, mq.ErrUnroutable) {
 		return fmt.Errorf("%w: %s: %w", mq.ErrNotReplayable, msg.UUID, err)
 	}

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/finalbus/final/message"
@@ -146,31 +145,14 @@ func (d *delivery) Requeue() error {
 
 // DeadLetter publishes the message, its headers and the reason to the
 // service's dead-letter stream, waits for the stream's ack and only then
-// acks the delivery: a crash in between duplicates, never loses (and the
-// duplicate is dropped by the dead-letter stream's duplicate window, whose
-// message id is the delivery's stream and sequence).
+// acks the delivery (see move.go): its copy's message id is the delivery's
+// stream and sequence.
 func (d *delivery) DeadLetter(ctx context.Context, reason string) error {
 	if d.Stale() {
 		return fmt.Errorf("mq/nats: dead-letter: the delivery was taken back: %w", mq.ErrUnavailable)
 	}
-	h := natsgo.Header{}
-	for k, vs := range d.msg.Headers() {
-		if !ownHeader(k) {
-			h[k] = vs
-		}
-	}
-	h.Set(HeaderDeadReason, percentEncode(reason))
-	h.Set(HeaderDeadAt, time.Now().UTC().Format(time.RFC3339Nano))
-	h.Set(HeaderDeadTopic, d.sub.topic)
-	h.Set(HeaderDeadFrom, d.sub.stream+"/"+d.sub.consumer)
 	id := "dead:" + d.meta.Stream + ":" + strconv.FormatUint(d.meta.Sequence.Stream, 10)
-	h.Set(jetstream.MsgIDHeader, id)
-	m := &natsgo.Msg{Subject: d.p.names.dlqSubject(d.p.cfg.Service), Header: h, Data: d.msg.Data()}
-	conf, err := d.p.publish(d.s, m, id)
-	if err != nil {
-		return fmt.Errorf("mq/nats: dead-letter: %w", err)
-	}
-	if err := conf.Wait(ctx); err != nil {
+	if err := d.p.deadCopy(ctx, d.s, d.msg.Headers(), d.msg.Data(), d.sub.topic, d.sub.stream+"/"+d.sub.consumer, reason, id); err != nil {
 		return fmt.Errorf("mq/nats: dead-letter: %w", err)
 	}
 	return d.Ack()

@@ -35,9 +35,10 @@
 // nothing: a message of a topic that no service subscribes to has no
 // stream, and its publish fails with mq.ErrUnroutable (JetStream's "no
 // responders"), not lost. Streams and durable consumers outlive the
-// provider; a subscription a service drops keeps its consumer, and the
-// consumer keeps the stream's messages, until it is deleted (the provider
-// has no mq.Reconciler yet).
+// provider. When a service restarts with other subscriptions, Reconcile
+// (mq.Reconciler) moves what the consumers of its dropped subscriptions
+// hold and deletes them, and deletes a topic stream left without any
+// consumer, so that its topic is unroutable again.
 //
 // # Publishing
 //

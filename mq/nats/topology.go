@@ -151,18 +151,19 @@ func (t topology) declare(ctx context.Context, js jetstream.JetStream, purge boo
 				return nil, fmt.Errorf("mq/nats: purge %s/%s: %w", sub.stream, sub.consumer, err)
 			}
 		}
-		c, err := js.CreateOrUpdateConsumer(ctx, sub.stream, sub.cfg)
+		c, err := t.ensure(ctx, js, sub) // the stream may have gone meanwhile (Reconcile)
 		if err != nil {
-			return nil, fmt.Errorf("mq/nats: declare consumer %s/%s: %w", sub.stream, sub.consumer, err)
+			return nil, err
 		}
 		consumers[i] = c
 	}
 	return consumers, nil
 }
 
-// ensure declares one subscription's stream and consumer again, after the
-// consumer went missing (an operator deleted it, or the server deleted an
-// idle broadcast consumer).
+// ensure declares one subscription's consumer, and its stream again if it
+// is gone: another service's Reconcile deletes a stream it finds without
+// consumers, an operator may delete a consumer, and the server deletes an
+// idle broadcast consumer.
 func (t topology) ensure(ctx context.Context, js jetstream.JetStream, sub subscription) (jetstream.Consumer, error) {
 	c, err := js.CreateOrUpdateConsumer(ctx, sub.stream, sub.cfg)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
