@@ -109,34 +109,45 @@ func (p *Provider) retire(ctx context.Context, s *session, topic, consumer strin
 			"consumer", from, "pulls", info.NumWaiting, "unacknowledged", info.NumAckPending)
 		return false, nil
 	}
+	st, err := s.js.Stream(ctx, stream)
+	if err != nil {
+		return false, fmt.Errorf("mq/nats: retire %s: %w", from, err)
+	}
+	// What is published from now on reaches this consumer too: it is left
+	// for the next start rather than chased.
+	last := st.CachedInfo().State.LastSeq
 	moved, dead := 0, 0
-	for {
+	for more := true; more; {
 		batch, err := c.FetchNoWait(16)
 		if err != nil {
 			return false, fmt.Errorf("mq/nats: retire %s: %w", from, err)
 		}
-		n := 0
+		more = false
+		var failed error
 		for m := range batch.Messages() {
-			n++
-			toDLQ, err := p.move(ctx, s, m, from)
-			if err != nil {
+			if failed != nil { // give the rest back
 				_ = m.Nak()
-				for m := range batch.Messages() {
-					_ = m.Nak()
-				}
-				return false, fmt.Errorf("mq/nats: retire %s: %w", from, err)
+				continue
 			}
-			if toDLQ {
-				dead++
-			} else {
+			var o outcome
+			switch o, failed = p.move(ctx, s, m, from, consumer, last); {
+			case failed != nil:
+				_ = m.Nak()
+			case o == movedTo:
 				moved++
+				more = true
+			case o == deadLettered:
+				dead++
+				more = true
+			case o == skipped:
+				more = true
 			}
 		}
-		if err := batch.Error(); err != nil {
-			return false, fmt.Errorf("mq/nats: retire %s: %w", from, err)
+		if failed == nil {
+			failed = batch.Error()
 		}
-		if n == 0 {
-			break
+		if failed != nil {
+			return false, fmt.Errorf("mq/nats: retire %s: %w", from, failed)
 		}
 	}
 	info, err := c.Info(ctx)
@@ -154,35 +165,51 @@ func (p *Provider) retire(ctx context.Context, s *session, topic, consumer strin
 	return true, nil
 }
 
+// outcome is what move did with a message.
+type outcome int
+
+const (
+	movedTo      outcome = iota // copied to the consumer that takes it now
+	deadLettered                // copied to the dead-letter stream
+	skipped                     // a copy for another consumer: acknowledged
+	later                       // published after the retirement began: given back
+)
+
 // move copies one message of a retired consumer to the consumer that takes
-// its topic now, or to the dead-letter stream, and acknowledges it.
-func (p *Provider) move(ctx context.Context, s *session, m jetstream.Msg, from string) (toDLQ bool, err error) {
+// its topic now, or to the dead-letter stream, and acknowledges it. A copy
+// made for another consumer (a replay, or an earlier move: it reaches
+// this consumer too when it shares its subject) is acknowledged and
+// skipped; a message published after last is given back.
+func (p *Provider) move(ctx context.Context, s *session, m jetstream.Msg, from, consumer string, last uint64) (outcome, error) {
 	meta, err := m.Metadata()
 	if err != nil {
-		return false, err
+		return later, err
+	}
+	if to, ok := lookup(m.Headers(), HeaderReplayTo); ok && to != consumer {
+		return skipped, m.DoubleAck(ctx)
+	}
+	if meta.Sequence.Stream > last {
+		return later, m.Nak()
 	}
 	id := "move:" + meta.Stream + ":" + strconv.FormatUint(meta.Sequence.Stream, 10)
+	o := deadLettered
 	msg, err := decode(m.Headers(), m.Data())
-	switch {
-	case err != nil:
-		toDLQ = true
+	if err != nil {
 		err = p.deadCopy(ctx, s, m.Headers(), m.Data(), "", from,
 			"undecodable, left in "+from+" when the subscriptions changed: "+err.Error(), id)
-	default:
-		if sub, ok := p.topo.target(msg.Topic, msg.Key); ok {
-			err = p.redirect(ctx, s, m.Headers(), m.Data(), msg.Topic, msg.Key, sub.consumer, id)
-		} else {
-			toDLQ = true
-			err = p.deadCopy(ctx, s, m.Headers(), m.Data(), msg.Topic, from,
-				fmt.Sprintf("left in %s when the service stopped subscribing to %q", from, msg.Topic), id)
-		}
+	} else if sub, ok := p.topo.target(msg.Topic, msg.Key); ok {
+		o = movedTo
+		err = p.redirect(ctx, s, m.Headers(), m.Data(), msg.Topic, msg.Key, sub.consumer, id)
+	} else {
+		err = p.deadCopy(ctx, s, m.Headers(), m.Data(), msg.Topic, from,
+			fmt.Sprintf("left in %s when the service stopped subscribing to %q", from, msg.Topic), id)
 	}
 	if err != nil {
-		return toDLQ, err
+		return o, err
 	}
 	// Acknowledged and confirmed before the next fetch: a shard consumer
 	// has MaxAckPending 1.
-	return toDLQ, m.DoubleAck(ctx)
+	return o, m.DoubleAck(ctx)
 }
 
 // dropIfUnused deletes topic's stream when no consumer is left on it.
