@@ -159,8 +159,11 @@ func (p *Provider) waitSession(ctx context.Context) *session {
 		if closed {
 			return nil
 		}
-		if s != nil {
+		if s != nil && !s.isLost() {
 			return s
+		}
+		if s != nil { // lost, and about to be replaced by supervise
+			ready = s.gone
 		}
 		select {
 		case <-ready:
@@ -198,12 +201,13 @@ func (p *Provider) supervise(s *session) {
 			return
 		case <-s.lost:
 		}
-		s.close()
 		p.mu.Lock()
-		if p.current == s {
+		if p.current == s { // first, so that waitSession waits for the next
 			p.setSessionLocked(nil)
 		}
 		p.mu.Unlock()
+		close(s.gone)
+		s.close()
 		p.cfg.Logger.Warn("mq/nats: connection lost, reconnecting", "err", s.lossReason())
 
 		for attempt := 0; ; attempt++ {

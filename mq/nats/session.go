@@ -26,6 +26,7 @@ type session struct {
 	held      *holds
 
 	lost     chan struct{} // closed once when the connection ends
+	gone     chan struct{} // closed by supervise once the provider no longer offers it
 	lostOnce sync.Once
 	lostErr  error
 	wg       sync.WaitGroup // the holds' extender
@@ -41,7 +42,7 @@ func (p *Provider) connect(ctx context.Context, purge bool) (*session, error) {
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 		timeout = max(time.Until(dl), time.Millisecond)
 	}
-	s := &session{lost: make(chan struct{})}
+	s := &session{lost: make(chan struct{}), gone: make(chan struct{})}
 	s.held = newHolds(p.opts.ackWait, p.opts.maxHold, s)
 	opts := append(append([]natsgo.Option(nil), p.opts.connectOptions...),
 		natsgo.Name("final "+p.cfg.Service),
