@@ -76,10 +76,10 @@ func TestCloseGivesDeliveriesBack(t *testing.T) {
 	require.NoError(t, a.Close())
 	d, got := next(t, chB) // within 10s, not the minute of the ack wait
 	require.Equal(t, m.UUID, got.UUID)
-	// Not asserted: d.Redelivered(). Before nats-server 2.10.14
-	// (nats-io/nats-server#5305) a nak'd message that the server first
-	// sent to a pull request whose puller had gone comes again with a
-	// delivery count of 1.
+	// Not asserted: d.Redelivered(). On nats-server 2.9 (fixed around
+	// 2.10.14: nats-io/nats-server#5305) a nak'd message that the server
+	// first sent to a pull request whose puller had gone comes again with
+	// a delivery count of 1.
 	require.NoError(t, d.Ack())
 }
 

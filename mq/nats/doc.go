@@ -113,10 +113,11 @@
 // The provider needs nats-server 2.9 or later with JetStream: it creates
 // consumers with the named-consumer API of 2.9 and reads dead letters with
 // the next_by_subj message get of 2.9. Nothing in it needs a newer server,
-// but servers before 2.10.14 sometimes send a message again with a delivery
-// count of 1 after it went to a pull request whose puller had gone
-// (nats-io/nats-server#5305), so Redelivered can be false for a redelivery
-// there, and the bus's MaxRedeliveries count it late.
+// but 2.9 sometimes sends a message again with a delivery count of 1 after
+// it went to a pull request whose puller had gone (fixed in the 2.10 series
+// around 2.10.14: nats-io/nats-server#5305, #5338), so Redelivered can be
+// false for a redelivery there, and the bus's MaxRedeliveries count it
+// late.
 // Newer servers would allow more: filtering a consumer by several subjects
 // (2.10) would let a replay reach one service without the other consumers
 // seeing it, and pinned-client priority groups (2.11) would let an Ordered
