@@ -168,26 +168,66 @@ func (e Event) Message() (*message.Message, error) {
 func isControl(r rune) bool { return r <= 0x1f || (r >= 0x7f && r <= 0x9f) }
 
 // CheckHeader reports whether h can travel as transport headers in the
-// CloudEvents format: its values are strings, booleans, integers, floats
-// or byte slices, and no name could be taken for a CloudEvents attribute
-// (no "cloudevents:", "cloudevents_", "ce-" or "ce_" prefix, in any case).
+// CloudEvents format on every provider: its names are RFC 7230 tokens
+// that no transport or CloudEvents takes for itself (the prefixes
+// "cloudEvents:", "cloudEvents_", "ce-", "ce_", "Nats-", "Final-",
+// "x-final-", and "Content-Type", "Status", "Description", in any case),
+// and its values are strings without control characters, booleans,
+// integers, floats or byte slices.
 func CheckHeader(h message.Header) error {
 	for k, v := range h {
-		lk := strings.ToLower(k)
-		for _, p := range []string{"cloudevents:", "cloudevents_", "ce-", "ce_"} {
-			if strings.HasPrefix(lk, p) {
-				return fmt.Errorf("header %q: the prefix %q is the CloudEvents attributes'", k, p)
+		if err := checkHeaderName(k); err != nil {
+			return err
+		}
+		switch x := v.(type) {
+		case string:
+			if strings.IndexFunc(x, isControl) >= 0 {
+				return fmt.Errorf("header %q: the value has a control character", k)
 			}
-		}
-		if k == "" {
-			return fmt.Errorf("header with an empty name")
-		}
-		switch v.(type) {
-		case string, bool, []byte, float32, float64,
+		case bool, []byte, float32, float64,
 			int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:
 		default:
 			return fmt.Errorf("header %q: a %T cannot travel as a transport header (use a string, number, boolean or []byte)", k, v)
 		}
 	}
 	return nil
+}
+
+// reservedHeaders are header names (lower case) transports use themselves.
+var reservedHeaders = []string{"content-type", "status", "description"}
+
+// reservedPrefixes are header name prefixes (lower case) that CloudEvents
+// bindings, NATS and final's providers use.
+var reservedPrefixes = []string{"cloudevents:", "cloudevents_", "ce-", "ce_", "nats-", "final-", "x-final-"}
+
+func checkHeaderName(k string) error {
+	if k == "" {
+		return fmt.Errorf("header with an empty name")
+	}
+	for i := 0; i < len(k); i++ {
+		if !isTokenChar(k[i]) {
+			return fmt.Errorf("header %q: the name is not an RFC 7230 token", k)
+		}
+	}
+	lk := strings.ToLower(k)
+	for _, r := range reservedHeaders {
+		if lk == r {
+			return fmt.Errorf("header %q: the name is a transport's own", k)
+		}
+	}
+	for _, p := range reservedPrefixes {
+		if strings.HasPrefix(lk, p) {
+			return fmt.Errorf("header %q: the prefix %q is reserved for CloudEvents attributes or a transport", k, p)
+		}
+	}
+	return nil
+}
+
+// isTokenChar reports the characters of an RFC 7230 token.
+func isTokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }

@@ -106,6 +106,7 @@ func TestCheckHeader(t *testing.T) {
 	for _, h := range []message.Header{
 		{"cloudEvents:id": "x"}, {"CE-id": "x"}, {"ce_type": "x"}, {"cloudevents_source": "x"},
 		{"when": time.Now()}, {"nested": map[string]any{"a": 1}}, {"": "x"},
+		{"two words": "x"}, {"Nats-Msg-Id": "x"}, {"Final-TTL": "x"}, {"content-type": "x"}, {"ok": "line\nbreak"},
 	} {
 		if err := mq.CheckHeader(h); err == nil {
 			t.Errorf("CheckHeader(%v) = nil, want an error", h)

@@ -39,13 +39,14 @@ const (
 	cePrefix          = "ce-"
 )
 
-// ErrInvalidHeader is wrapped by a publish in the CloudEvents format whose
-// message header cannot travel as a NATS header: a name that is not an
-// RFC 7230 token or that NATS, this package or CloudEvents use (prefixes
-// "Nats-", "Final-", "ce-"; "Content-Type", "Status", "Description"), a
-// value with a control character, or a value of another type than
-// mq.CheckHeader allows. Nothing was sent.
-var ErrInvalidHeader = errors.New("mq/nats: header cannot travel as a NATS header")
+// errInvalidHeader: a message header cannot travel as a NATS header as it
+// is: a name that is not an RFC 7230 token or that NATS, this package or
+// CloudEvents use (prefixes "Nats-", "Final-", "ce-"; "Content-Type",
+// "Status", "Description"), a value with a control character, or a value
+// of another type than mq.CheckHeader allows. The bus refuses such
+// headers at Publish; encode leaves out, or prints, those of rows stored
+// before (see eventHeaders).
+var errInvalidHeader = errors.New("mq/nats: header cannot travel as a NATS header")
 
 // encode returns msg as a NATS message in format f, published by source:
 // body is msg encoded by message.Marshal, used by the Envelope format.
@@ -87,12 +88,21 @@ var ceNames = func() map[string]string {
 // headers of their own, their values as strings.
 func eventHeaders(h natsgo.Header, msg *message.Message, source string, now time.Time) error {
 	for k, v := range msg.Header {
-		if err := checkHeaderName(k); err != nil {
-			return err
+		// The bus refuses such headers at Publish (mq.CheckHeader); a row
+		// stored in the envelope format before the switch may still hold
+		// one. Left out, or sent as printed text, rather than failing the
+		// row's every publish.
+		if checkHeaderName(k) != nil {
+			continue
 		}
 		s, err := headerString(k, v)
 		if err != nil {
-			return err
+			s = strings.Map(func(r rune) rune {
+				if r < ' ' || r == 0x7f {
+					return ' '
+				}
+				return r
+			}, fmt.Sprint(v))
 		}
 		h.Set(k, s)
 	}
@@ -114,15 +124,15 @@ func eventHeaders(h natsgo.Header, msg *message.Message, source string, now time
 // NATS header or would be read as something else.
 func checkHeaderName(k string) error {
 	if k == "" {
-		return fmt.Errorf("%w: an empty name", ErrInvalidHeader)
+		return fmt.Errorf("%w: an empty name", errInvalidHeader)
 	}
 	for i := 0; i < len(k); i++ {
 		if !isTokenChar(k[i]) {
-			return fmt.Errorf("%w: name %q is not an RFC 7230 token", ErrInvalidHeader, k)
+			return fmt.Errorf("%w: name %q is not an RFC 7230 token", errInvalidHeader, k)
 		}
 	}
 	if transportHeader(strings.ToLower(k)) || strings.HasPrefix(strings.ToLower(k), cePrefix) {
-		return fmt.Errorf("%w: name %q is reserved (NATS, final or CloudEvents use it)", ErrInvalidHeader, k)
+		return fmt.Errorf("%w: name %q is reserved (NATS, final or CloudEvents use it)", errInvalidHeader, k)
 	}
 	return nil
 }
@@ -181,11 +191,11 @@ func headerString(k string, v any) (string, error) {
 	case float64:
 		s = strconv.FormatFloat(x, 'g', -1, 64)
 	default:
-		return "", fmt.Errorf("%w: %q: a %T (use a string, number, boolean or []byte)", ErrInvalidHeader, k, v)
+		return "", fmt.Errorf("%w: %q: a %T (use a string, number, boolean or []byte)", errInvalidHeader, k, v)
 	}
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < ' ' || c == 0x7f {
-			return "", fmt.Errorf("%w: %q: the value has a control character", ErrInvalidHeader, k)
+			return "", fmt.Errorf("%w: %q: the value has a control character", errInvalidHeader, k)
 		}
 	}
 	return s, nil
