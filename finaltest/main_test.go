@@ -39,15 +39,18 @@ var databases = []database{
 		db := testenv.Postgres(t)
 		return db, testenv.PostgresService(t, db)
 	}, "$1", func(n string) string { return `"` + n + `"` }},
-	{"sqlite", func(t *testing.T) (*sql.DB, string) {
-		db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "app.db")+"?"+sqlite.DSNParams+"&_txlock=immediate")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return db, "orders"
-	}, "?", func(n string) string { return `"` + n + `"` }},
+	sqliteFile,
 }
+
+// sqliteFile is a new SQLite file per test, through modernc.org/sqlite.
+var sqliteFile = database{"sqlite", func(t *testing.T) (*sql.DB, string) {
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "app.db")+"?"+sqlite.DSNParams+"&_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db, "orders"
+}, "?", func(n string) string { return `"` + n + `"` }}
 
 func forEachDatabase(t *testing.T, test func(t *testing.T, d database)) {
 	for _, d := range databases {

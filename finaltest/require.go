@@ -113,7 +113,7 @@ func listing(all []*message.Message, topic string, matches []Match) string {
 		if len(m.Header) > 0 {
 			fmt.Fprintf(&b, " header %v", map[string]any(m.Header))
 		}
-		fmt.Fprintf(&b, " payload %s", snippet(m.Payload))
+		fmt.Fprintf(&b, " payload %s", shown(m))
 		if m.Topic == topic {
 			if err := mismatch(m, matches); err != nil {
 				fmt.Fprintf(&b, ": %v", err)
@@ -131,4 +131,16 @@ func messages(n int) string {
 		return "1 message"
 	}
 	return fmt.Sprintf("%d messages", n)
+}
+
+// shown shows a message's payload: a msgpack value decoded (its bytes say
+// nothing to a reader), anything else as snippet does.
+func shown(m *message.Message) string {
+	if m.Header.GetString(final.HeaderContentType) == final.MsgpackCodec.Name() {
+		var v any
+		if err := final.MsgpackCodec.Unmarshal(m.Payload, &v); err == nil {
+			return fmt.Sprintf("(msgpack) %v", v)
+		}
+	}
+	return snippet(m.Payload)
 }
