@@ -119,7 +119,9 @@ func testRequirePublishedTxFails(t *testing.T, d database) {
 
 	msg = failure(t, func(tb finaltest.TB) { finaltest.RequirePublishedCountTx(tb, txBus, 1, "order.noted") })
 	require.Contains(t, msg, `finaltest: 2 messages of topic "order.noted" in the transaction, want 1`)
-	msg = failure(t, func(tb finaltest.TB) { finaltest.RequireNotPublishedTx(tb, txBus, "order.noted", finaltest.Payload([]byte("hello"))) })
+	msg = failure(t, func(tb finaltest.TB) {
+		finaltest.RequireNotPublishedTx(tb, txBus, "order.noted", finaltest.Payload([]byte("hello")))
+	})
 	require.Contains(t, msg, `finaltest: 1 message of topic "order.noted" with payload "hello" in the transaction, want none`)
 	require.Contains(t, msg, `payload "hello": matches`)
 	require.Contains(t, msg, `payload "again": payload "again", want "hello"`)
