@@ -19,7 +19,8 @@
 //	finaltest.RequirePublishedTx(t, txBus, "order.placed", finaltest.Key("42"), finaltest.Value(nil, order))
 //
 // The assertion is for the transaction before it commits: once committed,
-// a row goes to the broker and is deleted at once. Rows committed by other
+// a row goes to the broker and is deleted, at once after a TxBus commit,
+// by the relay after Options.OutboxScanAgoTime otherwise. Rows committed by other
 // transactions and not yet deleted are seen too, so tests that run in
 // parallel use services of their own.
 //

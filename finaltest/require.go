@@ -1,6 +1,7 @@
 package finaltest
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -77,6 +78,9 @@ func find(t TB, txBus *final.TxBus, topic string, matches []Match) (found, all [
 // mismatch returns what the first match m fails says, or nil.
 func mismatch(m *message.Message, matches []Match) error {
 	for _, mt := range matches {
+		if mt.check == nil {
+			return errors.New("an empty Match (from Matching with a nil check, or a zero Match)")
+		}
 		if err := mt.check(m); err != nil {
 			return err
 		}

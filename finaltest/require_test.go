@@ -117,6 +117,10 @@ func testRequirePublishedTxFails(t *testing.T, d database) {
 	require.Contains(t, msg, `"hello": header source="web", want "app"`)
 	require.Contains(t, msg, `"again": no header source, want "app"`)
 
+	msg = failure(t, func(tb finaltest.TB) {
+		finaltest.RequirePublishedTx(tb, txBus, "order.noted", finaltest.Matching("x", nil))
+	})
+	require.Contains(t, msg, `"hello": an empty Match`)
 	msg = failure(t, func(tb finaltest.TB) { finaltest.RequirePublishedCountTx(tb, txBus, 1, "order.noted") })
 	require.Contains(t, msg, `finaltest: 2 messages of topic "order.noted" in the transaction, want 1`)
 	msg = failure(t, func(tb finaltest.TB) {
