@@ -3,6 +3,8 @@ package final
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"runtime/debug"
 
 	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/outbox"
@@ -36,6 +38,49 @@ type Context struct {
 type nextState struct {
 	called bool
 	err    error
+}
+
+// RunChain runs chain, middlewares then the handler last, once on m, as a
+// subscription runs one attempt at a delivery, with the same code: the
+// chain gets a Context with m's Topic, Key and Message, the given Attempt
+// and ctx, and, when txBus is not nil, txBus as its TxBus and txBus's
+// transaction as its Tx, as an Inbox subscription's chain does. A panic
+// in the chain is returned as an error wrapping ErrHandlerPanic. Around
+// it the bus retries, records Inbox messages and commits; RunChain does
+// none of that. It is for running a chain without a broker: package
+// finaltest runs handlers under test with it.
+func RunChain(ctx context.Context, m *message.Message, attempt int, txBus *TxBus, chain ...HandlerFunc) error {
+	if m == nil {
+		return fmt.Errorf("%w: nil message", ErrInvalidPolicy)
+	}
+	if len(chain) == 0 {
+		return fmt.Errorf("%w: empty chain", ErrNilHandler)
+	}
+	for i, h := range chain {
+		if h == nil {
+			return fmt.Errorf("%w: chain[%d]", ErrNilHandler, i)
+		}
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return runChain(ctx, m, attempt, txBus, chain, nil)
+}
+
+// runChain runs chain once on m; onPanic, when set, is told of a panic
+// (with its stack) before it is returned as an error.
+func runChain(ctx context.Context, m *message.Message, attempt int, txBus *TxBus, chain []HandlerFunc, onPanic func(r any, stack []byte)) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if onPanic != nil {
+				onPanic(r, debug.Stack())
+			}
+			err = fmt.Errorf("%w: %v", ErrHandlerPanic, r)
+		}
+	}()
+	c := newContext(ctx, m, chain, attempt)
+	c.txBus = txBus
+	return c.Next()
 }
 
 func newContext(ctx context.Context, m *message.Message, handlers []HandlerFunc, attempt int) *Context {

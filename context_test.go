@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/finalbus/final"
+	"github.com/finalbus/final/message"
 )
 
 // A middleware that returns without calling Next ends the chain, as in
@@ -97,4 +98,14 @@ func waitResult[T any](t *testing.T, ch <-chan T) T {
 		t.Fatal("the chain did not run")
 		panic("unreachable")
 	}
+}
+
+// RunChain refuses what a subscription could not hold, with errors to test.
+func TestRunChainRefusesBadArguments(t *testing.T) {
+	ok := func(*final.Context) error { return nil }
+	m := message.New("t", nil)
+	require.ErrorIs(t, final.RunChain(t.Context(), nil, 1, nil, ok), final.ErrInvalidPolicy)
+	require.ErrorIs(t, final.RunChain(t.Context(), m, 1, nil), final.ErrNilHandler)
+	require.ErrorIs(t, final.RunChain(t.Context(), m, 1, nil, ok, nil), final.ErrNilHandler)
+	require.NoError(t, final.RunChain(nil, m, 1, nil, ok), "a nil context is a background one")
 }

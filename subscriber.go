@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -293,16 +292,10 @@ func (s *subscriber) forgetRedeliveries(msg *message.Message) {
 
 // call runs the chain once, on txBus for an Inbox subscription; a panic
 // becomes an error wrapping ErrHandlerPanic.
-func (s *subscriber) call(rt *route, msg *message.Message, attempt int, txBus *TxBus) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("final: handler panicked", "topic", msg.Topic, "uuid", msg.UUID, "panic", r, "stack", string(debug.Stack()))
-			err = fmt.Errorf("%w: %v", ErrHandlerPanic, r)
-		}
-	}()
-	c := newContext(s.handlerCtx, msg, rt.chain, attempt)
-	c.txBus = txBus
-	return c.Next()
+func (s *subscriber) call(rt *route, msg *message.Message, attempt int, txBus *TxBus) error {
+	return runChain(s.handlerCtx, msg, attempt, txBus, rt.chain, func(r any, stack []byte) {
+		s.log.Error("final: handler panicked", "topic", msg.Topic, "uuid", msg.UUID, "panic", r, "stack", string(stack))
+	})
 }
 
 // callInTx runs an Inbox subscription's chain once inside a transaction

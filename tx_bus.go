@@ -176,6 +176,51 @@ func (t *TxBus) RollBack() error {
 	return txErr(t.tx.Rollback(context.WithoutCancel(t.ctx)))
 }
 
+// Outbox returns the messages in the service's outbox as t's transaction
+// sees them, in the order they were written: those published in it, which
+// only it sees until it commits, and committed ones the bus has not sent
+// and deleted yet. It is for tests that assert what a transaction
+// published before it commits (package finaltest); once committed, a row
+// goes as soon as the broker confirms it. It needs a started bus whose
+// store reads in a transaction (outbox.TxReader), as every store of this
+// module does.
+func (t *TxBus) Outbox(ctx context.Context) ([]*message.Message, error) {
+	if t.tx == nil {
+		return nil, ErrNilTx
+	}
+	t.bus.mu.Lock()
+	state, store := t.bus.state, t.bus.store
+	t.bus.mu.Unlock()
+	if state == stateNew {
+		return nil, ErrNotStarted
+	}
+	r, ok := store.(outbox.TxReader)
+	if !ok {
+		return nil, fmt.Errorf("final: the outbox store %T cannot read in a transaction (outbox.TxReader)", store)
+	}
+	t.mu.Lock()
+	done := t.done
+	t.mu.Unlock()
+	if done {
+		return nil, ErrTxDone
+	}
+	var msgs []*message.Message
+	for after := int64(0); ; {
+		rec, ok, err := r.ReadTx(ctx, t.tx, after)
+		if err != nil {
+			return nil, txErr(fmt.Errorf("final: read the outbox: %w", err))
+		}
+		if !ok {
+			return msgs, nil
+		}
+		if rec.Err != nil {
+			return nil, fmt.Errorf("final: read the outbox: row %d: %w", rec.ID, rec.Err)
+		}
+		msgs = append(msgs, rec.Message)
+		after = rec.ID
+	}
+}
+
 // DriverTx returns the transaction t publishes in: for a TxBus made from a
 // *sql.Tx, outbox.AsSQLTx gives that back; pgxbus.Tx gives a pgx.Tx back.
 func (t *TxBus) DriverTx() outbox.Tx { return t.tx }

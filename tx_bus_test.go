@@ -12,6 +12,7 @@ import (
 	"github.com/finalbus/final"
 	"github.com/finalbus/final/internal/testenv"
 	"github.com/finalbus/final/message"
+	"github.com/finalbus/final/mq/memory"
 )
 
 // publishTx is database.publishTx on MariaDB.
@@ -194,4 +195,34 @@ func TestMessageReusedAfterPublishIsDeliveredAsStored(t *testing.T) {
 			t.Fatal("not delivered")
 		}
 	}
+}
+
+// TxBus.Outbox reads, in the transaction, the messages it published, before
+// the commit; a TxBus that has ended, or a bus not started, cannot read.
+func TestTxBusOutboxSeesTheTransaction(t *testing.T) { forEachDB(t, testTxBusOutbox) }
+
+func testTxBusOutbox(t *testing.T, e *env) {
+	topic := e.svc + ".t"
+	idle := final.New(e.svc, e.db, memory.NewBroker().Provider(), testOptions(t))
+	tx, err := e.db.Begin()
+	require.NoError(t, err)
+	_, err = idle.WithTx(tx).Outbox(t.Context())
+	require.ErrorIs(t, err, final.ErrNotStarted)
+	require.NoError(t, tx.Rollback())
+
+	b := e.start(e.svc, e.url, testOptions(t), nil)
+	tx, err = e.db.Begin()
+	require.NoError(t, err)
+	txBus := b.WithTx(tx)
+	require.NoError(t, txBus.Publish(topic, []byte("one")))
+	require.NoError(t, txBus.PublishMessage(message.New(topic, []byte("two"), message.WithKey("k"))))
+	got, err := txBus.Outbox(t.Context())
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	require.Equal(t, "one", string(got[0].Payload))
+	require.Equal(t, "two", string(got[1].Payload))
+	require.Equal(t, "k", got[1].Key)
+	require.NoError(t, txBus.RollBack())
+	_, err = txBus.Outbox(t.Context())
+	require.ErrorIs(t, err, final.ErrTxDone)
 }

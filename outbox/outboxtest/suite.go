@@ -59,6 +59,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("ClaimBoundedByBytesKeepsKeyOrder", func(t *testing.T) { testClaimBytesKeyOrder(t, h) })
 	t.Run("Declarations", func(t *testing.T) { testDeclarations(t, h) })
 	t.Run("Redeliveries", func(t *testing.T) { testRedeliveries(t, h) })
+	t.Run("ReadTx", func(t *testing.T) { testReadTx(t, h) })
 }
 
 var ctx = context.Background()
