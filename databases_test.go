@@ -140,6 +140,12 @@ func sqliteDB(path string) database {
 		autoID: "INTEGER PRIMARY KEY AUTOINCREMENT", now: "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)"}
 }
 
+// embeddedDB is package embedded's pair: an SQLite file and an in-process
+// NATS server (see newEnvOn). It needs nothing installed, so these tests
+// run on any machine.
+var embeddedDB = database{name: "embedded", driver: "sqlite",
+	autoID: "INTEGER PRIMARY KEY AUTOINCREMENT", now: "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)"}
+
 // databaseNamed is the database of a name and DSN, for a producer process.
 func databaseNamed(name, dsn string) (database, error) {
 	for _, d := range []database{mariaDB, postgresDB, sqliteDB("")} {
@@ -152,8 +158,16 @@ func databaseNamed(name, dsn string) (database, error) {
 }
 
 // forEachDB runs test as a subtest on MariaDB, PostgreSQL and an SQLite
-// file, each with an env of its own.
+// file, each with RabbitMQ, and on the embedded pair (an SQLite file and an
+// in-process NATS server), each with an env of its own.
 func forEachDB(t *testing.T, test func(t *testing.T, e *env)) {
+	eachDatabase(t, func(t *testing.T, d database) { test(t, newEnvOn(t, d)) })
+	t.Run(embeddedDB.name, func(t *testing.T) { test(t, newEnvOn(t, embeddedDB)) })
+}
+
+// forEachServerDB is forEachDB without the embedded pair, for tests that
+// need a broker other processes reach.
+func forEachServerDB(t *testing.T, test func(t *testing.T, e *env)) {
 	eachDatabase(t, func(t *testing.T, d database) { test(t, newEnvOn(t, d)) })
 }
 

@@ -16,8 +16,10 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/finalbus/final"
+	"github.com/finalbus/final/embedded"
 	"github.com/finalbus/final/internal/testenv"
 	"github.com/finalbus/final/message"
+	"github.com/finalbus/final/mq"
 	"github.com/finalbus/final/mq/amqp"
 )
 
@@ -67,13 +69,16 @@ func (l *logBuffer) tail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// env is one test's database, broker URL and service name.
+// env is one test's database, broker URL and service name. On the
+// embedded pair (the database named "embedded") the broker is the
+// in-process NATS server of emb, and url is empty.
 type env struct {
 	database
 	t   *testing.T
 	db  *sql.DB
 	url string
 	svc string
+	emb *embedded.Env
 }
 
 // newEnv is an env on MariaDB.
@@ -81,6 +86,14 @@ func newEnv(t *testing.T) *env { return newEnvOn(t, mariaDB) }
 
 // newEnvOn is an env on d.
 func newEnvOn(t *testing.T, d database) *env {
+	if d.name == embeddedDB.name {
+		emb, err := embedded.Open(t.TempDir())
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, emb.Close()) })
+		e := &env{database: d, t: t, db: emb.DB, emb: emb}
+		e.svc = testenv.Service(t, nil)
+		return e
+	}
 	e := &env{database: d, t: t, db: d.open(t), url: testenv.AMQP(t)}
 	e.svc = e.service()
 	return e
@@ -101,7 +114,13 @@ func (e *env) service() string {
 // down when the test ends.
 func (e *env) start(svc, url string, opt final.Options, subscribe func(b *final.Bus)) *final.Bus {
 	e.t.Helper()
-	b := final.New(svc, e.db, amqp.NewProvider(url, amqp.WithReconnectBackoff(20*time.Millisecond, 500*time.Millisecond)), opt)
+	var p mq.IProvider
+	if e.emb != nil {
+		p = e.emb.Provider()
+	} else {
+		p = amqp.NewProvider(url, amqp.WithReconnectBackoff(20*time.Millisecond, 500*time.Millisecond))
+	}
+	b := final.New(svc, e.db, p, opt)
 	if subscribe != nil {
 		subscribe(b)
 	}

@@ -69,7 +69,7 @@ func runHelperProducer() int {
 
 // The producers open the test's database: on SQLite, the same file, which
 // the killed process shares with the consuming one.
-func TestKilledProducerLosesNothing(t *testing.T) { forEachDB(t, testKilledProducerLosesNothing) }
+func TestKilledProducerLosesNothing(t *testing.T) { forEachServerDB(t, testKilledProducerLosesNothing) }
 
 func testKilledProducerLosesNothing(t *testing.T, e *env) {
 	table := e.business()
