@@ -54,45 +54,45 @@ func testOrderedAcrossConsumers(t *testing.T, h Harness) {
 		default:
 		}
 	}
-	// handle checks d, received by instance i, and acknowledges it; stop
-	// reports that i received it after midway, as the first instance to
-	// do so, and is to stop there, holding it.
-	handle := func(i int, d mq.Delivery) (stop, ok bool) {
+	// handle checks d, received by instance i, and acknowledges it, unless
+	// i is the first instance to receive one after midway: then i stops
+	// there, holding it.
+	handle := func(i int, d mq.Delivery) outcome {
 		m, err := d.Message()
 		if err != nil {
 			fail("decode: %v", err)
-			return false, false
+			return failed
 		}
 		id := m.Key + "/" + string(m.Payload)
 		seq, err := strconv.Atoi(string(m.Payload))
 		if err != nil || m.Key == "" {
 			fail("unexpected message %s %s", m.UUID, id)
-			return false, false
+			return failed
 		}
 		mu.Lock()
 		defer mu.Unlock()
 		if victim < 0 && ackedTotal >= stopAt {
 			victim, held = i, append(held, id)
-			return true, true
+			return stopping
 		}
 		switch {
 		case seq < acked[m.Key]:
 			fail("instance %d handled %s again after it was acknowledged", i, id)
-			return false, false
+			return failed
 		case seq > acked[m.Key]:
 			fail("instance %d handled %s before %s/%d was acknowledged", i, id, m.Key, acked[m.Key])
-			return false, false
+			return failed
 		}
 		redelivered[id] = d.Redelivered()
 		if err := d.Ack(); err != nil {
 			fail("instance %d: Ack %s: %v", i, id, err)
-			return false, false
+			return failed
 		}
 		acked[m.Key]++
 		if ackedTotal++; ackedTotal == total {
 			close(complete)
 		}
-		return false, true
+		return handled
 	}
 	for i, p := range instances {
 		ch := consume(t, p)
@@ -105,8 +105,10 @@ func testOrderedAcrossConsumers(t *testing.T, h Harness) {
 					if !ok {
 						return
 					}
-					stop, ok := handle(i, d)
-					if stop {
+					switch handle(i, d) {
+					case handled:
+						continue
+					case stopping:
 						hold(ch, func(d mq.Delivery) {
 							if m, err := d.Message(); err == nil {
 								mu.Lock()
@@ -116,9 +118,7 @@ func testOrderedAcrossConsumers(t *testing.T, h Harness) {
 						})
 						close(stopped)
 					}
-					if !ok || stop {
-						return
-					}
+					return
 				case <-quit:
 					return
 				}
@@ -169,6 +169,16 @@ func testOrderedAcrossConsumers(t *testing.T, h Harness) {
 		}
 	}
 }
+
+// outcome is what an instance of testOrderedAcrossConsumers did with a
+// delivery.
+type outcome int
+
+const (
+	handled  outcome = iota // acknowledged; the instance goes on
+	stopping                // held; the instance stops
+	failed                  // a violation, reported
+)
 
 // hold takes, without handling them, the deliveries ch has ready now, and
 // gives each to keep.
