@@ -117,7 +117,12 @@ func (p *Provider) consumeSession(ctx context.Context, s *session, out chan<- mq
 					select {
 					case out <- &delivery{d: d, p: p, s: s}:
 					case <-quit:
-						_ = d.Nack(false, true)
+						// Left unacknowledged: closing the channel gives
+						// it back with the queue's other unacknowledged
+						// deliveries, in order. A nack would give it back
+						// alone, ahead of earlier ones still held, and a
+						// quorum queue redelivers returned messages in the
+						// order they came back: a shard out of order.
 						return
 					}
 				case <-quit:

@@ -69,3 +69,76 @@ func TestFireAndForgetIsNotMandatory(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, conf.Wait(ctx))
 }
+
+// Closing an instance that holds a shard's deliveries, one handed out and
+// one the provider has not handed out yet, gives them back in order: the
+// next instance receives the key's messages in publish order. Quorum
+// queues redeliver returned messages in the order they came back, so the
+// provider must not give back the second one before the first.
+func TestCloseGivesAShardBackInOrder(t *testing.T) {
+	url := testenv.AMQP(t)
+	for _, quorum := range []bool{false, true} {
+		t.Run(map[bool]string{false: "classic", true: "quorum"}[quorum], func(t *testing.T) {
+			var opts []amqp.Option
+			if quorum {
+				opts = append(opts, amqp.WithQuorumQueues())
+			}
+			svc := testenv.Service(t, nil)
+			topic := svc + ".o"
+			cfg := mq.Config{Service: svc, Ordered: []string{topic}, Prefetch: 2, Logger: quiet()}
+			testenv.DropQueues(t, amqp.Queues(cfg)...)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			first := amqp.NewProvider(url, opts...)
+			require.NoError(t, first.Init(ctx, cfg))
+			defer first.Close()
+			deliveries, err := first.Consume(ctx)
+			require.NoError(t, err)
+			var sent []string
+			for i := 0; i < 4; i++ {
+				m := message.New(topic, []byte{byte(i)}, message.WithKey("k"))
+				conf, err := first.Publish(ctx, m)
+				require.NoError(t, err)
+				require.NoError(t, conf.Wait(ctx))
+				sent = append(sent, m.UUID)
+			}
+			m0 := (<-deliveries)
+			got, err := m0.Message()
+			require.NoError(t, err)
+			require.Equal(t, sent[0], got.UUID)
+			// The second is out to the provider too (Prefetch 2), not
+			// handed out: two messages left ready in the shard.
+			conn, err := amqp091.Dial(url)
+			require.NoError(t, err)
+			defer conn.Close()
+			shard := amqp.Queues(cfg)[mq.Shard("k")]
+			testenv.Eventually(t, 10*time.Second, func() bool {
+				ch, err := conn.Channel()
+				if err != nil {
+					return false
+				}
+				defer ch.Close()
+				q, err := ch.QueueDeclarePassive(shard, true, false, false, false, nil)
+				return err == nil && q.Messages == 2
+			}, "two messages out to the first instance")
+			require.NoError(t, first.Close())
+
+			second := amqp.NewProvider(url, opts...)
+			require.NoError(t, second.Init(ctx, cfg))
+			defer second.Close()
+			deliveries, err = second.Consume(ctx)
+			require.NoError(t, err)
+			for i, want := range sent {
+				select {
+				case d := <-deliveries:
+					got, err := d.Message()
+					require.NoError(t, err)
+					require.Equal(t, want, got.UUID, "delivery %d", i)
+					require.NoError(t, d.Ack())
+				case <-ctx.Done():
+					t.Fatalf("delivery %d: %v", i, ctx.Err())
+				}
+			}
+		})
+	}
+}

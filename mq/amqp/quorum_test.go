@@ -20,8 +20,9 @@ import (
 func TestConformanceQuorum(t *testing.T) {
 	url := testenv.AMQP(t)
 	mqtest.Run(t, mqtest.Harness{
-		New:     func(t *testing.T) mq.IProvider { return amqp.NewProvider(url, amqp.WithQuorumQueues()) },
-		Service: func(t *testing.T) string { return testenv.Service(t, nil) },
+		New:      func(t *testing.T) mq.IProvider { return amqp.NewProvider(url, amqp.WithQuorumQueues()) },
+		Service:  func(t *testing.T) string { return testenv.Service(t, nil) },
+		Declared: func(t *testing.T, cfg mq.Config) { testenv.DropQueues(t, amqp.Queues(cfg)...) },
 	})
 }
 
