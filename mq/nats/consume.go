@@ -17,7 +17,7 @@ import (
 // often. It is short so that a request the server still holds when the
 // puller stops (a message sent to it then waits for the ack wait) is
 // rare.
-const pullExpiry = 5 * time.Second
+const pullExpiry = time.Second
 
 // Consume delivers the messages of every consumer of the service through
 // one channel that outlives reconnects: on each session a pull loop per
@@ -90,7 +90,11 @@ func (p *Provider) pull(ctx context.Context, s *session, sub *subscription, c je
 		if n == 0 {
 			return
 		}
-		fctx, cancel := context.WithTimeout(ctx, pullExpiry)
+		// The pull request lives out its expiry even when ctx ends: the
+		// server may still hand it messages, and those must reach offer
+		// (which gives them back) rather than a closed inbox, where they
+		// would wait out the ack wait. Stopping takes up to pullExpiry.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pullExpiry)
 		batch, err := c.Fetch(n, jetstream.FetchContext(fctx))
 		got := 0
 		if err == nil {

@@ -108,10 +108,18 @@ func (d *delivery) settle() bool {
 	return true
 }
 
-// giveBack naks the delivery, for the server to deliver it again at once.
+// giveBackDelay is how long a delivery given back as its instance stops
+// waits before the server delivers it again. The server may still hold
+// pull requests of the stopping instance (they expire after pullExpiry),
+// and a message it hands to one of those comes back only after the ack
+// wait; delayed past them, it goes to an instance that is pulling.
+const giveBackDelay = pullExpiry + 250*time.Millisecond
+
+// giveBack naks the delivery as its instance stops consuming, for the
+// server to deliver it again after giveBackDelay.
 func (d *delivery) giveBack() {
 	if d.settle() {
-		_ = d.msg.Nak()
+		_ = d.msg.NakWithDelay(giveBackDelay)
 	}
 }
 

@@ -62,7 +62,7 @@ func (h *holds) run(stop <-chan struct{}) {
 }
 
 // giveBackAll returns every held delivery to its consumer (a nak), for
-// the server to deliver it again at once.
+// the server to deliver it again soon (giveBackDelay).
 func (h *holds) giveBackAll() {
 	for _, d := range h.list() {
 		d.giveBack()

@@ -118,7 +118,7 @@ func (s *session) lossReason() error {
 }
 
 // close gives the deliveries it holds back to their consumers, so that
-// they come again at once rather than after the ack wait, closes the
+// they come again within giveBackDelay rather than after the ack wait, closes the
 // connection and waits for the session's goroutine.
 func (s *session) close() {
 	if !s.isLost() {
