@@ -67,7 +67,7 @@ func openRiver(ctx context.Context, c config) (*riverSystem, error) {
 		return nil, err
 	}
 	s := &riverSystem{c: c, pool: pool, schema: fmt.Sprintf("peerbench_%d", os.Getpid()),
-		logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+		logger: peerLogger()}
 	s.bizName = pgx.Identifier{s.schema, "biz"}.Sanitize()
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()

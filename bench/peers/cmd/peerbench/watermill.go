@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/binary"
 	"fmt"
-	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -52,7 +51,7 @@ type watermillSystem struct {
 
 func openWatermill(ctx context.Context, c config) (*watermillSystem, error) {
 	s := &watermillSystem{c: c, prefix: fmt.Sprintf("peerbench_%d", os.Getpid()),
-		logger: watermill.NewSlogLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))}
+		logger: watermill.NewSlogLogger(peerLogger())}
 	driver := "mysql"
 	switch c.db {
 	case "mysql":
