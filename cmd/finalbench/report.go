@@ -243,7 +243,11 @@ func (r *report) writeSVG(path string) error {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, h)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	settings := strings.Join(strings.Fields(r.Config)[1:3], ", ") // payload and per-tx; producers vary on the x axis
-	fmt.Fprintf(&b, `<text x="%d" y="18" font-size="14">Commit throughput: raw database vs final</text>`+"\n", left)
+	title := "Commit throughput: raw database vs final"
+	if len(r.peerLabels()) > 0 {
+		title = "Commit throughput: raw database, final and peers (end to end: see the table)"
+	}
+	fmt.Fprintf(&b, `<text x="%d" y="18" font-size="14">%s</text>`+"\n", left, title)
 	fmt.Fprintf(&b, `<text x="%d" y="34" fill="#555">%s; %s, RabbitMQ and producers on one machine</text>`+"\n", left, settings, label(r.Database))
 	for i := 0; i <= 4; i++ {
 		v := ymax * float64(i) / 4

@@ -84,7 +84,7 @@ func main() {
 	flag.IntVar(&c.prefetch, "prefetch", 32, "watermill: the AMQP subscriber's prefetch (final's default Prefetch is 32)")
 	flag.DurationVar(&c.wmPoll, "wm-poll", time.Second, "watermill: the SQL subscriber's PollInterval (watermill-sql's default 1s)")
 	flag.IntVar(&c.wmBatch, "wm-batch", 100, "watermill: the SQL schema's SubscribeBatchSize (watermill-sql's default 100)")
-	flag.IntVar(&c.riverWorkers, "river-workers", 100, "river: the queue's MaxWorkers")
+	flag.IntVar(&c.riverWorkers, "river-workers", 1000, "river: the queue's MaxWorkers (River requires one; it fetches at most that many jobs per FetchCooldown, 100ms)")
 	flag.Parse()
 	for _, f := range strings.Split(sweep, ",") {
 		if f = strings.TrimSpace(f); f != "" {

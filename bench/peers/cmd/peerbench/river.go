@@ -22,7 +22,10 @@ import (
 //
 // Everything is River's default (FetchCooldown 100ms, FetchPollInterval 1s,
 // LISTEN/NOTIFY on, completions batched by its completer) but the queue's
-// MaxWorkers (-river-workers, 100), which River requires to be set. The
+// MaxWorkers (-river-workers, 1000), which River requires to be set: a
+// fetch takes at most that many jobs, and fetches come at most once per
+// FetchCooldown, so the 100 of River's README would cap the queue near
+// 1,000 jobs/s whatever the database could do. The
 // tables are migrated with rivermigrate into a schema of this run's own,
 // dropped at the end.
 type riverSystem struct {
