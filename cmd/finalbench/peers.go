@@ -229,8 +229,18 @@ func (r *report) addPeer(p *peerOutput) {
 	if p.Commit.LostNote != "" {
 		row.Notes = append(row.Notes, "commit phase: "+p.Commit.LostNote)
 	}
+	var sweepLost int64
+	for _, s := range p.Sweep {
+		sweepLost += s.Lost
+	}
+	if sweepLost > 0 {
+		row.Notes = append(row.Notes, fmt.Sprintf("sweep: %d messages never delivered", sweepLost))
+	}
 	if d := p.Drain; d != nil {
 		row.DrainMsgs = d.MsgPerS
+		if d.Lost > 0 {
+			row.Notes = append(row.Notes, fmt.Sprintf("drain: %d messages never delivered", d.Lost))
+		}
 		if d.LostNote != "" {
 			row.Notes = append(row.Notes, "drain: "+d.LostNote)
 		}
