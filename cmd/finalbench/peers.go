@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/finalbus/final/internal/redact"
 )
 
 // peerDatabases are the databases each peer runs on.
@@ -126,7 +128,9 @@ func (r *report) peersPhase(env *benchEnv, say func(string, ...any)) (map[string
 			args = append(args, "-sweep", strings.Join(ns, ","))
 		}
 		args = append(args, c.peerFlags...)
-		say("peer %s: peerbench %s", sys, strings.Join(args, " "))
+		shown := slices.Clone(args)
+		shown[5], shown[7] = redact.URL(dsn), redact.URL(c.amqpURL)
+		say("peer %s: peerbench %s", sys, strings.Join(shown, " "))
 		out, err := runPeerbench(bin, args)
 		if err != nil {
 			return nil, fmt.Errorf("peer %s: %w", sys, err)
