@@ -18,6 +18,7 @@ type drainResult struct {
 	relayed      float64 // messages per second from restoring the link until the outbox was empty (all confirmed)
 	delivered    float64 // messages per second from restoring the link until the subscriber had them all
 	rssGrowthMiB float64 // peak RSS during the drain minus RSS when it began
+	dups         int64   // deliveries of a message already handled, until the last was in
 }
 
 // drain builds a backlog of n committed messages while a proxy keeps the
@@ -123,6 +124,7 @@ func (e *benchEnv) drain(n int) (drainResult, error) {
 		relayed:      float64(n) / emptied.Seconds(),
 		delivered:    float64(n) / took.Seconds(),
 		rssGrowthMiB: peak - base,
+		dups:         tr.dups.Load(),
 	}, nil
 }
 

@@ -21,6 +21,7 @@ type libResult struct {
 	e2eTx    float64 // transactions per second until every message was handled and the outbox was empty
 	loadMsgs float64 // messages handled per second while the producers ran (delivery catches up after they stop)
 	dups     int64   // deliveries of a message already handled, until the end-to-end mark
+	lost     int64   // committed messages not handled at the end-to-end mark (the phase fails if any is still missing after 2 minutes)
 	lat      latency
 }
 
@@ -58,6 +59,20 @@ func (t *tracker) handle(c *final.Context) error {
 	}
 	t.mu.Unlock()
 	return nil
+}
+
+// lost counts the committed messages not delivered, as bench/peers counts
+// them.
+func (t *tracker) lost() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var n int64
+	for seq := range t.commit {
+		if _, ok := t.recv[seq]; !ok {
+			n++
+		}
+	}
+	return n
 }
 
 func (t *tracker) latency() latency {
@@ -141,6 +156,7 @@ func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResu
 		e2eTx:    float64(commits) / e2e.Seconds(),
 		loadMsgs: float64(underLoad) / took.Seconds(),
 		dups:     tr.dups.Load(),
+		lost:     tr.lost(),
 		lat:      tr.latency(),
 	}, nil
 }

@@ -54,13 +54,18 @@ type config struct {
 	pacedRate    float64
 	unconfirmed  int           // the library's MaxUnconfirmed
 	wire         mq.WireFormat // the library's Options.WireFormat
+	peers        []string      // the peers of the peers phase
+	peersDir     string        // the bench/peers module
+	peerFlags    []string      // more flags for every peerbench run
 }
 
-// phases in the order they run; libonly (the library's commit phase alone,
-// for profiling) runs only when asked for.
+// phases in the order they run (peers before sweep); libonly (the
+// library's commit phase alone, for profiling) and peers (which builds the
+// bench/peers module, downloading its dependencies on first use) run only
+// when asked for.
 var (
 	defaultPhases = []string{"commit", "latency", "drain", "consume", "tx10", "sweep"}
-	allPhases     = append(slices.Clone(defaultPhases), "libonly")
+	allPhases     = append(slices.Clone(defaultPhases), "libonly", "peers")
 )
 
 func (c config) runs(phase string) bool { return c.phases[phase] }
@@ -90,7 +95,19 @@ func main() {
 	flag.IntVar(&c.unconfirmed, "max-unconfirmed", final.DefaultOptions().MaxUnconfirmed, "the library's MaxUnconfirmed")
 	wire := flag.String("wire", "envelope", "the library's wire format: envelope or cloudevents")
 	replot := flag.String("replot", "", "redraw the chart of a saved results.json beside it, and exit")
+	peers := flag.String("peers", "watermill,river", "the peers phase's systems, each run where it applies to -db (watermill: mysql, postgres; river: postgres)")
+	flag.StringVar(&c.peersDir, "peers-dir", "bench/peers", "the bench/peers module, built by the peers phase")
+	peerFlags := flag.String("peer-flags", "", "more flags for every peerbench run, space-separated (e.g. \"-river-workers 1000 -wm-poll 10ms\")")
 	flag.Parse()
+	for _, p := range strings.Split(*peers, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			if _, ok := peerDatabases[p]; !ok {
+				log.Fatalf("unknown peer %q (have watermill, river)", p)
+			}
+			c.peers = append(c.peers, p)
+		}
+	}
+	c.peerFlags = strings.Fields(*peerFlags)
 	switch *wire {
 	case "envelope":
 		c.wire = mq.Envelope
@@ -192,16 +209,24 @@ func run(c config) error {
 		return nil
 	}
 	var rawTx float64
-	if c.runs("commit") || c.runs("latency") {
+	if c.runs("commit") || c.runs("latency") || c.runs("peers") {
 		say("raw database, %d producers, %d msg/tx", c.concurrency, c.perTx)
 		rawTx = env.rawDB(c.concurrency, c.perTx, c.duration, 0)
 		say("  %.0f tx/s", rawTx)
+		r.measured.rawTx = rawTx
 	}
 	if err := r.commitPhases(env, rawTx, say); err != nil {
 		return err
 	}
 	if err := r.brokerPhases(env, say); err != nil {
 		return err
+	}
+	var peerSweeps map[string][]peerSweepPoint
+	if c.runs("peers") {
+		var err error
+		if peerSweeps, err = r.peersPhase(env, say); err != nil {
+			return err
+		}
 	}
 	if c.runs("sweep") && len(c.sweep) > 0 {
 		for _, n := range c.sweep {
@@ -213,6 +238,7 @@ func run(c config) error {
 			}
 			r.Sweep = append(r.Sweep, sweepPoint{Producers: n, RawTx: rawN, LibraryTx: libN.commitTx})
 		}
+		r.addPeerSweeps(peerSweeps)
 	}
 	r.Finished = time.Now().UTC()
 	fmt.Println(r.table())
@@ -242,12 +268,14 @@ func (r *report) commitPhases(env *benchEnv, rawTx float64, say func(string, ...
 			return err
 		}
 		say("  commit %.0f tx/s, end-to-end %.0f tx/s", stack.commitTx, stack.e2eTx)
+		r.measured.stack = &stack
 		say("library commit and end-to-end")
 		lib, err := env.library(c.concurrency, c.perTx, c.duration, 0)
 		if err != nil {
 			return err
 		}
 		say("  commit %.0f tx/s, end-to-end %.0f tx/s", lib.commitTx, lib.e2eTx)
+		r.measured.lib = &lib
 		r.add("commit rate (tx/s)", lib.commitTx, rawTx, ">= 0.90 x raw DB", 0.90)
 		r.add("end-to-end rate (tx/s)", lib.e2eTx, rawTx, ">= 0.85 x raw DB", 0.85)
 		r.addRef("raw DB + broker, no outbox (tx/s)", stack.commitTx, rawTx, "limit for an outbox on this box")
@@ -289,13 +317,15 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 		return err
 	}
 	say("  confirmed %.0f msg/s, consumed %.0f msg/s", rawPub.confirmed, rawPub.consumed)
+	r.measured.rawPub = &rawPub
 	if c.runs("drain") {
 		say("backlog of %d with the broker unreachable, then drain", c.backlog)
 		drain, err := env.drain(c.backlog)
 		if err != nil {
 			return err
 		}
-		say("  relayed %.0f msg/s, delivered %.0f msg/s, RSS +%.1f MiB", drain.relayed, drain.delivered, drain.rssGrowthMiB)
+		say("  relayed %.0f msg/s, delivered %.0f msg/s, RSS +%.1f MiB, %d duplicates", drain.relayed, drain.delivered, drain.rssGrowthMiB, drain.dups)
+		r.measured.drain = &drain
 		r.add("backlog drain to broker (msg/s)", drain.relayed, rawPub.confirmed, ">= 0.50 x raw confirmed publish", 0.50)
 		r.add("backlog drain to subscriber (msg/s)", drain.delivered, rawPub.consumed, ">= 0.50 x raw publish+consume", 0.50)
 		r.addMax("RSS growth while draining (MiB)", drain.rssGrowthMiB, 64)

@@ -6,6 +6,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -22,9 +24,41 @@ type row struct {
 }
 
 type sweepPoint struct {
-	Producers int     `json:"producers"`
-	RawTx     float64 `json:"raw_tx_per_s"`
-	LibraryTx float64 `json:"library_tx_per_s"`
+	Producers int                `json:"producers"`
+	RawTx     float64            `json:"raw_tx_per_s"`
+	LibraryTx float64            `json:"library_tx_per_s"`
+	Peers     map[string]float64 `json:"peers_tx_per_s,omitempty"` // by peer label, from the peers phase
+}
+
+// peerRow is a system of the peers phase's comparison: the raw limits, the
+// library and each peer, with their ratios to this run's raw DB rate and
+// to its raw DB + broker limit.
+type peerRow struct {
+	System        string   `json:"system"`
+	Setup         string   `json:"setup,omitempty"`
+	CommitTx      float64  `json:"commit_tx_per_s"`
+	CommitVsRaw   float64  `json:"commit_vs_raw_db,omitempty"`
+	CommitVsLimit float64  `json:"commit_vs_limit,omitempty"`
+	E2ETx         float64  `json:"e2e_tx_per_s,omitempty"`
+	E2EVsLimit    float64  `json:"e2e_vs_limit,omitempty"`
+	P50           float64  `json:"latency_p50_ms,omitempty"` // commit to handled at full load
+	P99           float64  `json:"latency_p99_ms,omitempty"`
+	DrainMsgs     float64  `json:"drain_msgs_per_s,omitempty"`     // backlog drain to the consumer
+	DrainVsRaw    float64  `json:"drain_vs_raw_publish,omitempty"` // against raw confirmed publish + consume
+	Committed     int64    `json:"committed_messages,omitempty"`   // the peer's, in all its phases
+	Lost          int64    `json:"lost"`                           // committed, never delivered
+	Duplicates    int64    `json:"duplicates"`                     // deliveries of a message already delivered
+	Phantoms      int64    `json:"phantoms,omitempty"`             // delivered, never committed
+	Notes         []string `json:"notes,omitempty"`
+}
+
+// measured keeps the figures of this run that the peers phase compares.
+type measured struct {
+	rawTx  float64
+	stack  *rawStackResult
+	rawPub *rawPublishResult
+	lib    *libResult
+	drain  *drainResult
 }
 
 type report struct {
@@ -35,7 +69,10 @@ type report struct {
 	Started  time.Time    `json:"started"`
 	Finished time.Time    `json:"finished"`
 	Rows     []row        `json:"rows"`
+	Peers    []peerRow    `json:"peers,omitempty"`
 	Sweep    []sweepPoint `json:"sweep,omitempty"`
+
+	measured measured
 }
 
 // add records a rate against a measured limit with a minimum ratio.
@@ -90,13 +127,80 @@ func (r *report) table() string {
 		}
 		fmt.Fprintf(&b, "| %-36s | %10s | %10s | %6s | %-36s | %-4s |\n", x.Figure, num(x.Library), limit, ratio, x.Target, ok)
 	}
+	r.peersTable(&b)
 	if len(r.Sweep) > 0 {
-		fmt.Fprintf(&b, "\n| producers | raw DB tx/s | library tx/s | ratio |\n|---|---|---|---|\n")
+		labels := r.peerLabels()
+		fmt.Fprintf(&b, "\n| producers | raw DB tx/s | library tx/s | ratio |")
+		for _, l := range labels {
+			fmt.Fprintf(&b, " %s tx/s | ratio |", l)
+		}
+		fmt.Fprintf(&b, "\n|---|---|---|---|%s\n", strings.Repeat("---|---|", len(labels)))
 		for _, p := range r.Sweep {
-			fmt.Fprintf(&b, "| %d | %.0f | %.0f | %.2f |\n", p.Producers, p.RawTx, p.LibraryTx, p.LibraryTx/p.RawTx)
+			fmt.Fprintf(&b, "| %d | %.0f | %.0f | %.2f |", p.Producers, p.RawTx, p.LibraryTx, p.LibraryTx/p.RawTx)
+			for _, l := range labels {
+				fmt.Fprintf(&b, " %.0f | %.2f |", p.Peers[l], p.Peers[l]/p.RawTx)
+			}
+			b.WriteString("\n")
 		}
 	}
 	return b.String()
+}
+
+// peersTable writes the peers phase's comparison, if it ran.
+func (r *report) peersTable(b *strings.Builder) {
+	if len(r.Peers) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\npeers, same database, broker and transaction (ratios: /raw = to raw DB alone, /limit = to raw DB + broker):\n\n")
+	fmt.Fprintf(b, "| %-40s | %8s | %5s | %6s | %8s | %6s | %8s | %8s | %8s | %6s | %6s | %4s |\n",
+		"system", "commit", "/raw", "/limit", "e2e", "/limit", "p50 ms", "p99 ms", "drain", "/raw", "lost", "dup")
+	fmt.Fprintf(b, "|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 42), strings.Repeat("-", 10),
+		strings.Repeat("-", 7), strings.Repeat("-", 8), strings.Repeat("-", 10), strings.Repeat("-", 8), strings.Repeat("-", 10),
+		strings.Repeat("-", 10), strings.Repeat("-", 10), strings.Repeat("-", 8), strings.Repeat("-", 8), strings.Repeat("-", 6))
+	blank := func(v float64, f string) string {
+		if v == 0 {
+			return ""
+		}
+		return fmt.Sprintf(f, v)
+	}
+	var notes []string
+	for _, p := range r.Peers {
+		lost, dup := strconv.FormatInt(p.Lost, 10), strconv.FormatInt(p.Duplicates, 10)
+		if strings.HasPrefix(p.System, "raw") {
+			lost, dup = "", ""
+		}
+		fmt.Fprintf(b, "| %-40s | %8s | %5s | %6s | %8s | %6s | %8s | %8s | %8s | %6s | %6s | %4s |\n", p.System,
+			blank(p.CommitTx, "%.0f"), blank(p.CommitVsRaw, "%.2f"), blank(p.CommitVsLimit, "%.2f"),
+			blank(p.E2ETx, "%.0f"), blank(p.E2EVsLimit, "%.2f"), blank(p.P50, "%.2f"), blank(p.P99, "%.2f"),
+			blank(p.DrainMsgs, "%.0f"), blank(p.DrainVsRaw, "%.2f"), lost, dup)
+		for _, n := range p.Notes {
+			notes = append(notes, p.System+": "+n)
+		}
+	}
+	for _, p := range r.Peers {
+		if p.Setup != "" {
+			fmt.Fprintf(b, "  %s: %s\n", p.System, p.Setup)
+		}
+	}
+	for _, n := range notes {
+		fmt.Fprintf(b, "  NOTE %s\n", n)
+	}
+}
+
+// peerLabels are the peers in the sweep, sorted.
+func (r *report) peerLabels() []string {
+	seen := map[string]bool{}
+	for _, p := range r.Sweep {
+		for l := range p.Peers {
+			seen[l] = true
+		}
+	}
+	labels := make([]string, 0, len(seen))
+	for l := range seen {
+		labels = append(labels, l)
+	}
+	sort.Strings(labels)
+	return labels
 }
 
 func num(v float64) string {
@@ -123,6 +227,9 @@ func (r *report) writeSVG(path string) error {
 	ymax := 0.0
 	for _, p := range r.Sweep {
 		ymax = max(ymax, p.RawTx, p.LibraryTx)
+		for _, v := range p.Peers {
+			ymax = max(ymax, v)
+		}
 	}
 	ymax = niceCeil(ymax)
 	x := func(i int) float64 {
@@ -136,7 +243,11 @@ func (r *report) writeSVG(path string) error {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, h)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	settings := strings.Join(strings.Fields(r.Config)[1:3], ", ") // payload and per-tx; producers vary on the x axis
-	fmt.Fprintf(&b, `<text x="%d" y="18" font-size="14">Commit throughput: raw database vs final</text>`+"\n", left)
+	title := "Commit throughput: raw database vs final"
+	if len(r.peerLabels()) > 0 {
+		title = "Commit throughput: raw database, final and peers (end to end: see the table)"
+	}
+	fmt.Fprintf(&b, `<text x="%d" y="18" font-size="14">%s</text>`+"\n", left, title)
 	fmt.Fprintf(&b, `<text x="%d" y="34" fill="#555">%s; %s, RabbitMQ and producers on one machine</text>`+"\n", left, settings, label(r.Database))
 	for i := 0; i <= 4; i++ {
 		v := ymax * float64(i) / 4
@@ -160,6 +271,13 @@ func (r *report) writeSVG(path string) error {
 	line("#1f77b4", func(p sweepPoint) float64 { return p.LibraryTx })
 	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="3" fill="#888"/><text x="%d" y="%d">raw DB (business + outbox-shaped insert)</text>`+"\n", left+10, top+6, left+28, top+10)
 	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="3" fill="#1f77b4"/><text x="%d" y="%d">final (same transaction through the bus)</text>`+"\n", left+10, top+22, left+28, top+26)
+	palette := []string{"#d62728", "#2ca02c", "#9467bd", "#ff7f0e"}
+	for i, l := range r.peerLabels() {
+		color := palette[i%len(palette)]
+		line(color, func(p sweepPoint) float64 { return p.Peers[l] })
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="3" fill="%s"/><text x="%d" y="%d">%s (same transaction)</text>`+"\n",
+			left+10, top+38+16*i, color, left+28, top+42+16*i, l)
+	}
 	b.WriteString("</svg>\n")
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+)
+
+// peerSample is peerbench's output as it prints it (a smoke run's, cut
+// down).
+const peerSample = `{
+  "system": "watermill",
+  "db": "mysql",
+  "versions": {"github.com/ThreeDotsLabs/watermill-sql/v4": "v4.1.2"},
+  "setup": "watermill-sql mysql schema",
+  "commit": {"producers": 8, "commit_tx_per_s": 900, "e2e_tx_per_s": 500,
+    "latency_ms": {"p50": 1397.5, "p99": 2091.5, "max": 2100},
+    "committed": 2728, "delivered": 2722, "lost": 6,
+    "lost_note": "of 6 lost, 6 rows are in the table behind the subscriber's acknowledged position",
+    "duplicates": 0, "phantoms": 0, "all_delivered": false},
+  "drain": {"messages": 2000, "msg_per_s": 580, "delivered": 2000, "lost": 0, "duplicates": 1},
+  "sweep": [{"producers": 2, "commit_tx_per_s": 700}, {"producers": 8, "commit_tx_per_s": 950}],
+  "totals": {"committed": 4728, "lost": 6, "duplicates": 1, "phantoms": 0}
+}`
+
+// TestPeerRows checks that a peer's output becomes a row beside the
+// library's, with ratios to the same run's limits, every phase's lost and
+// duplicate messages, and its sweep in the chart's points.
+func TestPeerRows(t *testing.T) {
+	var out peerOutput
+	if err := json.Unmarshal([]byte(peerSample), &out); err != nil {
+		t.Fatal(err)
+	}
+	r := &report{}
+	r.measured = measured{
+		rawTx:  4000,
+		stack:  &rawStackResult{commitTx: 2000, e2eTx: 2000},
+		rawPub: &rawPublishResult{confirmed: 12000, consumed: 10000},
+		lib:    &libResult{commitTx: 1500, e2eTx: 1500, lat: latency{p50: 1, p99: 10}},
+		drain:  &drainResult{delivered: 5000, dups: 2},
+	}
+	r.addLimitRows()
+	r.addPeer(&out)
+	if len(r.Peers) != 4 {
+		t.Fatalf("%d rows, want raw DB, limit, final and the peer", len(r.Peers))
+	}
+	lib, peer := r.Peers[2], r.Peers[3]
+	near := func(name string, got, want float64) {
+		t.Helper()
+		if math.Abs(got-want) > 1e-9 {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	near("final commit / limit", lib.CommitVsLimit, 0.75)
+	near("final drain / raw", lib.DrainVsRaw, 0.5)
+	if lib.Duplicates != 2 {
+		t.Errorf("final duplicates = %d, want the drain's 2", lib.Duplicates)
+	}
+	if peer.System != "Watermill SQL forwarder v4.1.2" {
+		t.Errorf("peer label = %q", peer.System)
+	}
+	near("peer commit / raw DB", peer.CommitVsRaw, 900.0/4000)
+	near("peer commit / limit", peer.CommitVsLimit, 900.0/2000)
+	near("peer e2e / limit", peer.E2EVsLimit, 500.0/2000)
+	near("peer drain / raw", peer.DrainVsRaw, 580.0/10000)
+	if peer.Lost != 6 || peer.Duplicates != 1 || peer.Committed != 4728 {
+		t.Errorf("peer lost %d, duplicates %d, committed %d; want every phase's 6, 1, 4728", peer.Lost, peer.Duplicates, peer.Committed)
+	}
+	table := r.table()
+	for _, want := range []string{"Watermill SQL forwarder v4.1.2", "NOTE Watermill SQL forwarder v4.1.2: commit phase: 6 of 2728 messages never delivered",
+		"behind the subscriber's acknowledged position"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+
+	r.Sweep = []sweepPoint{{Producers: 2, RawTx: 1000, LibraryTx: 800}, {Producers: 8, RawTx: 4000, LibraryTx: 1500}}
+	r.addPeerSweeps(map[string][]peerSweepPoint{out.label(): out.Sweep})
+	if got := r.Sweep[1].Peers[out.label()]; got != 950 {
+		t.Errorf("sweep at 8 producers: peer %v, want 950", got)
+	}
+	if _, err := json.Marshal(r); err != nil {
+		t.Errorf("results.json: %v", err)
+	}
+}
