@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"sync/atomic"
 
 	"github.com/finalbus/final/message"
@@ -88,4 +89,14 @@ func newBroker(name string, c config) (broker, error) {
 		return jetStream{addr: c.natsURL}, nil
 	}
 	return nil, fmt.Errorf("unknown -broker %q (have rabbitmq, nats)", name)
+}
+
+// brokerLabel names the broker in the chart, from the version in
+// results.json (whose files from before -broker hold RabbitMQ's version
+// alone).
+func brokerLabel(version string) string {
+	if strings.HasPrefix(version, "NATS") {
+		return "NATS JetStream"
+	}
+	return "RabbitMQ"
 }

@@ -99,16 +99,6 @@ func (r *report) table() string {
 	return b.String()
 }
 
-// brokerLabel names the broker in the chart, from the version in
-// results.json (whose files from before -broker hold RabbitMQ's version
-// alone).
-func brokerLabel(version string) string {
-	if strings.HasPrefix(version, "NATS") {
-		return "NATS JetStream"
-	}
-	return "RabbitMQ"
-}
-
 func num(v float64) string {
 	if math.Abs(v) >= 100 {
 		return fmt.Sprintf("%.0f", v)
