@@ -39,7 +39,7 @@ func TestRawTransactionOnEachDatabase(t *testing.T) {
 				testenv.Unavailable(t, "%s at %s: %v", name, dsn, err)
 			}
 
-			e := &benchEnv{cfg: config{db: d, amqpURL: testenv.AMQPURL(), size: 256}, db: db}
+			e := &benchEnv{cfg: config{db: d, broker: rabbitMQ{addr: testenv.AMQPURL()}, size: 256}, db: db}
 			if err := e.setup(); err != nil {
 				t.Fatal(err)
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -11,7 +12,6 @@ import (
 	"github.com/finalbus/final"
 	"github.com/finalbus/final/internal/faultnet"
 	"github.com/finalbus/final/message"
-	"github.com/finalbus/final/mq/amqp"
 )
 
 type drainResult struct {
@@ -25,19 +25,21 @@ type drainResult struct {
 // broker unreachable, restores the link, and times the relay draining it.
 func (e *benchEnv) drain(n int) (drainResult, error) {
 	e.settle()
-	host := e.cfg.amqpURL[strings.Index(e.cfg.amqpURL, "@")+1:]
-	host = strings.TrimSuffix(host[:strings.Index(host+"/", "/")], "/")
-	proxy, err := faultnet.NewProxy(host)
+	u, err := url.Parse(e.cfg.broker.url())
+	if err != nil {
+		return drainResult{}, fmt.Errorf("drain: the broker's URL: %w", err)
+	}
+	proxy, err := faultnet.NewProxy(u.Host)
 	if err != nil {
 		return drainResult{}, err
 	}
 	defer proxy.Close()
-	url := strings.Replace(e.cfg.amqpURL, host, proxy.Addr(), 1)
+	u.Host = proxy.Addr()
 
 	svc := e.service("drain")
 	topic := "bench." + svc
 	tr := newTracker()
-	bus := final.New(svc, e.db, amqp.NewProvider(url), e.options())
+	bus := final.New(svc, e.db, e.cfg.broker.provider(u.String()), e.options())
 	bus.Subscribe(topic).Handler(tr.handle)
 	if err := bus.Start(); err != nil {
 		return drainResult{}, err

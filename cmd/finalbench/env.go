@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	amqp091 "github.com/rabbitmq/amqp091-go"
-
 	"github.com/finalbus/final"
 	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/outbox"
@@ -68,21 +66,12 @@ func (e *benchEnv) teardown() {
 	_, _ = e.db.Exec("DELETE FROM final_schema_migrations WHERE table_name = "+d.ph(1), rawOutbox)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	conn, err := amqp091.Dial(e.cfg.amqpURL)
-	var ch *amqp091.Channel
-	if err == nil {
-		defer conn.Close()
-		ch, _ = conn.Channel()
-	}
 	for _, svc := range e.services {
 		table := "final_" + svc + "_outbox"
 		_, _ = e.db.Exec("DROP TABLE IF EXISTS " + d.quote(table))
 		_, _ = e.db.Exec("DELETE FROM final_schema_migrations WHERE table_name = "+d.ph(1), table)
-		if ch != nil {
-			_, _ = ch.QueueDelete("final."+svc, false, false, false)
-			_, _ = ch.QueueDelete("final."+svc+".dlq", false, false, false)
-		}
 	}
+	e.cfg.broker.cleanup(e.services)
 }
 
 // service returns a fresh service name, removed at teardown.
@@ -241,12 +230,7 @@ func (e *benchEnv) versions() (string, string) {
 	if err := e.db.QueryRow(e.cfg.db.version).Scan(&dbv); err == nil {
 		dbv = e.cfg.db.versionPrefix + dbv
 	}
-	mqv := "unknown"
-	if conn, err := amqp091.Dial(e.cfg.amqpURL); err == nil {
-		mqv = fmt.Sprint(conn.Properties["version"])
-		conn.Close()
-	}
-	return dbv, mqv
+	return dbv, e.cfg.broker.version()
 }
 
 // options are the library's options in every phase.

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/finalbus/final"
-	"github.com/finalbus/final/mq/amqp"
 )
 
 type latency struct{ p50, p99, max float64 } // milliseconds
@@ -102,7 +101,7 @@ func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResu
 	svc := e.service("lib")
 	topic := "bench." + svc
 	tr := newTracker()
-	bus := final.New(svc, e.db, amqp.NewProvider(e.cfg.amqpURL), e.options())
+	bus := final.New(svc, e.db, e.cfg.broker.provider(e.cfg.broker.url()), e.options())
 	bus.Subscribe(topic).Handler(tr.handle)
 	if err := bus.Start(); err != nil {
 		return libResult{}, err

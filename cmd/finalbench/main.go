@@ -14,9 +14,17 @@
 // the business row and -per-tx rows into a table of the outbox's shape, written as
 // that database's store writes its rows.
 //
+// -broker chooses the broker: rabbitmq (the default) or nats (JetStream, at
+// -nats). The raw limits use the broker's own client library alone
+// (amqp091-go; nats.go's jetstream package) on what the provider declares
+// (a durable queue; a file-storage stream and a durable pull consumer),
+// and the library runs with mq/amqp or mq/nats (prefix "bench", whose
+// streams are deleted at the end).
+//
 //	go run ./cmd/finalbench                  # defaults: MariaDB, 8 producers, 256-byte payloads, 1 message per tx
 //	go run ./cmd/finalbench -c 16 -size 1024 -per-tx 10 -out bench/results
 //	go run ./cmd/finalbench -db postgres -out bench/postgres
+//	go run ./cmd/finalbench -broker nats -out bench/nats
 package main
 
 import (
@@ -39,7 +47,9 @@ import (
 
 type config struct {
 	db           database
+	broker       broker
 	dsn, amqpURL string
+	natsURL      string
 	concurrency  int
 	size         int
 	perTx        int
@@ -80,6 +90,8 @@ func main() {
 		"$FINAL_POSTGRES_DSN or postgres://postgres@127.0.0.1:5432/test?sslmode=disable for postgres,\n"+
 		"a new file under os.TempDir with outbox/sqlite.DSNParams&_txlock=immediate for sqlite)")
 	flag.StringVar(&c.amqpURL, "amqp", envOr("FINAL_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ URL")
+	brokerName := flag.String("broker", "rabbitmq", "broker: rabbitmq or nats (JetStream)")
+	flag.StringVar(&c.natsURL, "nats", envOr("FINAL_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL, with -broker nats")
 	flag.IntVar(&c.concurrency, "c", 8, "concurrent producers")
 	flag.IntVar(&c.size, "size", 256, "payload bytes")
 	flag.IntVar(&c.perTx, "per-tx", 1, "messages per transaction in the main phases (a 10-per-tx phase always runs too)")
@@ -128,6 +140,11 @@ func main() {
 		log.Fatalf("unknown -db %q (have mysql, postgres, sqlite)", *dbName)
 	}
 	c.db = d
+	b, err := newBroker(*brokerName, c)
+	if err != nil {
+		log.Fatal(err)
+	}
+	c.broker = b
 	c.phases = map[string]bool{}
 	for _, p := range strings.Split(*phases, ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -136,6 +153,11 @@ func main() {
 			}
 			c.phases[p] = true
 		}
+	}
+	if c.phases["peers"] && *brokerName != "rabbitmq" {
+		// The peers publish to RabbitMQ (Watermill) or to no broker (River):
+		// beside another broker's limits their ratios would compare nothing.
+		log.Fatalf("the peers phase runs with -broker rabbitmq only")
 	}
 	for _, f := range strings.Split(sweep, ",") {
 		if f = strings.TrimSpace(f); f != "" {
@@ -262,7 +284,7 @@ func run(c config) error {
 func (r *report) commitPhases(env *benchEnv, rawTx float64, say func(string, ...any)) error {
 	c := env.cfg
 	if c.runs("commit") {
-		say("raw database + raw RabbitMQ (no outbox), %d producers", c.concurrency)
+		say("raw database + raw %s (no outbox), %d producers", c.broker.name(), c.concurrency)
 		stack, err := env.rawStack(c.concurrency, c.perTx, c.duration)
 		if err != nil {
 			return err
@@ -311,7 +333,7 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 	if !c.runs("drain") && !c.runs("consume") && !c.runs("tx10") {
 		return nil
 	}
-	say("raw RabbitMQ confirmed publishes")
+	say("raw %s confirmed publishes: %s", c.broker.name(), c.broker.settings())
 	rawPub, err := env.rawPublish(c.backlog)
 	if err != nil {
 		return err
@@ -364,6 +386,6 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 }
 
 func (c config) describe() string {
-	return fmt.Sprintf("producers=%d payload=%dB per-tx=%d phase=%s backlog=%d consume=%d wire=%s",
-		c.concurrency, c.size, c.perTx, c.duration, c.backlog, c.consume, c.wire)
+	return fmt.Sprintf("producers=%d payload=%dB per-tx=%d phase=%s backlog=%d consume=%d wire=%s broker=%s",
+		c.concurrency, c.size, c.perTx, c.duration, c.backlog, c.consume, c.wire, c.broker.name())
 }

@@ -1,66 +1,15 @@
 package main
 
 import (
-	"context"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
-
-	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/finalbus/final"
 	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/mq"
-	"github.com/finalbus/final/mq/amqp"
 )
-
-// rawTopology declares, with amqp091-go alone, what the provider declares
-// for a consuming service: the "final" exchange and a durable queue bound to
-// topic. It returns the channel it used.
-func rawTopology(conn *amqp091.Connection, queue, topic string) (*amqp091.Channel, error) {
-	ch, err := conn.Channel()
-	if err != nil {
-		return nil, err
-	}
-	if err := ch.ExchangeDeclare("final", "direct", true, false, false, false, nil); err != nil {
-		return nil, err
-	}
-	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
-		return nil, err
-	}
-	return ch, ch.QueueBind(queue, topic, "final", false, nil)
-}
-
-// rawConsume acks every delivery of queue on its own channel until stop.
-func rawConsume(conn *amqp091.Connection, queue string, prefetch int, got *atomic.Int64, stop <-chan struct{}) error {
-	ch, err := conn.Channel()
-	if err != nil {
-		return err
-	}
-	if err := ch.Qos(prefetch, 0, false); err != nil {
-		return err
-	}
-	ds, err := ch.Consume(queue, "", false, false, false, false, nil)
-	if err != nil {
-		return err
-	}
-	go func() {
-		defer ch.Close()
-		for {
-			select {
-			case d, ok := <-ds:
-				if !ok {
-					return
-				}
-				_ = d.Ack(false)
-				got.Add(1)
-			case <-stop:
-				return
-			}
-		}
-	}()
-	return nil
-}
 
 // body is a library-encoded message of the configured payload size.
 func (e *benchEnv) body(topic string, seq uint64) []byte {
@@ -68,38 +17,27 @@ func (e *benchEnv) body(topic string, seq uint64) []byte {
 	return b
 }
 
-// publishing is a message of the configured payload size as a producer in
+// preloaded is a message of the configured payload size as a producer in
 // the configured wire format sends it.
-func (e *benchEnv) publishing(topic string, seq uint64) amqp091.Publishing {
-	if e.cfg.wire != mq.CloudEvents {
-		return amqp091.Publishing{ContentType: mq.EnvelopeContentType, Body: e.body(topic, seq)}
-	}
+func (e *benchEnv) preloaded(topic string, seq uint64) rawMsg {
 	m := message.New(topic, e.payload(seq))
-	h := amqp091.Table{}
-	mq.EventAttributes(m, "finalbench", time.Now(), func(name, value string) { h["cloudEvents:"+name] = value })
-	return amqp091.Publishing{ContentType: "application/octet-stream", MessageId: m.UUID, Headers: h, Body: m.Payload}
+	if e.cfg.wire == mq.CloudEvents {
+		return rawMsg{id: m.UUID, event: m}
+	}
+	b, _ := message.Marshal(m)
+	return rawMsg{id: m.UUID, body: b}
 }
 
-// rawPublishTo publishes n persistent messages to topic on one confirming
-// channel, keeping up to window confirms outstanding, and returns the time
-// until the last confirm.
-func rawPublishTo(conn *amqp091.Connection, topic string, n int, msg func(i int) amqp091.Publishing) (time.Duration, error) {
-	ch, err := conn.Channel()
-	if err != nil {
-		return 0, err
-	}
-	defer ch.Close()
-	if err := ch.Confirm(false); err != nil {
-		return 0, err
-	}
-	const window = 2048
-	pending := make(chan *amqp091.DeferredConfirmation, window)
+// rawPublishTo publishes n messages to pipe, keeping up to rawWindow
+// confirms outstanding, and returns the time until the last confirm.
+func rawPublishTo(pipe rawPipe, n int, msg func(i int) rawMsg) (time.Duration, error) {
+	pending := make(chan func() error, rawWindow)
 	failed := make(chan error, 1)
 	go func() {
 		defer close(failed)
-		for dc := range pending {
-			if !dc.Wait() {
-				failed <- fmt.Errorf("raw publish nacked")
+		for confirm := range pending {
+			if err := confirm(); err != nil {
+				failed <- fmt.Errorf("raw publish: %w", err)
 				for range pending {
 				}
 				return
@@ -108,14 +46,13 @@ func rawPublishTo(conn *amqp091.Connection, topic string, n int, msg func(i int)
 	}()
 	start := time.Now()
 	for i := 0; i < n; i++ {
-		pub := msg(i)
-		pub.DeliveryMode = amqp091.Persistent
-		dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), "final", topic, false, false, pub)
+		confirm, err := pipe.publish(msg(i))
 		if err != nil {
 			close(pending)
+			<-failed
 			return 0, err
 		}
-		pending <- dc
+		pending <- confirm
 	}
 	close(pending)
 	if err := <-failed; err != nil {
@@ -129,67 +66,37 @@ type rawPublishResult struct {
 	consumed  float64 // messages per second until the consumer had them all
 }
 
-// rawPipe is a durable queue bound to its own topic on the "final"
-// exchange, a raw consumer acking every delivery on its own connection, and
-// a connection to publish on: the broker side of the raw limits.
-type rawPipe struct {
-	pub, cons    *amqp091.Connection
-	topo         *amqp091.Channel
-	queue, topic string
-	got          atomic.Int64 // deliveries consumed
-	stop         chan struct{}
-}
-
-// openRawPipe declares and purges queue (its topic has the same name) and
-// starts consuming it.
-func (e *benchEnv) openRawPipe(queue string) (*rawPipe, error) {
-	p := &rawPipe{queue: queue, topic: queue, stop: make(chan struct{})}
-	var err error
-	if p.pub, err = amqp091.Dial(e.cfg.amqpURL); err != nil {
-		return nil, err
-	}
-	if p.cons, err = amqp091.Dial(e.cfg.amqpURL); err != nil {
-		_ = p.pub.Close()
-		return nil, err
-	}
-	if p.topo, err = rawTopology(p.pub, queue, p.topic); err == nil {
-		_, err = p.topo.QueuePurge(queue, false)
-	}
-	if err == nil {
-		err = rawConsume(p.cons, queue, 32, &p.got, p.stop)
-	}
+// openRawPipe opens a pipe of its own for topic and starts its raw
+// consumer, counting in got.
+func (e *benchEnv) openRawPipe(topic string, got *atomic.Int64) (rawPipe, func(), error) {
+	pipe, err := e.cfg.broker.pipe(topic)
 	if err != nil {
-		p.close()
-		return nil, err
+		return nil, nil, err
 	}
-	return p, nil
+	stop, err := pipe.consume(got)
+	if err != nil {
+		pipe.close()
+		return nil, nil, err
+	}
+	return pipe, func() { stop(); pipe.close() }, nil
 }
 
-// close stops the consumer, deletes the queue and closes the connections.
-func (p *rawPipe) close() {
-	close(p.stop)
-	if p.topo != nil {
-		_, _ = p.topo.QueueDelete(p.queue, false, false, false)
-	}
-	_ = p.cons.Close()
-	_ = p.pub.Close()
-}
-
-// rawPublish measures RabbitMQ's confirmed-publish rate for persistent
-// messages into a durable queue that a raw consumer drains meanwhile, on
-// its own connection as the provider does: the conditions of the library's
-// backlog drain, without the library.
+// rawPublish measures the broker's confirmed-publish rate for persistent
+// messages into a destination declared as the provider declares one, that
+// a raw consumer drains meanwhile on its own connection, as the provider
+// does: the conditions of the library's backlog drain, without the
+// library.
 func (e *benchEnv) rawPublish(n int) (rawPublishResult, error) {
-	pipe, err := e.openRawPipe("bench.rawmq")
+	var got atomic.Int64
+	pipe, closePipe, err := e.openRawPipe("bench.rawmq", &got)
 	if err != nil {
 		return rawPublishResult{}, err
 	}
-	defer pipe.close()
-	conn, topic, got := pipe.pub, pipe.topic, &pipe.got
-	body := e.body(topic, 0)
+	defer closePipe()
+	body := e.body("bench.rawmq", 0)
 	start := time.Now()
-	took, err := rawPublishTo(conn, topic, n, func(int) amqp091.Publishing {
-		return amqp091.Publishing{ContentType: mq.EnvelopeContentType, Body: body}
+	took, err := rawPublishTo(pipe, n, func(i int) rawMsg {
+		return rawMsg{id: "raw-" + strconv.Itoa(i), body: body}
 	})
 	if err != nil {
 		return rawPublishResult{}, err
@@ -204,22 +111,20 @@ func (e *benchEnv) rawPublish(n int) (rawPublishResult, error) {
 	return rawPublishResult{confirmed: float64(n) / took.Seconds(), consumed: float64(n) / time.Since(start).Seconds()}, nil
 }
 
-// consumers preloads a service queue with m library-encoded messages twice:
-// once drained by a raw amqp091-go consumer acking each delivery, once by
-// the library with a no-op handler. Both use prefetch 32.
+// consumers preloads a service's destination, declared as the provider
+// declares it, with m messages in the library's wire format twice: once
+// drained by a raw consumer acking each delivery, once by the library
+// with a no-op handler. Both take rawBatch at a time.
 func (e *benchEnv) consumers(m int) (raw, lib float64, err error) {
-	conn, err := amqp091.Dial(e.cfg.amqpURL)
+	svc := e.service("cons")
+	topic := "bench." + svc
+	pipe, err := e.cfg.broker.servicePipe(svc, topic)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer conn.Close()
-	svc := e.service("cons")
-	queue, topic := "final."+svc, "bench."+svc
-	if _, err := rawTopology(conn, queue, topic); err != nil {
-		return 0, 0, err
-	}
+	defer pipe.close()
 	preload := func() error {
-		_, err := rawPublishTo(conn, topic, m, func(i int) amqp091.Publishing { return e.publishing(topic, uint64(i)) })
+		_, err := rawPublishTo(pipe, m, func(i int) rawMsg { return e.preloaded(topic, uint64(i)) })
 		return err
 	}
 	wait := func(got *atomic.Int64, start time.Time) (float64, error) {
@@ -237,13 +142,13 @@ func (e *benchEnv) consumers(m int) (raw, lib float64, err error) {
 		return 0, 0, err
 	}
 	var rawGot atomic.Int64
-	stop := make(chan struct{})
 	start := time.Now()
-	if err := rawConsume(conn, queue, 32, &rawGot, stop); err != nil {
+	stop, err := pipe.consume(&rawGot)
+	if err != nil {
 		return 0, 0, err
 	}
 	raw, err = wait(&rawGot, start)
-	close(stop)
+	stop()
 	if err != nil {
 		return 0, 0, err
 	}
@@ -252,8 +157,7 @@ func (e *benchEnv) consumers(m int) (raw, lib float64, err error) {
 		return 0, 0, err
 	}
 	var libGot atomic.Int64
-	bus := final.New(svc, e.db, amqp.NewProvider(e.cfg.amqpURL),
-		e.options().WithPrefetch(32))
+	bus := final.New(svc, e.db, e.cfg.broker.provider(e.cfg.broker.url()), e.options().WithPrefetch(rawBatch))
 	bus.Subscribe(topic).Handler(func(*final.Context) error { libGot.Add(1); return nil })
 	start = time.Now()
 	if err := bus.Start(); err != nil {

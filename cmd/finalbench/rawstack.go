@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	amqp091 "github.com/rabbitmq/amqp091-go"
 )
 
 // rawStackResult is the database and the broker doing, without the
@@ -19,11 +16,17 @@ type rawStackResult struct {
 	loadMsgs float64 // messages consumed per second while the producers ran
 }
 
+// stackWindow bounds, in rawStack, the committed messages queued for the
+// publisher and the confirms outstanding.
+const stackWindow = 8192
+
 // rawStack runs n producers that commit the raw database transaction (a
 // business insert and perTx inserts into a table of the outbox's shape)
 // and then queue its messages for one goroutine that publishes them with
-// amqp091-go alone: persistent and mandatory, with the library's
-// properties, pipelined on one confirming channel. A raw consumer on its
+// the broker's client library alone, as the provider sends them (AMQP:
+// persistent and mandatory, with the library's properties; JetStream: the
+// library's headers, Nats-Msg-Id included, to a stream declared as the
+// provider declares it), pipelined on one connection. A raw consumer on its
 // own connection acks every delivery.
 //
 // The rows are never deleted and nothing is tracked: it is the database's
@@ -35,32 +38,25 @@ type rawStackResult struct {
 // where the library leaves rows to its relay.)
 func (e *benchEnv) rawStack(n, perTx int, d time.Duration) (rawStackResult, error) {
 	e.settle()
-	pipe, err := e.openRawPipe("bench.rawstack")
+	var got atomic.Int64
+	pipe, closePipe, err := e.openRawPipe("bench.rawstack", &got)
 	if err != nil {
 		return rawStackResult{}, err
 	}
-	defer pipe.close()
-	topic, got := pipe.topic, &pipe.got
-	pub, err := pipe.pub.Channel()
-	if err != nil {
-		return rawStackResult{}, err
-	}
-	if err := pub.Confirm(false); err != nil {
-		return rawStackResult{}, err
-	}
+	defer closePipe()
 
 	raw, err := e.prepareRaw()
 	if err != nil {
 		return rawStackResult{}, err
 	}
 	defer raw.close()
-	body := e.body(topic, 0)
+	body := e.body("bench.rawstack", 0)
 
 	// As in the library: producers hand their committed messages to one
-	// publishing goroutine (waiting only when 8192 are queued), and another
-	// goroutine waits for the confirms in publish order.
-	ids := make(chan string, 8192)
-	pending := make(chan *amqp091.DeferredConfirmation, 8192)
+	// publishing goroutine (waiting only when stackWindow are queued), and
+	// another goroutine waits for the confirms in publish order.
+	ids := make(chan string, stackWindow)
+	pending := make(chan func() error, stackWindow)
 	var nacked atomic.Int64
 	var pubErr error
 	var loops sync.WaitGroup
@@ -72,25 +68,18 @@ func (e *benchEnv) rawStack(n, perTx int, d time.Duration) (rawStackResult, erro
 			if pubErr != nil {
 				continue // drain, so that producers never block
 			}
-			dc, err := pub.PublishWithDeferredConfirmWithContext(context.Background(), "final", topic, true, false, amqp091.Publishing{
-				ContentType:  "application/x-msgpack",
-				DeliveryMode: amqp091.Persistent,
-				MessageId:    id,
-				Timestamp:    time.Now(),
-				Type:         topic,
-				Body:         body,
-			})
+			confirm, err := pipe.publish(rawMsg{id: id, body: body})
 			if err != nil {
 				pubErr = err
 				continue
 			}
-			pending <- dc
+			pending <- confirm
 		}
 	}()
 	go func() {
 		defer loops.Done()
-		for dc := range pending {
-			if !dc.Wait() {
+		for confirm := range pending {
+			if confirm() != nil {
 				nacked.Add(1)
 			}
 		}
@@ -124,7 +113,7 @@ func (e *benchEnv) rawStack(n, perTx int, d time.Duration) (rawStackResult, erro
 	}
 	e2e := time.Since(start)
 	if k := nacked.Load(); k > 0 {
-		return rawStackResult{}, fmt.Errorf("raw stack: %d publishes nacked", k)
+		return rawStackResult{}, fmt.Errorf("raw stack: %d publishes nacked or failed", k)
 	}
 	return rawStackResult{
 		commitTx: float64(commits) / took.Seconds(),

@@ -113,7 +113,7 @@ func (r *report) addMax(figure string, v, bound float64) {
 
 func (r *report) table() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "machine:  %s\ndatabase: %s   broker: RabbitMQ %s\nconfig:   %s\n\n", r.Machine, r.Database, r.Broker, r.Config)
+	fmt.Fprintf(&b, "machine:  %s\ndatabase: %s   broker: %s\nconfig:   %s\n\n", r.Machine, r.Database, r.Broker, r.Config)
 	fmt.Fprintf(&b, "| %-36s | %10s | %10s | %6s | %-36s | %-4s |\n", "figure", "library", "limit", "ratio", "target", "ok")
 	fmt.Fprintf(&b, "|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 38), strings.Repeat("-", 12), strings.Repeat("-", 12),
 		strings.Repeat("-", 8), strings.Repeat("-", 38), strings.Repeat("-", 6))
@@ -248,7 +248,7 @@ func (r *report) writeSVG(path string) error {
 		title = "Commit throughput: raw database, final and peers (end to end: see the table)"
 	}
 	fmt.Fprintf(&b, `<text x="%d" y="18" font-size="14">%s</text>`+"\n", left, title)
-	fmt.Fprintf(&b, `<text x="%d" y="34" fill="#555">%s; %s, RabbitMQ and producers on one machine</text>`+"\n", left, settings, label(r.Database))
+	fmt.Fprintf(&b, `<text x="%d" y="34" fill="#555">%s; %s, %s and producers on one machine</text>`+"\n", left, settings, label(r.Database), brokerLabel(r.Broker))
 	for i := 0; i <= 4; i++ {
 		v := ymax * float64(i) / 4
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%.0f</text>`+"\n",

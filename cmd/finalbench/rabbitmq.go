@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/finalbus/final/mq"
+	"github.com/finalbus/final/mq/amqp"
+)
+
+// rabbitMQ is the broker of -broker rabbitmq: the raw side with
+// amqp091-go alone, the library's with mq/amqp.
+type rabbitMQ struct{ addr string }
+
+func (rabbitMQ) name() string { return "RabbitMQ" }
+
+func (b rabbitMQ) version() string {
+	conn, err := amqp091.Dial(b.addr)
+	if err != nil {
+		return "RabbitMQ unknown"
+	}
+	defer conn.Close()
+	return fmt.Sprint("RabbitMQ ", conn.Properties["version"])
+}
+
+func (rabbitMQ) settings() string {
+	return fmt.Sprintf("amqp091-go, persistent and mandatory, deferred confirms, up to %d outstanding; consumer prefetch %d, one ack per delivery",
+		rawWindow, rawBatch)
+}
+
+func (b rabbitMQ) url() string { return b.addr }
+
+func (rabbitMQ) provider(url string) mq.IProvider { return amqp.NewProvider(url) }
+
+func (b rabbitMQ) cleanup(services []string) {
+	conn, err := amqp091.Dial(b.addr)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return
+	}
+	for _, svc := range services {
+		_, _ = ch.QueueDelete("final."+svc, false, false, false)
+		_, _ = ch.QueueDelete("final."+svc+".dlq", false, false, false)
+	}
+}
+
+// rawTopology declares, with amqp091-go alone, what the provider declares
+// for a consuming service: the "final" exchange and a durable queue bound to
+// topic. It returns the channel it used.
+func rawTopology(conn *amqp091.Connection, queue, topic string) (*amqp091.Channel, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, err
+	}
+	if err := ch.ExchangeDeclare("final", "direct", true, false, false, false, nil); err != nil {
+		return nil, err
+	}
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+		return nil, err
+	}
+	return ch, ch.QueueBind(queue, topic, "final", false, nil)
+}
+
+// rawConsume acks every delivery of queue on its own channel until stop.
+func rawConsume(conn *amqp091.Connection, queue string, prefetch int, got *atomic.Int64, stop <-chan struct{}) (done <-chan struct{}, err error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, err
+	}
+	if err := ch.Qos(prefetch, 0, false); err != nil {
+		return nil, err
+	}
+	ds, err := ch.Consume(queue, "", false, false, false, false, nil)
+	if err != nil {
+		return nil, err
+	}
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		defer ch.Close()
+		for {
+			select {
+			case d, ok := <-ds:
+				if !ok {
+					return
+				}
+				_ = d.Ack(false)
+				got.Add(1)
+			case <-stop:
+				return
+			}
+		}
+	}()
+	return closed, nil
+}
+
+// amqpPipe is a durable queue bound to a topic on the "final" exchange,
+// a confirming channel on one connection and raw consumers on another.
+type amqpPipe struct {
+	pub, cons    *amqp091.Connection
+	topo, ch     *amqp091.Channel
+	queue, topic string
+	own          bool // the queue is the pipe's: close deletes it
+}
+
+var errNacked = errors.New("raw publish nacked")
+
+func (b rabbitMQ) pipe(topic string) (rawPipe, error) { return b.open(topic, topic, true) }
+
+func (b rabbitMQ) servicePipe(svc, topic string) (rawPipe, error) {
+	return b.open("final."+svc, topic, false)
+}
+
+// open declares queue bound to topic (purged when it is the pipe's own)
+// and opens the connections.
+func (b rabbitMQ) open(queue, topic string, own bool) (*amqpPipe, error) {
+	p := &amqpPipe{queue: queue, topic: topic, own: own}
+	var err error
+	if p.pub, err = amqp091.Dial(b.addr); err != nil {
+		return nil, err
+	}
+	if p.cons, err = amqp091.Dial(b.addr); err != nil {
+		_ = p.pub.Close()
+		return nil, err
+	}
+	if p.topo, err = rawTopology(p.pub, queue, topic); err == nil && own {
+		_, err = p.topo.QueuePurge(queue, false)
+	}
+	if err == nil {
+		p.ch, err = p.pub.Channel()
+	}
+	if err == nil {
+		err = p.ch.Confirm(false)
+	}
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *amqpPipe) publish(m rawMsg) (func() error, error) {
+	pub := amqp091.Publishing{
+		ContentType:  mq.EnvelopeContentType,
+		DeliveryMode: amqp091.Persistent,
+		MessageId:    m.id,
+		Timestamp:    time.Now(),
+		Type:         p.topic,
+		Body:         m.body,
+	}
+	if m.event != nil {
+		h := amqp091.Table{}
+		mq.EventAttributes(m.event, "finalbench", time.Now(), func(name, value string) { h["cloudEvents:"+name] = value })
+		pub = amqp091.Publishing{ContentType: "application/octet-stream", DeliveryMode: amqp091.Persistent,
+			MessageId: m.event.UUID, Headers: h, Body: m.event.Payload}
+	}
+	dc, err := p.ch.PublishWithDeferredConfirmWithContext(context.Background(), "final", p.topic, true, false, pub)
+	if err != nil {
+		return nil, err
+	}
+	return func() error {
+		if !dc.Wait() {
+			return errNacked
+		}
+		return nil
+	}, nil
+}
+
+func (p *amqpPipe) consume(got *atomic.Int64) (func(), error) {
+	stop := make(chan struct{})
+	done, err := rawConsume(p.cons, p.queue, rawBatch, got, stop)
+	if err != nil {
+		return nil, err
+	}
+	return func() { close(stop); <-done }, nil
+}
+
+func (p *amqpPipe) close() {
+	if p.topo != nil && p.own {
+		_, _ = p.topo.QueueDelete(p.queue, false, false, false)
+	}
+	_ = p.cons.Close()
+	_ = p.pub.Close()
+}
