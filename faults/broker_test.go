@@ -13,6 +13,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/finalbus/final/internal/testenv"
+	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/mq"
 	"github.com/finalbus/final/mq/amqp"
 	"github.com/finalbus/final/mq/nats"
@@ -131,4 +132,89 @@ func via(t *testing.T, rawURL, addr string) string {
 	}
 	u.Host = addr
 	return u.String()
+}
+
+// watchNATS lets the scene ask the NATS server at url about its stream
+// and consumer: whether the consumer holds anything more for it, and what
+// became of lost messages.
+func (s *scene) watchNATS(url string) {
+	s.drained = func() bool { return natsDrained(url, s.svc, s.topic) }
+	s.explainLoss = func(lost []string) { explainNATSLoss(s.t, url, s.svc, s.topic, lost) }
+}
+
+// natsDrained reports whether the scene's consumer has nothing left to
+// deliver or to be acknowledged.
+func natsDrained(url, svc, topic string) bool {
+	nc, err := natsgo.Connect(url, natsgo.Timeout(2*time.Second), natsgo.NoReconnect())
+	if err != nil {
+		return false
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := js.Consumer(ctx, nats.Streams(natsPrefix, mq.Config{Service: svc, Topics: []string{topic}})[0], svc)
+	if err != nil {
+		return false
+	}
+	ci := c.CachedInfo()
+	return ci.NumPending == 0 && ci.NumAckPending == 0
+}
+
+// explainNATSLoss logs, for messages lost on NATS, the state of the scene's
+// stream and consumer and where each lost message is in the stream, if it
+// is there: that tells a message the stream never stored (or dropped) from
+// one its consumer skipped.
+func explainNATSLoss(t *testing.T, url, svc, topic string, lost []string) {
+	nc, err := natsgo.Connect(url, natsgo.Timeout(5*time.Second), natsgo.NoReconnect())
+	if err != nil {
+		t.Logf("explain: %v", err)
+		return
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name := nats.Streams(natsPrefix, mq.Config{Service: svc, Topics: []string{topic}})[0]
+	st, err := js.Stream(ctx, name)
+	if err != nil {
+		t.Logf("explain: stream %s: %v", name, err)
+		return
+	}
+	si, _ := st.Info(ctx)
+	if si != nil {
+		t.Logf("explain: stream %s: msgs=%d first=%d last=%d deleted=%d consumers=%d", name, si.State.Msgs, si.State.FirstSeq, si.State.LastSeq,
+			si.State.NumDeleted, si.State.Consumers)
+	}
+	if c, err := st.Consumer(ctx, svc); err == nil {
+		ci := c.CachedInfo()
+		t.Logf("explain: consumer %s: delivered=%d/%d ackfloor=%d/%d pending=%d ackpending=%d redelivered=%d waiting=%d",
+			svc, ci.Delivered.Consumer, ci.Delivered.Stream, ci.AckFloor.Consumer, ci.AckFloor.Stream, ci.NumPending, ci.NumAckPending,
+			ci.NumRedelivered, ci.NumWaiting)
+	} else {
+		t.Logf("explain: consumer %s: %v", svc, err)
+	}
+	want := map[string]bool{}
+	for _, ref := range lost {
+		want[ref] = true
+	}
+	if si == nil {
+		return
+	}
+	for seq := si.State.FirstSeq; seq <= si.State.LastSeq && seq > 0; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			continue
+		}
+		if msg, err := message.Unmarshal(m.Data); err == nil && want[string(msg.Payload)] {
+			t.Logf("explain: lost %s is in the stream at %d (msg id %s, stored %s)", msg.Payload, seq, m.Header.Get("Nats-Msg-Id"),
+				m.Time.Format("15:04:05.000"))
+		}
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -92,7 +91,8 @@ var scenarios = []scenario{
 	{name: "both broker links cut together", full: true, nats: true, maxDups: perLinkCut, natsDups: perNATSLinkCut, run: linkCut(true)},
 	{name: "broker closes all connections", run: brokerClosesConnections},
 	{name: "RabbitMQ application stopped and started", full: true, run: brokerRestarted},
-	{name: "NATS server restarted", natsOnly: true, run: natsRestarted},
+	{name: "NATS server stopped (SIGTERM) and started", natsOnly: true, run: natsRestarted(false)},
+	{name: "NATS server stopped in lame duck mode and started", natsOnly: true, run: natsRestarted(true)},
 	{name: "database connections killed", postgres: true, run: dbConnectionsKilled},
 	{name: "database unreachable", run: dbUnreachable},
 	{name: "three relays on one table", postgres: true, run: threeRelays},
@@ -179,26 +179,40 @@ func brokerRestarted(t *testing.T, s *scene) (int, time.Time) {
 	return 1, ended
 }
 
-// natsRestarted stops nats-server under load, cleanly (SIGTERM), and
-// starts it again on the same store directory. The server is one of the
-// scene's own: stopping the shared one would fail the other packages'
-// tests that run at the same time.
-func natsRestarted(t *testing.T, s *scene) (int, time.Time) {
-	srv := testenv.StartNATSServer(t)
-	db := s.w.open(t, s.w.dsn)
-	b := s.bus(db, srv.URL(), true)
-	l := s.startLoad(b, db, 4)
-	defer l.stop()
-	n := reps(1, 3)
-	for i := 0; i < n; i++ {
-		sleep(time.Second)
-		srv.Stop(syscall.SIGTERM)
-		sleep(2 * time.Second)
-		srv.Start()
+// natsRestarted stops nats-server under load, cleanly (SIGTERM) or in lame
+// duck mode, and starts it again on the same store directory. The server is one of the scene's own
+// (testenv.StartNATSServer): stopping the shared one would fail the other
+// packages' tests that run at the same time.
+//
+// nats-server 2.9 acknowledges publishes during a clean shutdown (SIGTERM)
+// that it then does not keep: the scenario counts them as lost, and fails
+// on them on every other version.
+func natsRestarted(lameDuck bool) func(t *testing.T, s *scene) (int, time.Time) {
+	return func(t *testing.T, s *scene) (int, time.Time) {
+		srv := testenv.StartNATSServer(t)
+		s.watchNATS(srv.URL())
+		stop := srv.Stop
+		if lameDuck {
+			stop = srv.LameDuck
+		} else if strings.HasPrefix(srv.Version(), "2.9.") {
+			s.knownLoss = "nats-server " + srv.Version() + " acknowledges publishes during its shutdown that it does not keep " +
+				"(a defect of the server's; see mq/nats's doc, Versions)"
+		}
+		db := s.w.open(t, s.w.dsn)
+		b := s.bus(db, srv.URL(), true)
+		l := s.startLoad(b, db, 4)
+		defer l.stop()
+		n := reps(1, 3)
+		for i := 0; i < n; i++ {
+			sleep(time.Second)
+			stop()
+			sleep(time.Second)
+			srv.Start()
+		}
+		ended := time.Now()
+		sleep(time.Second) // load goes on after the fault
+		return n, ended
 	}
-	ended := time.Now()
-	sleep(time.Second) // load goes on after the fault
-	return n, ended
 }
 
 func dbConnectionsKilled(t *testing.T, s *scene) (int, time.Time) {

@@ -30,14 +30,19 @@ func NATSServerBinary() string {
 
 // NATSServer is a nats-server process of a test's own, with JetStream and a
 // store directory that outlives its restarts: a test may stop and start it
-// without disturbing the shared server the other tests use.
+// without disturbing the shared server the other tests use. Its lame duck
+// mode lasts 30s (the server's minimum) after a grace period of 1s, and
+// ends sooner once its few clients are gone.
 type NATSServer struct {
 	t        testing.TB
 	bin, dir string
 	port     int
+	version  string
 	cmd      *exec.Cmd
 	exited   chan struct{} // closed when cmd has exited
 }
+
+const natsServerConf = "lame_duck_duration: \"30s\"\nlame_duck_grace_period: \"1s\"\n"
 
 // StartNATSServer starts a nats-server of t's own on a free port of
 // 127.0.0.1 and waits until JetStream answers. It is stopped when t ends,
@@ -56,10 +61,16 @@ func StartNATSServer(t testing.TB) *NATSServer {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	s := &NATSServer{t: t, bin: bin, dir: t.TempDir(), port: port}
-	t.Cleanup(func() { s.Stop(syscall.SIGKILL) })
+	if err := os.WriteFile(s.confPath(), []byte(natsServerConf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Kill)
 	s.Start()
 	return s
 }
+
+// Version is the server's version, as it announces it.
+func (s *NATSServer) Version() string { return s.version }
 
 // URL is the server's nats:// URL.
 func (s *NATSServer) URL() string { return "nats://127.0.0.1:" + strconv.Itoa(s.port) }
@@ -84,8 +95,8 @@ func (s *NATSServer) Start() {
 	if s.Running() {
 		s.t.Fatal("testenv: the nats-server is running already")
 	}
-	cmd := exec.Command(s.bin, "-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-js",
-		"-sd", filepath.Join(s.dir, "store"), "-l", s.logPath())
+	cmd := exec.Command(s.bin, "-c", s.confPath(), "-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-js",
+		"-sd", filepath.Join(s.dir, "store"), "-l", s.LogPath())
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("testenv: start %s: %v", s.bin, err)
 	}
@@ -96,50 +107,78 @@ func (s *NATSServer) Start() {
 	}(s.exited)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		err := jetStreamAnswers(s.URL())
+		v, err := jetStreamAnswers(s.URL())
 		if err == nil {
+			s.version = v
 			return
 		}
 		if !s.Running() || time.Now().After(deadline) {
-			s.t.Fatalf("testenv: nats-server on port %d did not come up (%v); its log: %s", s.port, err, s.logPath())
+			s.t.Fatalf("testenv: nats-server on port %d did not come up (%v); its log: %s", s.port, err, s.LogPath())
 		}
 		time.Sleep(50 * time.Millisecond) // polling interval
 	}
 }
 
-// Stop sends sig to the server (SIGTERM shuts it down cleanly, SIGKILL
-// crashes it) and waits until it has exited; after 30s it kills it. It
-// does nothing when the server is not running.
-func (s *NATSServer) Stop(sig syscall.Signal) {
+// Stop shuts the server down cleanly (SIGTERM, as start-stop-daemon
+// --stop and most service managers do) and waits until it has exited.
+func (s *NATSServer) Stop() { s.signal(func(p *os.Process) error { return p.Signal(syscall.SIGTERM) }) }
+
+// LameDuck puts the server in lame duck mode (nats-server --signal ldm,
+// SIGUSR2 on Unix), NATS's way to stop a server: it stops accepting
+// clients, closes the connections of those it has after the grace period,
+// and then shuts down. It waits until the server has exited.
+func (s *NATSServer) LameDuck() {
+	s.signal(func(p *os.Process) error {
+		out, err := exec.Command(s.bin, "--signal", "ldm="+strconv.Itoa(p.Pid)).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, out)
+		}
+		return nil
+	})
+}
+
+// Kill crashes the server (SIGKILL) and waits until it has exited.
+func (s *NATSServer) Kill() { s.signal((*os.Process).Kill) }
+
+// signal sends the server a signal with send and waits until it has exited;
+// after a minute it kills it. It does nothing when the server is not
+// running.
+func (s *NATSServer) signal(send func(*os.Process) error) {
 	if !s.Running() {
 		return
 	}
-	_ = s.cmd.Process.Signal(sig)
+	if err := send(s.cmd.Process); err != nil {
+		s.t.Errorf("testenv: signal nats-server: %v", err)
+	}
 	select {
 	case <-s.exited:
-	case <-time.After(30 * time.Second):
+	case <-time.After(time.Minute):
 		_ = s.cmd.Process.Kill()
 		<-s.exited
 	}
 }
 
-func (s *NATSServer) logPath() string { return filepath.Join(s.dir, "nats-server.log") }
+func (s *NATSServer) confPath() string { return filepath.Join(s.dir, "nats-server.conf") }
 
-// jetStreamAnswers reports why JetStream at url does not answer, or nil.
-func jetStreamAnswers(url string) error {
+// LogPath is the server's log file.
+func (s *NATSServer) LogPath() string { return filepath.Join(s.dir, "nats-server.log") }
+
+// jetStreamAnswers returns the version of the server at url, or why its
+// JetStream does not answer.
+func jetStreamAnswers(url string) (string, error) {
 	nc, err := nats.Connect(url, nats.Timeout(time.Second), nats.NoReconnect())
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return err
+		return "", err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if _, err := js.AccountInfo(ctx); err != nil {
-		return fmt.Errorf("JetStream: %w", err)
+		return "", fmt.Errorf("JetStream: %w", err)
 	}
-	return nil
+	return nc.ConnectedServerVersion(), nil
 }
