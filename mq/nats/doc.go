@@ -122,9 +122,9 @@
 // SIGTERM (or SIGINT) that it does not keep: the fault suite's restart
 // under load lost 4 to 30 messages in each of four runs (of 2,000 to
 // 8,500), every one acknowledged in the last milliseconds before the
-// connection closed, and
-// the stream's sequence skips them; nothing on the client can tell those
-// acks from good ones. The same restart loses nothing in lame duck mode
+// connection closed (the stream's sequence then skips them, or reuses
+// their numbers); nothing on the client can tell those acks from good
+// ones. The same restart loses nothing in lame duck mode
 // (nats-server --signal ldm, SIGUSR2), which closes the clients' connections
 // before JetStream stops, nor on nats-server 2.15.2 with SIGTERM. So stop
 // 2.9 servers in lame duck mode.
