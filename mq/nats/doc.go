@@ -119,9 +119,9 @@
 // false for a redelivery there, and the bus's MaxRedeliveries count it
 // late.
 // nats-server 2.9.10 also acknowledges publishes while it shuts down on
-// SIGTERM (or SIGINT) that it does not keep: the fault suite's restart
-// under load lost 4 to 30 messages in each of four runs (of 2,000 to
-// 8,500), every one acknowledged in the last milliseconds before the
+// SIGTERM that it does not keep: the fault suite's restart under load lost
+// 4 to 30 messages per restart in every run (of 2,000 to 9,000 per
+// scenario), every one acknowledged in the last milliseconds before the
 // connection closed (the stream's sequence then skips them, or reuses
 // their numbers); nothing on the client can tell those acks from good
 // ones. The same restart loses nothing in lame duck mode
