@@ -4,8 +4,6 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -48,8 +46,8 @@ func databaseNamed(name string) *database {
 	return nil
 }
 
-// setupWorld prepares the suite's corner of d and of RabbitMQ.
-func setupWorld(t *testing.T, d *database) *world {
+// setupWorld prepares the suite's corner of d and of b.
+func setupWorld(t *testing.T, d *database, b *broker) *world {
 	t.Helper()
 	var w *world
 	switch d {
@@ -60,14 +58,7 @@ func setupWorld(t *testing.T, d *database) *world {
 	default:
 		t.Fatalf("no world for %s", d.name)
 	}
-	testenv.AMQP(t)
-	if out, err := exec.Command("rabbitmqctl", "add_vhost", vhost).CombinedOutput(); err != nil && !strings.Contains(string(out), "already exists") {
-		testenv.Unavailable(t, "rabbitmqctl add_vhost: %v: %s", err, out)
-	}
-	if out, err := exec.Command("rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*").CombinedOutput(); err != nil {
-		t.Fatalf("rabbitmqctl set_permissions: %v: %s", err, out)
-	}
-	w.amqpURL = strings.TrimSuffix(testenv.AMQPURL(), "/") + "/" + vhost
+	w.broker, w.brokerURL = b, b.setup(t)
 	return w
 }
 

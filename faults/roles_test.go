@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/finalbus/final"
-	"github.com/finalbus/final/mq/amqp"
 )
 
 // The test binary doubles as the processes the suite kills.
@@ -36,12 +35,17 @@ func runRole(role string) int {
 		fmt.Fprintf(os.Stderr, "no database %q\n", os.Getenv("FAULTS_DB"))
 		return 2
 	}
+	br := brokerNamed(os.Getenv("FAULTS_BROKER"))
+	if br == nil {
+		fmt.Fprintf(os.Stderr, "no broker %q\n", os.Getenv("FAULTS_BROKER"))
+		return 2
+	}
 	db, err := sql.Open(d.driver, os.Getenv("FAULTS_DSN"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	b := final.New(svc, db, amqp.NewProvider(os.Getenv("FAULTS_AMQP")), options())
+	b := final.New(svc, db, br.provider(os.Getenv("FAULTS_BROKER_URL")), options())
 	started := func(c *final.Context) {
 		if c.Attempt == 1 {
 			fmt.Println("start", string(c.Message.Payload))
@@ -117,7 +121,8 @@ func (s *scene) spawn(role, prefix string) *proc {
 	s.t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "FAULTS_ROLE="+role, "FAULTS_SVC="+s.svc, "FAULTS_TABLE="+s.table,
-		"FAULTS_TOPIC="+s.topic, "FAULTS_RECV="+s.recvTable, "FAULTS_DB="+s.w.db.name, "FAULTS_DSN="+s.w.dsn, "FAULTS_AMQP="+s.w.amqpURL,
+		"FAULTS_TOPIC="+s.topic, "FAULTS_RECV="+s.recvTable, "FAULTS_DB="+s.w.db.name, "FAULTS_DSN="+s.w.dsn,
+		"FAULTS_BROKER="+s.w.broker.name, "FAULTS_BROKER_URL="+s.w.brokerURL,
 		"FAULTS_PREFIX="+prefix)
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -118,6 +118,16 @@
 // around 2.10.14: nats-io/nats-server#5305, #5338), so Redelivered can be
 // false for a redelivery there, and the bus's MaxRedeliveries count it
 // late.
+// nats-server 2.9.10 also acknowledges publishes while it shuts down on
+// SIGTERM that it does not keep: the fault suite's restart under load lost
+// 4 to 30 messages per restart in every run (of 2,000 to 9,000 per
+// scenario), every one acknowledged in the last milliseconds before the
+// connection closed (the stream's sequence then skips them, or reuses
+// their numbers); nothing on the client can tell those acks from good
+// ones. The same restart loses nothing in lame duck mode
+// (nats-server --signal ldm, SIGUSR2), which closes the clients' connections
+// before JetStream stops, nor on nats-server 2.15.2 with SIGTERM. So stop
+// 2.9 servers in lame duck mode.
 // Newer servers would allow more: filtering a consumer by several subjects
 // (2.10) would let a replay reach one service without the other consumers
 // seeing it, and pinned-client priority groups (2.11) would let an Ordered
