@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"strings"
@@ -269,10 +268,10 @@ func (b *Bus) ShutdownContext(ctx context.Context) error {
 // handlers and the confirm waits it cancelled there to return.
 const shutdownGrace = 500 * time.Millisecond
 
-// closeBeginner closes Options.Beginner if it is an io.Closer.
+// closeBeginner releases what Options.Beginner holds for the bus.
 func (b *Bus) closeBeginner() error {
-	if c, ok := b.opt.Beginner.(io.Closer); ok {
-		if err := c.Close(); err != nil {
+	if c, ok := b.opt.Beginner.(outbox.BusOwned); ok {
+		if err := c.CloseWithBus(); err != nil {
 			return fmt.Errorf("final: close Options.Beginner: %w", err)
 		}
 	}
@@ -483,9 +482,6 @@ func (b *Bus) stage(ctx context.Context, tx outbox.Tx, m *message.Message) (*out
 	}
 	if m.Policy.Delay > 0 {
 		return nil, nil
-	}
-	if out.msg.Payload != nil {
-		out.body = nil // the message goes whole (CloudEvents); the row has the body
 	}
 	return &out, nil
 }

@@ -113,6 +113,16 @@ func (c *Context) Tx() *sql.Tx {
 	return outbox.AsSQLTx(c.txBus.tx)
 }
 
+// DriverTx returns the transaction an Inbox subscription's chain runs in,
+// whatever its driver (outbox.AsSQLTx gives a *sql.Tx back, pgxbus.Tx a
+// pgx.Tx), or nil for other subscriptions.
+func (c *Context) DriverTx() outbox.Tx {
+	if c.txBus == nil {
+		return nil
+	}
+	return c.txBus.tx
+}
+
 // TxBus returns a TxBus on Tx, for publishing in the same transaction, or
 // nil for subscriptions without Inbox.
 func (c *Context) TxBus() *TxBus { return c.txBus }

@@ -18,7 +18,7 @@ type outgoing struct {
 	key   int64            // outbox.OrderKey; 0: not ordered
 	owner string           // the relay's claim owner; "" on the fast path
 	msg   *message.Message // routing: topic, UUID, policy
-	body  []byte           // the bytes stored in the row: the envelope format's body; nil when msg is whole
+	body  []byte           // the bytes stored in the row: the envelope format's body
 	// sendBy is the last moment a publish of the row may start: for a
 	// claimed row, its lease's end less PublishTimeout, so that the publish
 	// is settled before another relay may claim the row; for a committed
@@ -128,7 +128,9 @@ func (d *dispatcher) offer(o outgoing) bool {
 func (d *dispatcher) submit(ctx context.Context, o outgoing) error {
 	switch {
 	case d.whole:
-		o.body = nil // the decoded message is what is sent
+		// The decoded message is what is sent; the stored bytes stay too,
+		// so that a provider that does not know the CloudEvents format
+		// sends the envelope rather than an empty body.
 	case d.encoded != nil && o.msg.Payload != nil:
 		// The body is what is sent: the decoded payload, as big, need
 		// not be held too.

@@ -18,8 +18,9 @@ var (
 	ErrNilDB = errors.New("final: nil *sql.DB")
 	// ErrNilProvider: New was given a nil provider.
 	ErrNilProvider = errors.New("final: nil mq provider")
-	// ErrNilTx: a nil *sql.Tx was passed.
-	ErrNilTx = errors.New("final: nil *sql.Tx")
+	// ErrNilTx: a nil transaction (*sql.Tx, pgx.Tx or outbox.Tx) was
+	// passed.
+	ErrNilTx = errors.New("final: nil transaction")
 	// ErrTxDone: the transaction was already committed or rolled back. It
 	// also matches sql.ErrTxDone when the database said so.
 	ErrTxDone = errors.New("final: transaction already committed or rolled back")

@@ -136,8 +136,9 @@ type Options struct {
 	// Default nil: BeginTx on the bus's *sql.DB, whose *sql.Tx Context.Tx
 	// returns. pgxbus.New sets one that begins a pgx.Tx on the pgxpool
 	// (pgxbus.Tx returns it). It must begin transactions of the bus's
-	// database. If it is also an io.Closer, Shutdown closes it once the
-	// bus has stopped (pgxbus's closes the *sql.DB it opened on the pool).
+	// database. If it implements outbox.BusOwned, Shutdown calls its
+	// CloseWithBus once the bus has stopped (pgxbus's closes the *sql.DB it
+	// opened on the pool); nothing else of it is closed.
 	Beginner outbox.Beginner
 
 	// WireFormat is the format messages take on the broker. Default

@@ -12,12 +12,16 @@ import (
 
 // Codec turns typed values into payloads and back.
 type Codec interface {
-	Name() string // recorded in the message's content-type header
+	Name() string // the media type, recorded as the message's ContentType
 	Marshal(v any) ([]byte, error)
 	Unmarshal(data []byte, v any) error
 }
 
-// HeaderContentType names the codec of a typed payload.
+// HeaderContentType is the header in which earlier versions recorded the
+// codec of a typed payload; PublishValue now sets Message.ContentType
+// instead (the header is a transport's own in the CloudEvents format).
+//
+// Deprecated: read Message.ContentType.
 const HeaderContentType = "content-type"
 
 // MsgpackCodec encodes with msgpack; it is the default.
@@ -54,7 +58,7 @@ func PublishValue[T any](ctx context.Context, p Publisher, codec Codec, topic st
 		return fmt.Errorf("final: encode %T: %w", v, err)
 	}
 	m := message.New(topic, payload, opts...)
-	m.Header.Set(HeaderContentType, codec.Name())
+	m.ContentType = codec.Name()
 	return p.PublishMessageContext(ctx, m)
 }
 

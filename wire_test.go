@@ -322,3 +322,33 @@ func TestInboxHandlesANodeEventOnce(t *testing.T) {
 	defer mu.Unlock()
 	require.Equal(t, [2]string{topic, "order-7"}, ctxs[0])
 }
+
+// A typed value published in the CloudEvents format travels with its
+// codec as the content type (no header the format refuses) and decodes.
+func TestPublishValueInCloudEvents(t *testing.T) {
+	e := newEnv(t)
+	topic := e.svc + ".typed"
+	seen := observe(t, e, topic)
+	type order struct{ ID string }
+	got := make(chan order, 1)
+	b := e.start(e.svc, e.url, testOptions(t).WithWireFormat(mq.CloudEvents), func(b *final.Bus) {
+		b.Subscribe(topic).Handler(final.Typed(final.JSONCodec, func(_ context.Context, o order) error {
+			got <- o
+			return nil
+		}))
+	})
+	require.NoError(t, final.PublishValue(context.Background(), b, final.JSONCodec, topic, order{ID: "o-1"}))
+	select {
+	case d := <-seen:
+		require.Equal(t, "application/json", d.ContentType)
+		require.JSONEq(t, `{"ID":"o-1"}`, string(d.Body))
+	case <-time.After(30 * time.Second):
+		t.Fatal("nothing on the wire")
+	}
+	select {
+	case o := <-got:
+		require.Equal(t, "o-1", o.ID)
+	case <-time.After(30 * time.Second):
+		t.Fatal("not handled")
+	}
+}

@@ -140,7 +140,7 @@ func messages(n int) string {
 // shown shows a message's payload: a msgpack value decoded (its bytes say
 // nothing to a reader), anything else as snippet does.
 func shown(m *message.Message) string {
-	if m.Header.GetString(final.HeaderContentType) == final.MsgpackCodec.Name() {
+	if m.ContentType == final.MsgpackCodec.Name() {
 		var v any
 		if err := final.MsgpackCodec.Unmarshal(m.Payload, &v); err == nil {
 			return fmt.Sprintf("(msgpack) %v", v)

@@ -47,8 +47,8 @@ func testRequirePublishedTxPasses(t *testing.T, d database) {
 	txBus := bus.WithTx(tx)
 	publishOrders(t, txBus)
 
-	got := finaltest.RequirePublishedTx(t, txBus, "order.placed", finaltest.Key("42"), finaltest.Value(nil, placed),
-		finaltest.Header(final.HeaderContentType, final.MsgpackCodec.Name()))
+	got := finaltest.RequirePublishedTx(t, txBus, "order.placed", finaltest.Key("42"), finaltest.Value(nil, placed))
+	require.Equal(t, final.MsgpackCodec.Name(), got.ContentType)
 	require.Equal(t, "42", got.Key)
 	hello := finaltest.RequirePublishedTx(t, txBus, "order.noted", finaltest.Payload([]byte("hello")), finaltest.Header("source", "web"))
 	require.Equal(t, "hello", string(hello.Payload))
@@ -57,7 +57,7 @@ func testRequirePublishedTxPasses(t *testing.T, d database) {
 	require.Equal(t, "again", string(notes[1].Payload))
 	finaltest.RequirePublishedCountTx(t, txBus, 1, "order.noted", finaltest.Payload([]byte("again")))
 	finaltest.RequirePublishedTx(t, txBus, "order.placed", finaltest.Matching("a content type", func(m *message.Message) error {
-		if m.Header.GetString(final.HeaderContentType) == "" {
+		if m.ContentType == "" {
 			return errors.New("no content type")
 		}
 		return nil

@@ -66,6 +66,6 @@ func ValueMessage[T any](t TB, codec final.Codec, topic string, v T, opts ...mes
 		return nil
 	}
 	m := message.New(topic, payload, opts...)
-	m.Header.Set(final.HeaderContentType, codec.Name())
+	m.ContentType = codec.Name()
 	return m
 }

@@ -151,7 +151,9 @@ type IProvider interface {
 // rows, whose stored bytes are the Envelope format's body, so a message is
 // encoded once and the broker receives exactly what the transaction
 // stored. msg supplies the topic, UUID and policy; in the CloudEvents
-// format, whose body is the payload, msg is whole and body may be nil.
+// format, whose body is the payload, msg is whole too (header, payload,
+// content type, time), and body is still the envelope, so that a provider
+// that knows only the envelope sends that.
 type EncodedPublisher interface {
 	PublishEncoded(ctx context.Context, msg *message.Message, body []byte) (Confirmation, error)
 }

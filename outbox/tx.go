@@ -17,8 +17,9 @@ import (
 type Tx interface {
 	// Exec runs a statement and returns the number of rows it affected.
 	Exec(ctx context.Context, query string, args ...any) (rowsAffected int64, err error)
-	// QueryRow runs a query that returns at most one row; Scan reports
-	// sql.ErrNoRows (or the driver's equivalent) when there is none.
+	// QueryRow runs a query that returns at most one row; Scan returns an
+	// error matching sql.ErrNoRows (errors.Is) when there is none, as pgx
+	// does since v5.6.
 	QueryRow(ctx context.Context, query string, args ...any) RowScanner
 	// Commit commits the transaction.
 	Commit(ctx context.Context) error
@@ -36,6 +37,15 @@ type RowScanner interface {
 // transaction with it; by default it begins them on its *sql.DB.
 type Beginner interface {
 	Begin(ctx context.Context) (Tx, error)
+}
+
+// BusOwned is implemented by a Beginner that holds something for the bus
+// it is given to (pgxbus's holds the *sql.DB it opened on the pool): the
+// bus's Shutdown calls CloseWithBus once the bus has stopped. A Beginner of
+// the application's own, which merely begins on the application's
+// database, does not implement it, and nothing of it is closed.
+type BusOwned interface {
+	CloseWithBus() error
 }
 
 // SQLTx adapts tx to Tx; a nil tx gives a nil Tx.

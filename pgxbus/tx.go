@@ -70,7 +70,8 @@ type owningBeginner struct {
 	db *sql.DB
 }
 
-func (b owningBeginner) Close() error { return b.db.Close() }
+// CloseWithBus implements outbox.BusOwned.
+func (b owningBeginner) CloseWithBus() error { return b.db.Close() }
 
 func (b beginner) Begin(ctx context.Context) (outbox.Tx, error) {
 	tx, err := b.pool.Begin(ctx)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -84,7 +83,7 @@ func (p *Provider) replay(ctx context.Context, s *session, stream jetstream.Stre
 	if !ok {
 		return fmt.Errorf("%w: %s: the service no longer subscribes to %q", mq.ErrNotReplayable, msg.UUID, msg.Topic)
 	}
-	id := "replay:" + p.topo.dlq.Name + ":" + strconv.FormatUint(raw.Sequence, 10)
+	id := copyID("replay", p.topo.dlq.Name, raw.Sequence, raw.Header)
 	err = p.redirect(ctx, s, raw.Header, raw.Data, msg.Topic, msg.Key, sub.consumer, id)
 	if errors.Is(err, mq.ErrUnroutable) {
 		return fmt.Errorf("%w: %s: %w", mq.ErrNotReplayable, msg.UUID, err)

@@ -3,7 +3,6 @@ package nats
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -154,12 +153,12 @@ func (d *delivery) Requeue() error {
 // DeadLetter publishes the message, its headers and the reason to the
 // service's dead-letter stream, waits for the stream's ack and only then
 // acks the delivery (see move.go): its copy's message id is the delivery's
-// stream and sequence.
+// stream, sequence and message id (copyID).
 func (d *delivery) DeadLetter(ctx context.Context, reason string) error {
 	if d.Stale() {
 		return fmt.Errorf("mq/nats: dead-letter: the delivery was taken back: %w", mq.ErrUnavailable)
 	}
-	id := "dead:" + d.meta.Stream + ":" + strconv.FormatUint(d.meta.Sequence.Stream, 10)
+	id := copyID("dead", d.meta.Stream, d.meta.Sequence.Stream, d.msg.Headers())
 	if err := d.p.deadCopy(ctx, d.s, d.msg.Headers(), d.msg.Data(), d.sub.topic, d.sub.stream+"/"+d.sub.consumer, reason, id); err != nil {
 		return fmt.Errorf("mq/nats: dead-letter: %w", err)
 	}

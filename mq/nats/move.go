@@ -2,6 +2,7 @@ package nats
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
@@ -56,4 +57,13 @@ func (p *Provider) publishWait(ctx context.Context, s *session, m *natsgo.Msg, i
 		return err
 	}
 	return conf.Wait(ctx)
+}
+
+// copyID is the message id of a copy of the message at seq in stream, with
+// headers h: a stream's sequence numbers start again when it is deleted and
+// created anew, so the original's own message id is part of it, lest a
+// copy of another message within the duplicate window be dropped as this
+// one's duplicate.
+func copyID(kind, stream string, seq uint64, h natsgo.Header) string {
+	return kind + ":" + stream + ":" + strconv.FormatUint(seq, 10) + ":" + h.Get(jetstream.MsgIDHeader)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -191,7 +190,7 @@ func (p *Provider) move(ctx context.Context, s *session, m jetstream.Msg, from, 
 	if meta.Sequence.Stream > last {
 		return later, m.Nak()
 	}
-	id := "move:" + meta.Stream + ":" + strconv.FormatUint(meta.Sequence.Stream, 10)
+	id := copyID("move", meta.Stream, meta.Sequence.Stream, m.Headers())
 	o := deadLettered
 	msg, err := decode(m.Headers(), m.Data())
 	if err != nil {
@@ -223,6 +222,17 @@ func (p *Provider) dropIfUnused(ctx context.Context, s *session, topic string) e
 		return fmt.Errorf("mq/nats: inspect stream %q: %w", name, err)
 	}
 	if st.CachedInfo().State.Consumers > 0 {
+		return nil
+	}
+	// Looked at again just before the delete, to narrow the window in which
+	// another service's new consumer, and messages kept for it, would go
+	// with the stream. It is narrowed, not closed: JetStream cannot delete
+	// a stream on a condition (see docs/nats.md).
+	info, err := st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("mq/nats: inspect stream %q: %w", name, err)
+	}
+	if info.State.Consumers > 0 || info.State.Msgs > 0 {
 		return nil
 	}
 	// A service that subscribes to the topic meanwhile re-declares the

@@ -37,6 +37,10 @@ const closeTimeout = time.Second
 
 // connect dials the server and declares the topology; purge is passed to
 // declare.
+// maxPendingPublishes is nats.go's bound on async publishes awaiting their
+// ack, per connection.
+const maxPendingPublishes = 1 << 16
+
 func (p *Provider) connect(ctx context.Context, purge bool) (*session, error) {
 	timeout := p.opts.dialTimeout
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
@@ -62,7 +66,10 @@ func (p *Provider) connect(ctx context.Context, purge bool) (*session, error) {
 		return nil, fmt.Errorf("mq/nats: connect: %w: %w", mq.ErrUnavailable, err)
 	}
 	s.nc = nc
-	if s.js, err = jetstream.New(nc); err != nil {
+	// nats.go stalls, then fails, async publishes beyond its pending limit
+	// (4,000 by default): the bus bounds them itself (MaxUnconfirmed), so
+	// the client's bound is set far above any sensible window.
+	if s.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxPendingPublishes)); err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("mq/nats: %w: %w", mq.ErrUnavailable, err)
 	}
