@@ -120,6 +120,9 @@ func (p *Provider) Close() error {
 	close(p.done)
 	p.mu.Unlock()
 	p.wg.Wait()
+	// supervise waits for the Consume goroutines too, except when Close
+	// finds it between two sessions: waited for here either way.
+	p.pulling.Wait()
 	return nil
 }
 
