@@ -73,7 +73,7 @@ func ExampleRequirePublishedTx_failure() {
 	// Output:
 	// finaltest: no message of topic "order.placed" with key "43" in the transaction
 	// the outbox holds 1 message as the transaction sees it:
-	//   1. "order.placed" key "42" header map[content-type:application/x-msgpack] payload (msgpack) map[ID:42 Item:tea]: key "42", want "43"
+	//   1. "order.placed" key "42" content type application/x-msgpack payload (msgpack) map[ID:42 Item:tea]: key "42", want "43"
 }
 
 // A test runs a middleware chain and a typed handler on a message, with

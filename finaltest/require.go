@@ -114,6 +114,9 @@ func listing(all []*message.Message, topic string, matches []Match) string {
 		if m.Key != "" {
 			fmt.Fprintf(&b, " key %q", m.Key)
 		}
+		if m.ContentType != "" {
+			fmt.Fprintf(&b, " content type %s", m.ContentType)
+		}
 		if len(m.Header) > 0 {
 			fmt.Fprintf(&b, " header %v", map[string]any(m.Header))
 		}

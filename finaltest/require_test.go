@@ -95,7 +95,7 @@ func testRequirePublishedTxFails(t *testing.T, d database) {
 	msg = failure(t, func(tb finaltest.TB) { finaltest.RequirePublishedTx(tb, txBus, "order.placed", finaltest.Key("43")) })
 	require.Contains(t, msg, `finaltest: no message of topic "order.placed" with key "43" in the transaction`)
 	require.Contains(t, msg, "the outbox holds 3 messages as the transaction sees it:")
-	require.Contains(t, msg, `1. "order.placed" key "42" header map[content-type:application/x-msgpack] payload (msgpack) map[At:2026-01-02`)
+	require.Contains(t, msg, `1. "order.placed" key "42" content type application/x-msgpack payload (msgpack) map[At:2026-01-02`)
 	require.Contains(t, msg, ` ID:42 Item:tea]: key "42", want "43"`)
 	require.Contains(t, msg, `: key "42", want "43"`)
 	require.Contains(t, msg, `2. "order.noted" header map[source:web] payload "hello"`)
