@@ -1,8 +1,10 @@
 package mq
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -176,7 +178,7 @@ func isControl(r rune) bool { return r <= 0x1f || (r >= 0x7f && r <= 0x9f) }
 // integers, floats or byte slices.
 func CheckHeader(h message.Header) error {
 	for k, v := range h {
-		if err := checkHeaderName(k); err != nil {
+		if err := CheckHeaderName(k); err != nil {
 			return err
 		}
 		switch x := v.(type) {
@@ -200,7 +202,8 @@ var reservedHeaders = []string{"content-type", "status", "description"}
 // bindings, NATS and final's providers use.
 var reservedPrefixes = []string{"cloudevents:", "cloudevents_", "ce-", "ce_", "nats-", "final-", "x-final-"}
 
-func checkHeaderName(k string) error {
+// CheckHeaderName is CheckHeader's rule for a header's name alone.
+func CheckHeaderName(k string) error {
 	if k == "" {
 		return fmt.Errorf("header with an empty name")
 	}
@@ -230,4 +233,55 @@ func isTokenChar(c byte) bool {
 		return true
 	}
 	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// HeaderText is a header value as text, for transports whose headers are
+// strings (NATS, Kafka): numbers and booleans in Go's canonical form, byte
+// slices in standard base64, anything else printed; control characters,
+// which such headers cannot carry, become spaces. A receiver gets strings.
+func HeaderText(v any) string {
+	var s string
+	switch x := v.(type) {
+	case string:
+		s = x
+	case bool:
+		s = strconv.FormatBool(x)
+	case []byte:
+		s = base64.StdEncoding.EncodeToString(x)
+	case int:
+		s = strconv.FormatInt(int64(x), 10)
+	case int8:
+		s = strconv.FormatInt(int64(x), 10)
+	case int16:
+		s = strconv.FormatInt(int64(x), 10)
+	case int32:
+		s = strconv.FormatInt(int64(x), 10)
+	case int64:
+		s = strconv.FormatInt(x, 10)
+	case uint:
+		s = strconv.FormatUint(uint64(x), 10)
+	case uint8:
+		s = strconv.FormatUint(uint64(x), 10)
+	case uint16:
+		s = strconv.FormatUint(uint64(x), 10)
+	case uint32:
+		s = strconv.FormatUint(uint64(x), 10)
+	case uint64:
+		s = strconv.FormatUint(x, 10)
+	case float32:
+		s = strconv.FormatFloat(float64(x), 'g', -1, 32)
+	case float64:
+		s = strconv.FormatFloat(x, 'g', -1, 64)
+	default:
+		s = fmt.Sprint(v)
+	}
+	if strings.IndexFunc(s, isControl) < 0 {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if isControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
 }

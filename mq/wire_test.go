@@ -113,3 +113,18 @@ func TestCheckHeader(t *testing.T) {
 		}
 	}
 }
+
+func TestHeaderText(t *testing.T) {
+	for _, c := range []struct {
+		v    any
+		want string
+	}{
+		{"acme", "acme"}, {true, "true"}, {int8(-3), "-3"}, {uint64(1 << 63), "9223372036854775808"},
+		{1.5, "1.5"}, {float32(0.25), "0.25"}, {[]byte{0xff, 0}, "/wA="}, {[]string{"a"}, "[a]"},
+		{"line\r\nbreak", "line  break"}, {"del\x7f", "del "},
+	} {
+		if got := mq.HeaderText(c.v); got != c.want {
+			t.Errorf("HeaderText(%#v) = %q, want %q", c.v, got, c.want)
+		}
+	}
+}

@@ -45,10 +45,7 @@ func (p *Provider) PublishEncodedAfter(ctx context.Context, prev mq.Confirmation
 	if !follows(s, prev) {
 		return nil, fmt.Errorf("mq/nats: message %s: %w", msg.UUID, mq.ErrOutOfOrder)
 	}
-	m, err := encode(msg, body, p.cfg.WireFormat, p.cfg.Service, time.Now())
-	if err != nil {
-		return nil, err
-	}
+	m := encode(msg, body, p.cfg.WireFormat, p.cfg.Service, time.Now())
 	m.Subject = p.names.publishSubject(msg.Topic, msg.Key)
 	return p.publish(s, m, msg.UUID)
 }

@@ -1,8 +1,6 @@
 package nats
 
 import (
-	"encoding/base64"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -39,26 +37,15 @@ const (
 	cePrefix          = "ce-"
 )
 
-// errInvalidHeader: a message header cannot travel as a NATS header as it
-// is: a name that is not an RFC 7230 token or that NATS, this package or
-// CloudEvents use (prefixes "Nats-", "Final-", "ce-"; "Content-Type",
-// "Status", "Description"), a value with a control character, or a value
-// of another type than mq.CheckHeader allows. The bus refuses such
-// headers at Publish; encode leaves out, or prints, those of rows stored
-// before (see eventHeaders).
-var errInvalidHeader = errors.New("mq/nats: header cannot travel as a NATS header")
-
 // encode returns msg as a NATS message in format f, published by source:
 // body is msg encoded by message.Marshal, used by the Envelope format.
 // Both formats carry the UUID as Nats-Msg-Id, so that the stream's
 // duplicate window drops a message sent again, and the TTL as HeaderTTL.
-func encode(msg *message.Message, body []byte, f mq.WireFormat, source string, now time.Time) (*natsgo.Msg, error) {
+func encode(msg *message.Message, body []byte, f mq.WireFormat, source string, now time.Time) *natsgo.Msg {
 	h := make(natsgo.Header, len(msg.Header)+10)
 	m := &natsgo.Msg{Header: h}
 	if f == mq.CloudEvents {
-		if err := eventHeaders(h, msg, source, now); err != nil {
-			return nil, err
-		}
+		eventHeaders(h, msg, source, now)
 		m.Data = msg.Payload
 	} else {
 		h.Set(headerContentType, mq.EnvelopeContentType)
@@ -68,7 +55,7 @@ func encode(msg *message.Message, body []byte, f mq.WireFormat, source string, n
 	if msg.Policy != nil && msg.Policy.TTL > 0 {
 		h.Set(HeaderTTL, strconv.FormatInt(max(msg.Policy.TTL.Milliseconds(), 1), 10))
 	}
-	return m, nil
+	return m
 }
 
 // ceNames are the header names of the attributes mq.EventAttributes sets,
@@ -86,25 +73,16 @@ var ceNames = func() map[string]string {
 // binding's binary mode asks: every attribute, datacontenttype included, is
 // a "ce-" header whose value is percent-encoded. The user's headers are
 // headers of their own, their values as strings.
-func eventHeaders(h natsgo.Header, msg *message.Message, source string, now time.Time) error {
+func eventHeaders(h natsgo.Header, msg *message.Message, source string, now time.Time) {
 	for k, v := range msg.Header {
 		// The bus refuses such headers at Publish (mq.CheckHeader); a row
 		// stored in the envelope format before the switch may still hold
 		// one. Left out, or sent as printed text, rather than failing the
 		// row's every publish.
-		if checkHeaderName(k) != nil {
+		if mq.CheckHeaderName(k) != nil {
 			continue
 		}
-		s, err := headerString(k, v)
-		if err != nil {
-			s = strings.Map(func(r rune) rune {
-				if r < ' ' || r == 0x7f {
-					return ' '
-				}
-				return r
-			}, fmt.Sprint(v))
-		}
-		h.Set(k, s)
+		h.Set(k, mq.HeaderText(v))
 	}
 	set := func(name, value string) {
 		key, ok := ceNames[name]
@@ -117,24 +95,6 @@ func eventHeaders(h natsgo.Header, msg *message.Message, source string, now time
 	if msg.ContentType != "" {
 		set(mq.AttrDataContentType, msg.ContentType)
 	}
-	return nil
-}
-
-// checkHeaderName refuses a user's header name that would not survive as a
-// NATS header or would be read as something else.
-func checkHeaderName(k string) error {
-	if k == "" {
-		return fmt.Errorf("%w: an empty name", errInvalidHeader)
-	}
-	for i := 0; i < len(k); i++ {
-		if !isTokenChar(k[i]) {
-			return fmt.Errorf("%w: name %q is not an RFC 7230 token", errInvalidHeader, k)
-		}
-	}
-	if transportHeader(strings.ToLower(k)) || strings.HasPrefix(strings.ToLower(k), cePrefix) {
-		return fmt.Errorf("%w: name %q is reserved (NATS, final or CloudEvents use it)", errInvalidHeader, k)
-	}
-	return nil
 }
 
 // transportHeader reports whether a header (lower-cased name) belongs to
@@ -145,60 +105,6 @@ func transportHeader(lk string) bool {
 		return true
 	}
 	return strings.HasPrefix(lk, "nats-") || strings.HasPrefix(lk, "final-")
-}
-
-func isTokenChar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-}
-
-// headerString is a header value as a string: numbers and booleans in Go's
-// canonical form, byte slices in standard base64. A receiver gets strings.
-func headerString(k string, v any) (string, error) {
-	var s string
-	switch x := v.(type) {
-	case string:
-		s = x
-	case bool:
-		s = strconv.FormatBool(x)
-	case []byte:
-		s = base64.StdEncoding.EncodeToString(x)
-	case int:
-		s = strconv.FormatInt(int64(x), 10)
-	case int8:
-		s = strconv.FormatInt(int64(x), 10)
-	case int16:
-		s = strconv.FormatInt(int64(x), 10)
-	case int32:
-		s = strconv.FormatInt(int64(x), 10)
-	case int64:
-		s = strconv.FormatInt(x, 10)
-	case uint:
-		s = strconv.FormatUint(uint64(x), 10)
-	case uint8:
-		s = strconv.FormatUint(uint64(x), 10)
-	case uint16:
-		s = strconv.FormatUint(uint64(x), 10)
-	case uint32:
-		s = strconv.FormatUint(uint64(x), 10)
-	case uint64:
-		s = strconv.FormatUint(x, 10)
-	case float32:
-		s = strconv.FormatFloat(float64(x), 'g', -1, 32)
-	case float64:
-		s = strconv.FormatFloat(x, 'g', -1, 64)
-	default:
-		return "", fmt.Errorf("%w: %q: a %T (use a string, number, boolean or []byte)", errInvalidHeader, k, v)
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' || c == 0x7f {
-			return "", fmt.Errorf("%w: %q: the value has a control character", errInvalidHeader, k)
-		}
-	}
-	return s, nil
 }
 
 // lookup returns the first value of header name, matched without regard
