@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	natsgo "github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/finalbus/final/internal/testenv"
@@ -97,15 +95,11 @@ func natsProvider(url string) mq.IProvider {
 // dropStreams deletes the streams of svc subscribed to topic (its topic's
 // and its dead letters'), and with them its consumers.
 func dropStreams(url, svc, topic string) {
-	nc, err := natsgo.Connect(url, natsgo.Timeout(5*time.Second), natsgo.NoReconnect())
+	js, done, err := testenv.JetStream(url, 5*time.Second)
 	if err != nil {
 		return
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return
-	}
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, name := range nats.Streams(natsPrefix, mq.Config{Service: svc, Topics: []string{topic}}) {
@@ -145,15 +139,11 @@ func (s *scene) watchNATS(url string) {
 // natsDrained reports whether the scene's consumer has nothing left to
 // deliver or to be acknowledged.
 func natsDrained(url, svc, topic string) bool {
-	nc, err := natsgo.Connect(url, natsgo.Timeout(2*time.Second), natsgo.NoReconnect())
+	js, done, err := testenv.JetStream(url, 2*time.Second)
 	if err != nil {
 		return false
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return false
-	}
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	c, err := js.Consumer(ctx, nats.Streams(natsPrefix, mq.Config{Service: svc, Topics: []string{topic}})[0], svc)
@@ -169,16 +159,12 @@ func natsDrained(url, svc, topic string) bool {
 // is there: that tells a message the stream never stored (or dropped) from
 // one its consumer skipped.
 func explainNATSLoss(t *testing.T, url, svc, topic string, lost []string) {
-	nc, err := natsgo.Connect(url, natsgo.Timeout(5*time.Second), natsgo.NoReconnect())
+	js, done, err := testenv.JetStream(url, 5*time.Second)
 	if err != nil {
 		t.Logf("explain: %v", err)
 		return
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return
-	}
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	name := nats.Streams(natsPrefix, mq.Config{Service: svc, Topics: []string{topic}})[0]

@@ -21,19 +21,30 @@ func NATSURL() string {
 	return "nats://127.0.0.1:4222"
 }
 
+// JetStream connects to the nats-server at url, without reconnecting, and
+// returns its JetStream API and a function that closes the connection.
+func JetStream(url string, timeout time.Duration) (jetstream.JetStream, func(), error) {
+	nc, err := nats.Connect(url, nats.Timeout(timeout), nats.NoReconnect())
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return js, nc.Close, nil
+}
+
 // NATS checks that nats-server answers with JetStream enabled and returns
 // its URL.
 func NATS(t testing.TB) string {
 	t.Helper()
-	nc, err := nats.Connect(NATSURL(), nats.Timeout(5*time.Second), nats.NoReconnect())
+	js, done, err := JetStream(NATSURL(), 5*time.Second)
 	if err != nil {
 		Unavailable(t, "nats-server at %s: %v", NATSURL(), err)
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := js.AccountInfo(ctx); err != nil {
@@ -57,15 +68,11 @@ func NATSPrefix(t testing.TB) string {
 // DropNATSStreams deletes the streams whose names begin with prefix and
 // '_', as far as the server can be reached.
 func DropNATSStreams(prefix string) {
-	nc, err := nats.Connect(NATSURL(), nats.Timeout(5*time.Second), nats.NoReconnect())
+	js, done, err := JetStream(NATSURL(), 5*time.Second)
 	if err != nil {
 		return
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return
-	}
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	names := js.StreamNames(ctx)

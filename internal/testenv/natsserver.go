@@ -11,9 +11,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // NATSServerBinary is FINAL_TEST_NATS_SERVER, or nats-server on the PATH,
@@ -166,19 +163,15 @@ func (s *NATSServer) LogPath() string { return filepath.Join(s.dir, "nats-server
 // jetStreamAnswers returns the version of the server at url, or why its
 // JetStream does not answer.
 func jetStreamAnswers(url string) (string, error) {
-	nc, err := nats.Connect(url, nats.Timeout(time.Second), nats.NoReconnect())
+	js, done, err := JetStream(url, time.Second)
 	if err != nil {
 		return "", err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return "", err
-	}
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if _, err := js.AccountInfo(ctx); err != nil {
 		return "", fmt.Errorf("JetStream: %w", err)
 	}
-	return nc.ConnectedServerVersion(), nil
+	return js.Conn().ConnectedServerVersion(), nil
 }
