@@ -126,14 +126,11 @@ func (d *dispatcher) offer(o outgoing) bool {
 // submit queues o, waiting for room in messages and in bytes; the relay
 // uses it for backpressure.
 func (d *dispatcher) submit(ctx context.Context, o outgoing) error {
-	switch {
-	case d.whole:
-		// The decoded message is what is sent; the stored bytes stay too,
-		// so that a provider that does not know the CloudEvents format
-		// sends the envelope rather than an empty body.
-	case d.encoded != nil && o.msg.Payload != nil:
-		// The body is what is sent: the decoded payload, as big, need
-		// not be held too.
+	// In the envelope format the body is what is sent: the decoded payload,
+	// as big, need not be held too. In the CloudEvents format the message
+	// is what is sent, and the body goes along for a provider that knows
+	// only the envelope.
+	if d.encoded != nil && !d.whole && o.msg.Payload != nil {
 		o.msg = &message.Message{UUID: o.msg.UUID, Topic: o.msg.Topic, Key: o.msg.Key, Policy: o.msg.Policy}
 	}
 	if err := d.bytes.take(ctx, o.size()); err != nil {
