@@ -69,13 +69,14 @@ type config struct {
 	peerFlags    []string      // more flags for every peerbench run
 }
 
-// phases in the order they run (peers before sweep); libonly (the
-// library's commit phase alone, for profiling) and peers (which builds the
+// phases in the order they run (peers before sweep); libonly and rawonly
+// (the library's commit phase, or the raw DB + broker's, alone, for
+// profiling) and peers (which builds the
 // bench/peers module, downloading its dependencies on first use) run only
 // when asked for.
 var (
 	defaultPhases = []string{"commit", "latency", "drain", "consume", "tx10", "sweep"}
-	allPhases     = append(slices.Clone(defaultPhases), "libonly", "peers")
+	allPhases     = append(slices.Clone(defaultPhases), "libonly", "rawonly", "peers")
 )
 
 func (c config) runs(phase string) bool { return c.phases[phase] }
@@ -228,6 +229,14 @@ func run(c config) error {
 			return err
 		}
 		say("library only: commit %.0f tx/s", lib.commitTx)
+		return nil
+	}
+	if c.runs("rawonly") { // for profiling: the limit's commit phase alone
+		stack, err := env.rawStack(c.concurrency, c.perTx, c.duration)
+		if err != nil {
+			return err
+		}
+		say("raw DB + broker only: commit %.0f tx/s, end-to-end %.0f tx/s", stack.commitTx, stack.e2eTx)
 		return nil
 	}
 	var rawTx float64
