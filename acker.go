@@ -22,14 +22,19 @@ type failure struct {
 	err   error
 }
 
-// acker removes confirmed rows and records failed ones, in batches: it takes
-// what is queued (up to AckBatchSize) and writes it in one statement, so the
-// batch grows with the load and no timer adds latency.
+// acker removes confirmed rows and records failed ones, in batches. A
+// batch of confirmed rows is written in one DELETE once AckBatchSize rows
+// are in it or AckLinger has passed since its first: the rows are
+// confirmed already, so the wait delays no delivery, and one statement for
+// many rows costs the database far less than one for each few. Failures are
+// recorded at once, what is queued in one go, since the relay's next try
+// waits for them.
 type acker struct {
-	store outbox.Store
-	log   *slog.Logger
-	batch int
-	ctx   context.Context // cancelled when Shutdown stops waiting
+	store  outbox.Store
+	log    *slog.Logger
+	batch  int
+	linger time.Duration
+	ctx    context.Context // cancelled when Shutdown stops waiting
 
 	dones chan int64
 	fails chan failure
@@ -40,12 +45,13 @@ type acker struct {
 
 func newAcker(ctx context.Context, s outbox.Store, o Options) *acker {
 	return &acker{
-		store: s,
-		log:   o.Logger,
-		batch: o.AckBatchSize,
-		ctx:   ctx,
-		dones: make(chan int64, 4*o.AckBatchSize),
-		fails: make(chan failure, 1024),
+		store:  s,
+		log:    o.Logger,
+		batch:  o.AckBatchSize,
+		linger: min(o.AckLinger, o.OutboxScanAgoTime/2),
+		ctx:    ctx,
+		dones:  make(chan int64, 4*o.AckBatchSize),
+		fails:  make(chan failure, 1024),
 	}
 }
 
@@ -64,6 +70,8 @@ func (a *acker) run() {
 	defer a.wg.Done()
 	dones, fails := a.dones, a.fails
 	ids := make([]int64, 0, a.batch)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for dones != nil || fails != nil {
 		select {
 		case id, ok := <-dones:
@@ -72,19 +80,7 @@ func (a *acker) run() {
 				continue
 			}
 			ids = append(ids[:0], id)
-		drain:
-			for len(ids) < a.batch {
-				select {
-				case id, ok := <-dones:
-					if !ok {
-						dones = nil
-						break drain
-					}
-					ids = append(ids, id)
-				default:
-					break drain
-				}
-			}
+			dones = a.fill(&ids, dones, linger)
 			a.retry("delete confirmed rows", len(ids), func(ctx context.Context) error { return a.store.Delete(ctx, ids) })
 		case f, ok := <-fails:
 			if !ok {
@@ -108,6 +104,40 @@ func (a *acker) run() {
 			a.recordFailures(batch)
 		}
 	}
+}
+
+// fill adds confirmed rows to the batch in *ids until it holds a.batch,
+// a.linger has passed, or dones is closed (it then returns nil). With no
+// linger it takes only what is queued.
+func (a *acker) fill(ids *[]int64, dones chan int64, linger *time.Timer) chan int64 {
+	if a.linger <= 0 {
+		for len(*ids) < a.batch {
+			select {
+			case id, ok := <-dones:
+				if !ok {
+					return nil
+				}
+				*ids = append(*ids, id)
+			default:
+				return dones
+			}
+		}
+		return dones
+	}
+	linger.Reset(a.linger)
+	defer linger.Stop()
+	for len(*ids) < a.batch {
+		select {
+		case id, ok := <-dones:
+			if !ok {
+				return nil
+			}
+			*ids = append(*ids, id)
+		case <-linger.C:
+			return dones
+		}
+	}
+	return dones
 }
 
 // recordFailures records failed rows with one UPDATE per (owner, cause),

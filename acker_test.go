@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -327,5 +328,74 @@ func TestErrorReportSaysItOncePerInterval(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "dropped_since_last_report=4 their_rows=40") {
 		t.Fatalf("the second Error line does not count the writes dropped meanwhile; log:\n%s", logs)
+	}
+}
+
+// deleteRecordingStore is a countingStore that records the size of each
+// Delete.
+type deleteRecordingStore struct {
+	countingStore
+	mu      sync.Mutex
+	deletes []int
+}
+
+func (s *deleteRecordingStore) Delete(ctx context.Context, ids []int64) error {
+	s.mu.Lock()
+	s.deletes = append(s.deletes, len(ids))
+	s.mu.Unlock()
+	return s.countingStore.Delete(ctx, ids)
+}
+
+func (s *deleteRecordingStore) statements() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]int(nil), s.deletes...)
+}
+
+// An acker holds a confirmed row for AckLinger while more arrive, so that
+// rows confirmed one by one share a DELETE; a full batch goes at once, and
+// closing writes what is held.
+func TestAckerLingersToFillADelete(t *testing.T) {
+	o := DefaultOptions()
+	o.Logger = discardLogger()
+	o.AckBatchSize = 5
+	o.AckLinger = time.Hour // only a full batch or the close ends a batch
+	store := &deleteRecordingStore{}
+	a := newAcker(context.Background(), store, o)
+	a.start(1)
+	a.done(1)
+	// The acker has taken the first row: without the linger it would
+	// delete it alone now.
+	testenv.Eventually(t, 10*time.Second, func() bool { return len(a.dones) == 0 }, "the first row taken")
+	for id := int64(2); id <= 7; id++ {
+		a.done(id)
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool { return store.deleted.Load() >= 5 }, "a full batch deleted")
+	a.closeAndWait()
+	if got := store.statements(); !slices.Equal(got, []int{5, 2}) {
+		t.Fatalf("DELETE sizes %v, want [5 2]: a full batch at once, the rest at close", got)
+	}
+}
+
+// A batch that does not fill is written once AckLinger has passed.
+func TestAckerWritesAPartialBatchAfterTheLinger(t *testing.T) {
+	o := DefaultOptions()
+	o.Logger = discardLogger()
+	o.AckLinger = 10 * time.Millisecond
+	store := &deleteRecordingStore{}
+	a := newAcker(context.Background(), store, o)
+	a.start(1)
+	defer a.closeAndWait()
+	a.done(1)
+	a.done(2)
+	testenv.Eventually(t, 10*time.Second, func() bool { return store.deleted.Load() == 2 }, "the rows deleted without a close")
+}
+
+// The linger is capped at half OutboxScanAgoTime: confirmed rows still in
+// the table when the relay may claim them would be sent again.
+func TestAckerLingersAtMostHalfTheScanAge(t *testing.T) {
+	o := DefaultOptions().WithOutboxScanAgoTime(10 * time.Millisecond).WithAckLinger(time.Hour)
+	if a := newAcker(context.Background(), &countingStore{}, o); a.linger != 5*time.Millisecond {
+		t.Fatalf("linger %s, want 5ms", a.linger)
 	}
 }

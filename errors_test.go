@@ -79,6 +79,7 @@ func TestStartRefusesBadConfiguration(t *testing.T) {
 		}, final.ErrInvalidOption},
 		{"zero subscribers", func() *final.Bus { return final.New("svc", db, p, testOptions(t).WithNumSubscriber(0)) }, final.ErrInvalidOption},
 		{"no unconfirmed publish allowed", func() *final.Bus { return final.New("svc", db, p, testOptions(t).WithMaxUnconfirmed(0)) }, final.ErrInvalidOption},
+		{"negative ack linger", func() *final.Bus { return final.New("svc", db, p, testOptions(t).WithAckLinger(-time.Second)) }, final.ErrInvalidOption},
 		{"invalid subscription topic", func() *final.Bus {
 			b := final.New("svc", db, p, testOptions(t))
 			b.Subscribe("bad topic").Handler(noop)

@@ -80,6 +80,19 @@ type Options struct {
 	NumAcker int
 	// AckBatchSize caps the rows removed by one DELETE. Default 500.
 	AckBatchSize int
+	// AckLinger is how long an acker waits, from the first confirmed row
+	// of a batch, for more to fill its DELETE before it writes it; a full
+	// batch (AckBatchSize) goes at once, and Shutdown writes what is held.
+	// One statement for many rows costs the database far less than one per
+	// few (on MariaDB with 8 producers, 100ms lifted the commit rate by
+	// about a third; see docs/performance.md). Delivery does not wait for
+	// it: the rows are already confirmed. The cost is that they stay in the
+	// table up to this long after their confirm, so a crash in that time
+	// sends them again when the relay finds them: duplicates, never a
+	// loss. 0: write what is queued at once, one statement per wake-up. The
+	// acker waits at most half OutboxScanAgoTime, so that the relay does
+	// not find confirmed rows still there and send them again. Default 100ms.
+	AckLinger time.Duration
 
 	// PublishTimeout bounds the wait for one broker confirm; an
 	// unconfirmed publish is then retried. Default 5s.
@@ -171,6 +184,7 @@ func DefaultOptions() Options {
 		NumSubscriber:      8,
 		NumAcker:           2,
 		AckBatchSize:       500,
+		AckLinger:          100 * time.Millisecond,
 		PublishTimeout:     5 * time.Second,
 		MaxUnconfirmed:     128,
 		DispatchQueueSize:  8192,
@@ -225,6 +239,9 @@ func (o Options) WithAckBatchSize(v int) Options { o.AckBatchSize = v; return o 
 
 // WithPublishTimeout sets PublishTimeout.
 func (o Options) WithPublishTimeout(v time.Duration) Options { o.PublishTimeout = v; return o }
+
+// WithAckLinger sets AckLinger.
+func (o Options) WithAckLinger(v time.Duration) Options { o.AckLinger = v; return o }
 
 // WithMaxUnconfirmed sets MaxUnconfirmed.
 func (o Options) WithMaxUnconfirmed(v int) Options { o.MaxUnconfirmed = v; return o }
@@ -368,6 +385,8 @@ func (o *Options) validate() error {
 		return bad("NumAcker", o.NumAcker, "> 0")
 	case o.AckBatchSize <= 0 || o.AckBatchSize > 10000:
 		return bad("AckBatchSize", o.AckBatchSize, "1..10000")
+	case o.AckLinger < 0:
+		return bad("AckLinger", o.AckLinger, ">= 0")
 	case o.MaxUnconfirmed <= 0:
 		return bad("MaxUnconfirmed", o.MaxUnconfirmed, "> 0")
 	case o.DispatchQueueSize <= 0:

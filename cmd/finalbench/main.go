@@ -104,7 +104,7 @@ func main() {
 	flag.StringVar(&c.out, "out", "bench/latest", "directory for results.json and throughput.svg")
 	phases := flag.String("phases", strings.Join(defaultPhases, ","), "phases to run: "+strings.Join(allPhases, ","))
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
-	flag.Float64Var(&c.pacedRate, "rate", 0, "tx/s of the paced latency phase (0: half the raw database rate)")
+	flag.Float64Var(&c.pacedRate, "rate", 0, "tx/s of the paced latency phase (0: half the limit, raw DB + broker, when the commit phase runs, else half the raw database rate)")
 	flag.IntVar(&c.unconfirmed, "max-unconfirmed", final.DefaultOptions().MaxUnconfirmed, "the library's MaxUnconfirmed")
 	wire := flag.String("wire", "envelope", "the library's wire format: envelope or cloudevents")
 	replot := flag.String("replot", "", "redraw the chart of a saved results.json beside it, and exit")
@@ -307,11 +307,10 @@ func (r *report) commitPhases(env *benchEnv, rawTx float64, say func(string, ...
 		}
 		say("  commit %.0f tx/s, end-to-end %.0f tx/s", lib.commitTx, lib.e2eTx)
 		r.measured.lib = &lib
-		r.add("commit rate (tx/s)", lib.commitTx, rawTx, ">= 0.90 x raw DB", 0.90)
-		r.add("end-to-end rate (tx/s)", lib.e2eTx, rawTx, ">= 0.85 x raw DB", 0.85)
+		r.addRef("commit rate vs raw DB alone (tx/s)", lib.commitTx, rawTx, "the database's own rate, without a broker")
 		r.addRef("raw DB + broker, no outbox (tx/s)", stack.commitTx, rawTx, "limit for an outbox on this box")
-		r.addRef("commit rate vs that limit (tx/s)", lib.commitTx, stack.commitTx, "library / that limit")
-		r.addRef("end-to-end vs that limit (tx/s)", lib.e2eTx, stack.e2eTx, "")
+		r.add("commit rate vs that limit (tx/s)", lib.commitTx, stack.commitTx, ">= 0.90 x the limit", 0.90)
+		r.add("end-to-end vs that limit (tx/s)", lib.e2eTx, stack.e2eTx, ">= 0.90 x the limit", 0.90)
 		r.addLatency("latency p50 at full load (ms)", lib.lat.p50, 0)
 		r.addLatency("latency p99 at full load (ms)", lib.lat.p99, 0)
 		r.addLatency("latency max at full load (ms)", lib.lat.max, 0)
@@ -319,7 +318,12 @@ func (r *report) commitPhases(env *benchEnv, rawTx float64, say func(string, ...
 	if !c.runs("latency") {
 		return nil
 	}
-	half, label := rawTx/2, "half raw rate"
+	// Half the limit (raw DB + broker) when the commit phase measured it,
+	// else half the raw database rate.
+	half, label := rawTx/2, "half raw DB rate"
+	if s := r.measured.stack; s != nil {
+		half, label = s.commitTx/2, "half the limit"
+	}
 	if c.pacedRate > 0 {
 		half, label = c.pacedRate, fmt.Sprintf("%.0f tx/s", c.pacedRate)
 	}
@@ -330,7 +334,7 @@ func (r *report) commitPhases(env *benchEnv, rawTx float64, say func(string, ...
 	}
 	r.add("paced commit rate (tx/s) at "+label, halfRun.commitTx, half, "reaches the paced rate", 0.97)
 	r.addLatency("latency p50 at "+label+" (ms)", halfRun.lat.p50, 0)
-	r.addLatency("latency p99 at "+label+" (ms)", halfRun.lat.p99, 20)
+	r.addLatency("latency p99 at "+label+" (ms)", halfRun.lat.p99, 10)
 	r.addLatency("latency max at "+label+" (ms)", halfRun.lat.max, 0)
 	return nil
 }
@@ -358,7 +362,7 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 		say("  relayed %.0f msg/s, delivered %.0f msg/s, RSS +%.1f MiB, %d duplicates", drain.relayed, drain.delivered, drain.rssGrowthMiB, drain.dups)
 		r.measured.drain = &drain
 		r.add("backlog drain to broker (msg/s)", drain.relayed, rawPub.confirmed, ">= 0.50 x raw confirmed publish", 0.50)
-		r.add("backlog drain to subscriber (msg/s)", drain.delivered, rawPub.consumed, ">= 0.50 x raw publish+consume", 0.50)
+		r.add("backlog drain to subscriber (msg/s)", drain.delivered, rawPub.consumed, ">= 0.80 x raw publish+consume", 0.80)
 		r.addMax("RSS growth while draining (MiB)", drain.rssGrowthMiB, 64)
 	}
 	if c.runs("consume") {
@@ -387,9 +391,9 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 		say("  raw DB %.0f msg/s; raw DB + broker: end to end %.0f, handled under load %.0f msg/s; library: end to end %.0f, handled under load %.0f, commits %.0f msg/s, %d duplicates",
 			raw10*10, stack10.e2eTx*10, stack10.loadMsgs, lib10.e2eTx*10, lib10.loadMsgs, lib10.commitTx*10, lib10.dups)
 		limit10 := min(rawPub.confirmed, raw10*10)
-		r.add("10 msg/tx: msg/s end to end", lib10.e2eTx*10, limit10, ">= 0.70 x min(raw publish, raw DB)", 0.70)
-		r.addRef("10 msg/tx: raw DB + broker (msg/s)", stack10.e2eTx*10, limit10, "limit for an outbox on this box")
-		r.addRef("10 msg/tx vs that limit (msg/s)", lib10.e2eTx*10, stack10.e2eTx*10, "library / that limit")
+		r.addRef("10 msg/tx: raw DB + broker (msg/s)", stack10.e2eTx*10, limit10, "limit for an outbox on this box, / min(raw publish, raw DB)")
+		r.add("10 msg/tx: commits vs that limit (msg/s)", lib10.commitTx*10, stack10.commitTx*10, ">= 0.90 x the limit", 0.90)
+		r.add("10 msg/tx: end to end vs that limit (msg/s)", lib10.e2eTx*10, stack10.e2eTx*10, ">= 0.90 x the limit", 0.90)
 	}
 	return nil
 }
