@@ -413,6 +413,15 @@ func TestConcurrentInsertsWait(t *testing.T) {
 			n := 0
 			defer func() { relayed <- n }()
 			for {
+				// Whether every writer had committed before this claim
+				// began: a claim that began earlier may miss the last
+				// commits, so only an empty claim after that ends the loop.
+				var stopped bool
+				select {
+				case <-stop:
+					stopped = true
+				default:
+				}
 				recs, err := s2.Claim(ctx, "relay", 50, 0, time.Hour)
 				if err != nil {
 					t.Errorf("Claim: %v", err)
@@ -427,12 +436,8 @@ func TestConcurrentInsertsWait(t *testing.T) {
 					return
 				}
 				n += len(recs)
-				select {
-				case <-stop:
-					if len(recs) == 0 {
-						return
-					}
-				default:
+				if stopped && len(recs) == 0 {
+					return
 				}
 			}
 		}()
