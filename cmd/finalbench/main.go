@@ -325,7 +325,7 @@ func run(c config) error {
 func (r *report) commitPhases(env *benchEnv, rawTx float64, say func(string, ...any)) error {
 	c := env.cfg
 	if c.runs("commit") {
-		say("raw database + raw %s (no outbox), %d producers", c.broker.name(), c.concurrency)
+		say("raw database + raw %s (no outbox), %d producers, %s", c.broker.name(), c.concurrency, env.raw)
 		stack, err := env.rawStack(c.concurrency, c.perTx, c.duration)
 		if err != nil {
 			return err

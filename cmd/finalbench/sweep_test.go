@@ -104,10 +104,11 @@ func TestRawSettingsStrings(t *testing.T) {
 func TestRawSettingsInReport(t *testing.T) {
 	best := rawSettings{Window: 16384, Prefetch: 256, Publishers: 2}
 	r := &report{RawSettings: &rawLimitSettings{
-		Source:        "best publish-and-consume of a 2-point sweep of 20000 messages each",
-		Best:          best,
-		Described:     rabbitMQ{}.settings(best),
-		BestConfirmed: defaultRawSettings,
+		Source:      "best publish-and-consume of a 2-point sweep of 20000 messages each",
+		Best:        best,
+		Described:   rabbitMQ{}.settings(best),
+		ConfirmedBy: defaultRawSettings,
+		ConsumedBy:  best,
 		Sweep: []rawSweepPoint{
 			{rawSettings: defaultRawSettings, Messages: 20000, Confirmed: 19000, Consumed: 7000},
 			{rawSettings: best, Messages: 20000, Confirmed: 15000, Consumed: 13800},
@@ -116,13 +117,16 @@ func TestRawSettingsInReport(t *testing.T) {
 	table := r.table()
 	for _, want := range []string{
 		"raw:      window 16384, prefetch 256, 2 publishers (best publish-and-consume of a 2-point sweep",
-		"best confirmed rate alone: window 2048, prefetch 32, 1 publisher",
+		"raw confirmed-publish limit with window 2048, prefetch 32, 1 publisher",
 		"| 2048 | 32 | 1 | 19000 | 7000 | + |",
 		"| 16384 | 256 | 2 | 15000 | 13800 | * |",
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("the table lacks %q:\n%s", want, table)
 		}
+	}
+	if strings.Contains(table, "publish-and-consume limit with") {
+		t.Errorf("the table names other settings for the publish-and-consume limit, which had the best:\n%s", table)
 	}
 	if got := r.rawSetup(); got != "; window 16384, prefetch 256, 2 publishers" {
 		t.Errorf("rawSetup() = %q", got)
@@ -196,5 +200,27 @@ func TestRawPublishToSplits(t *testing.T) {
 	p := &fakePipe{s: rawSettings{Window: 8, Prefetch: 1, Publishers: 2}, nack: 700, by: map[int]int{}}
 	if _, err := rawPublishTo(p, 1000, msg); !errors.Is(err, errNacked) {
 		t.Fatalf("with message 700 nacked: %v, want errNacked", err)
+	}
+}
+
+func TestBetterLimits(t *testing.T) {
+	sa, sb := rawSettings{256, 256, 1}, rawSettings{16384, 256, 1}
+	for _, tc := range []struct {
+		name                    string
+		a, b                    rawPublishResult
+		want                    rawPublishResult
+		confirmedBy, consumedBy rawSettings
+	}{
+		{"a better at both", rawPublishResult{20000, 15000}, rawPublishResult{19000, 14000}, rawPublishResult{20000, 15000}, sa, sa},
+		{"b confirms faster", rawPublishResult{22000, 20000}, rawPublishResult{38000, 19000}, rawPublishResult{38000, 20000}, sb, sa},
+		{"b better at both", rawPublishResult{22000, 20000}, rawPublishResult{38000, 32000}, rawPublishResult{38000, 32000}, sb, sb},
+		{"a tie goes to a", rawPublishResult{20000, 15000}, rawPublishResult{20000, 15000}, rawPublishResult{20000, 15000}, sa, sa},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, confirmedBy, consumedBy := betterLimits(tc.a, tc.b, sa, sb)
+			if got != tc.want || confirmedBy != tc.confirmedBy || consumedBy != tc.consumedBy {
+				t.Errorf("got %+v by %s / %s, want %+v by %s / %s", got, confirmedBy, consumedBy, tc.want, tc.confirmedBy, tc.consumedBy)
+			}
+		})
 	}
 }
