@@ -20,8 +20,9 @@ type broker interface {
 	// version is the server's name and version for the report, or the
 	// name and "unknown".
 	version() string
-	// settings describes how the raw limits publish and consume.
-	settings() string
+	// settings describes, in the broker's words, how the raw limits
+	// publish and consume with s.
+	settings(s rawSettings) string
 	// url is the configured URL of the server.
 	url() string
 	// provider is the library's provider for the server at url: url(),
@@ -29,31 +30,43 @@ type broker interface {
 	provider(url string) mq.IProvider
 	// pipe declares, as the provider declares a topic's destination, a
 	// destination of its own for topic, empty (a durable queue; a stream
-	// and a durable pull consumer). close deletes it.
-	pipe(topic string) (rawPipe, error)
+	// and a durable pull consumer), and opens it to publish and consume
+	// with s. close deletes it.
+	pipe(topic string, s rawSettings) (rawPipe, error)
 	// servicePipe declares what the provider declares for service svc
-	// subscribed to topic, for the library to consume afterwards; close
-	// leaves it to cleanup.
-	servicePipe(svc, topic string) (rawPipe, error)
+	// subscribed to topic, for the library to consume afterwards, and
+	// opens it with s; close leaves it to cleanup.
+	servicePipe(svc, topic string, s rawSettings) (rawPipe, error)
 	// cleanup deletes what the library declared for services (each
 	// subscribed to the topic "bench.<service>").
 	cleanup(services []string)
 }
 
 // rawPipe is the broker side of a raw limit: a destination declared as
-// the provider declares it, a confirming publisher on a connection of its
+// the provider declares it, confirming publishers on a connection of their
 // own and a raw consumer on another.
 type rawPipe interface {
-	// publish sends m to the pipe's topic without waiting for the
-	// broker's confirm, which the returned function waits for. One
-	// goroutine publishes; another may wait.
-	publish(m rawMsg) (confirm func() error, err error)
-	// consume starts a raw consumer that acks each delivery (AMQP: prefetch
-	// rawBatch; JetStream: pull requests of rawBatch) and counts it in
-	// got, until stop, which returns once it has stopped.
+	// settings are the settings the pipe was opened with.
+	settings() rawSettings
+	// publishers are the pipe's settings().Publishers publishers (AMQP:
+	// each on a confirming channel of its own; JetStream: goroutines
+	// sharing the publishing connection).
+	publishers() []rawPublisher
+	// consume starts a raw consumer that acks each delivery (AMQP:
+	// prefetch settings().Prefetch; JetStream: pull requests of that
+	// many) and counts it in got, until stop, which returns once it has
+	// stopped.
 	consume(got *atomic.Int64) (stop func(), err error)
 	// close stops what is running and closes the connections.
 	close()
+}
+
+// rawPublisher is one of a pipe's publishers.
+type rawPublisher interface {
+	// publish sends m to the pipe's topic without waiting for the
+	// broker's confirm, which the returned function waits for. One
+	// goroutine publishes on a publisher; another may wait.
+	publish(m rawMsg) (confirm func() error, err error)
 }
 
 // rawMsg is a message as the provider sends it: the envelope with the
@@ -70,10 +83,10 @@ type rawMsg struct {
 
 const (
 	// rawBatch is the raw consumers' prefetch (AMQP) or pull batch
-	// (JetStream), and the library's Prefetch in the consumer phase.
+	// (JetStream) without the sweep (-raw-sweep=false).
 	rawBatch = 32
-	// rawWindow bounds the confirms outstanding in the raw confirmed
-	// publish and the consumer phase's preload.
+	// rawWindow bounds the confirms outstanding per publisher without the
+	// sweep.
 	rawWindow = 2048
 	// benchPrefix is the NATS provider's prefix in every phase, so that
 	// the benchmark's streams are apart from the applications' ("final").

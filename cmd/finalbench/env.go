@@ -23,6 +23,9 @@ type benchEnv struct {
 	cfg config
 	db  *sql.DB
 	seq atomic.Int64 // makes service names unique per phase
+	// raw are the settings of the raw limits that use the broker, set by
+	// the report's chooseRawSettings before the first of them.
+	raw rawSettings
 
 	mu       sync.Mutex
 	services []string // to clean up

@@ -21,10 +21,10 @@ import (
 type jetStream struct{ addr string }
 
 // maxPending is the JetStream client's own bound on unacknowledged async
-// publishes, set above the windows the raw publishers keep (rawWindow,
-// stackWindow) so that those windows are the bound: at the client's bound
-// a publish stalls and then fails.
-const maxPending = 2 * stackWindow
+// publishes for a pipe with s, set above the windows its publishers keep
+// together so that those windows are the bound: at the client's bound a
+// publish stalls and then fails.
+func maxPending(s rawSettings) int { return 2 * s.Window * s.Publishers }
 
 // requestTimeout bounds a raw pipe's JetStream API requests.
 const requestTimeout = 10 * time.Second
@@ -40,9 +40,10 @@ func (b jetStream) version() string {
 	return "NATS " + nc.ConnectedServerVersion()
 }
 
-func (jetStream) settings() string {
-	return fmt.Sprintf("nats.go jetstream, async publish with Nats-Msg-Id to a file-storage interest stream as mq/nats declares it, up to %d acks outstanding; "+
-		"pull consumer (Consume, batches of %d), explicit ack per delivery", rawWindow, rawBatch)
+func (jetStream) settings(s rawSettings) string {
+	return fmt.Sprintf("nats.go jetstream, async publish with Nats-Msg-Id to a file-storage interest stream as mq/nats declares it, "+
+		"up to %d acks outstanding per publisher, %s on one connection; pull consumer (Consume, batches of %d), explicit ack per delivery (%s)",
+		s.Window, plural(s.Publishers, "publishing goroutine"), s.Prefetch, s)
 }
 
 func (b jetStream) url() string { return b.addr }
@@ -109,8 +110,8 @@ func serviceConsumer(svc string) jetstream.ConsumerConfig {
 	}
 }
 
-// jsPipe is a topic's stream and a durable pull consumer on it, a
-// publisher on one connection and the consumer's puller on another.
+// jsPipe is a topic's stream and a durable pull consumer on it,
+// publishers on one connection and the consumer's puller on another.
 type jsPipe struct {
 	pub, cons *natsgo.Conn
 	js        jetstream.JetStream // on pub
@@ -118,23 +119,32 @@ type jsPipe struct {
 	stream    string
 	subject   string
 	own       bool // the stream is the pipe's: close deletes it
+	s         rawSettings
 }
 
-func (b jetStream) pipe(topic string) (rawPipe, error) {
-	return b.open(topic, serviceConsumer("raw"), true)
+// jsPublisher publishes to the pipe's subject. A pipe's publishers share
+// its JetStream context, which is safe for concurrent use: with two, two
+// goroutines publish and the connection's writer is the one shared part.
+type jsPublisher struct {
+	js      jetstream.JetStream
+	subject string
 }
 
-func (b jetStream) servicePipe(svc, topic string) (rawPipe, error) {
-	return b.open(topic, serviceConsumer(svc), false)
+func (b jetStream) pipe(topic string, s rawSettings) (rawPipe, error) {
+	return b.open(topic, serviceConsumer("raw"), true, s)
+}
+
+func (b jetStream) servicePipe(svc, topic string, s rawSettings) (rawPipe, error) {
+	return b.open(topic, serviceConsumer(svc), false, s)
 }
 
 // open declares topic's stream (anew when it is the pipe's own, so that
 // it is empty and its duplicate window too) and the consumer cc, and
-// opens the connections. The consumer is created before anything is
+// opens the connections for s. The consumer is created before anything is
 // published: an interest stream keeps only what some consumer will read.
-func (b jetStream) open(topic string, cc jetstream.ConsumerConfig, own bool) (p *jsPipe, err error) {
+func (b jetStream) open(topic string, cc jetstream.ConsumerConfig, own bool, s rawSettings) (p *jsPipe, err error) {
 	cfg := topicStream(topic)
-	p = &jsPipe{stream: cfg.Name, subject: cfg.Subjects[0], own: own}
+	p = &jsPipe{stream: cfg.Name, subject: cfg.Subjects[0], own: own, s: s}
 	defer func() {
 		if err != nil {
 			p.close()
@@ -147,7 +157,7 @@ func (b jetStream) open(topic string, cc jetstream.ConsumerConfig, own bool) (p 
 	if p.cons, err = natsgo.Connect(b.addr, natsgo.Name("finalbench raw consumer"), natsgo.NoReconnect()); err != nil {
 		return p, err
 	}
-	if p.js, err = jetstream.New(p.pub, jetstream.WithPublishAsyncMaxPending(maxPending)); err != nil {
+	if p.js, err = jetstream.New(p.pub, jetstream.WithPublishAsyncMaxPending(maxPending(s))); err != nil {
 		return p, err
 	}
 	consJS, err := jetstream.New(p.cons)
@@ -170,7 +180,17 @@ func (b jetStream) open(topic string, cc jetstream.ConsumerConfig, own bool) (p 
 	return p, nil
 }
 
-func (p *jsPipe) publish(m rawMsg) (func() error, error) {
+func (p *jsPipe) settings() rawSettings { return p.s }
+
+func (p *jsPipe) publishers() []rawPublisher {
+	pubs := make([]rawPublisher, p.s.Publishers)
+	for k := range pubs {
+		pubs[k] = jsPublisher{js: p.js, subject: p.subject}
+	}
+	return pubs
+}
+
+func (p jsPublisher) publish(m rawMsg) (func() error, error) {
 	msg := &natsgo.Msg{Subject: p.subject, Header: natsgo.Header{}}
 	if m.event != nil {
 		mq.EventAttributes(m.event, "finalbench", time.Now(), func(name, value string) { msg.Header.Set("ce-"+name, percentEncode(value)) })
@@ -201,7 +221,7 @@ func (p *jsPipe) consume(got *atomic.Int64) (func(), error) {
 	cc, err := p.consumer.Consume(func(m jetstream.Msg) {
 		_ = m.Ack() // as the provider acks: without waiting for the server's reply
 		got.Add(1)
-	}, jetstream.PullMaxMessages(rawBatch))
+	}, jetstream.PullMaxMessages(p.s.Prefetch))
 	if err != nil {
 		return nil, err
 	}

@@ -21,11 +21,11 @@ import (
 )
 
 // TestJetStreamRawHelpers runs the raw JetStream side against the local
-// server: a pipe's confirmed publishes reach its raw consumer and close
-// deletes its stream; a service pipe declares what mq/nats declares (the
-// provider's Init changes nothing of it), the preload in either wire
-// format is what the provider decodes, and cleanup deletes the service's
-// streams. Its topics and services are its own, so it may run beside a
+// server: a pipe's confirmed publishes, from two publishers, reach its
+// raw consumer and close deletes its stream; a service pipe declares what
+// mq/nats declares (the provider's Init changes nothing of it), the
+// preload in either wire format is what the provider decodes, and
+// cleanup deletes the service's streams. Its topics and services are its own, so it may run beside a
 // benchmark.
 func TestJetStreamRawHelpers(t *testing.T) {
 	b := jetStream{addr: testenv.NATS(t)}
@@ -58,7 +58,9 @@ func TestJetStreamRawHelpers(t *testing.T) {
 		topic := "bench.testraw" + tag
 		e := &benchEnv{cfg: config{broker: b, size: 64}}
 		var got atomic.Int64
-		pipe, closePipe, err := e.openRawPipe(topic, &got)
+		// Two publishers, with small windows: the messages split between
+		// them, the window stays below the client's bound.
+		pipe, closePipe, err := e.openRawPipe(topic, rawSettings{Window: 64, Prefetch: 16, Publishers: 2}, &got)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,7 +88,7 @@ func TestJetStreamRawHelpers(t *testing.T) {
 			svc := "benchtest" + wire.String() + tag
 			topic := "bench." + svc
 			e := &benchEnv{cfg: config{broker: b, size: 64, wire: wire}}
-			pipe, err := b.servicePipe(svc, topic)
+			pipe, err := b.servicePipe(svc, topic, defaultRawSettings)
 			if err != nil {
 				t.Fatal(err)
 			}

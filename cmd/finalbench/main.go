@@ -21,6 +21,18 @@
 // and the library runs with mq/amqp or mq/nats (prefix "bench", whose
 // streams are deleted at the end).
 //
+// A raw broker limit is the best the broker does here, not one setting:
+// before the first phase that measures one, a raw confirmed publish and
+// consume of min(-backlog, 20000) messages runs at each of 12 points
+// (confirm window 256, 2048 or 16384 per publisher; consumer prefetch or
+// pull batch 32 or 256; one or two publishers: AMQP channels, or JetStream
+// goroutines), and the point with the best publish-and-consume rate sets
+// the window, prefetch and publishers of the raw DB + broker limit, the
+// raw consumer (and the library's Prefetch beside it) and the raw publish,
+// which is re-measured with -backlog messages. The report prints the
+// settings and the sweep. -raw-sweep=false skips the sweep for the
+// defaults (window 2048, prefetch 32, one publisher).
+//
 //	go run ./cmd/finalbench                  # defaults: MariaDB, 8 producers, 256-byte payloads, 1 message per tx
 //	go run ./cmd/finalbench -c 16 -size 1024 -per-tx 10 -out bench/results
 //	go run ./cmd/finalbench -db postgres -out bench/postgres
@@ -67,6 +79,7 @@ type config struct {
 	peers        []string      // the peers of the peers phase
 	peersDir     string        // the bench/peers module
 	peerFlags    []string      // more flags for every peerbench run
+	rawSweep     bool          // choose the raw limits' settings by a sweep
 }
 
 // phases in the order they run (peers before sweep); libonly and rawonly
@@ -80,6 +93,18 @@ var (
 )
 
 func (c config) runs(phase string) bool { return c.phases[phase] }
+
+// usesRawBroker says whether a phase to run measures a raw limit on the
+// broker (the raw DB + broker limit, the raw publish, the raw consumer),
+// which needs the raw settings chosen first.
+func (c config) usesRawBroker() bool {
+	for _, p := range []string{"commit", "drain", "consume", "tx10", "rawonly", "peers"} {
+		if c.runs(p) {
+			return true
+		}
+	}
+	return false
+}
 
 func main() {
 	var (
@@ -103,6 +128,8 @@ func main() {
 	flag.StringVar(&sweep, "sweep", "1,2,4,8,16", "producer counts for the chart (empty: no chart)")
 	flag.StringVar(&c.out, "out", "bench/latest", "directory for results.json and throughput.svg")
 	phases := flag.String("phases", strings.Join(defaultPhases, ","), "phases to run: "+strings.Join(allPhases, ","))
+	flag.BoolVar(&c.rawSweep, "raw-sweep", true, "choose the raw broker limits' confirm window, consumer prefetch and publishers as the best of a\n"+
+		"12-point sweep of raw publish and consume (false: window 2048, prefetch 32, one publisher, for quick runs and profiling)")
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Float64Var(&c.pacedRate, "rate", 0, "tx/s of the paced latency phase (0: half the limit, raw DB + broker, when the commit phase runs, else half the raw database rate)")
 	flag.IntVar(&c.unconfirmed, "max-unconfirmed", final.DefaultOptions().MaxUnconfirmed, "the library's MaxUnconfirmed")
@@ -223,6 +250,11 @@ func run(c config) error {
 	r.Database, r.Broker = env.versions()
 	say := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "finalbench: "+format+"\n", args...) }
 
+	if c.usesRawBroker() {
+		if err := r.chooseRawSettings(env, say); err != nil {
+			return err
+		}
+	}
 	if c.runs("libonly") { // for profiling: the library's commit phase alone
 		lib, err := env.library(c.concurrency, c.perTx, c.duration, 0)
 		if err != nil {
@@ -293,7 +325,7 @@ func run(c config) error {
 func (r *report) commitPhases(env *benchEnv, rawTx float64, say func(string, ...any)) error {
 	c := env.cfg
 	if c.runs("commit") {
-		say("raw database + raw %s (no outbox), %d producers", c.broker.name(), c.concurrency)
+		say("raw database + raw %s (no outbox), %d producers, %s", c.broker.name(), c.concurrency, env.raw)
 		stack, err := env.rawStack(c.concurrency, c.perTx, c.duration)
 		if err != nil {
 			return err
@@ -346,12 +378,10 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 	if !c.runs("drain") && !c.runs("consume") && !c.runs("tx10") {
 		return nil
 	}
-	say("raw %s confirmed publishes: %s", c.broker.name(), c.broker.settings())
-	rawPub, err := env.rawPublish(c.backlog)
+	rawPub, err := r.rawPublishLimit(env, c.backlog, say)
 	if err != nil {
 		return err
 	}
-	say("  confirmed %.0f msg/s, consumed %.0f msg/s", rawPub.confirmed, rawPub.consumed)
 	r.measured.rawPub = &rawPub
 	if c.runs("drain") {
 		say("backlog of %d with the broker unreachable, then drain", c.backlog)
@@ -366,7 +396,7 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 		r.addMax("RSS growth while draining (MiB)", drain.rssGrowthMiB, 64)
 	}
 	if c.runs("consume") {
-		say("consumers: raw and library, %d messages", c.consume)
+		say("consumers: raw and library, %d messages, prefetch %d", c.consume, env.raw.Prefetch)
 		rawCons, libCons, err := env.consumers(c.consume)
 		if err != nil {
 			return err

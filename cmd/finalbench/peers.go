@@ -86,7 +86,7 @@ func (r *report) peersPhase(env *benchEnv, say func(string, ...any)) (map[string
 	}
 	if m.rawPub == nil {
 		say("raw RabbitMQ confirmed publishes, for the peers")
-		rawPub, err := env.rawPublish(c.backlog)
+		rawPub, err := r.rawPublishLimit(env, c.backlog, say)
 		if err != nil {
 			return nil, err
 		}
@@ -210,7 +210,7 @@ func (r *report) addLimitRows() {
 		Setup: "the business insert and -per-tx outbox-shaped inserts, prepared statements"}))
 	r.Peers = append(r.Peers, r.withRatios(peerRow{System: "raw DB + broker, no outbox (the limit)",
 		CommitTx: m.stack.commitTx, E2ETx: m.stack.e2eTx, DrainMsgs: m.rawPub.consumed,
-		Setup: "the raw transaction, then amqp091-go publishing with pipelined confirms to a raw consumer; drain: raw confirmed publish + consume"}))
+		Setup: "the raw transaction, then amqp091-go publishing with pipelined confirms to a raw consumer; drain: raw confirmed publish + consume" + r.rawSetup()}))
 	if lib := m.lib; lib != nil {
 		row := peerRow{System: "final (this run)", CommitTx: lib.commitTx, E2ETx: lib.e2eTx,
 			P50: lib.lat.p50, P99: lib.lat.p99, Lost: lib.lost, Duplicates: lib.dups, Setup: "the library's defaults, -max-unconfirmed and -wire"}

@@ -28,9 +28,9 @@ func (b rabbitMQ) version() string {
 	return fmt.Sprint("RabbitMQ ", conn.Properties["version"])
 }
 
-func (rabbitMQ) settings() string {
-	return fmt.Sprintf("amqp091-go, persistent and mandatory, deferred confirms, up to %d outstanding; consumer prefetch %d, one ack per delivery",
-		rawWindow, rawBatch)
+func (rabbitMQ) settings(s rawSettings) string {
+	return fmt.Sprintf("amqp091-go, persistent and mandatory, deferred confirms, up to %d outstanding per channel on %s of one connection; "+
+		"consumer prefetch %d, one ack per delivery (%s)", s.Window, plural(s.Publishers, "publishing channel"), s.Prefetch, s)
 }
 
 func (b rabbitMQ) url() string { return b.addr }
@@ -104,26 +104,36 @@ func rawConsume(conn *amqp091.Connection, queue string, prefetch int, got *atomi
 }
 
 // amqpPipe is a durable queue bound to a topic on the "final" exchange,
-// a confirming channel on one connection and raw consumers on another.
+// confirming channels on one connection and raw consumers on another.
 type amqpPipe struct {
 	pub, cons    *amqp091.Connection
-	topo, ch     *amqp091.Channel
+	topo         *amqp091.Channel
+	pubs         []rawPublisher // an amqpPublisher each
 	queue, topic string
 	own          bool // the queue is the pipe's: close deletes it
+	s            rawSettings
+}
+
+// amqpPublisher publishes on a confirming channel of its own.
+type amqpPublisher struct {
+	ch    *amqp091.Channel
+	topic string
 }
 
 var errNacked = errors.New("raw publish nacked")
 
-func (b rabbitMQ) pipe(topic string) (rawPipe, error) { return b.open(topic, topic, true) }
+func (b rabbitMQ) pipe(topic string, s rawSettings) (rawPipe, error) {
+	return b.open(topic, topic, true, s)
+}
 
-func (b rabbitMQ) servicePipe(svc, topic string) (rawPipe, error) {
-	return b.open("final."+svc, topic, false)
+func (b rabbitMQ) servicePipe(svc, topic string, s rawSettings) (rawPipe, error) {
+	return b.open("final."+svc, topic, false, s)
 }
 
 // open declares queue bound to topic (purged when it is the pipe's own)
-// and opens the connections.
-func (b rabbitMQ) open(queue, topic string, own bool) (*amqpPipe, error) {
-	p := &amqpPipe{queue: queue, topic: topic, own: own}
+// and opens the connections and s.Publishers confirming channels.
+func (b rabbitMQ) open(queue, topic string, own bool, s rawSettings) (*amqpPipe, error) {
+	p := &amqpPipe{queue: queue, topic: topic, own: own, s: s}
 	var err error
 	if p.pub, err = amqp091.Dial(b.addr); err != nil {
 		return nil, err
@@ -135,11 +145,12 @@ func (b rabbitMQ) open(queue, topic string, own bool) (*amqpPipe, error) {
 	if p.topo, err = rawTopology(p.pub, queue, topic); err == nil && own {
 		_, err = p.topo.QueuePurge(queue, false)
 	}
-	if err == nil {
-		p.ch, err = p.pub.Channel()
-	}
-	if err == nil {
-		err = p.ch.Confirm(false)
+	for k := 0; err == nil && k < s.Publishers; k++ {
+		var ch *amqp091.Channel
+		if ch, err = p.pub.Channel(); err == nil {
+			err = ch.Confirm(false)
+			p.pubs = append(p.pubs, amqpPublisher{ch: ch, topic: topic})
+		}
 	}
 	if err != nil {
 		p.close()
@@ -148,7 +159,11 @@ func (b rabbitMQ) open(queue, topic string, own bool) (*amqpPipe, error) {
 	return p, nil
 }
 
-func (p *amqpPipe) publish(m rawMsg) (func() error, error) {
+func (p *amqpPipe) settings() rawSettings { return p.s }
+
+func (p *amqpPipe) publishers() []rawPublisher { return p.pubs }
+
+func (p amqpPublisher) publish(m rawMsg) (func() error, error) {
 	pub := amqp091.Publishing{
 		ContentType:  mq.EnvelopeContentType,
 		DeliveryMode: amqp091.Persistent,
@@ -177,7 +192,7 @@ func (p *amqpPipe) publish(m rawMsg) (func() error, error) {
 
 func (p *amqpPipe) consume(got *atomic.Int64) (func(), error) {
 	stop := make(chan struct{})
-	done, err := rawConsume(p.cons, p.queue, rawBatch, got, stop)
+	done, err := rawConsume(p.cons, p.queue, p.s.Prefetch, got, stop)
 	if err != nil {
 		return nil, err
 	}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,10 +30,33 @@ func (e *benchEnv) preloaded(topic string, seq uint64) rawMsg {
 	return rawMsg{id: m.UUID, body: b}
 }
 
-// rawPublishTo publishes n messages to pipe, keeping up to rawWindow
-// confirms outstanding, and returns the time until the last confirm.
+// rawPublishTo publishes n messages to pipe, split evenly over its
+// publishers, each keeping up to the pipe's window of confirms
+// outstanding, and returns the time until the last confirm.
 func rawPublishTo(pipe rawPipe, n int, msg func(i int) rawMsg) (time.Duration, error) {
-	pending := make(chan func() error, rawWindow)
+	pubs := pipe.publishers()
+	window := pipe.settings().Window
+	errs := make([]error, len(pubs))
+	var wg sync.WaitGroup
+	start := time.Now()
+	for k, pub := range pubs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[k] = publishConfirmed(pub, window, k*n/len(pubs), (k+1)*n/len(pubs), msg)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// publishConfirmed publishes messages from to to-1 on pub, keeping up to
+// window confirms outstanding, and returns once the last is confirmed.
+func publishConfirmed(pub rawPublisher, window, from, to int, msg func(i int) rawMsg) error {
+	pending := make(chan func() error, window)
 	failed := make(chan error, 1)
 	go func() {
 		defer close(failed)
@@ -44,21 +69,17 @@ func rawPublishTo(pipe rawPipe, n int, msg func(i int) rawMsg) (time.Duration, e
 			}
 		}
 	}()
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		confirm, err := pipe.publish(msg(i))
+	for i := from; i < to; i++ {
+		confirm, err := pub.publish(msg(i))
 		if err != nil {
 			close(pending)
 			<-failed
-			return 0, err
+			return err
 		}
 		pending <- confirm
 	}
 	close(pending)
-	if err := <-failed; err != nil {
-		return 0, err
-	}
-	return time.Since(start), nil
+	return <-failed
 }
 
 type rawPublishResult struct {
@@ -66,10 +87,10 @@ type rawPublishResult struct {
 	consumed  float64 // messages per second until the consumer had them all
 }
 
-// openRawPipe opens a pipe of its own for topic and starts its raw
+// openRawPipe opens a pipe of its own for topic with s and starts its raw
 // consumer, counting in got.
-func (e *benchEnv) openRawPipe(topic string, got *atomic.Int64) (rawPipe, func(), error) {
-	pipe, err := e.cfg.broker.pipe(topic)
+func (e *benchEnv) openRawPipe(topic string, s rawSettings, got *atomic.Int64) (rawPipe, func(), error) {
+	pipe, err := e.cfg.broker.pipe(topic, s)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -81,14 +102,14 @@ func (e *benchEnv) openRawPipe(topic string, got *atomic.Int64) (rawPipe, func()
 	return pipe, func() { stop(); pipe.close() }, nil
 }
 
-// rawPublish measures the broker's confirmed-publish rate for persistent
-// messages into a destination declared as the provider declares one, that
-// a raw consumer drains meanwhile on its own connection, as the provider
-// does: the conditions of the library's backlog drain, without the
-// library.
-func (e *benchEnv) rawPublish(n int) (rawPublishResult, error) {
+// rawPublish measures, with s, the broker's confirmed-publish rate for
+// persistent messages into a destination declared as the provider
+// declares one, that a raw consumer drains meanwhile on its own
+// connection, as the provider does: the conditions of the library's
+// backlog drain, without the library.
+func (e *benchEnv) rawPublish(n int, s rawSettings) (rawPublishResult, error) {
 	var got atomic.Int64
-	pipe, closePipe, err := e.openRawPipe("bench.rawmq", &got)
+	pipe, closePipe, err := e.openRawPipe("bench.rawmq", s, &got)
 	if err != nil {
 		return rawPublishResult{}, err
 	}
@@ -114,11 +135,12 @@ func (e *benchEnv) rawPublish(n int) (rawPublishResult, error) {
 // consumers preloads a service's destination, declared as the provider
 // declares it, with m messages in the library's wire format twice: once
 // drained by a raw consumer acking each delivery, once by the library
-// with a no-op handler. Both take rawBatch at a time.
+// with a no-op handler, both with the raw limits' settings (e.raw): the
+// library's Prefetch is the raw consumer's.
 func (e *benchEnv) consumers(m int) (raw, lib float64, err error) {
 	svc := e.service("cons")
 	topic := "bench." + svc
-	pipe, err := e.cfg.broker.servicePipe(svc, topic)
+	pipe, err := e.cfg.broker.servicePipe(svc, topic, e.raw)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -157,7 +179,7 @@ func (e *benchEnv) consumers(m int) (raw, lib float64, err error) {
 		return 0, 0, err
 	}
 	var libGot atomic.Int64
-	bus := final.New(svc, e.db, e.cfg.broker.provider(e.cfg.broker.url()), e.options().WithPrefetch(rawBatch))
+	bus := final.New(svc, e.db, e.cfg.broker.provider(e.cfg.broker.url()), e.options().WithPrefetch(e.raw.Prefetch))
 	bus.Subscribe(topic).Handler(func(*final.Context) error { libGot.Add(1); return nil })
 	start = time.Now()
 	if err := bus.Start(); err != nil {

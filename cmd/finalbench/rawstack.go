@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -17,17 +18,19 @@ type rawStackResult struct {
 }
 
 // stackWindow bounds, in rawStack, the committed messages queued for the
-// publisher and the confirms outstanding.
+// publishers. (The confirms outstanding are the raw settings' window.)
 const stackWindow = 8192
 
 // rawStack runs n producers that commit the raw database transaction (a
 // business insert and perTx inserts into a table of the outbox's shape)
-// and then queue its messages for one goroutine that publishes them with
+// and then queue its messages for the publishers, which publish them with
 // the broker's client library alone, as the provider sends them (AMQP:
 // persistent and mandatory, with the library's properties; JetStream: the
 // library's headers, Nats-Msg-Id included, to a stream declared as the
 // provider declares it), pipelined on one connection. A raw consumer on its
-// own connection acks every delivery.
+// own connection acks every delivery. The window, the prefetch and the
+// publishers are the raw settings (e.raw): the sweep's best, not the
+// library's.
 //
 // The rows are never deleted and nothing is tracked: it is the database's
 // transaction plus the broker's publish, confirm, delivery and ack, on the
@@ -39,7 +42,7 @@ const stackWindow = 8192
 func (e *benchEnv) rawStack(n, perTx int, d time.Duration) (rawStackResult, error) {
 	e.settle()
 	var got atomic.Int64
-	pipe, closePipe, err := e.openRawPipe("bench.rawstack", &got)
+	pipe, closePipe, err := e.openRawPipe("bench.rawstack", e.raw, &got)
 	if err != nil {
 		return rawStackResult{}, err
 	}
@@ -52,38 +55,42 @@ func (e *benchEnv) rawStack(n, perTx int, d time.Duration) (rawStackResult, erro
 	defer raw.close()
 	body := e.body("bench.rawstack", 0)
 
-	// As in the library: producers hand their committed messages to one
-	// publishing goroutine (waiting only when stackWindow are queued), and
-	// another goroutine waits for the confirms in publish order.
+	// As in the library: producers hand their committed messages to the
+	// publishing goroutines (waiting only when stackWindow are queued),
+	// and for each publisher another goroutine waits for the confirms in
+	// publish order.
 	ids := make(chan string, stackWindow)
-	pending := make(chan func() error, stackWindow)
+	pubs := pipe.publishers()
+	pubErrs := make([]error, len(pubs)) // a publisher's first error, its own slot
 	var nacked atomic.Int64
-	var pubErr error
 	var loops sync.WaitGroup
-	loops.Add(2)
-	go func() {
-		defer loops.Done()
-		defer close(pending)
-		for id := range ids {
-			if pubErr != nil {
-				continue // drain, so that producers never block
+	for k, pub := range pubs {
+		pending := make(chan func() error, pipe.settings().Window)
+		loops.Add(2)
+		go func() {
+			defer loops.Done()
+			defer close(pending)
+			for id := range ids {
+				if pubErrs[k] != nil {
+					continue // drain, so that producers never block
+				}
+				confirm, err := pub.publish(rawMsg{id: id, body: body})
+				if err != nil {
+					pubErrs[k] = err
+					continue
+				}
+				pending <- confirm
 			}
-			confirm, err := pipe.publish(rawMsg{id: id, body: body})
-			if err != nil {
-				pubErr = err
-				continue
+		}()
+		go func() {
+			defer loops.Done()
+			for confirm := range pending {
+				if confirm() != nil {
+					nacked.Add(1)
+				}
 			}
-			pending <- confirm
-		}
-	}()
-	go func() {
-		defer loops.Done()
-		for confirm := range pending {
-			if confirm() != nil {
-				nacked.Add(1)
-			}
-		}
-	}()
+		}()
+	}
 
 	var seq atomic.Int64
 
@@ -100,8 +107,8 @@ func (e *benchEnv) rawStack(n, perTx int, d time.Duration) (rawStackResult, erro
 	underLoad := got.Load()
 	close(ids)
 	loops.Wait()
-	if pubErr != nil {
-		return rawStackResult{}, fmt.Errorf("raw stack: publish: %w", pubErr)
+	if err := errors.Join(pubErrs...); err != nil {
+		return rawStackResult{}, fmt.Errorf("raw stack: publish: %w", err)
 	}
 	want := commits * int64(perTx)
 	deadline := time.Now().Add(2 * time.Minute)

@@ -71,6 +71,9 @@ type report struct {
 	Rows     []row        `json:"rows"`
 	Peers    []peerRow    `json:"peers,omitempty"`
 	Sweep    []sweepPoint `json:"sweep,omitempty"`
+	// RawSettings are the raw broker limits' settings, and the sweep that
+	// chose them.
+	RawSettings *rawLimitSettings `json:"raw_settings,omitempty"`
 
 	measured measured
 }
@@ -113,7 +116,9 @@ func (r *report) addMax(figure string, v, bound float64) {
 
 func (r *report) table() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "machine:  %s\ndatabase: %s   broker: %s\nconfig:   %s\n\n", r.Machine, r.Database, r.Broker, r.Config)
+	fmt.Fprintf(&b, "machine:  %s\ndatabase: %s   broker: %s\nconfig:   %s\n", r.Machine, r.Database, r.Broker, r.Config)
+	r.rawSettingsLines(&b)
+	b.WriteString("\n")
 	fmt.Fprintf(&b, "| %-36s | %10s | %10s | %6s | %-36s | %-4s |\n", "figure", "library", "limit", "ratio", "target", "ok")
 	fmt.Fprintf(&b, "|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 38), strings.Repeat("-", 12), strings.Repeat("-", 12),
 		strings.Repeat("-", 8), strings.Repeat("-", 38), strings.Repeat("-", 6))
@@ -128,6 +133,7 @@ func (r *report) table() string {
 		fmt.Fprintf(&b, "| %-36s | %10s | %10s | %6s | %-36s | %-4s |\n", x.Figure, num(x.Library), limit, ratio, x.Target, ok)
 	}
 	r.peersTable(&b)
+	r.rawSweepTable(&b)
 	if len(r.Sweep) > 0 {
 		labels := r.peerLabels()
 		fmt.Fprintf(&b, "\n| producers | raw DB tx/s | library tx/s | ratio |")
