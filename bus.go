@@ -112,18 +112,22 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 	if b.routeErr != nil {
 		return b.routeErr
 	}
+	defaultPrefetch := b.opt.Prefetch == 0
 	if err := b.opt.validate(); err != nil {
 		return err
 	}
 	if hl, ok := b.provider.(mq.HoldLimiter); ok {
 		b.holdLimit = hl.HoldLimit()
 	}
+	anyOrdered := false
+	for _, r := range b.routes {
+		anyOrdered = anyOrdered || r.ordered
+	}
+	if defaultPrefetch {
+		b.opt.Prefetch = b.opt.defaultPrefetch(b.holdLimit, anyOrdered)
+	}
 	if len(b.routes) > 0 {
-		ordered := false
-		for _, r := range b.routes {
-			ordered = ordered || r.ordered
-		}
-		if err := b.opt.validateHold(b.holdLimit, ordered); err != nil {
+		if err := b.opt.validateHold(b.holdLimit, anyOrdered); err != nil {
 			return err
 		}
 	}

@@ -19,7 +19,7 @@ type latency struct{ p50, p99, max float64 } // milliseconds
 
 type libResult struct {
 	commitTx float64 // transactions committed per second while producing
-	e2eTx    float64 // transactions per second until every message was handled and the outbox was empty
+	e2eTx    float64 // transactions per second until every message was handled (the outbox's emptying is checked, not timed)
 	loadMsgs float64 // messages handled per second while the producers ran (delivery catches up after they stop)
 	dups     int64   // deliveries of a message already handled, until the end-to-end mark
 	lost     int64   // committed messages not handled at the end-to-end mark (the phase fails if any is still missing after 2 minutes)
@@ -143,14 +143,24 @@ func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResu
 	underLoad := tr.received.Load()
 	want := commits * int64(perTx)
 	deadline := time.Now().Add(2 * time.Minute)
+	// End to end is commit to handled, as for the raw stack, whose rows are
+	// never deleted. The library's rows must still leave the outbox (each
+	// AckLinger at most after its confirm): checked, not timed.
+	var handled time.Time
 	for tr.received.Load() < want || !e.outboxEmpty(svc) {
 		if time.Now().After(deadline) {
 			return libResult{}, fmt.Errorf("library phase: %d of %d messages delivered, %d rows left after 2 minutes",
 				tr.received.Load(), want, e.outboxLen(svc))
 		}
+		if handled.IsZero() && tr.received.Load() >= want {
+			handled = time.Now()
+		}
 		time.Sleep(5 * time.Millisecond) // polling interval
 	}
-	e2e := time.Since(start)
+	if handled.IsZero() {
+		handled = time.Now()
+	}
+	e2e := handled.Sub(start)
 	e.cfg.db.empty(e.db, bizTable)
 	return libResult{
 		commitTx: float64(commits) / took.Seconds(),

@@ -75,6 +75,7 @@ type config struct {
 	cpuprofile   string
 	pacedRate    float64
 	unconfirmed  int           // the library's MaxUnconfirmed
+	prefetch     int           // the library's Prefetch (0: its default)
 	wire         mq.WireFormat // the library's Options.WireFormat
 	peers        []string      // the peers of the peers phase
 	peersDir     string        // the bench/peers module
@@ -133,6 +134,7 @@ func main() {
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Float64Var(&c.pacedRate, "rate", 0, "tx/s of the paced latency phase (0: half the limit, raw DB + broker, when the commit phase runs, else half the raw database rate)")
 	flag.IntVar(&c.unconfirmed, "max-unconfirmed", final.DefaultOptions().MaxUnconfirmed, "the library's MaxUnconfirmed")
+	flag.IntVar(&c.prefetch, "prefetch", final.DefaultOptions().Prefetch, "the library's Prefetch (0: its default, final.DefaultPrefetch unless the consumer timeout needs less)")
 	wire := flag.String("wire", "envelope", "the library's wire format: envelope or cloudevents")
 	replot := flag.String("replot", "", "redraw the chart of a saved results.json beside it, and exit")
 	peers := flag.String("peers", "watermill,river", "the peers phase's systems, each run where it applies to -db (watermill: mysql, postgres; river: postgres)")
@@ -429,6 +431,6 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 }
 
 func (c config) describe() string {
-	return fmt.Sprintf("producers=%d payload=%dB per-tx=%d phase=%s backlog=%d consume=%d wire=%s broker=%s",
-		c.concurrency, c.size, c.perTx, c.duration, c.backlog, c.consume, c.wire, c.broker.name())
+	return fmt.Sprintf("producers=%d payload=%dB per-tx=%d phase=%s backlog=%d consume=%d wire=%s broker=%s max-unconfirmed=%d prefetch=%d",
+		c.concurrency, c.size, c.perTx, c.duration, c.backlog, c.consume, c.wire, c.broker.name(), c.unconfirmed, c.prefetch)
 }
