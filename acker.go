@@ -26,9 +26,9 @@ type failure struct {
 // batch of confirmed rows is written in one DELETE once AckBatchSize rows
 // are in it or AckLinger has passed since its first: the rows are
 // confirmed already, so the wait delays no delivery, and one statement for
-// many rows costs the database far less than one for each few. Failures are
-// recorded at once, what is queued in one go, since the relay's next try
-// waits for them.
+// many rows costs the database far less than one for each few. Failures
+// are recorded as soon as an acker is free (one lingering over a batch
+// leaves them to the other, or takes them after), what is queued in one go.
 type acker struct {
 	store  outbox.Store
 	log    *slog.Logger
