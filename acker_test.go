@@ -359,7 +359,8 @@ func TestAckerLingersToFillADelete(t *testing.T) {
 	o := DefaultOptions()
 	o.Logger = discardLogger()
 	o.AckBatchSize = 5
-	o.AckLinger = time.Hour // only a full batch or the close ends a batch
+	o.AckLinger = time.Hour              // only a full batch or the close ends a batch:
+	o.OutboxScanAgoTime = 10 * time.Hour // the cap, half of this, is beyond the test
 	store := &deleteRecordingStore{}
 	a := newAcker(context.Background(), store, o)
 	a.start(1)
@@ -397,5 +398,21 @@ func TestAckerLingersAtMostHalfTheScanAge(t *testing.T) {
 	o := DefaultOptions().WithOutboxScanAgoTime(10 * time.Millisecond).WithAckLinger(time.Hour)
 	if a := newAcker(context.Background(), &countingStore{}, o); a.linger != 5*time.Millisecond {
 		t.Fatalf("linger %s, want 5ms", a.linger)
+	}
+}
+
+// With no linger an acker writes what is queued when it wakes, as it did
+// before AckLinger: a lone row goes at once.
+func TestAckerWithoutLingerWritesAtOnce(t *testing.T) {
+	o := DefaultOptions().WithAckLinger(0)
+	o.Logger = discardLogger()
+	store := &deleteRecordingStore{}
+	a := newAcker(context.Background(), store, o)
+	a.start(1)
+	defer a.closeAndWait()
+	a.done(1)
+	testenv.Eventually(t, 10*time.Second, func() bool { return store.deleted.Load() == 1 }, "the row deleted without a close")
+	if got := store.statements(); !slices.Equal(got, []int{1}) {
+		t.Fatalf("DELETE sizes %v, want [1]", got)
 	}
 }

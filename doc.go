@@ -36,7 +36,8 @@
 //     cut, producer killed with SIGKILL, several relays on one table).
 //   - Duplicates are possible and rare. They happen when the broker
 //     accepted a message but the row was not deleted in time: the process
-//     died between the confirm and the batched delete, the confirm took
+//     died between the confirm and the batched delete (which waits up to
+//     Options.AckLinger to fill its batch), the confirm took
 //     longer than OutboxScanAgoTime, or a consumer died after its handler
 //     succeeded but before the ack. Handlers should be idempotent; the
 //     message UUID (Context.Message.UUID) identifies duplicates.

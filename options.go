@@ -76,13 +76,21 @@ type Options struct {
 	// bound the instance, but quorum queues refuse it and RabbitMQ
 	// deprecates it (4.3 rejects it by default).
 	//
-	// Default 0 means 256 (Spring AMQP's default is 250, for the same
-	// reason): with 32, the consumer waited for its acks to reach the
-	// broker before it got more, and delivered 30 % less at 10 messages a
-	// transaction (docs/performance.md). Left at 0, it is halved as often
-	// as needed, down to 4 × NumSubscriber (the default before), for the
-	// retry waits to fit the broker's consumer timeout (see RetryInterval),
-	// so options that started with the old default still start.
+	// A delivery may wait behind Prefetch / NumSubscriber handler runs
+	// before its own starts (for an Ordered topic, behind up to Prefetch-1
+	// of its key): RabbitMQ takes back a delivery held past its consumer
+	// timeout (30 min) and closes the channel. Start checks the retry waits
+	// against it, but not how long handlers run: with handlers that take
+	// more than a few seconds, lower Prefetch (256 / 8 workers × 50 s
+	// handlers is 27 min).
+	//
+	// Default 0 means 256 (DefaultPrefetch; Spring AMQP's default is 250,
+	// for the same reason), or 4 × NumSubscriber when that is more: with
+	// 32, the consumer waited for its acks to reach the broker before it
+	// got more (docs/performance.md). Left at 0, it is halved as often as
+	// needed, down to 4 × NumSubscriber (the default before), for the retry
+	// waits to fit the broker's consumer timeout (see RetryInterval), so
+	// options that started with the old default still start.
 	Prefetch int
 	// NumAcker is the number of goroutines deleting confirmed rows in
 	// batches. Default 2.
@@ -99,8 +107,11 @@ type Options struct {
 	// table up to this long after their confirm, so a crash in that time
 	// sends them again when the relay finds them: duplicates, never a
 	// loss. 0: write what is queued at once, one statement per wake-up. The
-	// acker waits at most half OutboxScanAgoTime, so that the relay does
-	// not find confirmed rows still there and send them again. Default 100ms.
+	// acker waits at most half OutboxScanAgoTime, so that the relay seldom
+	// finds confirmed rows still there and sends them again (it can when a
+	// confirm itself took most of OutboxScanAgoTime). While an acker
+	// lingers, failed publishes wait for the other acker (NumAcker) or for
+	// the batch to be written before they are recorded. Default 100ms.
 	AckLinger time.Duration
 
 	// PublishTimeout bounds the wait for one broker confirm; an

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -161,6 +162,11 @@ func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResu
 		handled = time.Now()
 	}
 	e2e := handled.Sub(start)
+	if empty := time.Since(handled); empty > 500*time.Millisecond {
+		// AckLinger (100ms by default) after the last confirm is expected;
+		// much more means the acker fell behind.
+		fmt.Fprintf(os.Stderr, "finalbench:   the outbox emptied %s after the last message was handled\n", empty.Round(time.Millisecond))
+	}
 	e.cfg.db.empty(e.db, bizTable)
 	return libResult{
 		commitTx: float64(commits) / took.Seconds(),
