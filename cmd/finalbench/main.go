@@ -431,6 +431,10 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 }
 
 func (c config) describe() string {
-	return fmt.Sprintf("producers=%d payload=%dB per-tx=%d phase=%s backlog=%d consume=%d wire=%s broker=%s max-unconfirmed=%d prefetch=%d",
-		c.concurrency, c.size, c.perTx, c.duration, c.backlog, c.consume, c.wire, c.broker.name(), c.unconfirmed, c.prefetch)
+	prefetch := strconv.Itoa(c.prefetch)
+	if c.prefetch == 0 {
+		prefetch = fmt.Sprintf("default (%d unless the consumer timeout needs less)", final.DefaultPrefetch)
+	}
+	return fmt.Sprintf("producers=%d payload=%dB per-tx=%d phase=%s backlog=%d consume=%d wire=%s broker=%s max-unconfirmed=%d prefetch=%s",
+		c.concurrency, c.size, c.perTx, c.duration, c.backlog, c.consume, c.wire, c.broker.name(), c.unconfirmed, prefetch)
 }
