@@ -1,6 +1,12 @@
 package outbox
 
-import "context"
+import (
+	"context"
+	"database/sql"
+	"errors"
+
+	"github.com/finalbus/final/message"
+)
 
 // TxReader is an optional capability of a Store: reading its rows inside a
 // transaction, as that transaction sees them, its own uncommitted rows
@@ -13,4 +19,21 @@ type TxReader interface {
 	// Err set, as Claim's are. It reads one row per call: a Tx reads one
 	// row at a time (Tx.QueryRow), and a test's transaction holds few.
 	ReadTx(ctx context.Context, tx Tx, after int64) (rec Record, ok bool, err error)
+}
+
+// ReadNextTx is the body of a SQL store's ReadTx: query, in the store's
+// dialect, selects the id, message, order key (0 for none) and attempts of
+// the row with the lowest id above its one argument, after. The error is
+// the driver's, for the store to wrap.
+func ReadNextTx(ctx context.Context, tx Tx, query string, after int64) (Record, bool, error) {
+	var r Record
+	err := tx.QueryRow(ctx, query, after).Scan(&r.ID, &r.Body, &r.OrderKey, &r.Attempts)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Record{}, false, nil
+	}
+	if err != nil {
+		return Record{}, false, err
+	}
+	r.Message, r.Err = message.Unmarshal(r.Body)
+	return r, true, nil
 }

@@ -2,11 +2,8 @@ package postgres
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 
-	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/outbox"
 )
 
@@ -14,15 +11,10 @@ var _ outbox.TxReader = (*Store)(nil)
 
 // ReadTx implements outbox.TxReader.
 func (s *Store) ReadTx(ctx context.Context, tx outbox.Tx, after int64) (outbox.Record, bool, error) {
-	var r outbox.Record
-	err := tx.QueryRow(ctx, `SELECT id, message, COALESCE(order_key, 0), attempts FROM `+s.t.q+
-		` WHERE id > $1 ORDER BY id LIMIT 1`, after).Scan(&r.ID, &r.Body, &r.OrderKey, &r.Attempts)
-	if errors.Is(err, sql.ErrNoRows) {
-		return outbox.Record{}, false, nil
-	}
+	r, ok, err := outbox.ReadNextTx(ctx, tx, `SELECT id, message, COALESCE(order_key, 0), attempts FROM `+s.t.q+
+		` WHERE id > $1 ORDER BY id LIMIT 1`, after)
 	if err != nil {
 		return outbox.Record{}, false, fmt.Errorf("outbox/postgres: read: %w", err)
 	}
-	r.Message, r.Err = message.Unmarshal(r.Body)
-	return r, true, nil
+	return r, ok, nil
 }
