@@ -79,8 +79,10 @@ func (a *acker) run() {
 				dones = nil
 				continue
 			}
-			ids = append(ids[:0], id)
-			dones = a.fill(&ids, dones, linger)
+			var open bool
+			if ids, open = a.fill(append(ids[:0], id), dones, linger); !open {
+				dones = nil
+			}
 			a.retry("delete confirmed rows", len(ids), func(ctx context.Context) error { return a.store.Delete(ctx, ids) })
 		case f, ok := <-fails:
 			if !ok {
@@ -106,38 +108,40 @@ func (a *acker) run() {
 	}
 }
 
-// fill adds confirmed rows to the batch in *ids until it holds a.batch,
-// a.linger has passed, or dones is closed (it then returns nil). With no
-// linger it takes only what is queued.
-func (a *acker) fill(ids *[]int64, dones chan int64, linger *time.Timer) chan int64 {
-	if a.linger <= 0 {
-		for len(*ids) < a.batch {
+// fill adds confirmed rows to ids until it holds a.batch, a.linger has
+// passed since the call (with no linger: until nothing more is queued), or
+// dones is closed (open is then false).
+func (a *acker) fill(ids []int64, dones <-chan int64, linger *time.Timer) (_ []int64, open bool) {
+	var expired <-chan time.Time // nil: take only what is queued
+	if a.linger > 0 {
+		linger.Reset(a.linger)
+		defer linger.Stop()
+		expired = linger.C
+	}
+	for len(ids) < a.batch {
+		var (
+			id int64
+			ok bool
+		)
+		if expired == nil {
 			select {
-			case id, ok := <-dones:
-				if !ok {
-					return nil
-				}
-				*ids = append(*ids, id)
+			case id, ok = <-dones:
 			default:
-				return dones
+				return ids, true
+			}
+		} else {
+			select {
+			case id, ok = <-dones:
+			case <-expired:
+				return ids, true
 			}
 		}
-		return dones
-	}
-	linger.Reset(a.linger)
-	defer linger.Stop()
-	for len(*ids) < a.batch {
-		select {
-		case id, ok := <-dones:
-			if !ok {
-				return nil
-			}
-			*ids = append(*ids, id)
-		case <-linger.C:
-			return dones
+		if !ok {
+			return ids, false
 		}
+		ids = append(ids, id)
 	}
-	return dones
+	return ids, true
 }
 
 // recordFailures records failed rows with one UPDATE per (owner, cause),
