@@ -73,19 +73,8 @@ func newTopology(o options, cfg mq.Config, instance string) topology {
 		name := n.stream(topic)
 		if !seen[topic] {
 			seen[topic] = true
-			t.streams = append(t.streams, jetstream.StreamConfig{
-				Name:              name,
-				Description:       "final: topic " + topic,
-				Subjects:          n.streamSubjects(topic),
-				Retention:         jetstream.InterestPolicy, // kept until every consumer acknowledged it
-				Storage:           jetstream.FileStorage,
-				Replicas:          o.replicas,
-				Duplicates:        o.duplicates,
-				MaxConsumers:      -1,
-				MaxMsgs:           -1,
-				MaxBytes:          -1,
-				MaxMsgsPerSubject: -1,
-			})
+			// Kept until every consumer acknowledged it.
+			t.streams = append(t.streams, o.streamConfig(name, "final: topic "+topic, n.streamSubjects(topic), jetstream.InterestPolicy))
 		}
 		return name
 	}
@@ -111,11 +100,21 @@ func newTopology(o options, cfg mq.Config, instance string) topology {
 		c.Name, c.InactiveThreshold = broadcastConsumer(cfg.Service, instance), o.broadcastIdle
 		t.subs = append(t.subs, subscription{topic: topic, kind: broadcast, stream: stream(topic), consumer: c.Name, cfg: c, batch: prefetch})
 	}
-	t.dlq = jetstream.StreamConfig{
-		Name:              n.dlqStream(cfg.Service),
-		Description:       "final: dead letters of service " + cfg.Service,
-		Subjects:          []string{n.dlqSubject(cfg.Service)},
-		Retention:         jetstream.LimitsPolicy, // kept until replayed or removed
+	// Kept until replayed or removed.
+	t.dlq = o.streamConfig(n.dlqStream(cfg.Service), "final: dead letters of service "+cfg.Service,
+		[]string{n.dlqSubject(cfg.Service)}, jetstream.LimitsPolicy)
+	return t
+}
+
+// streamConfig is a stream as the provider declares every one: on file,
+// with the options' replicas and duplicate window, and no limits but the
+// retention policy's.
+func (o options) streamConfig(name, description string, subjects []string, retention jetstream.RetentionPolicy) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              name,
+		Description:       description,
+		Subjects:          subjects,
+		Retention:         retention,
 		Storage:           jetstream.FileStorage,
 		Replicas:          o.replicas,
 		Duplicates:        o.duplicates,
@@ -124,7 +123,6 @@ func newTopology(o options, cfg mq.Config, instance string) topology {
 		MaxBytes:          -1,
 		MaxMsgsPerSubject: -1,
 	}
-	return t
 }
 
 // consumes reports whether the service has anything to consume.
