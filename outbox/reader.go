@@ -37,3 +37,37 @@ func ReadNextTx(ctx context.Context, tx Tx, query string, after int64) (Record, 
 	r.Message, r.Err = message.Unmarshal(r.Body)
 	return r, true, nil
 }
+
+// Reader is an optional capability of a Store: reading committed rows by
+// id, without leasing or changing them. The fast path uses it to read back
+// the committed rows it had no room for while their OutboxScanAgoTime
+// window is open, in which no relay claims them (final.Options,
+// DispatchQueueSize). A bus whose store lacks it leaves those rows to the
+// relay. Every store of this module has it.
+type Reader interface {
+	// Read returns those of ids that are in the table, in id order, decoded
+	// as Claim's are (Message, or Err for a row that cannot be decoded).
+	Read(ctx context.Context, ids []int64) ([]Record, error)
+}
+
+// ReadRows is the body of a SQL store's Read: query, in the store's
+// dialect with args, selects the id, message, order key (0 for none) and
+// attempts of the rows to read. The error is the driver's, for the store
+// to wrap.
+func ReadRows(ctx context.Context, db *sql.DB, query string, args ...any) ([]Record, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var recs []Record
+	for rows.Next() {
+		var r Record
+		if err := rows.Scan(&r.ID, &r.Body, &r.OrderKey, &r.Attempts); err != nil {
+			return nil, err
+		}
+		r.Message, r.Err = message.Unmarshal(r.Body)
+		recs = append(recs, r)
+	}
+	return recs, rows.Err()
+}

@@ -7,14 +7,33 @@ import (
 	"github.com/finalbus/final/outbox"
 )
 
-var _ outbox.TxReader = (*Store)(nil)
+var (
+	_ outbox.TxReader = (*Store)(nil)
+	_ outbox.Reader   = (*Store)(nil)
+)
+
+// readColumns are the columns outbox.ReadNextTx and outbox.ReadRows scan.
+const readColumns = `id, message, COALESCE(order_key, 0), attempts`
 
 // ReadTx implements outbox.TxReader.
 func (s *Store) ReadTx(ctx context.Context, tx outbox.Tx, after int64) (outbox.Record, bool, error) {
-	r, ok, err := outbox.ReadNextTx(ctx, tx, `SELECT id, message, COALESCE(order_key, 0), attempts FROM `+s.t.q+
+	r, ok, err := outbox.ReadNextTx(ctx, tx, `SELECT `+readColumns+` FROM `+s.t.q+
 		` WHERE id > ? ORDER BY id LIMIT 1`, after)
 	if err != nil {
 		return outbox.Record{}, false, fmt.Errorf("outbox/mysql: read: %w", err)
 	}
 	return r, ok, nil
+}
+
+// Read implements outbox.Reader.
+func (s *Store) Read(ctx context.Context, ids []int64) ([]outbox.Record, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	in, args := inList(ids)
+	recs, err := outbox.ReadRows(ctx, s.db, `SELECT `+readColumns+` FROM `+s.t.q+` WHERE id IN `+in+` ORDER BY id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("outbox/mysql: read: %w", err)
+	}
+	return recs, nil
 }

@@ -60,6 +60,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Declarations", func(t *testing.T) { testDeclarations(t, h) })
 	t.Run("Redeliveries", func(t *testing.T) { testRedeliveries(t, h) })
 	t.Run("ReadTx", func(t *testing.T) { testReadTx(t, h) })
+	t.Run("Read", func(t *testing.T) { testRead(t, h) })
 }
 
 var ctx = context.Background()

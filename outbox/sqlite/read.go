@@ -2,18 +2,42 @@ package sqlite
 
 import (
 	"context"
+	"slices"
 
 	"github.com/finalbus/final/outbox"
 )
 
-var _ outbox.TxReader = (*Store)(nil)
+var (
+	_ outbox.TxReader = (*Store)(nil)
+	_ outbox.Reader   = (*Store)(nil)
+)
+
+// readColumns are the columns outbox.ReadNextTx and outbox.ReadRows scan.
+const readColumns = `id, message, COALESCE(order_key, 0), attempts`
 
 // ReadTx implements outbox.TxReader.
 func (s *Store) ReadTx(ctx context.Context, tx outbox.Tx, after int64) (outbox.Record, bool, error) {
-	r, ok, err := outbox.ReadNextTx(ctx, tx, `SELECT id, message, COALESCE(order_key, 0), attempts FROM `+s.t.q+
+	r, ok, err := outbox.ReadNextTx(ctx, tx, `SELECT `+readColumns+` FROM `+s.t.q+
 		` WHERE id > ? ORDER BY id LIMIT 1`, after)
 	if err != nil {
 		return outbox.Record{}, false, wrapError("read", err)
 	}
 	return r, ok, nil
+}
+
+// Read implements outbox.Reader. Ids beyond one statement's bound are read
+// in batches of ascending ids.
+func (s *Store) Read(ctx context.Context, ids []int64) ([]outbox.Record, error) {
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
+	var recs []outbox.Record
+	for batch := range batches(ids) {
+		in, args := inList(batch)
+		got, err := outbox.ReadRows(ctx, s.db, `SELECT `+readColumns+` FROM `+s.t.q+` WHERE id IN `+in+` ORDER BY id`, args...)
+		if err != nil {
+			return nil, wrapError("read", err)
+		}
+		recs = append(recs, got...)
+	}
+	return recs, nil
 }
