@@ -56,6 +56,7 @@ type Bus struct {
 	acker      *acker
 	disp       *dispatcher
 	relay      *relay
+	overflow   *overflow // nil when the store cannot read rows back
 	subscriber *subscriber
 	stopHard   context.CancelFunc // cancels the acker's and dispatcher's waits
 
@@ -219,6 +220,7 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 	b.acker = newAcker(hard, store, b.opt)
 	b.disp = newDispatcher(hard, b.provider, b.acker, b.opt)
 	b.relay = newRelay(store, b.disp, b.owner, b.opt)
+	b.overflow = newOverflow(store, b.disp, b.opt)
 	b.acker.start(b.opt.NumAcker)
 	b.disp.start()
 	if len(b.routes) > 0 {
@@ -231,6 +233,7 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 			return fmt.Errorf("final: consume: %w", err)
 		}
 	}
+	b.overflow.start()
 	b.relay.start()
 	if b.inbox != nil {
 		b.pruner = newPruner(b.inbox, b.opt)
@@ -305,6 +308,7 @@ func (b *Bus) shutdown(ctx context.Context) error {
 		pipelineStuck                    bool
 	)
 	b.relay.stop()
+	b.overflow.stop()
 	b.declarer.stop(deadline)
 	if b.pruner != nil {
 		b.pruner.stop()
@@ -410,8 +414,9 @@ func (b *Bus) waitPipeline() {
 }
 
 // enqueue hands committed rows to the fast path. What does not fit, in
-// messages (DispatchQueueSize) or in bytes (DispatchQueueBytes), or arrives
-// during Shutdown, is left to the relay.
+// messages (DispatchQueueSize) or in bytes (DispatchQueueBytes), the
+// overflow reads back when there is room; what it cannot take, or what
+// arrives during Shutdown, is left to the relay.
 func (b *Bus) enqueue(out []outgoing) {
 	b.intake.RLock()
 	defer b.intake.RUnlock()
@@ -419,12 +424,16 @@ func (b *Bus) enqueue(out []outgoing) {
 		return
 	}
 	for _, o := range out {
-		if !b.disp.offer(o) {
-			if o.key != 0 {
-				b.disp.order.leftBehind(o.key, o.id)
-			}
-			b.log.Debug("final: dispatch queue full (messages or bytes); left to the relay", "id", o.id)
+		if o.key == 0 && b.overflow.holds() && b.overflow.add(o) {
+			continue // behind the rows already waiting there
 		}
+		if b.disp.offer(o) || b.overflow.add(o) {
+			continue
+		}
+		if o.key != 0 {
+			b.disp.order.leftBehind(o.key, o.id)
+		}
+		b.log.Debug("final: dispatch queue full (messages or bytes); left to the relay", "id", o.id)
 	}
 }
 
