@@ -424,7 +424,7 @@ func (b *Bus) enqueue(out []outgoing) {
 		return
 	}
 	for _, o := range out {
-		if o.key == 0 && b.overflow.holds() && b.overflow.add(o) {
+		if b.overflow.join(o) {
 			continue // behind the rows already waiting there
 		}
 		if b.disp.offer(o) || b.overflow.add(o) {

@@ -124,7 +124,7 @@ func (d *dispatcher) offer(o outgoing) bool {
 }
 
 // submit queues o, waiting for room in messages and in bytes; the relay
-// uses it for backpressure.
+// and the overflow use it for backpressure.
 func (d *dispatcher) submit(ctx context.Context, o outgoing) error {
 	// In the envelope format the body is what is sent: the decoded payload,
 	// as big, need not be held too. In the CloudEvents format the message
@@ -334,18 +334,20 @@ func (d *dispatcher) confirmLoop() {
 // the relay.
 //
 // A committed row is taken only if it fits (or nothing is held), else it is
-// left to the relay. The relay waits for room, and goes first: while it
-// waits, committed rows are left to it, as a blocked send on a full channel
-// goes before a new one. It also goes when nothing but parked rows is held,
-// since those may be waiting for the very row it brings. So the dispatcher
-// holds at most DispatchQueueBytes plus one message.
+// left to the overflow or the relay. The relay and the overflow wait for
+// room, and go first: while one waits, committed rows are left to them, as
+// a blocked send on a full channel goes before a new one (so a keyed row
+// committed meanwhile goes by the relay). A waiter also goes when nothing
+// but parked rows is held, since those may be waiting for the very row the
+// relay brings. So the dispatcher holds at most DispatchQueueBytes plus one
+// message.
 type byteBudget struct {
 	mu      sync.Mutex
 	max     int64
 	moving  int64
 	parked  int64
 	peak    int64         // highest moving + parked so far, for tests
-	waiters int           // relay submits waiting for room
+	waiters int           // relay and overflow submits waiting for room
 	wake    chan struct{} // closed when bytes are released; nil: nobody waits
 }
 
@@ -361,12 +363,21 @@ func (b *byteBudget) tryTake(n int64) bool {
 	return true
 }
 
-// take counts n bytes of a relay row, waiting for room until ctx ends.
-func (b *byteBudget) take(ctx context.Context, n int64) error {
+// take counts n bytes of a relay or overflow row, waiting for room until
+// ctx ends.
+func (b *byteBudget) take(ctx context.Context, n int64) error { return b.await(ctx, n, true) }
+
+// waitRoom waits until n bytes fit, or ctx ends, without counting them:
+// the overflow reads a batch back only once it fits.
+func (b *byteBudget) waitRoom(ctx context.Context, n int64) error { return b.await(ctx, n, false) }
+
+func (b *byteBudget) await(ctx context.Context, n int64, take bool) error {
 	for {
 		b.mu.Lock()
 		if b.moving == 0 || b.moving+b.parked+n <= b.max {
-			b.add(n)
+			if take {
+				b.add(n)
+			}
 			b.mu.Unlock()
 			return nil
 		}

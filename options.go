@@ -129,12 +129,13 @@ type Options struct {
 	// path. A committing caller never waits for it: when it is full, the
 	// bus remembers the ids of the messages that did not fit (up to 16 ×
 	// DispatchQueueSize, at least 65,536, about 40 bytes each) and reads
-	// them back from the outbox, oldest first, as soon as the queue has
-	// room, while their OutboxScanAgoTime window is open; beyond that bound,
-	// or once the window has closed, the relay sends them. Messages with a
-	// key that do not fit are left to the relay, which keeps their order. It
-	// also bounds the keyed messages parked behind an unsent earlier
-	// message of their key. Default 8192.
+	// them back from the outbox in batches, oldest first, once there is
+	// room for a batch, within the first half of their OutboxScanAgoTime
+	// window; beyond that bound, or later, the relay sends them. Messages
+	// with a key that do not fit, or that are committed while a batch waits
+	// for room, are left to the relay, which keeps their order. It also
+	// bounds the keyed messages parked behind an unsent earlier message of
+	// their key. Default 8192.
 	DispatchQueueSize int
 	// DispatchQueueBytes bounds the same in bytes (of messages as stored):
 	// the committed messages waiting for the fast path and the keyed ones

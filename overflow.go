@@ -20,33 +20,37 @@ const (
 
 // overflow remembers, by id, the committed rows the fast path had no room
 // for (DispatchQueueSize, DispatchQueueBytes) and reads them back into the
-// dispatcher, oldest first, as soon as it has room (outbox.Reader): a
-// burst then waits for the broker, not for the relay's OutboxScanAgoTime.
-// It holds ids, not messages, so it remembers many more rows than the
-// dispatch queue holds (see overflowPerQueued).
+// dispatcher, oldest first, once it has room for a batch (outbox.Reader):
+// a burst then waits for the broker, not for the relay's
+// OutboxScanAgoTime. It holds ids, not messages, so it remembers many more
+// rows than the dispatch queue holds (see overflowPerQueued).
 //
-// A row is read back only while its fast-path window is open
-// (outgoing.sendBy), in which no relay claims it, so it is sent once, as
-// if it had been queued; and the dispatcher checks the window again before
-// the publish. Left to the relay, as before: rows past their window, rows
-// beyond the bound, keyed rows (keyOrder holds their key behind the rows
-// the relay brings), the rows of a read that failed, and every row when the
-// store has no outbox.Reader.
+// A row is read back only in the first half of its fast-path window
+// (leftRow.readBy), and the dispatcher starts its publish no later: the
+// relays may claim it only once the whole window has passed, so its
+// confirm and its delete (AckLinger is capped at the other half) have
+// that half to land before a relay could send it again. Left to the relay,
+// as before: rows past readBy, rows beyond the bound, keyed rows (keyOrder
+// holds their key behind the rows the relay brings), the rows of a read
+// that failed, and every row when the store has no outbox.Reader.
 //
-// While it holds rows, newer committed rows join them rather than the
-// dispatch queue, so that rows go out in commit order and none waits
-// behind a stream of newer ones.
+// While it holds rows or reads a batch, newer unkeyed committed rows join
+// it rather than the dispatch queue, so that they go out in about commit
+// order and none waits behind a stream of newer ones.
 type overflow struct {
-	reader outbox.Reader
-	disp   *dispatcher
-	log    *slog.Logger
-	batch  int // rows per read
-	max    int // rows remembered
+	reader  outbox.Reader
+	disp    *dispatcher
+	log     *slog.Logger
+	batch   int           // rows per read
+	max     int           // rows remembered
+	margin  time.Duration // a row is read back until margin before its window ends
+	maxRead int64         // bytes per read: half DispatchQueueBytes
 
 	mu      sync.Mutex
 	rows    []leftRow // rows[head:] are remembered, oldest first
 	head    int
 	pending atomic.Int64  // len(rows) - head, read without mu
+	reading atomic.Bool   // a batch is being read back and queued
 	stopped atomic.Bool   // stop was called: remember nothing more
 	wake    chan struct{} // a token when rows arrive
 
@@ -59,7 +63,7 @@ type overflow struct {
 type leftRow struct {
 	id     int64
 	size   int64
-	sendBy time.Time
+	readBy time.Time // zero: no limit
 }
 
 // newOverflow returns the overflow of d, or nil when s cannot read rows by
@@ -71,14 +75,16 @@ func newOverflow(s outbox.Store, d *dispatcher, o Options) *overflow {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &overflow{
-		reader: reader,
-		disp:   d,
-		log:    o.Logger,
-		batch:  int(o.OutboxScanOffset),
-		max:    max(o.DispatchQueueSize*overflowPerQueued, minOverflow),
-		wake:   make(chan struct{}, 1),
-		ctx:    ctx,
-		cancel: cancel,
+		reader:  reader,
+		disp:    d,
+		log:     o.Logger,
+		batch:   int(o.OutboxScanOffset),
+		max:     max(o.DispatchQueueSize*overflowPerQueued, minOverflow),
+		margin:  o.OutboxScanAgoTime / 2,
+		maxRead: max(int64(o.DispatchQueueBytes)/2, 1),
+		wake:    make(chan struct{}, 1),
+		ctx:     ctx,
+		cancel:  cancel,
 	}
 }
 
@@ -101,24 +107,32 @@ func (f *overflow) stop() {
 	f.wg.Wait()
 }
 
-// holds reports whether rows wait to be read back: a committed row then
-// joins them (add) instead of being offered to the dispatch queue.
-func (f *overflow) holds() bool {
-	return f != nil && f.pending.Load() > 0 && !f.stopped.Load()
+// join remembers o, an unkeyed committed row, if rows wait to be read back
+// already: o goes behind them rather than into the dispatch queue.
+func (f *overflow) join(o outgoing) bool {
+	if f == nil || f.pending.Load() == 0 && !f.reading.Load() {
+		return false
+	}
+	return f.add(o)
 }
 
 // add remembers o, an unkeyed committed row; false means o is left to the
-// relay (no reader, the bound is reached, or the bus is stopping).
+// relay (no reader, a keyed row, the bound is reached, or the bus is
+// stopping).
 func (f *overflow) add(o outgoing) bool {
 	if f == nil || o.key != 0 || f.stopped.Load() {
 		return false
+	}
+	var readBy time.Time
+	if !o.sendBy.IsZero() {
+		readBy = o.sendBy.Add(-f.margin)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.rows)-f.head >= f.max {
 		return false
 	}
-	f.rows = append(f.rows, leftRow{id: o.id, size: o.size(), sendBy: o.sendBy})
+	f.rows = append(f.rows, leftRow{id: o.id, size: o.size(), readBy: readBy})
 	f.pending.Add(1)
 	select {
 	case f.wake <- struct{}{}:
@@ -127,18 +141,22 @@ func (f *overflow) add(o outgoing) bool {
 	return true
 }
 
-// next removes and returns the oldest rows still in their window: at most
-// f.batch rows and, past the first, maxBytes of messages. Rows past their
-// window are dropped on the way: the relay has them.
+// next removes and returns the oldest rows that may still be read back:
+// at most f.batch rows and, past the first, maxBytes of messages. Rows past
+// readBy are dropped on the way: the relay has them.
 func (f *overflow) next(now time.Time, maxBytes int64) []leftRow {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []leftRow
-	var size int64
+	var (
+		out  []leftRow
+		size int64
+		late int
+	)
 	for f.head < len(f.rows) && len(out) < f.batch {
 		r := f.rows[f.head]
-		if !r.sendBy.IsZero() && now.After(r.sendBy) {
+		if !r.readBy.IsZero() && now.After(r.readBy) {
 			f.head++
+			late++
 			continue
 		}
 		if len(out) > 0 && size+r.size > maxBytes {
@@ -149,6 +167,9 @@ func (f *overflow) next(now time.Time, maxBytes int64) []leftRow {
 		f.head++
 	}
 	f.compact()
+	if late > 0 {
+		f.log.Debug("final: rows the dispatch queue had no room for waited too long to be read back; left to the relay", "rows", late)
+	}
 	return out
 }
 
@@ -162,10 +183,13 @@ func (f *overflow) dropAll() int {
 	return n
 }
 
-// compact reuses the slice's front once it is half consumed; f.mu is held.
+// compact reuses the slice's front once it is half consumed, and lets a
+// large array go once it is empty; f.mu is held.
 func (f *overflow) compact() {
 	f.pending.Store(int64(len(f.rows) - f.head))
 	switch {
+	case f.head == len(f.rows) && cap(f.rows) > 4096:
+		f.rows, f.head = nil, 0
 	case f.head == len(f.rows):
 		f.rows, f.head = f.rows[:0], 0
 	case f.head > len(f.rows)/2:
@@ -182,33 +206,40 @@ func (f *overflow) run() {
 			return
 		case <-f.wake:
 		}
+		f.reading.Store(true)
 		for f.ctx.Err() == nil {
-			rows := f.next(time.Now(), f.disp.bytes.room())
+			rows := f.next(time.Now(), f.maxRead)
 			if len(rows) == 0 {
 				break
 			}
 			if err := f.readBack(rows); err != nil {
 				if f.ctx.Err() != nil {
-					return
+					break
 				}
 				n := f.dropAll()
 				f.log.Warn("final: could not read back rows the dispatch queue had no room for; the relay sends them",
 					"rows", len(rows)+n, "err", err)
 			}
 		}
+		f.reading.Store(false)
 	}
 }
 
-// readBack reads rows from the table and queues them for the broker,
-// waiting for room. A row no longer in the table was sent by another
-// instance's relay; an undecodable one is left to the relay, which
-// records it.
+// readBack waits until the dispatcher has room for rows, reads them from
+// the table and queues them. A row no longer in the table was deleted by
+// someone else (Purge, an operator); an undecodable one is left to the
+// relay, which records it.
 func (f *overflow) readBack(rows []leftRow) error {
 	ids := make([]int64, len(rows))
-	sendBy := make(map[int64]time.Time, len(rows))
+	readBy := make(map[int64]time.Time, len(rows))
+	var size int64
 	for i, r := range rows {
 		ids[i] = r.id
-		sendBy[r.id] = r.sendBy
+		readBy[r.id] = r.readBy
+		size += r.size
+	}
+	if err := f.disp.bytes.waitRoom(f.ctx, size); err != nil {
+		return err
 	}
 	recs, err := f.reader.Read(f.ctx, ids)
 	if err != nil {
@@ -219,7 +250,8 @@ func (f *overflow) readBack(rows []leftRow) error {
 		if rec.Err != nil || rec.OrderKey != 0 {
 			continue
 		}
-		o := outgoing{id: rec.ID, msg: rec.Message, body: rec.Body, sendBy: sendBy[rec.ID]}
+		// sendBy is readBy: the dispatcher starts no publish past it.
+		o := outgoing{id: rec.ID, msg: rec.Message, body: rec.Body, sendBy: readBy[rec.ID]}
 		if err := f.disp.submit(f.ctx, o); err != nil {
 			return err
 		}

@@ -83,20 +83,26 @@ func queued(t *testing.T, d *dispatcher) outgoing {
 }
 
 // Committed rows the dispatch queue had no room for are read back by id
-// and queued, oldest first, as soon as it has room, instead of waiting out
-// OutboxScanAgoTime for the relay; a row past its window, a keyed row, and
-// a row gone from the table are left to the relay.
+// and queued, oldest first, once it has room, instead of waiting out
+// OutboxScanAgoTime for the relay. Left to the relay: a row in the second
+// half of its window or past it, a keyed row, a row gone from the table,
+// and one that cannot be decoded.
 func TestOverflowReadsBackWhatTheQueueHadNoRoomFor(t *testing.T) {
 	s := &readerStore{rows: map[int64]outbox.Record{}}
-	d, f := overflowOn(t, s, DefaultOptions().WithDispatchQueueSize(2))
+	opt := DefaultOptions().WithDispatchQueueSize(2)
+	d, f := overflowOn(t, s, opt)
 	open := time.Now().Add(time.Hour)
+	readBy := open.Add(-opt.OutboxScanAgoTime / 2)
 	var rows []outgoing
 	for id := int64(1); id <= 6; id++ {
 		rows = append(rows, s.stored(t, id, 0, open))
 	}
 	late := s.stored(t, 7, 0, time.Now().Add(-time.Second))
-	keyed := s.stored(t, 8, 42, open)
-	gone := row(t, 9, 0, "", open) // deleted meanwhile: not in the table
+	closing := s.stored(t, 8, 0, time.Now().Add(opt.OutboxScanAgoTime/4)) // in the second half of its window
+	keyed := s.stored(t, 9, 42, open)
+	gone := row(t, 10, 0, "", open) // deleted meanwhile: not in the table
+	broken := s.stored(t, 11, 0, open)
+	s.rows[broken.id] = outbox.Record{ID: broken.id, Body: []byte{0xc1}, Err: message.ErrDecode}
 
 	for _, o := range rows[:2] {
 		if !d.offer(o) {
@@ -106,24 +112,30 @@ func TestOverflowReadsBackWhatTheQueueHadNoRoomFor(t *testing.T) {
 	if d.offer(rows[2]) {
 		t.Fatal("a full queue took row 3")
 	}
-	for _, o := range []outgoing{rows[2], late, rows[3], gone, rows[4], rows[5]} {
-		if !f.add(o) {
-			t.Fatalf("row %d not remembered", o.id)
+	if f.join(rows[2]) {
+		t.Fatal("a row joined an overflow that holds nothing; it goes to the queue or to add")
+	}
+	if !f.add(rows[2]) {
+		t.Fatalf("row %d not remembered", rows[2].id)
+	}
+	for _, o := range []outgoing{late, rows[3], closing, gone, broken, rows[4], rows[5]} {
+		if !f.join(o) {
+			t.Fatalf("row %d did not join the rows remembered before it", o.id)
 		}
 	}
-	if f.add(keyed) {
+	if f.add(keyed) || f.join(keyed) {
 		t.Fatal("a keyed row was remembered; its key's order is the relay's")
-	}
-	if !f.holds() {
-		t.Fatal("holds() false with rows remembered")
 	}
 	f.start()
 	var got []int64
 	for range 6 {
 		o := queued(t, d)
 		got = append(got, o.id)
-		if o.owner != "" || o.key != 0 || !o.sendBy.Equal(open) {
-			t.Fatalf("row %d queued with owner %q, key %d, sendBy %v; want a committed row's, window kept", o.id, o.owner, o.key, o.sendBy)
+		if o.owner != "" || o.key != 0 {
+			t.Fatalf("row %d queued with owner %q, key %d; want a committed row's", o.id, o.owner, o.key)
+		}
+		if o.id > 2 && !o.sendBy.Equal(readBy) {
+			t.Fatalf("row %d read back with sendBy %v, want half its window earlier, %v", o.id, o.sendBy, readBy)
 		}
 		if want := s.rows[o.id]; o.msg == nil || o.msg.UUID != want.Message.UUID || string(o.body) != string(want.Body) {
 			t.Fatalf("row %d queued with message %+v, want the stored %s", o.id, o.msg, want.Message.UUID)
@@ -132,6 +144,7 @@ func TestOverflowReadsBackWhatTheQueueHadNoRoomFor(t *testing.T) {
 	if want := []int64{1, 2, 3, 4, 5, 6}; !slices.Equal(got, want) {
 		t.Fatalf("queued rows %v, want %v", got, want)
 	}
+	testenv.Eventually(t, 10*time.Second, func() bool { return f.pending.Load() == 0 && !f.reading.Load() }, "the overflow idle")
 	select {
 	case o := <-d.queue:
 		t.Fatalf("row %d queued; only rows 3–6 could be read back", o.id)
@@ -140,19 +153,16 @@ func TestOverflowReadsBackWhatTheQueueHadNoRoomFor(t *testing.T) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ids := range s.reads {
-		if slices.Contains(ids, late.id) {
-			t.Fatalf("the late row was read back (reads %v): its window is the relay's", s.reads)
+		if slices.Contains(ids, late.id) || slices.Contains(ids, closing.id) {
+			t.Fatalf("a row past the first half of its window was read back (reads %v): it is the relay's", s.reads)
 		}
-	}
-	if f.holds() {
-		t.Fatal("holds() true once every row was read back")
 	}
 }
 
 // The overflow remembers at most overflowPerQueued × DispatchQueueSize
 // rows, and at least minOverflow; beyond it rows are left to the relay.
 func TestOverflowIsBounded(t *testing.T) {
-	s := &readerStore{rows: map[int64]outbox.Record{}, err: errors.New("unused")}
+	s := &readerStore{rows: map[int64]outbox.Record{}}
 	o := DefaultOptions().WithDispatchQueueSize(minOverflow/overflowPerQueued + 1)
 	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	d := newDispatcher(context.Background(), memory.NewBroker().Provider(), newAcker(context.Background(), s, o), o)
@@ -160,17 +170,17 @@ func TestOverflowIsBounded(t *testing.T) {
 	open := time.Now().Add(time.Hour)
 	bound := int64(o.DispatchQueueSize * overflowPerQueued)
 	for id := int64(1); id <= bound; id++ {
-		if !f.add(row(t, id, 0, "", open)) {
+		if !f.add(outgoing{id: id, sendBy: open}) {
 			t.Fatalf("row %d not remembered below the bound", id)
 		}
 	}
-	if f.add(row(t, bound+1, 0, "", open)) {
+	if f.add(outgoing{id: bound + 1, sendBy: open}) {
 		t.Fatal("a row beyond the bound was remembered")
 	}
 	if got := f.next(time.Now(), 1<<40); len(got) != f.batch {
 		t.Fatalf("next returned %d rows, want a batch of %d", len(got), f.batch)
 	}
-	if !f.add(row(t, bound+2, 0, "", open)) {
+	if !f.add(outgoing{id: bound + 2, sendBy: open}) {
 		t.Fatal("no row remembered once the others were taken")
 	}
 	if small := newOverflow(s, d, o.WithDispatchQueueSize(2)); small.max != minOverflow {
@@ -188,7 +198,8 @@ func TestOverflowLeavesRowsToTheRelayWhenAReadFails(t *testing.T) {
 		f.add(s.stored(t, id, 0, open))
 	}
 	f.start()
-	testenv.Eventually(t, 10*time.Second, func() bool { return !f.holds() }, "no row remembered after a failed read")
+	testenv.Eventually(t, 10*time.Second, func() bool { return f.pending.Load() == 0 && !f.reading.Load() },
+		"no row remembered after a failed read")
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.reads) != 1 {
@@ -196,5 +207,55 @@ func TestOverflowLeavesRowsToTheRelayWhenAReadFails(t *testing.T) {
 	}
 	if n := len(d.queue); n != 0 {
 		t.Fatalf("%d rows queued after a failed read", n)
+	}
+}
+
+// The overflow reads a batch back only once the dispatcher has room for
+// it in bytes, not a row per read as room trickles in, and holds nothing
+// read meanwhile.
+func TestOverflowWaitsForRoomBeforeReading(t *testing.T) {
+	s := &readerStore{rows: map[int64]outbox.Record{}}
+	open := time.Now().Add(time.Hour)
+	var rows []outgoing
+	for id := int64(1); id <= 6; id++ {
+		rows = append(rows, s.stored(t, id, 0, open))
+	}
+	// Room for four rows; a batch read back is at most half of it.
+	opt := DefaultOptions().WithDispatchQueueBytes(int(4 * rows[0].size()))
+	d, f := overflowOn(t, s, opt)
+	for _, o := range rows[:4] {
+		if !d.offer(o) {
+			t.Fatalf("row %d refused within the budget", o.id)
+		}
+	}
+	if d.offer(rows[4]) {
+		t.Fatal("row 5 taken beyond the budget")
+	}
+	for _, o := range rows[4:] {
+		f.add(o)
+	}
+	f.start()
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		d.bytes.mu.Lock()
+		defer d.bytes.mu.Unlock()
+		return d.bytes.waiters == 1
+	}, "the overflow waiting for room")
+	s.mu.Lock()
+	reads := len(s.reads)
+	s.mu.Unlock()
+	if reads != 0 {
+		t.Fatalf("%d reads while the dispatcher had no room", reads)
+	}
+	var got []int64
+	for range 6 {
+		got = append(got, queued(t, d).id)
+	}
+	if want := []int64{1, 2, 3, 4, 5, 6}; !slices.Equal(got, want) {
+		t.Fatalf("queued rows %v, want %v", got, want)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.reads) != 1 {
+		t.Fatalf("rows 5 and 6 read back in %d reads %v, want one batch", len(s.reads), s.reads)
 	}
 }

@@ -45,8 +45,10 @@ func ReadNextTx(ctx context.Context, tx Tx, query string, after int64) (Record, 
 // DispatchQueueSize). A bus whose store lacks it leaves those rows to the
 // relay. Every store of this module has it.
 type Reader interface {
-	// Read returns those of ids that are in the table, in id order, decoded
-	// as Claim's are (Message, or Err for a row that cannot be decoded).
+	// Read returns those of ids whose rows are committed and in the table,
+	// in id order, decoded as Claim's are (Message, or Err for a row that
+	// cannot be decoded). The bus passes at most OutboxScanOffset ids
+	// (10,000 at most) per call.
 	Read(ctx context.Context, ids []int64) ([]Record, error)
 }
 

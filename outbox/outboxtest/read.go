@@ -58,11 +58,11 @@ func testReadTx(t *testing.T, h Harness) {
 	}
 }
 
-// testRead: a Reader reads the rows of the ids it is given that are in the
-// table, in id order, decoded, and changes nothing: a row read is claimed
-// as before, with no attempt counted.
+// testRead: a Reader reads the committed rows of the ids it is given that
+// are in the table, in id order, decoded, and changes nothing: a row read
+// is claimed as before, with no attempt counted.
 func testRead(t *testing.T, h Harness) {
-	s, _ := h.New(t)
+	s, db := h.New(t)
 	r, ok := s.(outbox.Reader)
 	if !ok {
 		t.Skip("the store has no outbox.Reader")
@@ -73,9 +73,15 @@ func testRead(t *testing.T, h Harness) {
 	if err := s.Delete(ctx, []int64{gone}); err != nil {
 		t.Fatal(err)
 	}
-	recs, err := r.Read(ctx, []int64{b, gone, a, b + 1000})
+	tx := h.begin(t, db)
+	defer func() { _ = tx.Rollback(ctx) }()
+	uncommitted, _ := insert(t, s, tx, 0)
+	recs, err := r.Read(ctx, []int64{b, gone, a, uncommitted, b + 1000})
 	if err != nil {
 		t.Fatalf("Read: %v", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
 	}
 	if got := ids(recs); !equal(got, []int64{a, b}) {
 		t.Fatalf("Read read ids %v, want %v", got, []int64{a, b})
