@@ -93,22 +93,24 @@ func TestBusOnTheEmbeddedPair(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The handler counts a message before the bus commits its Inbox
+	// transaction, so the credits are waited for too.
 	deadline := time.Now().Add(30 * time.Second)
+	var credits int
 	for {
+		if err := env.DB.QueryRow(`SELECT COUNT(*) FROM credits`).Scan(&credits); err != nil {
+			t.Fatal(err)
+		}
 		mu.Lock()
 		n := seen["kept"]
 		mu.Unlock()
-		if n == 2 {
+		if n == 2 && credits == 2 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("handled %v, want kept twice", seen)
+			t.Fatalf("handled %v and %d credits, want kept twice and 2 credits", seen, credits)
 		}
 		time.Sleep(10 * time.Millisecond) // polling with a deadline
-	}
-	var credits int
-	if err := env.DB.QueryRow(`SELECT COUNT(*) FROM credits`).Scan(&credits); err != nil {
-		t.Fatal(err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
