@@ -132,8 +132,8 @@ type Options struct {
 	// them back from the outbox in batches, oldest first, once there is
 	// room for a batch, within the first half of their OutboxScanAgoTime
 	// window; beyond that bound, or later, the relay sends them. Messages
-	// with a key that do not fit, or that are committed while a batch waits
-	// for room, are left to the relay, which keeps their order. It also
+	// with a key that do not fit (among them those committed while a batch
+	// waits for room) are left to the relay, which keeps their order. It also
 	// bounds the keyed messages parked behind an unsent earlier message of
 	// their key. Default 8192.
 	DispatchQueueSize int
