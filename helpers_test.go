@@ -262,8 +262,14 @@ func (r *recorder) waitAll(t *testing.T, refs []string, timeout time.Duration) {
 			}
 		}
 		return true
-	}, "all %d refs delivered (have %d)", len(refs), r.distinct())
+	}, "all %d refs delivered (have %v)", len(refs), lazy(func() any { return r.distinct() }))
 }
+
+// lazy formats as what its function returns when formatted: a failure
+// message then says what was true at the deadline, not when the wait began.
+type lazy func() any
+
+func (l lazy) String() string { return fmt.Sprint(l()) }
 
 // decodeBody returns the payload of a body the bus published.
 func decodeBody(body []byte) ([]byte, error) {
