@@ -19,7 +19,8 @@ import (
 // instances sharing the table never send the same row at the same time.
 // A batch is bounded in rows (OutboxScanOffset) and in bytes, by the room
 // the dispatcher has (DispatchQueueBytes less what it holds): so it goes
-// into the dispatcher at once and is sent within its lease whatever the
+// into the dispatcher at once, or behind at most one batch of the overflow
+// (half DispatchQueueBytes), and is sent within its lease whatever the
 // size of its messages. A full batch is followed at once by the next, so a
 // backlog drains at the broker's pace, and so are the first short batches
 // after it (see rechecks); otherwise the relay sleeps OutboxScanInterval.

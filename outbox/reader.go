@@ -26,16 +26,25 @@ type TxReader interface {
 // the row with the lowest id above its one argument, after. The error is
 // the driver's, for the store to wrap.
 func ReadNextTx(ctx context.Context, tx Tx, query string, after int64) (Record, bool, error) {
-	var r Record
-	err := tx.QueryRow(ctx, query, after).Scan(&r.ID, &r.Body, &r.OrderKey, &r.Attempts)
+	r, err := scanRecord(tx.QueryRow(ctx, query, after).Scan)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Record{}, false, nil
 	}
 	if err != nil {
 		return Record{}, false, err
 	}
-	r.Message, r.Err = message.Unmarshal(r.Body)
 	return r, true, nil
+}
+
+// scanRecord scans the id, message, order key and attempts of a row and
+// decodes its message.
+func scanRecord(scan func(dest ...any) error) (Record, error) {
+	var r Record
+	if err := scan(&r.ID, &r.Body, &r.OrderKey, &r.Attempts); err != nil {
+		return Record{}, err
+	}
+	r.Message, r.Err = message.Unmarshal(r.Body)
+	return r, nil
 }
 
 // Reader is an optional capability of a Store: reading committed rows by
@@ -64,11 +73,10 @@ func ReadRows(ctx context.Context, db *sql.DB, query string, args ...any) ([]Rec
 	defer rows.Close()
 	var recs []Record
 	for rows.Next() {
-		var r Record
-		if err := rows.Scan(&r.ID, &r.Body, &r.OrderKey, &r.Attempts); err != nil {
+		r, err := scanRecord(rows.Scan)
+		if err != nil {
 			return nil, err
 		}
-		r.Message, r.Err = message.Unmarshal(r.Body)
 		recs = append(recs, r)
 	}
 	return recs, rows.Err()
