@@ -148,6 +148,7 @@ func (k *keyOrder) repark(key int64, rows []outgoing) {
 	}
 	k.parked += len(rows)
 	k.bytes.park(sizeOf(rows))
+	k.tidy(key, st) // a key free already releases them on freed
 }
 
 func (k *keyOrder) takeParked(st *keyState) []outgoing {
@@ -202,7 +203,8 @@ func (k *keyOrder) next(o outgoing) (prev mq.Confirmation, ok bool) {
 }
 
 // sent records the outcome of publishing o and reports whether later rows
-// of its key may follow it now. A refusal as out of order stalls the key.
+// of its key may follow it now. A refusal as out of order stalls the key
+// while publishes of it are in flight.
 func (k *keyOrder) sent(o outgoing, conf mq.Confirmation, err error) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -213,7 +215,10 @@ func (k *keyOrder) sent(o outgoing, conf mq.Confirmation, err error) bool {
 		st.last = conf
 		return true
 	case errors.Is(err, mq.ErrOutOfOrder):
-		st.stalled = true
+		// Wait for the verdicts in flight. If the last one came in
+		// between next and this refusal, none is left to end the stall:
+		// the row is held back and goes again behind nothing.
+		st.stalled = st.inflight > 0
 	default:
 		st.unsent.add(o.id)
 	}

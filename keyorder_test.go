@@ -123,6 +123,69 @@ func TestKeyOrderStallsOnOutOfOrder(t *testing.T) {
 	sameIDs(t, ready, 4)
 }
 
+// The verdict a refused publish was to wait for may come in between next
+// and the refusal (the previous publish failed, or its connection was lost
+// after its confirm): with nothing left in flight to clear it, the key is
+// not stalled, so the relay's copies of its rows go again. Once it stalled
+// here for good: every relay row of the key was given back, round after
+// round, and its parked rows never went.
+func TestKeyOrderOutOfOrderAfterTheLastVerdictDoesNotStall(t *testing.T) {
+	k := newKeyOrder(100, &byteBudget{max: 1 << 40})
+	ready, _ := k.admit(relayed(1))
+	publish(t, k, ready)
+	ready, _ = k.admit(relayed(2))
+	prev, ok := k.next(ready[0])
+	if !ok || prev == nil {
+		t.Fatalf("row 2 should follow row 1: prev %v, ok %v", prev, ok)
+	}
+	k.settled(relayed(1), true, errors.New("unroutable")) // before row 2's publish returns
+	if k.sent(ready[0], nil, mq.ErrOutOfOrder) {
+		t.Fatal("a refused publish reported as sent")
+	}
+	k.settled(relayed(2), false, errHeldBack) // given back to the table
+	if ready, _ := k.admit(fast(3)); len(ready) != 0 {
+		t.Fatalf("fast-path row 3 overtook the unsent rows 1 and 2: %v", readyIDs(ready))
+	}
+	ready, refused := k.admit(relayed(1))
+	if refused {
+		t.Fatal("the relay's copy of row 1 was refused: the key stalled with nothing in flight")
+	}
+	sameIDs(t, ready, 1)
+	publish(t, k, ready)
+	k.settled(relayed(1), true, nil)
+	ready, refused = k.admit(relayed(2))
+	if refused {
+		t.Fatal("the relay's copy of row 2 was refused")
+	}
+	sameIDs(t, ready, 2, 3)
+}
+
+// The same race on the fast path, where the previous publish was confirmed
+// and its connection then lost: the refused row is parked again and goes
+// on its own, behind nothing.
+func TestKeyOrderOutOfOrderAfterAConfirmSendsTheParkedRow(t *testing.T) {
+	k := newKeyOrder(100, &byteBudget{max: 1 << 40})
+	ready, _ := k.admit(fast(1))
+	publish(t, k, ready)
+	ready, _ = k.admit(fast(2))
+	if _, ok := k.next(ready[0]); !ok {
+		t.Fatal("row 2 may not follow row 1")
+	}
+	k.settled(fast(1), true, nil)
+	k.sent(ready[0], nil, mq.ErrOutOfOrder)
+	k.repark(7, ready)
+	select {
+	case key := <-k.freed:
+		rows := k.release(key)
+		sameIDs(t, rows, 2)
+		if prev, ok := k.next(rows[0]); !ok || prev != nil {
+			t.Fatalf("row 2 after its refusal: prev %v, ok %v; want to go behind nothing", prev, ok)
+		}
+	default:
+		t.Fatal("the refused row was parked with nothing to release it")
+	}
+}
+
 // Parking is bounded; beyond it rows are left to the relay, and rows gone
 // from the table (another relay sent them) are forgotten.
 func TestKeyOrderBoundsParkingAndForgets(t *testing.T) {
