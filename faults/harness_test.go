@@ -68,6 +68,9 @@ type scene struct {
 
 	recvTable string         // set when consumers run in other processes and record receipts there
 	starts    map[string]int // handler starts by ref, as such consumers report them
+	// claimedByKilled counts the rows that killed processes had claimed
+	// and not deleted when they died.
+	claimedByKilled int
 
 	// drained, when set, reports whether the broker holds nothing more for
 	// the scene's consumers: once the outbox is empty too, a message not
@@ -232,6 +235,9 @@ type result struct {
 	// whether the scenario's consumers report handler starts at all.
 	redone int
 	marked bool
+	// claimedByKilled is the scene's count: rows killed relays left
+	// claimed, which may be sent twice.
+	claimedByKilled int
 }
 
 // settle waits (up to 90s) until everything committed was delivered and
@@ -289,6 +295,7 @@ func (s *scene) settle(name string, faults int, faultEnded time.Time) result {
 		}
 	}
 	r.marked = s.starts != nil
+	r.claimedByKilled = s.claimedByKilled
 	for ref, n := range s.starts {
 		if n > 1 && s.seen[ref] == 1 {
 			r.redone++

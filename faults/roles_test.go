@@ -2,14 +2,15 @@ package faults
 
 import (
 	"bufio"
+	"context"
 	"database/sql"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/finalbus/final"
@@ -45,7 +46,7 @@ func runRole(role string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	b := final.New(svc, db, br.provider(os.Getenv("FAULTS_BROKER_URL")), options())
+	b := final.New(svc, db, br.provider(os.Getenv("FAULTS_BROKER_URL")), options().WithLogger(slog.New(ownerPrinter{})))
 	started := func(c *final.Context) {
 		if c.Attempt == 1 {
 			fmt.Println("start", string(c.Message.Payload))
@@ -113,6 +114,7 @@ func runRole(role string) int {
 type proc struct {
 	cmd     *exec.Cmd
 	drained chan struct{} // closed when stdout has reached EOF
+	owner   string        // its bus's claim owner, known once it is ready
 }
 
 // spawn starts the test binary in role for scene s and waits until it is
@@ -148,14 +150,17 @@ func (s *scene) spawn(role, prefix string) *proc {
 	return p
 }
 
-// read takes the process's stdout line by line: "ready" once, then the
-// handlers' "start <ref>" lines, which may also come before it.
+// read takes the process's stdout line by line: "owner <id>", "ready"
+// once, then the handlers' "start <ref>" lines, which may also come before
+// it.
 func (p *proc) read(s *scene, out io.Reader, ready chan<- struct{}) {
 	defer close(p.drained)
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		if line := sc.Text(); line == "ready" {
 			close(ready)
+		} else if owner, ok := strings.CutPrefix(line, "owner "); ok {
+			p.owner = owner // before "ready", which spawn waits for
 		} else if ref, ok := strings.CutPrefix(line, "start "); ok {
 			s.started(ref)
 		}
@@ -171,9 +176,42 @@ func (p *proc) kill() error {
 	return err
 }
 
-func kill(t *testing.T, p *proc) {
-	t.Helper()
+// kill kills p and counts the rows its relay had claimed and not deleted,
+// which another relay sends again once their lease ends.
+func (s *scene) kill(p *proc) {
+	s.t.Helper()
 	if err := p.kill(); err != nil {
-		t.Fatal(err)
+		s.t.Fatal(err)
 	}
+	if p.owner == "" {
+		s.t.Fatal("the process never said which claim owner it is")
+	}
+	var n int
+	q := "SELECT COUNT(*) FROM " + s.w.db.quote("final_"+s.svc+"_outbox") + " WHERE claimed_by = " + s.w.db.ph
+	if err := s.w.rootDB.QueryRow(q, p.owner).Scan(&n); err != nil {
+		s.t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.claimedByKilled += n
+	s.mu.Unlock()
+}
+
+// ownerPrinter is the roles' log handler: it prints "owner <id>" on stdout
+// when the bus starts, so the suite can count the rows a killed process
+// had claimed, and drops everything else.
+type ownerPrinter struct{}
+
+func (ownerPrinter) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+func (h ownerPrinter) WithAttrs([]slog.Attr) slog.Handler         { return h }
+func (h ownerPrinter) WithGroup(string) slog.Handler              { return h }
+func (ownerPrinter) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "final: bus started" {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "owner" {
+				fmt.Println("owner", a.Value.String())
+			}
+			return true
+		})
+	}
+	return nil
 }
