@@ -56,9 +56,24 @@ type rawPipe interface {
 	// prefetch settings().Prefetch; JetStream: pull requests of that
 	// many) and counts it in got, until stop, which returns once it has
 	// stopped.
-	consume(got *atomic.Int64) (stop func(), err error)
+	consume(got *rawCounter) (stop func(), err error)
 	// close stops what is running and closes the connections.
 	close()
+}
+
+// rawCounter counts a raw consumer's deliveries, and passes each one's
+// message id to seen first, when it is set (the raw stack's latency).
+type rawCounter struct {
+	atomic.Int64
+	seen func(id string)
+}
+
+// delivered counts a delivery of the message with id.
+func (c *rawCounter) delivered(id string) {
+	if c.seen != nil {
+		c.seen(id)
+	}
+	c.Add(1)
 }
 
 // rawPublisher is one of a pipe's publishers.

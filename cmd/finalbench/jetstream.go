@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
@@ -217,10 +216,14 @@ func (p jsPublisher) publish(m rawMsg) (func() error, error) {
 	}, nil
 }
 
-func (p *jsPipe) consume(got *atomic.Int64) (func(), error) {
+func (p *jsPipe) consume(got *rawCounter) (func(), error) {
 	cc, err := p.consumer.Consume(func(m jetstream.Msg) {
 		_ = m.Ack() // as the provider acks: without waiting for the server's reply
-		got.Add(1)
+		var id string
+		if got.seen != nil { // the headers are read only when asked for
+			id = m.Headers().Get(jetstream.MsgIDHeader)
+		}
+		got.delivered(id)
 	}, jetstream.PullMaxMessages(p.s.Prefetch))
 	if err != nil {
 		return nil, err

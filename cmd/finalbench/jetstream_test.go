@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,7 +42,7 @@ func TestJetStreamRawHelpers(t *testing.T) {
 	var r [4]byte
 	_, _ = rand.Read(r[:])
 	tag := hex.EncodeToString(r[:])
-	waitFor := func(got *atomic.Int64, n int64) {
+	waitFor := func(got *rawCounter, n int64) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for got.Load() < n {
@@ -57,7 +56,7 @@ func TestJetStreamRawHelpers(t *testing.T) {
 	t.Run("pipe", func(t *testing.T) {
 		topic := "bench.testraw" + tag
 		e := &benchEnv{cfg: config{broker: b, size: 64}}
-		var got atomic.Int64
+		var got rawCounter
 		// Two publishers, with small windows: the messages split between
 		// them, the window stays below the client's bound.
 		pipe, closePipe, err := e.openRawPipe(topic, rawSettings{Window: 64, Prefetch: 16, Publishers: 2}, &got)
@@ -109,7 +108,7 @@ func TestJetStreamRawHelpers(t *testing.T) {
 			rawStream, rawConsumer := configs()
 
 			// Preloaded and read raw.
-			var got atomic.Int64
+			var got rawCounter
 			if _, err := rawPublishTo(pipe, 3, func(i int) rawMsg { return e.preloaded(topic, uint64(i)) }); err != nil {
 				t.Fatal(err)
 			}

@@ -50,8 +50,12 @@ func (t *tracker) committed(seqs []uint64, at time.Time) {
 }
 
 func (t *tracker) handle(c *final.Context) error {
-	now := time.Now()
-	seq := binary.BigEndian.Uint64(c.Message.Payload)
+	t.delivered(binary.BigEndian.Uint64(c.Message.Payload), time.Now())
+	return nil
+}
+
+// delivered records a delivery of message seq at now.
+func (t *tracker) delivered(seq uint64, now time.Time) {
 	t.mu.Lock()
 	if _, dup := t.recv[seq]; !dup {
 		t.recv[seq] = now
@@ -60,7 +64,6 @@ func (t *tracker) handle(c *final.Context) error {
 		t.dups.Add(1)
 	}
 	t.mu.Unlock()
-	return nil
 }
 
 // lost counts the committed messages not delivered, as bench/peers counts

@@ -74,6 +74,7 @@ type config struct {
 	phases       map[string]bool
 	cpuprofile   string
 	pacedRate    float64
+	rounds       int           // the commit and 10 msg/tx phases alternate the limit and the library this many times
 	unconfirmed  int           // the library's MaxUnconfirmed
 	prefetch     int           // the library's Prefetch (0: its default)
 	wire         mq.WireFormat // the library's Options.WireFormat
@@ -133,6 +134,8 @@ func main() {
 		"12-point sweep of raw publish and consume (false: window 2048, prefetch 32, one publisher, for quick runs and profiling)")
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Float64Var(&c.pacedRate, "rate", 0, "tx/s of the paced latency phase (0: half the limit, raw DB + broker, when the commit phase runs, else half the raw database rate)")
+	flag.IntVar(&c.rounds, "rounds", 3, "rounds of the commit and 10 msg/tx phases: each runs the limit and the library in turn, and the report gives\n"+
+		"the median of each figure (the machine's speed drifts between phases as much as the gaps measured)")
 	flag.IntVar(&c.unconfirmed, "max-unconfirmed", final.DefaultOptions().MaxUnconfirmed, "the library's MaxUnconfirmed")
 	flag.IntVar(&c.prefetch, "prefetch", final.DefaultOptions().Prefetch, "the library's Prefetch (0: its default, final.DefaultPrefetch unless the consumer timeout needs less)")
 	wire := flag.String("wire", "envelope", "the library's wire format: envelope or cloudevents")
@@ -266,7 +269,7 @@ func run(c config) error {
 		return nil
 	}
 	if c.runs("rawonly") { // for profiling: the limit's commit phase alone
-		stack, err := env.rawStack(c.concurrency, c.perTx, c.duration)
+		stack, err := env.rawStack(c.concurrency, c.perTx, c.duration, 0)
 		if err != nil {
 			return err
 		}
@@ -327,20 +330,11 @@ func run(c config) error {
 func (r *report) commitPhases(env *benchEnv, rawTx float64, say func(string, ...any)) error {
 	c := env.cfg
 	if c.runs("commit") {
-		say("raw database + raw %s (no outbox), %d producers, %s", c.broker.name(), c.concurrency, env.raw)
-		stack, err := env.rawStack(c.concurrency, c.perTx, c.duration)
+		stack, lib, err := env.alternate(c.perTx, say)
 		if err != nil {
 			return err
 		}
-		say("  commit %.0f tx/s, end-to-end %.0f tx/s", stack.commitTx, stack.e2eTx)
-		r.measured.stack = &stack
-		say("library commit and end-to-end")
-		lib, err := env.library(c.concurrency, c.perTx, c.duration, 0)
-		if err != nil {
-			return err
-		}
-		say("  commit %.0f tx/s, end-to-end %.0f tx/s", lib.commitTx, lib.e2eTx)
-		r.measured.lib = &lib
+		r.measured.stack, r.measured.lib = &stack, &lib
 		r.addRef("commit rate vs raw DB alone (tx/s)", lib.commitTx, rawTx, "the database's own rate, without a broker")
 		r.addRef("raw DB + broker, no outbox (tx/s)", stack.commitTx, rawTx, "limit for an outbox on this box")
 		r.add("commit rate vs that limit (tx/s)", lib.commitTx, stack.commitTx, ">= 0.90 x the limit", 0.90)
@@ -361,15 +355,24 @@ func (r *report) commitPhases(env *benchEnv, rawTx float64, say func(string, ...
 	if c.pacedRate > 0 {
 		half, label = c.pacedRate, fmt.Sprintf("%.0f tx/s", c.pacedRate)
 	}
+	say("raw database + raw %s paced at %.0f tx/s", c.broker.name(), half)
+	stackHalf, err := env.rawStack(c.concurrency, c.perTx, c.duration, half)
+	if err != nil {
+		return err
+	}
+	say("  commit to delivery p50 %.1f ms, p99 %.1f ms, max %.1f ms", stackHalf.lat.p50, stackHalf.lat.p99, stackHalf.lat.max)
 	say("library paced at %.0f tx/s", half)
 	halfRun, err := env.library(c.concurrency, c.perTx, c.duration, half)
 	if err != nil {
 		return err
 	}
+	say("  commit to handled p50 %.1f ms, p99 %.1f ms, max %.1f ms", halfRun.lat.p50, halfRun.lat.p99, halfRun.lat.max)
 	r.add("paced commit rate (tx/s) at "+label, halfRun.commitTx, half, "reaches the paced rate", 0.97)
 	r.addLatency("latency p50 at "+label+" (ms)", halfRun.lat.p50, 0)
 	r.addLatency("latency p99 at "+label+" (ms)", halfRun.lat.p99, 10)
 	r.addLatency("latency max at "+label+" (ms)", halfRun.lat.max, 0)
+	r.addRef("p99 at "+label+" vs the limit's (ms)", halfRun.lat.p99, stackHalf.lat.p99,
+		"raw DB + broker paced alike, for reference")
 	return nil
 }
 
@@ -409,11 +412,7 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 	if c.runs("tx10") {
 		say("10 messages per transaction")
 		raw10 := env.rawDB(c.concurrency, 10, c.duration, 0)
-		lib10, err := env.library(c.concurrency, 10, c.duration, 0)
-		if err != nil {
-			return err
-		}
-		stack10, err := env.rawStack(c.concurrency, 10, c.duration)
+		stack10, lib10, err := env.alternate(10, say)
 		if err != nil {
 			return err
 		}

@@ -78,7 +78,7 @@ func (r *report) peersPhase(env *benchEnv, say func(string, ...any)) (map[string
 	m := &r.measured
 	if m.stack == nil {
 		say("raw database + raw RabbitMQ (no outbox), %d producers, for the peers", c.concurrency)
-		stack, err := env.rawStack(c.concurrency, c.perTx, c.duration)
+		stack, err := env.rawStack(c.concurrency, c.perTx, c.duration, 0)
 		if err != nil {
 			return nil, err
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
@@ -71,7 +70,7 @@ func rawTopology(conn *amqp091.Connection, queue, topic string) (*amqp091.Channe
 }
 
 // rawConsume acks every delivery of queue on its own channel until stop.
-func rawConsume(conn *amqp091.Connection, queue string, prefetch int, got *atomic.Int64, stop <-chan struct{}) (done <-chan struct{}, err error) {
+func rawConsume(conn *amqp091.Connection, queue string, prefetch int, got *rawCounter, stop <-chan struct{}) (done <-chan struct{}, err error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, err
@@ -94,7 +93,7 @@ func rawConsume(conn *amqp091.Connection, queue string, prefetch int, got *atomi
 					return
 				}
 				_ = d.Ack(false)
-				got.Add(1)
+				got.delivered(d.MessageId)
 			case <-stop:
 				return
 			}
@@ -190,7 +189,7 @@ func (p amqpPublisher) publish(m rawMsg) (func() error, error) {
 	}, nil
 }
 
-func (p *amqpPipe) consume(got *atomic.Int64) (func(), error) {
+func (p *amqpPipe) consume(got *rawCounter) (func(), error) {
 	stop := make(chan struct{})
 	done, err := rawConsume(p.cons, p.queue, p.s.Prefetch, got, stop)
 	if err != nil {

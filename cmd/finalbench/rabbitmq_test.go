@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,7 +24,7 @@ func TestAMQPRawPipe(t *testing.T) {
 	topic := "bench.testraw" + tag
 	e := &benchEnv{cfg: config{broker: b, size: 64}}
 	s := rawSettings{Window: 64, Prefetch: 16, Publishers: 2}
-	var got atomic.Int64
+	var got rawCounter
 	pipe, closePipe, err := e.openRawPipe(topic, s, &got)
 	if err != nil {
 		t.Fatal(err)

@@ -89,7 +89,7 @@ type rawPublishResult struct {
 
 // openRawPipe opens a pipe of its own for topic with s and starts its raw
 // consumer, counting in got.
-func (e *benchEnv) openRawPipe(topic string, s rawSettings, got *atomic.Int64) (rawPipe, func(), error) {
+func (e *benchEnv) openRawPipe(topic string, s rawSettings, got *rawCounter) (rawPipe, func(), error) {
 	pipe, err := e.cfg.broker.pipe(topic, s)
 	if err != nil {
 		return nil, nil, err
@@ -108,7 +108,7 @@ func (e *benchEnv) openRawPipe(topic string, s rawSettings, got *atomic.Int64) (
 // connection, as the provider does: the conditions of the library's
 // backlog drain, without the library.
 func (e *benchEnv) rawPublish(n int, s rawSettings) (rawPublishResult, error) {
-	var got atomic.Int64
+	var got rawCounter
 	pipe, closePipe, err := e.openRawPipe("bench.rawmq", s, &got)
 	if err != nil {
 		return rawPublishResult{}, err
@@ -149,7 +149,7 @@ func (e *benchEnv) consumers(m int) (raw, lib float64, err error) {
 		_, err := rawPublishTo(pipe, m, func(i int) rawMsg { return e.preloaded(topic, uint64(i)) })
 		return err
 	}
-	wait := func(got *atomic.Int64, start time.Time) (float64, error) {
+	wait := func(got interface{ Load() int64 }, start time.Time) (float64, error) {
 		deadline := start.Add(5 * time.Minute)
 		for got.Load() < int64(m) {
 			if time.Now().After(deadline) {
@@ -163,7 +163,7 @@ func (e *benchEnv) consumers(m int) (raw, lib float64, err error) {
 	if err := preload(); err != nil {
 		return 0, 0, err
 	}
-	var rawGot atomic.Int64
+	var rawGot rawCounter
 	start := time.Now()
 	stop, err := pipe.consume(&rawGot)
 	if err != nil {

@@ -15,13 +15,15 @@ type rawStackResult struct {
 	commitTx float64 // transactions committed per second while producing
 	e2eTx    float64 // transactions per second until the raw consumer had every message
 	loadMsgs float64 // messages consumed per second while the producers ran
+	lat      latency // commit to the raw consumer's delivery, as the library's is measured
 }
 
 // stackWindow bounds, in rawStack, the committed messages queued for the
 // publishers. (The confirms outstanding are the raw settings' window.)
 const stackWindow = 8192
 
-// rawStack runs n producers that commit the raw database transaction (a
+// rawStack runs n producers (paced to rate tx/s when rate > 0) that commit
+// the raw database transaction (a
 // business insert and perTx inserts into a table of the outbox's shape)
 // and then queue its messages for the publishers, which publish them with
 // the broker's client library alone, as the provider sends them (AMQP:
@@ -39,9 +41,14 @@ const stackWindow = 8192
 // is the limit an outbox can approach on this machine, not a rival design.
 // (The two differ in one way: a full queue here blocks the producers,
 // where the library leaves rows to its relay.)
-func (e *benchEnv) rawStack(n, perTx int, d time.Duration) (rawStackResult, error) {
+func (e *benchEnv) rawStack(n, perTx int, d time.Duration, rate float64) (rawStackResult, error) {
 	e.settle()
-	var got atomic.Int64
+	tr := newTracker()
+	got := rawCounter{seen: func(id string) {
+		if seq, err := strconv.ParseUint(id, 10, 64); err == nil {
+			tr.delivered(seq, time.Now())
+		}
+	}}
 	pipe, closePipe, err := e.openRawPipe("bench.rawstack", e.raw, &got)
 	if err != nil {
 		return rawStackResult{}, err
@@ -92,15 +99,20 @@ func (e *benchEnv) rawStack(n, perTx int, d time.Duration) (rawStackResult, erro
 		}()
 	}
 
-	var seq atomic.Int64
+	var seq atomic.Uint64
 
 	start := time.Now()
-	commits, took := produce(n, d, 0, func(int) error {
+	commits, took := produce(n, d, rate, func(int) error {
 		if err := raw.commit(body, perTx); err != nil {
 			return err
 		}
-		for k := 0; k < perTx; k++ {
-			ids <- strconv.FormatInt(seq.Add(1), 10)
+		seqs := make([]uint64, perTx)
+		for k := range seqs {
+			seqs[k] = seq.Add(1)
+		}
+		tr.committed(seqs, time.Now()) // before the publish: the consumer looks it up
+		for _, s := range seqs {
+			ids <- strconv.FormatUint(s, 10)
 		}
 		return nil
 	})
@@ -126,5 +138,6 @@ func (e *benchEnv) rawStack(n, perTx int, d time.Duration) (rawStackResult, erro
 		commitTx: float64(commits) / took.Seconds(),
 		e2eTx:    float64(commits) / e2e.Seconds(),
 		loadMsgs: float64(underLoad) / took.Seconds(),
+		lat:      tr.latency(),
 	}, nil
 }

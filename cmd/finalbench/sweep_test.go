@@ -4,7 +4,6 @@ import (
 	"errors"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 )
 
@@ -158,7 +157,7 @@ func (p *fakePipe) publishers() []rawPublisher {
 	return pubs
 }
 
-func (p *fakePipe) consume(*atomic.Int64) (func(), error) { return func() {}, nil }
+func (p *fakePipe) consume(*rawCounter) (func(), error) { return func() {}, nil }
 
 func (p *fakePipe) close() {}
 

@@ -1,0 +1,81 @@
+package main
+
+import "slices"
+
+// alternate runs the limit (raw DB + broker) and the library's commit phase
+// in turn, cfg.rounds times, and returns the median of each figure over the
+// rounds: the machine's speed drifts between two phases as much as the gap
+// between them, and a median over alternating rounds is steadier than one
+// pair. The library's duplicates and losses are summed over the rounds.
+func (e *benchEnv) alternate(perTx int, say func(string, ...any)) (rawStackResult, libResult, error) {
+	c := e.cfg
+	rounds := max(1, c.rounds)
+	stacks, libs := make([]rawStackResult, rounds), make([]libResult, rounds)
+	for i := range rounds {
+		say("round %d of %d, %d msg/tx: raw database + raw %s (no outbox), %d producers, %s", i+1, rounds, perTx, c.broker.name(), c.concurrency, e.raw)
+		stack, err := e.rawStack(c.concurrency, perTx, c.duration, 0)
+		if err != nil {
+			return rawStackResult{}, libResult{}, err
+		}
+		say("  commit %.0f tx/s, end-to-end %.0f tx/s", stack.commitTx, stack.e2eTx)
+		say("round %d of %d, %d msg/tx: library commit and end-to-end", i+1, rounds, perTx)
+		lib, err := e.library(c.concurrency, perTx, c.duration, 0)
+		if err != nil {
+			return rawStackResult{}, libResult{}, err
+		}
+		say("  commit %.0f tx/s = %.2f, end-to-end %.0f tx/s = %.2f, %d duplicates", lib.commitTx, ratio(lib.commitTx, stack.commitTx),
+			lib.e2eTx, ratio(lib.e2eTx, stack.e2eTx), lib.dups)
+		stacks[i], libs[i] = stack, lib
+	}
+	stack, lib := medianStack(stacks), medianLib(libs)
+	if rounds > 1 {
+		say("  medians over %d rounds: limit commit %.0f, end-to-end %.0f tx/s; library commit %.0f, end-to-end %.0f tx/s",
+			rounds, stack.commitTx, stack.e2eTx, lib.commitTx, lib.e2eTx)
+	}
+	return stack, lib, nil
+}
+
+// median returns the median of the values f picks from xs (the mean of
+// the middle two for an even count).
+func median[T any](xs []T, f func(T) float64) float64 {
+	v := make([]float64, len(xs))
+	for i, x := range xs {
+		v[i] = f(x)
+	}
+	slices.Sort(v)
+	if n := len(v); n%2 == 0 {
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+	return v[len(v)/2]
+}
+
+func medianStack(xs []rawStackResult) rawStackResult {
+	return rawStackResult{
+		commitTx: median(xs, func(x rawStackResult) float64 { return x.commitTx }),
+		e2eTx:    median(xs, func(x rawStackResult) float64 { return x.e2eTx }),
+		loadMsgs: median(xs, func(x rawStackResult) float64 { return x.loadMsgs }),
+		lat: latency{
+			p50: median(xs, func(x rawStackResult) float64 { return x.lat.p50 }),
+			p99: median(xs, func(x rawStackResult) float64 { return x.lat.p99 }),
+			max: median(xs, func(x rawStackResult) float64 { return x.lat.max }),
+		},
+	}
+}
+
+func medianLib(xs []libResult) libResult {
+	m := libResult{
+		commitTx: median(xs, func(x libResult) float64 { return x.commitTx }),
+		e2eTx:    median(xs, func(x libResult) float64 { return x.e2eTx }),
+		loadMsgs: median(xs, func(x libResult) float64 { return x.loadMsgs }),
+		lat: latency{
+			p50: median(xs, func(x libResult) float64 { return x.lat.p50 }),
+			p99: median(xs, func(x libResult) float64 { return x.lat.p99 }),
+			max: median(xs, func(x libResult) float64 { return x.lat.max }),
+		},
+	}
+	for _, x := range xs {
+		m.dups += x.dups
+		m.lost += x.lost
+	}
+	return m
+}
