@@ -251,17 +251,23 @@ func (d *dispatcher) publishRows(ready []outgoing) {
 // parked, relay rows are given back to the table (errHeldBack: released,
 // not failed).
 func (d *dispatcher) holdBack(rows []outgoing) {
-	var parked []outgoing
+	var parked, relayed []outgoing
 	for _, x := range rows {
 		if x.owner != "" {
-			d.bytes.release(x.size())
-			d.inflight <- flight{outgoing: x, sent: time.Now(), err: errHeldBack}
+			relayed = append(relayed, x)
 		} else {
 			parked = append(parked, x)
 		}
 	}
 	if len(parked) > 0 {
 		d.order.repark(parked[0].key, parked)
+	}
+	// Unsent from now on, not from when their verdict is settled: the
+	// publish loop may take the next row of their key before that.
+	d.order.giveBack(relayed)
+	for _, x := range relayed {
+		d.bytes.release(x.size())
+		d.inflight <- flight{outgoing: x, sent: time.Now(), err: errHeldBack}
 	}
 }
 

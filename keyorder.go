@@ -151,6 +151,17 @@ func (k *keyOrder) repark(key int64, rows []outgoing) {
 	k.tidy(key, st) // a key free already releases them on freed
 }
 
+// giveBack records relay rows that were not sent as unsent, before their
+// verdict (errHeldBack) reaches settled: until then a later row of the key
+// must not go ahead of them.
+func (k *keyOrder) giveBack(rows []outgoing) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, r := range rows {
+		k.state(r.key).unsent.add(r.id)
+	}
+}
+
 func (k *keyOrder) takeParked(st *keyState) []outgoing {
 	p := st.parked
 	st.parked = nil

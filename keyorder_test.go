@@ -161,8 +161,9 @@ func TestKeyOrderOutOfOrderAfterTheLastVerdictDoesNotStall(t *testing.T) {
 }
 
 // The same race on the fast path, where the previous publish was confirmed
-// and its connection then lost: the refused row is parked again and goes
-// on its own, behind nothing.
+// (a provider that cannot pipeline refuses every publish behind an
+// unconfirmed one): the refused row is parked again and goes on its own,
+// behind nothing.
 func TestKeyOrderOutOfOrderAfterAConfirmSendsTheParkedRow(t *testing.T) {
 	k := newKeyOrder(100, &byteBudget{max: 1 << 40})
 	ready, _ := k.admit(fast(1))
@@ -183,6 +184,29 @@ func TestKeyOrderOutOfOrderAfterAConfirmSendsTheParkedRow(t *testing.T) {
 		}
 	default:
 		t.Fatal("the refused row was parked with nothing to release it")
+	}
+}
+
+// A relay row held back is unsent at once, not only when its verdict is
+// settled: the publish loop may admit the next row of its key before the
+// confirm loop gets to it, and that row must not go first.
+func TestKeyOrderHeldBackRelayRowHoldsItsKeyAtOnce(t *testing.T) {
+	k := newKeyOrder(100, &byteBudget{max: 1 << 40})
+	ready, _ := k.admit(relayed(1))
+	publish(t, k, ready)
+	ready, _ = k.admit(relayed(2))
+	if _, ok := k.next(ready[0]); !ok {
+		t.Fatal("row 2 may not follow row 1")
+	}
+	k.settled(relayed(1), true, nil)
+	k.sent(ready[0], nil, mq.ErrOutOfOrder) // a provider that cannot pipeline refuses it
+	k.giveBack(ready)                       // as holdBack does, before its flight is settled
+	ready, refused := k.admit(relayed(3))
+	if refused {
+		return // held back too: fine
+	}
+	if _, ok := k.next(ready[0]); ok {
+		t.Fatal("row 3 may be published while row 2 of its key waits to be sent again")
 	}
 }
 
