@@ -5,6 +5,7 @@ package outboxtest
 import (
 	"context"
 	"database/sql"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -50,6 +51,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("ConcurrentClaimsDisjoint", func(t *testing.T) { testConcurrentClaims(t, h) })
 	t.Run("FailBacksOff", func(t *testing.T) { testFail(t, h) })
 	t.Run("DeleteAndPurge", func(t *testing.T) { testDeleteAndPurge(t, h) })
+	t.Run("DeleteTakesOnlyTheGivenIDs", func(t *testing.T) { testDeleteOnlyGiven(t, h) })
 	t.Run("Remaining", func(t *testing.T) { testRemaining(t, h) })
 	t.Run("ClaimKeepsKeyOrder", func(t *testing.T) { testClaimKeyOrder(t, h) })
 	t.Run("ClaimLooksPastHeldKeys", func(t *testing.T) { testClaimPastHeldKeys(t, h) })
@@ -264,6 +266,32 @@ func testDeleteAndPurge(t *testing.T, h Harness) {
 	}
 	if n := length(t, s); n != 0 {
 		t.Fatalf("rows after purge = %d", n)
+	}
+}
+
+// Delete removes exactly the rows given, whether their ids are
+// consecutive or not, and in any order: the rows between them, and ids
+// with no row, are left alone.
+func testDeleteOnlyGiven(t *testing.T, h Harness) {
+	s, _ := h.New(t)
+	var ids []int64
+	for range 8 {
+		id, _ := insert(t, s, nil, 0)
+		ids = append(ids, id)
+	}
+	// Two runs (ids 0-2 and 6-7), a single one (4), given out of order,
+	// with a duplicate and an id that has no row; 3 and 5 stay.
+	del := []int64{ids[7], ids[1], ids[4], ids[0], ids[6], ids[2], ids[1], ids[7] + 1000}
+	if err := s.Delete(ctx, del); err != nil {
+		t.Fatal(err)
+	}
+	left, err := s.Remaining(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(left)
+	if want := []int64{ids[3], ids[5]}; !slices.Equal(left, want) {
+		t.Fatalf("rows left after Delete = %v, want %v", left, want)
 	}
 }
 
