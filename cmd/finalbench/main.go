@@ -399,6 +399,14 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 		r.add("backlog drain to broker (msg/s)", drain.relayed, rawPub.confirmed, ">= 0.50 x raw confirmed publish", 0.50)
 		r.add("backlog drain to subscriber (msg/s)", drain.delivered, rawPub.consumed, ">= 0.80 x raw publish+consume", 0.80)
 		r.addMax("RSS growth while draining (MiB)", drain.rssGrowthMiB, 64)
+		say("the store alone: a backlog of %d claimed and deleted, no broker", c.backlog)
+		storeRate, err := env.storeDrain(c.backlog)
+		if err != nil {
+			return err
+		}
+		say("  %.0f rows/s", storeRate)
+		r.addRef("backlog drain vs the store alone (msg/s)", drain.delivered, storeRate,
+			"claim + delete without a broker: the database's ceiling for a drain")
 	}
 	if c.runs("consume") {
 		say("consumers: raw and library, %d messages, prefetch %d", c.consume, env.raw.Prefetch)

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/finalbus/final/outbox"
+)
+
+// storeDrain measures the database's share of a backlog drain, without a
+// broker: n rows written as the drain phase writes them (100 per
+// transaction), then claimed by the store alone, OutboxScanOffset rows a
+// claim, one claim after another as the relay claims, while NumAcker
+// goroutines delete each claimed batch, AckBatchSize rows a DELETE, as the
+// acker does. It returns rows per second until the last DELETE.
+//
+// The library's drain does this and publishes and consumes every row on
+// the same cores, so it cannot drain faster: this is the database's
+// ceiling for the drain, beside the broker's (raw publish + consume).
+func (e *benchEnv) storeDrain(n int) (float64, error) {
+	e.settle()
+	ctx := context.Background()
+	table := "final_" + e.service("storedrain") + "_outbox" // dropped at teardown
+	s, err := e.cfg.db.store.NewStore(e.db, table, outbox.StoreOptions{})
+	if err != nil {
+		return 0, err
+	}
+	if c, ok := s.(io.Closer); ok { // the MySQL store's prepared insert
+		defer c.Close()
+	}
+	if err := s.Migrate(ctx); err != nil {
+		return 0, err
+	}
+	body := e.body("bench.storedrain", 0)
+	for i := 0; i < n; i += 100 {
+		tx, err := e.db.BeginTx(ctx, nil)
+		if err != nil {
+			return 0, err
+		}
+		for k := i; k < min(n, i+100); k++ {
+			if _, err := s.Insert(ctx, outbox.SQLTx(tx), outbox.Row{Body: body}); err != nil {
+				_ = tx.Rollback()
+				return 0, fmt.Errorf("store drain: insert: %w", err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			return 0, err
+		}
+	}
+
+	o := e.options()
+	batches := make(chan []int64, o.NumAcker)
+	errs := make([]error, o.NumAcker)
+	var wg sync.WaitGroup
+	for a := range o.NumAcker {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ids := range batches {
+				for len(ids) > 0 && errs[a] == nil {
+					k := min(len(ids), o.AckBatchSize)
+					errs[a] = s.Delete(ctx, ids[:k])
+					ids = ids[k:]
+				}
+			}
+		}()
+	}
+	start := time.Now()
+	deadline := start.Add(5 * time.Minute)
+	var claimErr error
+	for claimed := 0; claimed < n; {
+		recs, err := s.Claim(ctx, "finalbench", int(o.OutboxScanOffset), 0, time.Hour)
+		if err != nil {
+			claimErr = fmt.Errorf("store drain: claim: %w", err)
+			break
+		}
+		if time.Now().After(deadline) {
+			claimErr = fmt.Errorf("store drain: %d of %d rows claimed after 5 minutes", claimed, n)
+			break
+		}
+		if len(recs) == 0 {
+			continue // rows a concurrent DELETE held were skipped: look again
+		}
+		ids := make([]int64, len(recs))
+		for i, r := range recs {
+			ids[i] = r.ID
+		}
+		claimed += len(ids)
+		batches <- ids
+	}
+	close(batches)
+	wg.Wait()
+	took := time.Since(start)
+	if err := errors.Join(append(errs, claimErr)...); err != nil {
+		return 0, err
+	}
+	return float64(n) / took.Seconds(), nil
+}
