@@ -123,6 +123,25 @@ func TestKeyOrderStallsOnOutOfOrder(t *testing.T) {
 	sameIDs(t, ready, 4)
 }
 
+// refuseAfterVerdict publishes row 1 of key 7, lets row 2 follow it, and
+// settles row 1 with verdict before row 2's publish is refused as out of
+// order: the race in which the verdict a refusal waits for is already in.
+// It returns row 2.
+func refuseAfterVerdict(t *testing.T, k *keyOrder, row func(int64) outgoing, verdict error) []outgoing {
+	t.Helper()
+	ready, _ := k.admit(row(1))
+	publish(t, k, ready)
+	ready, _ = k.admit(row(2))
+	if prev, ok := k.next(ready[0]); !ok || prev == nil {
+		t.Fatalf("row 2 should follow row 1: prev %v, ok %v", prev, ok)
+	}
+	k.settled(row(1), true, verdict)
+	if k.sent(ready[0], nil, mq.ErrOutOfOrder) {
+		t.Fatal("a refused publish reported as sent")
+	}
+	return ready
+}
+
 // The verdict a refused publish was to wait for may come in between next
 // and the refusal (the previous publish failed, or its connection was lost
 // after its confirm): with nothing left in flight to clear it, the key is
@@ -131,17 +150,7 @@ func TestKeyOrderStallsOnOutOfOrder(t *testing.T) {
 // round, and its parked rows never went.
 func TestKeyOrderOutOfOrderAfterTheLastVerdictDoesNotStall(t *testing.T) {
 	k := newKeyOrder(100, &byteBudget{max: 1 << 40})
-	ready, _ := k.admit(relayed(1))
-	publish(t, k, ready)
-	ready, _ = k.admit(relayed(2))
-	prev, ok := k.next(ready[0])
-	if !ok || prev == nil {
-		t.Fatalf("row 2 should follow row 1: prev %v, ok %v", prev, ok)
-	}
-	k.settled(relayed(1), true, errors.New("unroutable")) // before row 2's publish returns
-	if k.sent(ready[0], nil, mq.ErrOutOfOrder) {
-		t.Fatal("a refused publish reported as sent")
-	}
+	refuseAfterVerdict(t, k, relayed, errors.New("unroutable"))
 	k.settled(relayed(2), false, errHeldBack) // given back to the table
 	if ready, _ := k.admit(fast(3)); len(ready) != 0 {
 		t.Fatalf("fast-path row 3 overtook the unsent rows 1 and 2: %v", readyIDs(ready))
@@ -166,15 +175,7 @@ func TestKeyOrderOutOfOrderAfterTheLastVerdictDoesNotStall(t *testing.T) {
 // behind nothing.
 func TestKeyOrderOutOfOrderAfterAConfirmSendsTheParkedRow(t *testing.T) {
 	k := newKeyOrder(100, &byteBudget{max: 1 << 40})
-	ready, _ := k.admit(fast(1))
-	publish(t, k, ready)
-	ready, _ = k.admit(fast(2))
-	if _, ok := k.next(ready[0]); !ok {
-		t.Fatal("row 2 may not follow row 1")
-	}
-	k.settled(fast(1), true, nil)
-	k.sent(ready[0], nil, mq.ErrOutOfOrder)
-	k.repark(7, ready)
+	k.repark(7, refuseAfterVerdict(t, k, fast, nil))
 	select {
 	case key := <-k.freed:
 		rows := k.release(key)
@@ -192,15 +193,9 @@ func TestKeyOrderOutOfOrderAfterAConfirmSendsTheParkedRow(t *testing.T) {
 // confirm loop gets to it, and that row must not go first.
 func TestKeyOrderHeldBackRelayRowHoldsItsKeyAtOnce(t *testing.T) {
 	k := newKeyOrder(100, &byteBudget{max: 1 << 40})
-	ready, _ := k.admit(relayed(1))
-	publish(t, k, ready)
-	ready, _ = k.admit(relayed(2))
-	if _, ok := k.next(ready[0]); !ok {
-		t.Fatal("row 2 may not follow row 1")
-	}
-	k.settled(relayed(1), true, nil)
-	k.sent(ready[0], nil, mq.ErrOutOfOrder) // a provider that cannot pipeline refuses it
-	k.giveBack(ready)                       // as holdBack does, before its flight is settled
+	// A provider that cannot pipeline refuses row 2 though row 1 was
+	// confirmed; holdBack gives it back before its flight is settled.
+	k.giveBack(refuseAfterVerdict(t, k, relayed, nil))
 	ready, refused := k.admit(relayed(3))
 	if refused {
 		return // held back too: fine

@@ -49,16 +49,22 @@ func median[T any](xs []T, f func(T) float64) float64 {
 	return v[len(v)/2]
 }
 
+// medianLatency returns the median of each percentile of the latencies
+// lat picks from xs.
+func medianLatency[T any](xs []T, lat func(T) latency) latency {
+	return latency{
+		p50: median(xs, func(x T) float64 { return lat(x).p50 }),
+		p99: median(xs, func(x T) float64 { return lat(x).p99 }),
+		max: median(xs, func(x T) float64 { return lat(x).max }),
+	}
+}
+
 func medianStack(xs []rawStackResult) rawStackResult {
 	return rawStackResult{
 		commitTx: median(xs, func(x rawStackResult) float64 { return x.commitTx }),
 		e2eTx:    median(xs, func(x rawStackResult) float64 { return x.e2eTx }),
 		loadMsgs: median(xs, func(x rawStackResult) float64 { return x.loadMsgs }),
-		lat: latency{
-			p50: median(xs, func(x rawStackResult) float64 { return x.lat.p50 }),
-			p99: median(xs, func(x rawStackResult) float64 { return x.lat.p99 }),
-			max: median(xs, func(x rawStackResult) float64 { return x.lat.max }),
-		},
+		lat:      medianLatency(xs, func(x rawStackResult) latency { return x.lat }),
 	}
 }
 
@@ -67,11 +73,7 @@ func medianLib(xs []libResult) libResult {
 		commitTx: median(xs, func(x libResult) float64 { return x.commitTx }),
 		e2eTx:    median(xs, func(x libResult) float64 { return x.e2eTx }),
 		loadMsgs: median(xs, func(x libResult) float64 { return x.loadMsgs }),
-		lat: latency{
-			p50: median(xs, func(x libResult) float64 { return x.lat.p50 }),
-			p99: median(xs, func(x libResult) float64 { return x.lat.p99 }),
-			max: median(xs, func(x libResult) float64 { return x.lat.max }),
-		},
+		lat:      medianLatency(xs, func(x libResult) latency { return x.lat }),
 	}
 	for _, x := range xs {
 		m.dups += x.dups
