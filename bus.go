@@ -499,6 +499,39 @@ func (b *Bus) stage(ctx context.Context, tx outbox.Tx, m *message.Message) (*out
 	return &out, nil
 }
 
+// stageAll is stage for several messages, written with one
+// outbox.InsertAll: it returns those of msgs the bus sends after the
+// commit (not the delayed ones), in order.
+func (b *Bus) stageAll(ctx context.Context, tx outbox.Tx, msgs []*message.Message) ([]outgoing, error) {
+	outs := make([]outgoing, len(msgs))
+	rows := make([]outbox.Row, len(msgs))
+	for i, m := range msgs {
+		out, err := b.snapshot(m)
+		if err != nil {
+			return nil, err
+		}
+		if m.Policy.Delay > 0 {
+			out.key = 0 // as in stage
+		}
+		rows[i] = outbox.Row{Body: out.body, OrderKey: out.key, AvailableIn: b.availableIn(m)}
+		out.sendBy = time.Now().Add(rows[i].AvailableIn)
+		outs[i] = out
+	}
+	ids, err := outbox.InsertAll(ctx, b.store, tx, rows)
+	if err != nil {
+		return nil, txErr(fmt.Errorf("final: publish %d messages: %w", len(msgs), err))
+	}
+	sent := outs[:0]
+	for i, m := range msgs {
+		if m.Policy.Delay > 0 {
+			continue
+		}
+		outs[i].id = ids[i]
+		sent = append(sent, outs[i])
+	}
+	return sent, nil
+}
+
 // snapshot encodes m and copies its routing fields: what is sent later is
 // what was stored now, so the caller may reuse m once Publish returns. In
 // the CloudEvents wire format, whose body is the payload, the copy is

@@ -130,6 +130,55 @@ func (t *TxBus) PublishMessageContext(ctx context.Context, m *message.Message) e
 	return nil
 }
 
+// PublishMessages is PublishMessagesContext with the TxBus's context.
+func (t *TxBus) PublishMessages(msgs ...*message.Message) error {
+	return t.PublishMessagesContext(t.ctx, msgs...)
+}
+
+// PublishMessagesContext writes msgs to the outbox on the transaction, as
+// PublishMessageContext does each, in as few statements as the store
+// allows: on MariaDB and PostgreSQL one INSERT of up to 64 messages
+// (outbox.BatchInserter) in place of one per message. It checks every
+// message first and writes none if one is invalid. If the write fails,
+// some messages may be in the transaction already; roll it back.
+func (t *TxBus) PublishMessagesContext(ctx context.Context, msgs ...*message.Message) error {
+	if t.tx == nil {
+		return ErrNilTx
+	}
+	var stored, unconfirmed []*message.Message
+	for _, m := range msgs {
+		if err := t.bus.check(m); err != nil {
+			return err
+		}
+		if m = withTrace(ctx, m); m.Policy.Confirm {
+			stored = append(stored, m)
+		} else {
+			unconfirmed = append(unconfirmed, m)
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.done {
+		return ErrTxDone
+	}
+	direct := make([]outgoing, len(unconfirmed))
+	for i, m := range unconfirmed {
+		var err error
+		if direct[i], err = t.bus.snapshot(m); err != nil {
+			return err
+		}
+	}
+	if len(stored) > 0 {
+		outs, err := t.bus.stageAll(ctx, t.tx, stored)
+		if err != nil {
+			return err
+		}
+		t.pending = append(t.pending, outs...)
+	}
+	t.direct = append(t.direct, direct...)
+	return nil
+}
+
 // Commit commits the transaction and hands its messages to the broker.
 func (t *TxBus) Commit() error {
 	if t.tx == nil {

@@ -39,6 +39,8 @@ type Store struct {
 
 	insertSQL string
 	insert    *sql.Stmt // prepared at Migrate, reused in every transaction
+	returning bool      // the server is MariaDB, whose INSERT has RETURNING
+	batch     batchStmts
 
 	counted atomic.Int64 // redeliveries counted, to prune old counts now and then
 }
@@ -63,12 +65,13 @@ func New(db *sql.DB, name string, opts Options) (*Store, error) {
 // Table returns the table name.
 func (s *Store) Table() string { return s.t.name }
 
-// Close releases the prepared statement.
+// Close releases the prepared statements.
 func (s *Store) Close() error {
+	err := s.batch.close()
 	if s.insert != nil {
-		return s.insert.Close()
+		return errors.Join(s.insert.Close(), err)
 	}
-	return nil
+	return err
 }
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -81,7 +84,12 @@ func (s *Store) prepare(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("outbox/mysql: prepare insert: %w", err)
 	}
-	s.insert = stmt
+	var version string
+	if err := s.db.QueryRowContext(ctx, `SELECT VERSION()`).Scan(&version); err != nil {
+		_ = stmt.Close()
+		return fmt.Errorf("outbox/mysql: read the server version: %w", err)
+	}
+	s.insert, s.returning = stmt, strings.Contains(version, "MariaDB")
 	return nil
 }
 

@@ -46,6 +46,7 @@ func (h Harness) beginE(db *sql.DB) (outbox.Tx, error) {
 // Run runs the suite.
 func Run(t *testing.T, h Harness) {
 	t.Run("InsertFollowsTransaction", func(t *testing.T) { testInsertTx(t, h) })
+	t.Run("InsertBatch", func(t *testing.T) { testInsertBatch(t, h) })
 	t.Run("ClaimOnlyAvailable", func(t *testing.T) { testClaimAvailable(t, h) })
 	t.Run("LeaseHidesRows", func(t *testing.T) { testLease(t, h) })
 	t.Run("ConcurrentClaimsDisjoint", func(t *testing.T) { testConcurrentClaims(t, h) })

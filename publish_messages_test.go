@@ -1,0 +1,95 @@
+package final_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/finalbus/final"
+	"github.com/finalbus/final/internal/testenv"
+	"github.com/finalbus/final/message"
+)
+
+// PublishMessages writes a whole batch in the transaction: a batch with an
+// invalid message writes nothing, a rolled-back batch never escapes, and a
+// committed one is delivered once each, a delayed and a fire-and-forget
+// message among them. With OutboxScanAgoTime of an hour only the fast path
+// sends the fresh rows and deletes them by the ids the insert returned: an
+// id paired with the wrong row would delete the delayed row (never
+// delivered) and leave a sent one behind (the outbox never empties).
+func TestPublishMessagesWritesTheBatchInTheTransaction(t *testing.T) {
+	forEachDB(t, testPublishMessages)
+}
+
+func testPublishMessages(t *testing.T, e *env) {
+	topic := e.svc + ".t"
+	rec := newRecorder()
+	opt := testOptions(t).WithOutboxScanAgoTime(time.Hour).WithOutboxLease(2 * time.Hour).WithOutboxScanInterval(50 * time.Millisecond)
+	b := e.start(e.svc, e.url, opt, func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
+
+	batch := func(prefix string, n int) []*message.Message {
+		msgs := make([]*message.Message, n)
+		for i := range msgs {
+			var opts []message.PolicyOption
+			switch {
+			case i == 3:
+				opts = append(opts, message.WithDelay(300*time.Millisecond))
+			case i == 5:
+				opts = append(opts, message.WithConfirm(false))
+			case i%2 == 0:
+				opts = append(opts, message.WithKey(prefix+"-k"))
+			}
+			msgs[i] = message.New(topic, fmt.Appendf(nil, "%s-%d", prefix, i), opts...)
+		}
+		return msgs
+	}
+	refs := func(msgs []*message.Message) []string {
+		var out []string
+		for _, m := range msgs {
+			out = append(out, string(m.Payload))
+		}
+		return out
+	}
+
+	tx, err := e.db.Begin()
+	require.NoError(t, err)
+	txBus := b.WithTx(tx)
+	bad := append(batch("bad", 3), message.New("no spaces", []byte("x")))
+	require.ErrorIs(t, txBus.PublishMessages(bad...), final.ErrInvalidTopic)
+	inTx, err := txBus.Outbox(t.Context())
+	require.NoError(t, err)
+	require.Empty(t, inTx, "a batch with an invalid message wrote some of it")
+	rolled := batch("rolled", 8)
+	require.NoError(t, txBus.PublishMessages(rolled...))
+	inTx, err = txBus.Outbox(t.Context())
+	require.NoError(t, err)
+	require.Len(t, inTx, 7, "the batch's rows in the transaction (the fire-and-forget message has none)")
+	for i, m := range inTx {
+		want := i
+		if i >= 5 {
+			want = i + 1
+		}
+		require.Equal(t, fmt.Sprintf("rolled-%d", want), string(m.Payload), "row %d", i)
+	}
+	require.NoError(t, txBus.RollBack())
+	require.ErrorIs(t, txBus.PublishMessages(batch("late", 1)...), final.ErrTxDone)
+
+	var committed []string
+	for round := range 3 {
+		msgs := batch(fmt.Sprintf("ok%d", round), 70) // more than one statement's rows
+		tx, err := e.db.Begin()
+		require.NoError(t, err)
+		require.NoError(t, b.Transaction(tx, func(txBus *final.TxBus) error {
+			return txBus.PublishMessages(msgs...)
+		}))
+		committed = append(committed, refs(msgs)...)
+	}
+	rec.waitAll(t, committed, 30*time.Second)
+	testenv.Eventually(t, 10*time.Second, func() bool { return e.outboxRows() == 0 }, "outbox empty (have %v rows)", lazy(func() any { return e.outboxRows() }))
+	got := rec.tally(committed)
+	require.Zero(t, got.lost, "%s", got)
+	require.Zero(t, got.phantom, "%s: a rolled-back message escaped", got)
+	require.Zero(t, got.duplicates, "%s", got)
+}
