@@ -518,6 +518,9 @@ func (b *Bus) stageAll(ctx context.Context, tx outbox.Tx, msgs []*message.Messag
 		outs[i] = out
 	}
 	ids, err := outbox.InsertAll(ctx, b.store, tx, rows)
+	if err == nil && len(ids) != len(rows) {
+		err = fmt.Errorf("the store returned %d ids for %d rows", len(ids), len(rows))
+	}
 	if err != nil {
 		return nil, txErr(fmt.Errorf("final: publish %d messages: %w", len(msgs), err))
 	}

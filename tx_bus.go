@@ -137,10 +137,11 @@ func (t *TxBus) PublishMessages(msgs ...*message.Message) error {
 
 // PublishMessagesContext writes msgs to the outbox on the transaction, as
 // PublishMessageContext does each, in as few statements as the store
-// allows: on MariaDB and PostgreSQL one INSERT of up to 64 messages
-// (outbox.BatchInserter) in place of one per message. It checks every
-// message first and writes none if one is invalid. If the write fails,
-// some messages may be in the transaction already; roll it back.
+// allows: a store that is an outbox.BatchInserter writes many rows per
+// INSERT (up to 64 rows or about 1 MiB of messages; see its package), in
+// place of one INSERT per message. It checks every message first and
+// writes none if one is invalid. If the write fails, some messages may be
+// in the transaction already; roll it back.
 func (t *TxBus) PublishMessagesContext(ctx context.Context, msgs ...*message.Message) error {
 	if t.tx == nil {
 		return ErrNilTx

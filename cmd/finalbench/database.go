@@ -33,14 +33,22 @@ type database struct {
 	// bizDDL creates the business table (quoted name) with an id of the
 	// database's own kind; bizNow is its insert's current time.
 	bizDDL, bizNow string
-	// rawValues is the VALUES list of the raw insert of (message,
-	// create_at, available_at), as the store writes it; rawArgs are its
-	// arguments for a row available after in. With returning, the insert
-	// returns the new id, as the store's does (the others return it in the
-	// result).
-	rawValues string
+	// rawCols are the columns of the raw insert of (message, create_at,
+	// available_at), as the store writes it; rawRow is one row of its
+	// VALUES, whose placeholders are numbered from first, and rawArgs are
+	// that row's arguments for a row available after in. With returning,
+	// the insert of one row returns the new id, as the store's does (the
+	// others return it in the result).
+	rawCols   string
+	rawRow    func(first int) string
 	rawArgs   func(body []byte, in time.Duration) []any
 	returning bool
+	// multiRow: the store writes a transaction's rows in one INSERT …
+	// RETURNING (outbox.BatchInserter), so with -batch the raw limit does
+	// too. MySQL's store does not (no RETURNING): multiRowOK says whether
+	// the server at hand is one where it does.
+	multiRow   bool
+	multiRowOK func(version string) bool
 	// truncate empties a table (quoted name).
 	truncate string
 	// missing is part of the error of a statement on a table that does not
@@ -63,12 +71,15 @@ var databases = map[string]database{
 		bizNow: "NOW(3)",
 		// The store's status column, kept for the ancestor's schema, is
 		// written too.
-		rawValues: "(message, status, create_at, available_at) VALUES (?, 0, NOW(3), NOW(6) + INTERVAL ? MICROSECOND)",
-		rawArgs:   func(body []byte, in time.Duration) []any { return []any{body, in.Microseconds()} },
-		truncate:  "TRUNCATE TABLE %s",
-		missing:   "doesn't exist",
-		version:   "SELECT VERSION()",
-		settle:    innodbPurged,
+		rawCols:    "(message, status, create_at, available_at)",
+		rawRow:     func(int) string { return "(?, 0, NOW(3), NOW(6) + INTERVAL ? MICROSECOND)" },
+		rawArgs:    func(body []byte, in time.Duration) []any { return []any{body, in.Microseconds()} },
+		multiRow:   true,
+		multiRowOK: func(version string) bool { return strings.Contains(version, "MariaDB") },
+		truncate:   "TRUNCATE TABLE %s",
+		missing:    "doesn't exist",
+		version:    "SELECT VERSION()",
+		settle:     innodbPurged,
 	},
 	"postgres": {
 		name: "postgres", driver: "pgx", envDSN: "FINAL_POSTGRES_DSN", store: postgres.Dialect,
@@ -77,9 +88,13 @@ var databases = map[string]database{
 		bizDDL: "CREATE TABLE %s (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, ref BIGINT NOT NULL, amount INT NOT NULL, created_at TIMESTAMPTZ(3) NOT NULL)",
 		bizNow: "now()",
 		// create_at takes its default, clock_timestamp(), as in the store.
-		rawValues:     "(message, available_at) VALUES ($1, clock_timestamp() + ($2::bigint * interval '1 microsecond')) RETURNING id",
+		rawCols: "(message, available_at)",
+		rawRow: func(first int) string {
+			return fmt.Sprintf("($%d, clock_timestamp() + ($%d::bigint * interval '1 microsecond'))", first, first+1)
+		},
 		rawArgs:       func(body []byte, in time.Duration) []any { return []any{body, in.Microseconds()} },
 		returning:     true,
+		multiRow:      true,
 		truncate:      "TRUNCATE TABLE %s",
 		missing:       "does not exist",
 		version:       "SHOW server_version",
@@ -94,7 +109,8 @@ var databases = map[string]database{
 		bizNow: "strftime('%Y-%m-%d %H:%M:%f', 'now')",
 		// Times are unix microseconds from the process's clock, as in the
 		// store.
-		rawValues: "(message, create_at, available_at) VALUES (?, ?, ?)",
+		rawCols: "(message, create_at, available_at)",
+		rawRow:  func(int) string { return "(?, ?, ?)" },
 		rawArgs: func(body []byte, in time.Duration) []any {
 			now := time.Now().UnixMicro()
 			return []any{body, now, now + in.Microseconds()}
@@ -138,8 +154,31 @@ func (d database) bizInsert() string {
 	return "INSERT INTO " + d.quote(bizTable) + " (ref, amount, created_at) VALUES (" + d.ph(1) + ", " + d.ph(2) + ", " + d.bizNow + ")"
 }
 
-// rawInsert is the raw insert into the table of the outbox's shape.
-func (d database) rawInsert() string { return "INSERT INTO " + d.quote(rawOutbox) + " " + d.rawValues }
+// rawInsert is the raw insert of one row into the table of the outbox's
+// shape.
+func (d database) rawInsert() string {
+	q := "INSERT INTO " + d.quote(rawOutbox) + " " + d.rawCols + " VALUES " + d.rawRow(1)
+	if d.returning {
+		q += " RETURNING id"
+	}
+	return q
+}
+
+// rawInsertRows is the raw insert of n rows in one statement, returning
+// their ids as the stores' multi-row inserts do.
+func (d database) rawInsertRows(n int) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO " + d.quote(rawOutbox) + " " + d.rawCols + " VALUES ")
+	args := len(d.rawArgs(nil, 0))
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(d.rawRow(1 + i*args))
+	}
+	b.WriteString(" RETURNING id")
+	return b.String()
+}
 
 // empty empties table.
 func (d database) empty(db *sql.DB, table string) {

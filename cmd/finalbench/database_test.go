@@ -44,17 +44,6 @@ func TestRawTransactionOnEachDatabase(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(e.teardown)
-			raw, err := e.prepareRaw()
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, err := message.Marshal(message.New("bench.raw", e.payload(0)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := raw.commit(body, 3); err != nil {
-				t.Fatalf("raw transaction: %v", err)
-			}
 			count := func(table string) int {
 				var n int
 				if err := db.QueryRow("SELECT COUNT(*) FROM " + d.quote(table)).Scan(&n); err != nil {
@@ -62,20 +51,38 @@ func TestRawTransactionOnEachDatabase(t *testing.T) {
 				}
 				return n
 			}
-			if biz, out := count(bizTable), count(rawOutbox); biz != 1 || out != 3 {
-				t.Fatalf("after one raw transaction of 3 messages: %d business rows, %d outbox rows; want 1, 3", biz, out)
-			}
-			var waiting int
-			if err := db.QueryRow("SELECT COUNT(*) FROM " + d.quote(rawOutbox) + " WHERE available_at > create_at").Scan(&waiting); err != nil {
-				t.Fatal(err)
-			}
-			if waiting != 3 {
-				t.Fatalf("%d of 3 raw rows are available later than created; the raw insert must delay them as the store's does", waiting)
-			}
-			e.settle()
-			raw.close()
-			if biz, out := count(bizTable), count(rawOutbox); biz != 0 || out != 0 {
-				t.Fatalf("after close: %d business rows, %d outbox rows; want none", biz, out)
+			// One insert per row, then all rows in one (-batch).
+			for _, batch := range []bool{false, true} {
+				e.cfg.batch = batch
+				raw, err := e.prepareRaw(3)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := batch && name != "sqlite"; (raw.rows != nil) != want {
+					t.Fatalf("batch %v: multi-row insert prepared: %v, want %v (as the %s store)", batch, raw.rows != nil, want, name)
+				}
+				body, err := message.Marshal(message.New("bench.raw", e.payload(0)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := raw.commit(body, 3); err != nil {
+					t.Fatalf("batch %v: raw transaction: %v", batch, err)
+				}
+				if biz, out := count(bizTable), count(rawOutbox); biz != 1 || out != 3 {
+					t.Fatalf("batch %v: after one raw transaction of 3 messages: %d business rows, %d outbox rows; want 1, 3", batch, biz, out)
+				}
+				var waiting int
+				if err := db.QueryRow("SELECT COUNT(*) FROM " + d.quote(rawOutbox) + " WHERE available_at > create_at").Scan(&waiting); err != nil {
+					t.Fatal(err)
+				}
+				if waiting != 3 {
+					t.Fatalf("batch %v: %d of 3 raw rows are available later than created; the raw insert must delay them as the store's does", batch, waiting)
+				}
+				e.settle()
+				raw.close()
+				if biz, out := count(bizTable), count(rawOutbox); biz != 0 || out != 0 {
+					t.Fatalf("batch %v: after close: %d business rows, %d outbox rows; want none", batch, biz, out)
+				}
 			}
 			want := map[string][]string{"mysql": {"MariaDB", "MySQL"}, "postgres": {"PostgreSQL"}, "sqlite": {"SQLite"}}[name]
 			if v, _ := e.versions(); !slices.Contains(want, label(v)) {

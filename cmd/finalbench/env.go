@@ -134,7 +134,7 @@ func produce(n int, d time.Duration, rate float64, tx func(worker int) error) (i
 // insert and perTx outbox-shaped inserts, with prepared statements.
 func (e *benchEnv) rawDB(n, perTx int, d time.Duration, rate float64) float64 {
 	e.settle()
-	raw, err := e.prepareRaw()
+	raw, err := e.prepareRaw(perTx)
 	if err != nil {
 		panic(err)
 	}
@@ -150,19 +150,47 @@ type rawTx struct {
 	db       *sql.DB
 	d        database
 	biz, out *sql.Stmt
+	rows     *sql.Stmt // the insert of perTx rows at once, with -batch
 }
 
-func (e *benchEnv) prepareRaw() (*rawTx, error) {
-	biz, err := e.db.Prepare(e.cfg.db.bizInsert())
-	if err != nil {
+// prepareRaw prepares the raw transaction's statements; with -batch and
+// more than one message per transaction, their rows are written in one
+// multi-row insert where the store writes them so (PublishMessages on a
+// store that is an outbox.BatchInserter), and one by one elsewhere.
+func (e *benchEnv) prepareRaw(perTx int) (*rawTx, error) {
+	r := &rawTx{db: e.db, d: e.cfg.db}
+	var err error
+	if r.biz, err = e.db.Prepare(e.cfg.db.bizInsert()); err != nil {
 		return nil, err
 	}
-	out, err := e.db.Prepare(e.cfg.db.rawInsert())
-	if err != nil {
-		biz.Close()
+	if r.out, err = e.db.Prepare(e.cfg.db.rawInsert()); err != nil {
+		r.closeStmts()
 		return nil, err
 	}
-	return &rawTx{db: e.db, d: e.cfg.db, biz: biz, out: out}, nil
+	if e.rawMultiRow(perTx) {
+		if r.rows, err = e.db.Prepare(e.cfg.db.rawInsertRows(perTx)); err != nil {
+			r.closeStmts()
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// rawMultiRow says whether the raw transaction writes its perTx rows in
+// one statement: as the library's PublishMessages does with -batch.
+func (e *benchEnv) rawMultiRow(perTx int) bool {
+	d := e.cfg.db
+	if !e.cfg.batch || perTx < 2 || !d.multiRow {
+		return false
+	}
+	if d.multiRowOK == nil {
+		return true
+	}
+	var version string
+	if err := e.db.QueryRow(d.version).Scan(&version); err != nil {
+		return false
+	}
+	return d.multiRowOK(version)
 }
 
 // commit commits a business insert and perTx inserts of body into the
@@ -175,6 +203,12 @@ func (r *rawTx) commit(body []byte, perTx int) error {
 	defer tx.Rollback() //nolint:errcheck
 	if _, err := tx.Stmt(r.biz).Exec(1, 100); err != nil {
 		return err
+	}
+	if r.rows != nil {
+		if err := r.insertRows(tx, body, perTx); err != nil {
+			return err
+		}
+		return tx.Commit()
 	}
 	for k := 0; k < perTx; k++ {
 		args := r.d.rawArgs(body, 5*time.Second)
@@ -190,10 +224,45 @@ func (r *rawTx) commit(body []byte, perTx int) error {
 	return tx.Commit()
 }
 
+// insertRows writes perTx rows of body in one statement and reads their
+// ids.
+func (r *rawTx) insertRows(tx *sql.Tx, body []byte, perTx int) error {
+	var args []any
+	for range perTx {
+		args = append(args, r.d.rawArgs(body, 5*time.Second)...)
+	}
+	rows, err := tx.Stmt(r.rows).Query(args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	n := 0
+	for ; rows.Next(); n++ {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if n != perTx {
+		return fmt.Errorf("raw insert of %d rows returned %d ids", perTx, n)
+	}
+	return nil
+}
+
+func (r *rawTx) closeStmts() {
+	for _, s := range []*sql.Stmt{r.biz, r.out, r.rows} {
+		if s != nil {
+			_ = s.Close()
+		}
+	}
+}
+
 // close releases the statements and empties the tables.
 func (r *rawTx) close() {
-	_ = r.biz.Close()
-	_ = r.out.Close()
+	r.closeStmts()
 	r.d.empty(r.db, rawOutbox)
 	r.d.empty(r.db, bizTable)
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/finalbus/final"
+	"github.com/finalbus/final/message"
 )
 
 type latency struct{ p50, p99, max float64 } // milliseconds
@@ -130,6 +131,14 @@ func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResu
 		err = bus.Transaction(tx, func(txBus *final.TxBus) error {
 			if _, err := tx.Stmt(biz).Exec(1, 100); err != nil {
 				return err
+			}
+			if e.cfg.batch && perTx > 1 {
+				msgs := make([]*message.Message, perTx)
+				for k := range seqs {
+					seqs[k] = next.Add(1)
+					msgs[k] = message.New(topic, e.payload(seqs[k]))
+				}
+				return txBus.PublishMessages(msgs...)
 			}
 			for k := range seqs {
 				seqs[k] = next.Add(1)

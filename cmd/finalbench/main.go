@@ -82,6 +82,7 @@ type config struct {
 	peersDir     string        // the bench/peers module
 	peerFlags    []string      // more flags for every peerbench run
 	rawSweep     bool          // choose the raw limits' settings by a sweep
+	batch        bool          // several messages of a transaction in one insert (PublishMessages; the raw limit likewise)
 }
 
 // phases in the order they run (peers before sweep); libonly and rawonly
@@ -93,6 +94,11 @@ var (
 	defaultPhases = []string{"commit", "latency", "drain", "consume", "tx10", "sweep"}
 	allPhases     = append(slices.Clone(defaultPhases), "libonly", "rawonly", "peers")
 )
+
+// maxBatchPerTx is the most messages per transaction that every store's
+// multi-row insert writes in one statement (outbox/mysql prepares those of
+// up to 16 rows).
+const maxBatchPerTx = 16
 
 func (c config) runs(phase string) bool { return c.phases[phase] }
 
@@ -130,6 +136,8 @@ func main() {
 	flag.StringVar(&sweep, "sweep", "1,2,4,8,16", "producer counts for the chart (empty: no chart)")
 	flag.StringVar(&c.out, "out", "bench/latest", "directory for results.json and throughput.svg")
 	phases := flag.String("phases", strings.Join(defaultPhases, ","), "phases to run: "+strings.Join(allPhases, ","))
+	flag.BoolVar(&c.batch, "batch", true, "with more than one message per transaction, publish them with one TxBus.PublishMessages (one multi-row\n"+
+		"INSERT where the store has it) and write the raw limit's rows with one multi-row INSERT; false: one Publish, and one raw INSERT, per message")
 	flag.BoolVar(&c.rawSweep, "raw-sweep", true, "choose the raw broker limits' confirm window, consumer prefetch and publishers as the best of a\n"+
 		"12-point sweep of raw publish and consume (false: window 2048, prefetch 32, one publisher, for quick runs and profiling)")
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
@@ -203,6 +211,11 @@ func main() {
 	}
 	if c.concurrency <= 0 || c.size <= 0 || c.perTx <= 0 || c.backlog <= 0 || c.consume <= 0 {
 		log.Fatal("-c, -size, -per-tx, -backlog and -consume must be positive")
+	}
+	if c.batch && c.perTx > maxBatchPerTx {
+		// The stores write up to 16 rows in one statement, more in several;
+		// the raw limit writes one.
+		log.Fatalf("-batch compares one multi-row insert with the limit's: use -per-tx %d or less, or -batch=false", maxBatchPerTx)
 	}
 	if c.cpuprofile != "" {
 		f, err := os.Create(c.cpuprofile)
@@ -442,6 +455,6 @@ func (c config) describe() string {
 	if c.prefetch == 0 {
 		prefetch = fmt.Sprintf("default (%d unless the consumer timeout needs less)", final.DefaultPrefetch)
 	}
-	return fmt.Sprintf("producers=%d payload=%dB per-tx=%d phase=%s backlog=%d consume=%d wire=%s broker=%s max-unconfirmed=%d prefetch=%s",
-		c.concurrency, c.size, c.perTx, c.duration, c.backlog, c.consume, c.wire, c.broker.name(), c.unconfirmed, prefetch)
+	return fmt.Sprintf("producers=%d payload=%dB per-tx=%d batch=%v phase=%s backlog=%d consume=%d wire=%s broker=%s max-unconfirmed=%d prefetch=%s",
+		c.concurrency, c.size, c.perTx, c.batch, c.duration, c.backlog, c.consume, c.wire, c.broker.name(), c.unconfirmed, prefetch)
 }

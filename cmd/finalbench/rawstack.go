@@ -55,7 +55,7 @@ func (e *benchEnv) rawStack(n, perTx int, d time.Duration, rate float64) (rawSta
 	}
 	defer closePipe()
 
-	raw, err := e.prepareRaw()
+	raw, err := e.prepareRaw(perTx)
 	if err != nil {
 		return rawStackResult{}, err
 	}

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/finalbus/final/outbox"
 )
@@ -18,21 +17,24 @@ const (
 	maxBatchBytes = 1 << 20
 )
 
-// batchStmts holds the multi-row inserts prepared so far, one per row
-// count, each prepared on first use.
-type batchStmts struct {
-	mu    sync.Mutex
-	stmts map[int]*sql.Stmt
-}
+// batchSizes are the row counts of the multi-row inserts prepared at
+// Migrate: every count up to 16, which covers most transactions in one
+// statement, then 32 and 64. Preparing them there, not on first use,
+// matters: a transaction that had to prepare one on the *sql.DB would wait
+// for a free connection while holding its own, and a pool full of such
+// transactions would wait forever. On each connection a statement is
+// prepared once, by the first transaction that uses it there.
+var batchSizes = []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 32, 64}
 
 var _ outbox.BatchInserter = (*Store)(nil)
 
 // InsertBatch implements outbox.BatchInserter. On MariaDB, inside a
-// *sql.Tx (outbox.SQLTx) or with no transaction, it writes up to
-// maxBatchRows rows in one INSERT … RETURNING id. MySQL has no RETURNING,
-// and its default auto-increment lock mode does not number a statement's
-// rows consecutively, so there, and on a Tx that is not a *sql.Tx (whose
-// Exec and QueryRow cannot read several rows), it inserts each row.
+// *sql.Tx (outbox.SQLTx) or with no transaction, it writes rows in
+// INSERT … RETURNING id statements of the sizes in batchSizes: ten rows in
+// one, forty in two (32 and 8). MySQL has no RETURNING, and its default
+// auto-increment lock mode does not number a statement's rows
+// consecutively, so there, and on a Tx that is not a *sql.Tx (whose Exec
+// and QueryRow cannot read several rows), it inserts each row.
 func (s *Store) InsertBatch(ctx context.Context, tx outbox.Tx, rows []outbox.Row) ([]int64, error) {
 	if s.insert == nil {
 		return nil, fmt.Errorf("outbox/mysql: InsertBatch before Migrate")
@@ -43,21 +45,36 @@ func (s *Store) InsertBatch(ctx context.Context, tx outbox.Tx, rows []outbox.Row
 	}
 	ids := make([]int64, 0, len(rows))
 	for batch := range outbox.Batches(rows, maxBatchRows, maxBatchBytes) {
-		got, err := s.insertRows(ctx, stx, batch)
-		if err != nil {
-			return nil, err
+		for len(batch) > 0 {
+			n := preparedSize(len(batch))
+			got, err := s.insertRows(ctx, stx, batch[:n])
+			if err != nil {
+				return nil, err
+			}
+			ids = append(ids, got...)
+			batch = batch[n:]
 		}
-		ids = append(ids, got...)
 	}
 	return ids, nil
 }
 
-// insertRows writes rows in one statement, in stx or on its own when stx
-// is nil.
+// preparedSize is the largest of batchSizes that is at most n.
+func preparedSize(n int) int {
+	best := 1
+	for _, size := range batchSizes {
+		if size <= n {
+			best = size
+		}
+	}
+	return best
+}
+
+// insertRows writes rows, as many as one of batchSizes, in one statement,
+// in stx or on their own when stx is nil.
 func (s *Store) insertRows(ctx context.Context, stx *sql.Tx, rows []outbox.Row) ([]int64, error) {
-	stmt, text, err := s.batchStmt(ctx, len(rows))
-	if err != nil {
-		return nil, err
+	stmt, ok := s.batch[len(rows)]
+	if !ok {
+		return nil, fmt.Errorf("outbox/mysql: no insert of %d rows prepared", len(rows))
 	}
 	args := make([]any, 0, 3*len(rows))
 	for _, r := range rows {
@@ -67,14 +84,17 @@ func (s *Store) insertRows(ctx context.Context, stx *sql.Tx, rows []outbox.Row) 
 		}
 		args = append(args, r.Body, r.AvailableIn.Microseconds(), key)
 	}
-	var res *sql.Rows
+	var (
+		res *sql.Rows
+		err error
+	)
 	if stx == nil {
 		res, err = stmt.QueryContext(ctx, args...)
 	} else {
 		// As in Insert: a transaction of another *sql.DB runs the text.
 		res, err = stx.StmtContext(ctx, stmt).QueryContext(ctx, args...)
 		if err != nil && strings.Contains(err.Error(), "statement from different database") {
-			res, err = stx.QueryContext(ctx, text, args...)
+			res, err = stx.QueryContext(ctx, s.batchSQL(len(rows)), args...)
 		}
 	}
 	if err != nil {
@@ -95,23 +115,18 @@ func (s *Store) insertRows(ctx context.Context, stx *sql.Tx, rows []outbox.Row) 
 	return outbox.PairIDs(ids, len(rows))
 }
 
-// batchStmt returns the insert of n rows, preparing it on first use.
-func (s *Store) batchStmt(ctx context.Context, n int) (*sql.Stmt, string, error) {
-	text := s.batchSQL(n)
-	s.batch.mu.Lock()
-	defer s.batch.mu.Unlock()
-	if stmt, ok := s.batch.stmts[n]; ok {
-		return stmt, text, nil
+// prepareBatches prepares the inserts of batchSizes rows.
+func (s *Store) prepareBatches(ctx context.Context) (map[int]*sql.Stmt, error) {
+	stmts := make(map[int]*sql.Stmt, len(batchSizes))
+	for _, n := range batchSizes {
+		stmt, err := s.db.PrepareContext(ctx, s.batchSQL(n))
+		if err != nil {
+			closeAll(stmts)
+			return nil, fmt.Errorf("outbox/mysql: prepare insert of %d rows: %w", n, err)
+		}
+		stmts[n] = stmt
 	}
-	stmt, err := s.db.PrepareContext(ctx, text)
-	if err != nil {
-		return nil, "", fmt.Errorf("outbox/mysql: prepare insert of %d rows: %w", n, err)
-	}
-	if s.batch.stmts == nil {
-		s.batch.stmts = make(map[int]*sql.Stmt)
-	}
-	s.batch.stmts[n] = stmt
-	return stmt, text, nil
+	return stmts, nil
 }
 
 // batchSQL is the insert of n rows, returning their ids.
@@ -129,16 +144,13 @@ func (s *Store) batchSQL(n int) string {
 	return b.String()
 }
 
-// close closes the prepared inserts.
-func (b *batchStmts) close() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// closeAll closes stmts and returns the first error.
+func closeAll(stmts map[int]*sql.Stmt) error {
 	var first error
-	for n, stmt := range b.stmts {
+	for _, stmt := range stmts {
 		if err := stmt.Close(); err != nil && first == nil {
 			first = err
 		}
-		delete(b.stmts, n)
 	}
 	return first
 }

@@ -38,9 +38,9 @@ type Store struct {
 	opts Options
 
 	insertSQL string
-	insert    *sql.Stmt // prepared at Migrate, reused in every transaction
-	returning bool      // the server is MariaDB, whose INSERT has RETURNING
-	batch     batchStmts
+	insert    *sql.Stmt         // prepared at Migrate, reused in every transaction
+	returning bool              // the server is MariaDB, whose INSERT has RETURNING
+	batch     map[int]*sql.Stmt // with returning: the multi-row inserts, by row count, prepared at Migrate
 
 	counted atomic.Int64 // redeliveries counted, to prune old counts now and then
 }
@@ -67,7 +67,7 @@ func (s *Store) Table() string { return s.t.name }
 
 // Close releases the prepared statements.
 func (s *Store) Close() error {
-	err := s.batch.close()
+	err := closeAll(s.batch)
 	if s.insert != nil {
 		return errors.Join(s.insert.Close(), err)
 	}
@@ -89,7 +89,14 @@ func (s *Store) prepare(ctx context.Context) error {
 		_ = stmt.Close()
 		return fmt.Errorf("outbox/mysql: read the server version: %w", err)
 	}
-	s.insert, s.returning = stmt, strings.Contains(version, "MariaDB")
+	if strings.Contains(version, "MariaDB") {
+		if s.batch, err = s.prepareBatches(ctx); err != nil {
+			_ = stmt.Close()
+			return err
+		}
+		s.returning = true
+	}
+	s.insert = stmt
 	return nil
 }
 

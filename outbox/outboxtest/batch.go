@@ -36,8 +36,8 @@ func batchRows(t *testing.T, writer string, n int) []outbox.Row {
 }
 
 // testInsertBatch checks a BatchInserter: each id returned is the row at
-// its place (same body, key and schedule), batches of every size and
-// batches written at once by several transactions included, and a batch
+// its place (same body, key and schedule), in batches of many sizes, of
+// large rows, and written at once by several transactions, and a batch
 // follows its transaction.
 func testInsertBatch(t *testing.T, h Harness) {
 	s, db := h.New(t)
@@ -93,6 +93,19 @@ func testInsertBatch(t *testing.T, h Harness) {
 		if err := write(batchRows(t, fmt.Sprintf("alone-%d", n), n)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Large rows: the stores cut a batch by bytes too.
+	big := batchRows(t, "big", 5)
+	for i := range big {
+		m := message.New("topic.batch", append(fmt.Appendf(nil, "big/%d/", i), make([]byte, 400<<10)...))
+		body, err := message.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		big[i].Body = body
+	}
+	if err := write(big); err != nil {
+		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
@@ -155,7 +168,7 @@ func testInsertBatch(t *testing.T, h Harness) {
 			t.Fatalf("row %d, due now, was not claimed", id)
 		}
 		if string(rec.Body) != string(row.Body) || rec.OrderKey != row.OrderKey {
-			t.Fatalf("row %d holds %q (key %d), want %q (key %d): the ids are not in the order of the rows",
+			t.Fatalf("row %d holds %.20q (key %d), want %.20q (key %d): the ids are not in the order of the rows",
 				id, payload(t, rec.Body), rec.OrderKey, payload(t, row.Body), row.OrderKey)
 		}
 	}
