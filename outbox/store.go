@@ -43,6 +43,15 @@ type Row struct {
 	AvailableIn time.Duration
 }
 
+// OrderKeyArg is the row's OrderKey as a statement argument: nil (NULL)
+// when the row is not ordered.
+func (r Row) OrderKeyArg() any {
+	if r.OrderKey == 0 {
+		return nil
+	}
+	return r.OrderKey
+}
+
 // OrderKey returns the order key of messages with key under topic, or 0
 // when key is empty. It is a 64-bit FNV-1a hash: two keys that collide
 // only wait for each other, which costs latency and never order.

@@ -78,11 +78,7 @@ func (s *Store) insertRows(ctx context.Context, stx *sql.Tx, rows []outbox.Row) 
 	}
 	args := make([]any, 0, 3*len(rows))
 	for _, r := range rows {
-		var key any // NULL: not ordered
-		if r.OrderKey != 0 {
-			key = r.OrderKey
-		}
-		args = append(args, r.Body, r.AvailableIn.Microseconds(), key)
+		args = append(args, r.Body, r.AvailableIn.Microseconds(), r.OrderKeyArg())
 	}
 	var (
 		res *sql.Rows

@@ -107,11 +107,7 @@ func (s *Store) Insert(ctx context.Context, tx outbox.Tx, row outbox.Row) (int64
 	if s.insert == nil {
 		return 0, errors.New("outbox/mysql: Insert before Migrate")
 	}
-	var key any // NULL: not ordered
-	if row.OrderKey != 0 {
-		key = row.OrderKey
-	}
-	args := []any{row.Body, row.AvailableIn.Microseconds(), key}
+	args := []any{row.Body, row.AvailableIn.Microseconds(), row.OrderKeyArg()}
 	var (
 		res sql.Result
 		err error

@@ -38,11 +38,7 @@ func (s *Store) InsertBatch(ctx context.Context, tx outbox.Tx, rows []outbox.Row
 func (s *Store) insertRows(ctx context.Context, tx outbox.Tx, rows []outbox.Row) ([]int64, error) {
 	args := make([]any, 0, 3*len(rows))
 	for _, r := range rows {
-		var key any // NULL: not ordered
-		if r.OrderKey != 0 {
-			key = r.OrderKey
-		}
-		args = append(args, r.Body, r.AvailableIn.Microseconds(), key)
+		args = append(args, r.Body, r.AvailableIn.Microseconds(), r.OrderKeyArg())
 	}
 	query := s.batchSQL(len(rows))
 	var r outbox.RowScanner

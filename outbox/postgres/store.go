@@ -84,11 +84,7 @@ func micros(param string) string { return `(` + param + `::bigint * interval '1 
 // Insert implements outbox.Store. It returns the id of the row through
 // RETURNING, inside tx when tx is not nil.
 func (s *Store) Insert(ctx context.Context, tx outbox.Tx, row outbox.Row) (int64, error) {
-	var key any // NULL: not ordered
-	if row.OrderKey != 0 {
-		key = row.OrderKey
-	}
-	args := []any{row.Body, row.AvailableIn.Microseconds(), key}
+	args := []any{row.Body, row.AvailableIn.Microseconds(), row.OrderKeyArg()}
 	var r outbox.RowScanner
 	if tx == nil {
 		r = s.db.QueryRowContext(ctx, s.insertSQL, args...)

@@ -93,11 +93,7 @@ func (s *Store) Close() error { return nil }
 // for tx if tx does not hold it yet, waiting up to the busy timeout.
 func (s *Store) Insert(ctx context.Context, tx outbox.Tx, row outbox.Row) (int64, error) {
 	now := time.Now().UnixMicro()
-	var key any // NULL: not ordered
-	if row.OrderKey != 0 {
-		key = row.OrderKey
-	}
-	args := []any{row.Body, now, now + row.AvailableIn.Microseconds(), key}
+	args := []any{row.Body, now, now + row.AvailableIn.Microseconds(), row.OrderKeyArg()}
 	var r outbox.RowScanner
 	if tx == nil {
 		r = s.db.QueryRowContext(ctx, s.insertSQL, args...)
