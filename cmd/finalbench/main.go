@@ -389,6 +389,16 @@ func (r *report) commitPhases(env *benchEnv, rawTx float64, say func(string, ...
 	return nil
 }
 
+// labeled runs f with the pprof label phase=name, which the goroutines it
+// starts inherit: `go tool pprof -tagfocus phase=drain` shows one phase of
+// a -cpuprofile.
+func labeled[T any](name string, f func() (T, error)) (T, error) {
+	var v T
+	var err error
+	pprof.Do(context.Background(), pprof.Labels("phase", name), func(context.Context) { v, err = f() })
+	return v, err
+}
+
 // brokerPhases measures the drain, consumer and 10-per-transaction figures
 // against the raw broker rates.
 func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
@@ -396,14 +406,14 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 	if !c.runs("drain") && !c.runs("consume") && !c.runs("tx10") {
 		return nil
 	}
-	rawPub, err := r.rawPublishLimit(env, c.backlog, say)
+	rawPub, err := labeled("raw-publish", func() (rawPublishResult, error) { return r.rawPublishLimit(env, c.backlog, say) })
 	if err != nil {
 		return err
 	}
 	r.measured.rawPub = &rawPub
 	if c.runs("drain") {
 		say("backlog of %d with the broker unreachable, then drain", c.backlog)
-		drain, err := env.drain(c.backlog)
+		drain, err := labeled("drain", func() (drainResult, error) { return env.drain(c.backlog) })
 		if err != nil {
 			return err
 		}
@@ -413,7 +423,7 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 		r.add("backlog drain to subscriber (msg/s)", drain.delivered, rawPub.consumed, ">= 0.80 x raw publish+consume", 0.80)
 		r.addMax("RSS growth while draining (MiB)", drain.rssGrowthMiB, 64)
 		say("the store alone: a backlog of %d claimed and deleted, no broker", c.backlog)
-		storeRate, err := env.storeDrain(c.backlog)
+		storeRate, err := labeled("store-drain", func() (float64, error) { return env.storeDrain(c.backlog) })
 		if err != nil {
 			return err
 		}
@@ -423,7 +433,12 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 	}
 	if c.runs("consume") {
 		say("consumers: raw and library, %d messages, prefetch %d", c.consume, env.raw.Prefetch)
-		rawCons, libCons, err := env.consumers(c.consume)
+		var rawCons, libCons float64
+		_, err := labeled("consume", func() (struct{}, error) {
+			var err error
+			rawCons, libCons, err = env.consumers(c.consume)
+			return struct{}{}, err
+		})
 		if err != nil {
 			return err
 		}
