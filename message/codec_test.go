@@ -31,7 +31,8 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestUnmarshalRejectsGarbage(t *testing.T) {
-	for _, b := range [][]byte{nil, {}, []byte("not msgpack"), {0xc1}, {0x80}, {0x81, 0xa4, 'U', 'U', 'I', 'D', 0xc0}} {
+	nilTime := []byte{0x83, 0xa4, 'U', 'U', 'I', 'D', 0xa1, 'u', 0xa5, 'T', 'o', 'p', 'i', 'c', 0xa1, 't', 0xa4, 'T', 'i', 'm', 'e', 0xc0}
+	for _, b := range [][]byte{nil, {}, []byte("not msgpack"), {0xc1}, {0x80}, {0x81, 0xa4, 'U', 'U', 'I', 'D', 0xc0}, nilTime} {
 		if _, err := message.Unmarshal(b); !errors.Is(err, message.ErrDecode) {
 			t.Errorf("Unmarshal(%x) = %v, want ErrDecode", b, err)
 		}
