@@ -1,0 +1,234 @@
+package amqp
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// acks acknowledges the deliveries of one consuming channel, several in
+// one frame where it can: a run of settled delivery tags from the lowest
+// unsettled one goes as one multiple ack, and only a tag settled ahead of
+// an earlier one still in a handler goes alone. RabbitMQ spends much of a
+// consumer's CPU on ack frames: on this project's benchmark machine a raw
+// consumer ran twice as fast with one ack per 16 or 32 deliveries, and
+// the library's consumer 1.3 times as fast with these.
+//
+// An ack is written within ackLinger, with those settled meanwhile; the
+// call returns at once (a delivery whose ack is lost with the connection
+// comes again, as one whose ack was in flight did). A synchronous ack (for
+// an Ordered topic's shard, where the next message of a key must not be
+// handled before its predecessor's ack is out) is written at once, with
+// whatever waits, and the call returns when it is written.
+//
+// A nack (Requeue) is written at once, alone, and only then counts as
+// settled: no multiple ack can cover a delivery before its nack is out.
+//
+// The goroutine that writes belongs to the acks and ends when the channel
+// closes. It tracks each tag settled past the lowest unsettled one; past
+// maxTracked of them (a handler holding one delivery while thousands of
+// later ones are settled) it stops batching for the channel's life and
+// writes each ack alone, as before.
+type acks struct {
+	ch channelAcker
+
+	mu      sync.Mutex
+	low     uint64            // every tag below low is settled with the broker
+	settled map[uint64]bool   // tags from low on: true while their ack waits to be written, false once settled with the broker
+	waiting map[uint64]func() // the Ack calls to release when their tag's ack is written
+	err     error             // the last write's error, for the Acks it covered
+	closed  bool              // the channel closed: nothing more is written
+	alone   bool              // past maxTracked: every ack is written alone
+
+	wake   chan struct{} // an ack waits
+	urgent chan struct{} // a synchronous ack waits
+	stop   chan struct{} // closed by close
+	once   sync.Once
+	done   chan struct{}
+}
+
+// ackLinger is the longest an asynchronous ack waits for others to go
+// with it.
+const ackLinger = 500 * time.Microsecond
+
+// channelAcker is what acks needs of an *amqp.Channel.
+type channelAcker interface {
+	Ack(tag uint64, multiple bool) error
+	Nack(tag uint64, multiple, requeue bool) error
+}
+
+// maxTracked bounds the settled tags tracked past the lowest unsettled one.
+const maxTracked = 1 << 16
+
+var errAcksClosed = errors.New("amqp: ack: the channel is closed")
+
+// newAcks starts the acks of ch until closed (its NotifyClose) is closed.
+func newAcks(ch channelAcker, closed <-chan *amqp.Error) *acks {
+	a := &acks{ch: ch, low: 1, settled: map[uint64]bool{}, waiting: map[uint64]func(){},
+		wake: make(chan struct{}, 1), urgent: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go a.run(closed)
+	return a
+}
+
+// ack acknowledges tag; with wait it returns once the acknowledgement is
+// written (or could not be).
+func (a *acks) ack(tag uint64, wait bool) error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return errAcksClosed
+	}
+	if a.alone {
+		a.mu.Unlock()
+		return a.ch.Ack(tag, false)
+	}
+	if _, seen := a.settled[tag]; seen || tag < a.low {
+		a.mu.Unlock()
+		return nil // settled already
+	}
+	a.settled[tag] = true
+	if !wait {
+		a.mu.Unlock()
+		signal(a.wake)
+		return nil
+	}
+	written := make(chan error, 1)
+	a.waiting[tag] = func() { written <- a.err }
+	a.mu.Unlock()
+	signal(a.urgent)
+	return <-written
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// nack rejects tag (requeue: back to its queue) at once, alone.
+func (a *acks) nack(tag uint64, requeue bool) error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return errAcksClosed
+	}
+	if _, seen := a.settled[tag]; seen || tag < a.low {
+		a.mu.Unlock()
+		return nil // settled already
+	}
+	a.mu.Unlock()
+	if err := a.ch.Nack(tag, false, requeue); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	if !a.alone {
+		a.settled[tag] = false // only now: a multiple ack may cover it
+	}
+	a.mu.Unlock()
+	return nil
+}
+
+func (a *acks) run(closed <-chan *amqp.Error) {
+	defer close(a.done)
+	linger := time.NewTimer(ackLinger)
+	linger.Stop()
+	for {
+		select {
+		case <-a.wake:
+			linger.Reset(ackLinger)
+			select {
+			case <-linger.C:
+			case <-a.urgent:
+				linger.Stop()
+			case <-a.stop:
+				linger.Stop()
+			case <-closed:
+				linger.Stop()
+			}
+			a.flush()
+		case <-a.urgent:
+			a.flush()
+		case <-a.stop:
+			a.flush()
+			a.shut()
+			return
+		case _, open := <-closed:
+			if open {
+				continue // an error before it closes
+			}
+			a.shut()
+			return
+		}
+	}
+}
+
+// shut fails what still waits and every later call.
+func (a *acks) shut() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closed = true
+	a.err = errAcksClosed
+	for tag, release := range a.waiting {
+		release()
+		delete(a.waiting, tag)
+	}
+}
+
+// close writes what is settled and stops: the session calls it before it
+// closes the connection, so that no ack waiting out its linger is lost.
+func (a *acks) close() {
+	a.once.Do(func() { close(a.stop) })
+	<-a.done
+}
+
+// flush writes what is settled and waits: one multiple ack for the run
+// from low, a lone ack for each tag past it.
+func (a *acks) flush() {
+	a.mu.Lock()
+	var upTo uint64 // the run's last tag, if an ack in it waits
+	for {
+		pending, ok := a.settled[a.low]
+		if !ok {
+			break
+		}
+		if pending {
+			upTo = a.low
+		}
+		delete(a.settled, a.low)
+		a.low++
+	}
+	var lone []uint64
+	for tag, pending := range a.settled {
+		if pending {
+			lone = append(lone, tag)
+			a.settled[tag] = false
+		}
+	}
+	if len(a.settled) > maxTracked {
+		a.alone, a.settled = true, nil
+	}
+	a.mu.Unlock()
+
+	var err error
+	if upTo != 0 {
+		err = a.ch.Ack(upTo, true)
+	}
+	for _, tag := range lone {
+		if e := a.ch.Ack(tag, false); e != nil {
+			err = e
+		}
+	}
+
+	a.mu.Lock()
+	a.err = err
+	for tag, release := range a.waiting {
+		if tag < a.low || !a.settled[tag] {
+			release()
+			delete(a.waiting, tag)
+		}
+	}
+	a.mu.Unlock()
+}
