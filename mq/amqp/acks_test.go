@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -100,6 +101,11 @@ func TestAcksSettleEachDeliveryOnceAsMeant(t *testing.T) {
 					if err := a.ack(tag, true); err != nil {
 						t.Error(err)
 					}
+					f.mu.Lock()
+					if !f.settled[tag] {
+						t.Errorf("synchronous ack of %d returned before it was written", tag)
+					}
+					f.mu.Unlock()
 				default:
 					f.meant(tag, true)
 					if err := a.ack(tag, false); err != nil {
@@ -166,5 +172,59 @@ func TestAcksFailOnceTheChannelCloses(t *testing.T) {
 	}
 	if err := a.ack(2, false); err == nil {
 		t.Fatal("asynchronous ack on a closed channel succeeded")
+	}
+}
+
+// An asynchronous ack goes out on its own after the linger, with no
+// close to push it.
+func TestAcksWriteALingeringAckUnprompted(t *testing.T) {
+	f := newFrames(t)
+	a := newAcks(f, make(chan *amqp.Error))
+	defer a.close()
+	f.meant(1, true)
+	if err := a.ack(1, false); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		f.mu.Lock()
+		done := f.settled[1]
+		f.mu.Unlock()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the ack was not written within 5 s")
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+}
+
+// An ack or a nack of a delivery settled already writes nothing (the
+// broker would close the channel over an unknown tag).
+func TestAcksSettleOnce(t *testing.T) {
+	f := newFrames(t)
+	a := newAcks(f, make(chan *amqp.Error))
+	defer a.close()
+	f.meant(1, false)
+	if err := a.nack(1, true); err != nil {
+		t.Fatal(err)
+	}
+	f.meant(2, true)
+	for range 2 {
+		if err := a.ack(2, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.ack(1, true); err != nil { // after its requeue
+		t.Fatal(err)
+	}
+	if err := a.nack(2, true); err != nil { // after its ack
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.writes != 2 {
+		t.Fatalf("%d frames for two deliveries", f.writes)
 	}
 }
