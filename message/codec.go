@@ -2,6 +2,7 @@ package message
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -168,12 +169,7 @@ func decode(d *msgpack.Decoder, m *Message) error {
 	if err != nil {
 		return err
 	}
-	var buf [16]byte
-	for range n {
-		name, err := fieldName(d, buf[:])
-		if err != nil {
-			return err
-		}
+	return fields(d, n, func(name []byte) (err error) {
 		switch string(name) {
 		case "UUID":
 			err = decodeStr(d, &m.UUID)
@@ -187,9 +183,7 @@ func decode(d *msgpack.Decoder, m *Message) error {
 			err = decodeStr(d, &m.Source)
 		case "Header":
 			if err = expect(d, isMapOrNil); err == nil {
-				var h map[string]any
-				h, err = decodeMap(d)
-				m.Header = h
+				m.Header, err = d.DecodeMap()
 			}
 		case "Payload":
 			if err = expect(d, isBinOrNil); err == nil {
@@ -199,12 +193,25 @@ func decode(d *msgpack.Decoder, m *Message) error {
 			err = decodePolicy(d, &m.Policy)
 		case "Time":
 			if err = expect(d, isExt); err == nil {
-				m.Time, err = d.DecodeTime()
+				m.Time, err = decodeTime(d)
 			}
 		default: // a field of the ancestor library's, or of a later version
 			err = d.Skip()
 		}
+		return err
+	})
+}
+
+// fields reads the n fields of a map by name: field reads the value of
+// each.
+func fields(d *msgpack.Decoder, n int, field func(name []byte) error) error {
+	var buf [16]byte
+	for range n {
+		name, err := fieldName(d, buf[:])
 		if err != nil {
+			return err
+		}
+		if err := field(name); err != nil {
 			return err
 		}
 	}
@@ -229,12 +236,7 @@ func decodePolicy(d *msgpack.Decoder, pp **Policy) error {
 		*pp = &Policy{}
 	}
 	p := *pp
-	var buf [16]byte
-	for range n {
-		name, err := fieldName(d, buf[:])
-		if err != nil {
-			return err
-		}
+	return fields(d, n, func(name []byte) (err error) {
 		switch string(name) {
 		case "Confirm":
 			err = decodeBool(d, &p.Confirm)
@@ -249,15 +251,13 @@ func decodePolicy(d *msgpack.Decoder, pp **Policy) error {
 		default: // ContentType is not encoded ("-"), as any unknown field
 			err = d.Skip()
 		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 // fieldName reads a field's name into buf when it fits (the names of
-// Message and Policy do), without allocating.
+// Message and Policy do), without allocating. plausible has checked that
+// the input holds the length it claims.
 func fieldName(d *msgpack.Decoder, buf []byte) ([]byte, error) {
 	if err := expect(d, isStr); err != nil {
 		return nil, err
@@ -267,75 +267,45 @@ func fieldName(d *msgpack.Decoder, buf []byte) ([]byte, error) {
 		return nil, err
 	}
 	if n > len(buf) {
-		buf = make([]byte, 0, min(n, 1<<10))
-		for len(buf) < n { // grown as read: a length the input claims is not allocated up front
-			k := min(n-len(buf), 1<<10)
-			chunk := make([]byte, k)
-			if err := d.ReadFull(chunk); err != nil {
-				return nil, err
-			}
-			buf = append(buf, chunk...)
-		}
-		return buf, nil
+		buf = make([]byte, n)
 	}
 	buf = buf[:n]
 	return buf, d.ReadFull(buf)
 }
 
-// decodeMap reads a map of strings to values into what DecodeMap returns,
-// without trusting the length the input claims for its allocation (a
-// malformed header claiming four billion entries would otherwise exhaust
-// memory before the input ran out).
-func decodeMap(d *msgpack.Decoder) (map[string]any, error) {
-	n, err := d.DecodeMapLen()
-	if err != nil || n == -1 {
-		return nil, err
-	}
-	m := make(map[string]any, min(n, 64))
-	for range n {
-		k, err := d.DecodeString()
-		if err != nil {
-			return nil, err
-		}
-		v, err := decodeAny(d)
-		if err != nil {
-			return nil, err
-		}
-		m[k] = v
-	}
-	return m, nil
-}
-
-// decodeAny reads a header value as DecodeInterface does, with maps and
-// arrays read by decodeMap and decodeSlice.
-func decodeAny(d *msgpack.Decoder) (any, error) {
-	c, err := d.PeekCode()
+// decodeTime reads msgpack's timestamp extension (type -1) as the
+// reflection reads a time.Time field: the zero time in UTC, any other in
+// local time. DecodeTime would also take NodeJS's type 13, which the
+// reflection refuses.
+func decodeTime(d *msgpack.Decoder) (time.Time, error) {
+	id, n, err := d.DecodeExtHeader()
 	if err != nil {
-		return nil, err
+		return time.Time{}, err
 	}
-	switch {
-	case isMap(c):
-		return decodeMap(d)
-	case msgpcode.IsFixedArray(c) || c == msgpcode.Array16 || c == msgpcode.Array32:
-		return decodeSlice(d)
+	if id != -1 {
+		return time.Time{}, fmt.Errorf("extension type %d where a time is", id)
 	}
-	return d.DecodeInterface()
-}
-
-func decodeSlice(d *msgpack.Decoder) ([]any, error) {
-	n, err := d.DecodeArrayLen()
-	if err != nil || n == -1 {
-		return nil, err
+	var b [12]byte
+	if n != 4 && n != 8 && n != 12 {
+		return time.Time{}, fmt.Errorf("a time of %d bytes", n)
 	}
-	s := make([]any, 0, min(n, 64))
-	for range n {
-		v, err := decodeAny(d)
-		if err != nil {
-			return nil, err
-		}
-		s = append(s, v)
+	if err := d.ReadFull(b[:n]); err != nil {
+		return time.Time{}, err
 	}
-	return s, nil
+	var t time.Time
+	switch n {
+	case 4:
+		t = time.Unix(int64(binary.BigEndian.Uint32(b[:4])), 0)
+	case 8:
+		v := binary.BigEndian.Uint64(b[:8])
+		t = time.Unix(int64(v&0x3ffffffff), int64(v>>34))
+	case 12:
+		t = time.Unix(int64(binary.BigEndian.Uint64(b[4:12])), int64(binary.BigEndian.Uint32(b[:4])))
+	}
+	if t.IsZero() {
+		t = t.UTC()
+	}
+	return t, nil
 }
 
 func decodeStr(d *msgpack.Decoder, s *string) (err error) {

@@ -146,6 +146,8 @@ func uncommon(t testing.TB) [][]byte {
 		// a time extension before a map claiming 2.4 billion entries, which
 		// the reflection allocated (it reads a map after an extension header)
 		{0x99, 0xa1, '0', 0xa1, '0', 0xa0, 0xd4, 0x60, 0xdf, 0x90, 0xfc, 0xa1, 0x94, 0xf8, 0xfb},
+		{0x83, 0xa4, 'U', 'U', 'I', 'D', 0xa1, 'u', 0xa5, 'T', 'o', 'p', 'i', 'c', 0xa1, 't', // a time as extension 13 (NodeJS's)
+			0xa4, 'T', 'i', 'm', 'e', 0xd7, 0x0d, 0, 0, 0, 0, 0x60, 0, 0, 0},
 		{0x82, 0xa4, 'U', 'U', 'I', 'D', 0xa1, 'u', 0xa5, 'T', 'o', 'p', 'i', 'c'}, // cut short
 		{0x83, 0xa4, 'U', 'U', 'I', 'D', 0xa1, 'u', 0xa5, 'T', 'o', 'p', 'i', 'c', 0xa1, 't',
 			0xa6, 'P', 'o', 'l', 'i', 'c', 'y', 0x81, 0xa3, 'T', 'T', 'L', 0xd3, 0, 0}, // an int64 cut short

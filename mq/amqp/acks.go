@@ -35,13 +35,13 @@ type acks struct {
 	ch channelAcker
 
 	mu      sync.Mutex
-	low     uint64            // every tag below low is settled with the broker
-	settled map[uint64]bool   // tags from low on: true while their ack waits to be written, false once settled with the broker
-	queued  []uint64          // the tags whose ack waits, in the order they came
-	waiting map[uint64]func() // the Ack calls to release when their tag's ack is written
-	err     error             // the last write's error, for the Acks it covered
-	closed  bool              // the channel closed: nothing more is written
-	alone   bool              // past maxTracked: every ack is written alone
+	low     uint64                // every tag below low is settled with the broker
+	settled map[uint64]bool       // tags from low on: true while their ack waits to be written, false once settled with the broker
+	queued  []uint64              // the tags whose ack waits, in the order they came
+	waiting map[uint64]chan error // the synchronous Acks, told the write's error once their tag's ack is written
+	err     error                 // the last write's error, for the Acks it covered
+	closed  bool                  // the channel closed: nothing more is written
+	alone   bool                  // past maxTracked: every ack is written alone
 
 	wake   chan struct{} // an ack waits
 	urgent chan struct{} // a synchronous ack waits
@@ -67,7 +67,7 @@ var errAcksClosed = errors.New("amqp: ack: the channel is closed")
 
 // newAcks starts the acks of ch until closed (its NotifyClose) is closed.
 func newAcks(ch channelAcker, closed <-chan *amqp.Error) *acks {
-	a := &acks{ch: ch, low: 1, settled: map[uint64]bool{}, waiting: map[uint64]func(){},
+	a := &acks{ch: ch, low: 1, settled: map[uint64]bool{}, waiting: map[uint64]chan error{},
 		wake: make(chan struct{}, 1), urgent: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go a.run(closed)
 	return a
@@ -97,7 +97,7 @@ func (a *acks) ack(tag uint64, wait bool) error {
 		return nil
 	}
 	written := make(chan error, 1)
-	a.waiting[tag] = func() { written <- a.err }
+	a.waiting[tag] = written
 	a.mu.Unlock()
 	signal(a.urgent)
 	return <-written
@@ -176,8 +176,8 @@ func (a *acks) shut() {
 	defer a.mu.Unlock()
 	a.closed = true
 	a.err = errAcksClosed
-	for tag, release := range a.waiting {
-		release()
+	for tag, written := range a.waiting {
+		written <- a.err
 		delete(a.waiting, tag)
 	}
 }
@@ -237,9 +237,9 @@ func (a *acks) flush() {
 
 	a.mu.Lock()
 	a.err = err
-	for tag, release := range a.waiting {
+	for tag, written := range a.waiting {
 		if tag < a.low || !a.settled[tag] {
-			release()
+			written <- a.err
 			delete(a.waiting, tag)
 		}
 	}
