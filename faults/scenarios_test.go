@@ -66,20 +66,29 @@ func (sc scenario) runsIn(w *world) bool {
 }
 
 // perKilledConsumer is what at-least-once allows a consumer killed with
-// SIGKILL: each of its NumSubscriber workers may have done its side effect
-// and not yet acked, and those messages come again. A prefetched message
+// SIGKILL on RabbitMQ: each of its NumSubscriber workers may have done its
+// side effect and not yet acked, and up to amqp.DefaultAckBatch acks of
+// messages it had handled may still wait to be written together
+// (amqp.WithAckBatch); those messages come again. A prefetched message
 // that no handler started is redelivered, not duplicated. The consumer is a
 // whole instance of the service, so its relay may have claimed rows too:
 // the scenarios with resends allow those on top.
-func perKilledConsumer(faults int) int { return faults * options().NumSubscriber }
+func perKilledConsumer(faults int) int {
+	return faults * (options().NumSubscriber + amqp.DefaultAckBatch)
+}
+
+// perKilledNATSConsumer is perKilledConsumer on NATS, whose acks are
+// written as each handler returns: only the NumSubscriber in handlers.
+func perKilledNATSConsumer(faults int) int { return faults * options().NumSubscriber }
 
 // perLinkCut is what at-least-once allows when the links of the scene's two
 // instances are cut: each may lose the confirms of up to MaxUnconfirmed
 // publishes the broker had taken, which are then sent again, and the
-// consumer the acks of the NumSubscriber deliveries it was handling.
+// consumer the acks of the NumSubscriber deliveries it was handling and of
+// up to amqp.DefaultAckBatch waiting to be written.
 func perLinkCut(faults int) int {
 	o := options()
-	return faults * (2*o.MaxUnconfirmed + o.NumSubscriber)
+	return faults * (2*o.MaxUnconfirmed + o.NumSubscriber + amqp.DefaultAckBatch)
 }
 
 // perNATSLinkCut is perLinkCut on NATS: the stream's duplicate window drops
@@ -103,9 +112,9 @@ var scenarios = []scenario{
 	{name: "database connections killed", postgres: true, run: dbConnectionsKilled},
 	{name: "database unreachable", run: dbUnreachable},
 	{name: "three relays on one table", postgres: true, run: threeRelays},
-	{name: "consumer killed mid-handler", nats: true, maxDups: perKilledConsumer, resends: true, cutsHandlers: true,
+	{name: "consumer killed mid-handler", nats: true, maxDups: perKilledConsumer, natsDups: perKilledNATSConsumer, resends: true, cutsHandlers: true,
 		run: consumerKilled("consumer")},
-	{name: "consumer killed after its side effect", nats: true, maxDups: perKilledConsumer, resends: true,
+	{name: "consumer killed after its side effect", nats: true, maxDups: perKilledConsumer, natsDups: perKilledNATSConsumer, resends: true,
 		run: consumerKilled("consumer-tail")},
 	{name: "Inbox consumer killed after its side effect", nats: true, maxDups: noDuplicates, cutsHandlers: true,
 		run: consumerKilled("inbox-consumer")},

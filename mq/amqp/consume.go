@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -84,11 +85,18 @@ func (p *Provider) consumeSession(ctx context.Context, s *session, out chan<- mq
 		_ = ch.Close()
 		return err
 	}
+	// Ends when the channel closes (a lost session, or below, when a
+	// consumer ended) or the session closes it, first writing what waits.
+	a := newAcks(ch, ch.NotifyClose(make(chan *amqp.Error, 1)), p.opts.ackBatch)
+	s.acks.Store(a)
 	queues := p.topo.queues()
 	if s.private != "" {
 		queues = append(queues, s.private)
 	}
-	var streams []<-chan amqp.Delivery
+	var (
+		streams []<-chan amqp.Delivery
+		ordered []bool // streams[i] is an Ordered topic's shard
+	)
 	for _, q := range queues {
 		ds, err := ch.Consume(q, "final."+p.cfg.Service+"."+randomTag(), false, false, false, false, nil)
 		if err != nil {
@@ -96,6 +104,7 @@ func (p *Provider) consumeSession(ctx context.Context, s *session, out chan<- mq
 			return err
 		}
 		streams = append(streams, ds)
+		ordered = append(ordered, slices.Contains(p.topo.shards(), q))
 	}
 
 	var (
@@ -103,7 +112,7 @@ func (p *Provider) consumeSession(ctx context.Context, s *session, out chan<- mq
 		closed = make(chan struct{}, len(streams))
 		wg     sync.WaitGroup
 	)
-	for _, ds := range streams {
+	for i, ds := range streams {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -115,7 +124,7 @@ func (p *Provider) consumeSession(ctx context.Context, s *session, out chan<- mq
 						return
 					}
 					select {
-					case out <- &delivery{d: d, p: p, s: s}:
+					case out <- &delivery{d: d, p: p, s: s, a: a, sync: ordered[i]}:
 					case <-quit:
 						// Left unacknowledged: closing the channel gives
 						// it back with the queue's other unacknowledged
@@ -147,6 +156,7 @@ func (p *Provider) consumeSession(ctx context.Context, s *session, out chan<- mq
 		// The channel or the connection closed, or the broker cancelled a
 		// consumer.
 		halt()
+		a.close() // what lingers goes out while the channel may still carry it
 		_ = ch.Close()
 		return errors.New("amqp: delivery channel closed")
 	case <-p.done:

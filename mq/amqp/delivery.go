@@ -24,6 +24,10 @@ type delivery struct {
 	d amqp.Delivery
 	p *Provider
 	s *session // the session it came on
+	a *acks    // its channel's
+	// sync: its ack is written before Ack returns (an Ordered topic's
+	// shard: the next message of its key waits for it).
+	sync bool
 }
 
 // Stale reports whether the channel it came on is gone: the broker then
@@ -45,9 +49,11 @@ func (d *delivery) Message() (*message.Message, error) { return decode(&d.d) }
 
 func (d *delivery) Redelivered() bool { return d.d.Redelivered }
 
-func (d *delivery) Ack() error { return d.d.Ack(false) }
+// Ack acknowledges the delivery: at once for an Ordered topic's shard,
+// within ackLinger and with others for the rest (see acks).
+func (d *delivery) Ack() error { return d.a.ack(d.d.DeliveryTag, d.sync) }
 
-func (d *delivery) Requeue() error { return d.d.Nack(false, true) }
+func (d *delivery) Requeue() error { return d.a.nack(d.d.DeliveryTag, true) }
 
 // DeadLetter publishes the original body, with its properties and the
 // reason, to the dead-letter queue, waits for the broker's confirm and only
@@ -80,7 +86,7 @@ func (d *delivery) DeadLetter(ctx context.Context, reason string) error {
 	if err := conf.Wait(ctx); err != nil {
 		return fmt.Errorf("amqp: dead-letter: %w", err)
 	}
-	return d.d.Ack(false)
+	return d.a.ack(d.d.DeliveryTag, true)
 }
 
 // nowRFC3339 is the time recorded in HeaderDeadAt.

@@ -17,6 +17,7 @@ type options struct {
 	reconnectMin    time.Duration
 	reconnectMax    time.Duration
 	tls             *tls.Config
+	ackBatch        int
 }
 
 func defaultOptions() options {
@@ -27,7 +28,30 @@ func defaultOptions() options {
 		heartbeat:       5 * time.Second,
 		reconnectMin:    100 * time.Millisecond,
 		reconnectMax:    time.Second,
+		ackBatch:        DefaultAckBatch,
 	}
+}
+
+// DefaultAckBatch is WithAckBatch's default.
+const DefaultAckBatch = 16
+
+// WithAckBatch lets up to n acknowledgements of handled deliveries wait
+// (at most 0.5 ms) to be written to the broker together, one multiple ack
+// for a run of them: RabbitMQ spends much of a consumer's CPU on ack
+// frames, and the consumer runs about 1.4 times as fast with them batched
+// (docs/performance.md). An Ack returns before its frame is written only
+// while fewer than n others wait; the rest wait for the write.
+//
+// The cost is in duplicates: a consumer that dies (SIGKILL, a cut link)
+// loses the acks still waiting, so up to n messages it had handled come
+// again, beyond the NumSubscriber it was handling. A consumer that stops
+// writes them first. An Ordered topic's acks, and a
+// dead-lettered delivery's, are written before Ack returns whatever n is.
+// Default 16 (DefaultAckBatch); 0 writes each ack before Ack returns
+// (those settled at the same moment may still share a frame); a negative
+// n is taken as 0.
+func WithAckBatch(n int) Option {
+	return func(o *options) { o.ackBatch = max(n, 0) }
 }
 
 // WithExchange sets the durable direct exchange messages are published to.

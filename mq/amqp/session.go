@@ -34,6 +34,8 @@ type session struct {
 	returns *returnTracker
 	blocked atomic.Pointer[string] // why the broker blocks conn; nil while it does not
 
+	acks atomic.Pointer[acks] // the consuming channel's, once it consumes
+
 	lost     chan struct{} // closed once when the connection or a channel fails
 	lostOnce sync.Once
 	lostErr  error
@@ -181,6 +183,9 @@ const closeTimeout = time.Second
 
 // close closes the connections and waits for the session's goroutines.
 func (s *session) close() {
+	if a := s.acks.Load(); a != nil {
+		a.close() // the acks still lingering go out first
+	}
 	deadline := time.Now().Add(closeTimeout)
 	_ = s.conn.CloseDeadline(deadline)
 	if s.consConn != nil {

@@ -172,6 +172,12 @@ func (t topology) queues() []string {
 	if len(t.topics) > 0 {
 		qs = append(qs, t.queue)
 	}
+	return append(qs, t.shards()...)
+}
+
+// shards lists the shard queues of the ordered topics.
+func (t topology) shards() []string {
+	var qs []string
 	for _, topic := range t.ordered {
 		for i := 0; i < mq.OrderShards; i++ {
 			qs = append(qs, t.shardQueue(topic, i))

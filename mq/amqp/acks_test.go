@@ -1,0 +1,317 @@
+package amqp
+
+import (
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// frames records what acks writes, and checks as it goes what RabbitMQ
+// would: no tag settled twice, and a multiple ack only over tags that were
+// meant to be acknowledged (a multiple ack over a delivery still in a
+// handler, or one given back, would lose it).
+type frames struct {
+	t  *testing.T
+	mu sync.Mutex
+	// acked are the tags the test acknowledged, nacked those it gave back;
+	// settled those the frames settled.
+	acked, nacked, settled map[uint64]bool
+	writes, multiples      int
+	// gate, when set, holds every Ack until it is closed.
+	gate chan struct{}
+}
+
+func newFrames(t *testing.T) *frames {
+	return &frames{t: t, acked: map[uint64]bool{}, nacked: map[uint64]bool{}, settled: map[uint64]bool{}}
+}
+
+func (f *frames) meant(tag uint64, ack bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ack {
+		f.acked[tag] = true
+	} else {
+		f.nacked[tag] = true
+	}
+}
+
+func (f *frames) Ack(tag uint64, multiple bool) error {
+	if f.gate != nil {
+		<-f.gate
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.writes++
+	from := tag
+	if multiple {
+		f.multiples++
+		from = 1
+	}
+	for x := from; x <= tag; x++ {
+		if f.settled[x] {
+			if x == tag {
+				f.t.Errorf("tag %d acknowledged twice", x)
+			}
+			continue
+		}
+		if !f.acked[x] {
+			f.t.Errorf("ack up to %d (multiple %v) covers tag %d, which was not acknowledged", tag, multiple, x)
+		}
+		f.settled[x] = true
+	}
+	return nil
+}
+
+func (f *frames) Nack(tag uint64, multiple, requeue bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.writes++
+	if multiple || f.settled[tag] || !f.nacked[tag] {
+		f.t.Errorf("nack of %d (multiple %v) not meant, or settled already", tag, multiple)
+	}
+	f.settled[tag] = true
+	return nil
+}
+
+// Deliveries settled from many goroutines in any order, some given back,
+// some acknowledged synchronously: each is settled once, as meant, and a
+// run of them shares a frame.
+func TestAcksSettleEachDeliveryOnceAsMeant(t *testing.T) {
+	f := newFrames(t)
+	closed := make(chan *amqp.Error)
+	a := newAcks(f, closed, DefaultAckBatch)
+	const n = 5000
+	tags := make(chan uint64, n)
+	for _, tag := range rand.Perm(n) {
+		tags <- uint64(tag + 1)
+	}
+	close(tags)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for tag := range tags {
+				switch tag % 10 {
+				case 0:
+					f.meant(tag, false)
+					if err := a.nack(tag, true); err != nil {
+						t.Error(err)
+					}
+				case 1:
+					f.meant(tag, true)
+					if err := a.ack(tag, true); err != nil {
+						t.Error(err)
+					}
+					f.mu.Lock()
+					if !f.settled[tag] {
+						t.Errorf("synchronous ack of %d returned before it was written", tag)
+					}
+					f.mu.Unlock()
+				default:
+					f.meant(tag, true)
+					if err := a.ack(tag, false); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	a.close() // writes what lingers
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for tag := uint64(1); tag <= n; tag++ {
+		if !f.settled[tag] {
+			t.Errorf("tag %d never settled", tag)
+		}
+	}
+	if f.multiples == 0 || f.writes >= n {
+		t.Errorf("%d frames for %d deliveries, %d of them multiple acks: nothing shared a frame", f.writes, n, f.multiples)
+	}
+	close(closed)
+}
+
+// A delivery still in a handler holds back the multiple ack: the ones
+// after it go alone, never covering it.
+func TestAcksNeverCoverAnUnsettledDelivery(t *testing.T) {
+	f := newFrames(t)
+	a := newAcks(f, make(chan *amqp.Error), DefaultAckBatch)
+	defer a.close()
+	for tag := uint64(2); tag <= 40; tag++ { // 1 is still being handled
+		f.meant(tag, true)
+		if err := a.ack(tag, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.mu.Lock()
+	if f.settled[1] || f.multiples != 0 {
+		t.Fatalf("tag 1 settled %v, %d multiple acks, while it was in a handler", f.settled[1], f.multiples)
+	}
+	f.mu.Unlock()
+	f.meant(1, true)
+	if err := a.ack(1, true); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.settled[1] {
+		t.Fatal("tag 1 not settled")
+	}
+}
+
+// Once the channel is closed, an ack fails instead of waiting forever, and
+// a synchronous one waiting then is released.
+func TestAcksFailOnceTheChannelCloses(t *testing.T) {
+	f := newFrames(t)
+	closed := make(chan *amqp.Error, 1)
+	a := newAcks(f, closed, DefaultAckBatch)
+	closed <- &amqp.Error{Code: 320, Reason: "CONNECTION_FORCED"}
+	close(closed)
+	<-a.done
+	if err := a.ack(1, true); err == nil {
+		t.Fatal("ack on a closed channel succeeded")
+	}
+	if err := a.ack(2, false); err == nil {
+		t.Fatal("asynchronous ack on a closed channel succeeded")
+	}
+}
+
+// An asynchronous ack goes out on its own after the linger, with no
+// close to push it.
+func TestAcksWriteALingeringAckUnprompted(t *testing.T) {
+	f := newFrames(t)
+	a := newAcks(f, make(chan *amqp.Error), DefaultAckBatch)
+	defer a.close()
+	f.meant(1, true)
+	if err := a.ack(1, false); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		f.mu.Lock()
+		done := f.settled[1]
+		f.mu.Unlock()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the ack was not written within 5 s")
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+}
+
+// An ack or a nack of a delivery settled already writes nothing (the
+// broker would close the channel over an unknown tag).
+func TestAcksSettleOnce(t *testing.T) {
+	f := newFrames(t)
+	a := newAcks(f, make(chan *amqp.Error), DefaultAckBatch)
+	defer a.close()
+	f.meant(1, false)
+	if err := a.nack(1, true); err != nil {
+		t.Fatal(err)
+	}
+	f.meant(2, true)
+	for range 2 {
+		if err := a.ack(2, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.ack(1, true); err != nil { // after its requeue
+		t.Fatal(err)
+	}
+	if err := a.nack(2, true); err != nil { // after its ack
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.writes != 2 {
+		t.Fatalf("%d frames for two deliveries", f.writes)
+	}
+}
+
+// Past most asynchronous acks waiting unwritten, an ack waits for its
+// write: a consumer that dies loses at most most acks beyond those of the
+// deliveries in its handlers (the duplicate bound of WithAckBatch).
+func TestAcksBoundWhatWaitsUnwritten(t *testing.T) {
+	f := newFrames(t)
+	f.gate = make(chan struct{}) // the broker takes no frame for now
+	const most = 4
+	a := newAcks(f, make(chan *amqp.Error), most)
+	defer a.close()
+	for tag := uint64(1); tag <= most; tag++ {
+		f.meant(tag, true)
+		if err := a.ack(tag, false); err != nil { // returns with its frame held
+			t.Fatal(err)
+		}
+	}
+	f.meant(most+1, true)
+	returned := make(chan error, 1)
+	go func() { returned <- a.ack(most+1, false) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		a.mu.Lock()
+		_, waits := a.waiting[most+1]
+		a.mu.Unlock()
+		if waits {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ack %d, past %d unwritten, did not wait for its write", most+1, most)
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+	select {
+	case err := <-returned:
+		t.Fatalf("ack %d returned (%v) while its frame was held", most+1, err)
+	default:
+	}
+	close(f.gate)
+	if err := <-returned; err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for tag := uint64(1); tag <= most+1; tag++ {
+		if !f.settled[tag] {
+			t.Errorf("tag %d not settled", tag)
+		}
+	}
+}
+
+// With WithAckBatch(0) every ack returns once written, from any number of
+// goroutines: a dying consumer loses none beyond those in its handlers.
+func TestAcksWithNoBatchReturnOnceWritten(t *testing.T) {
+	f := newFrames(t)
+	a := newAcks(f, make(chan *amqp.Error), 0)
+	defer a.close()
+	const n = 800
+	tags := make(chan uint64, n)
+	for tag := uint64(1); tag <= n; tag++ {
+		tags <- tag
+	}
+	close(tags)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for tag := range tags {
+				f.meant(tag, true)
+				if err := a.ack(tag, false); err != nil {
+					t.Error(err)
+				}
+				f.mu.Lock()
+				if !f.settled[tag] {
+					t.Errorf("ack of %d returned before it was written", tag)
+				}
+				f.mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+}
