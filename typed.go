@@ -3,10 +3,12 @@ package final
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/finalbus/final/internal/msgpackcheck"
 	"github.com/finalbus/final/message"
 )
 
@@ -24,7 +26,9 @@ type Codec interface {
 // Deprecated: read Message.ContentType.
 const HeaderContentType = "content-type"
 
-// MsgpackCodec encodes with msgpack; it is the default.
+// MsgpackCodec encodes with msgpack; it is the default. It refuses to
+// decode a payload that claims more bytes or entries than it holds, or
+// nests values more than 256 deep.
 var MsgpackCodec Codec = msgpackCodec{}
 
 // JSONCodec encodes with encoding/json.
@@ -32,9 +36,20 @@ var JSONCodec Codec = jsonCodec{}
 
 type msgpackCodec struct{}
 
-func (msgpackCodec) Name() string                       { return "application/x-msgpack" }
-func (msgpackCodec) Marshal(v any) ([]byte, error)      { return msgpack.Marshal(v) }
-func (msgpackCodec) Unmarshal(data []byte, v any) error { return msgpack.Unmarshal(data, v) }
+func (msgpackCodec) Name() string                  { return "application/x-msgpack" }
+func (msgpackCodec) Marshal(v any) ([]byte, error) { return msgpack.Marshal(v) }
+
+// Unmarshal refuses input that claims more than it holds before msgpack
+// sees it: msgpack allocates what a length claims before reading it, so a
+// hostile payload of a few bytes could otherwise exhaust memory.
+func (msgpackCodec) Unmarshal(data []byte, v any) error {
+	if !msgpackcheck.Plausible(data) {
+		return errImplausibleMsgpack
+	}
+	return msgpack.Unmarshal(data, v)
+}
+
+var errImplausibleMsgpack = errors.New("msgpack: a length beyond the end of the input, or values nested more than 256 deep")
 
 type jsonCodec struct{}
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -79,4 +80,42 @@ func TestPermanentErrorIsNotRetried(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() bool { dead = append(dead, e.deadLetters()...); return len(dead) == 1 }, "dead-lettered")
 	require.EqualValues(t, 1, calls.Load())
 	require.Nil(t, final.Permanent(nil))
+}
+
+// A typed handler's payload comes from the broker: one that claims
+// millions of entries or bytes in a few bytes is refused before msgpack
+// allocates what it claims, and a valid one still decodes.
+func TestMsgpackCodecDoesNotAllocateWhatThePayloadClaims(t *testing.T) {
+	claim := []byte{0x01, 0x00, 0x00, 0x00} // 16,777,216
+	inputs := map[string]struct {
+		data []byte
+		into func() any
+	}{
+		"map":        {append([]byte{0xdf}, claim...), func() any { return new(map[string]string) }},
+		"array":      {append([]byte{0xdd}, claim...), func() any { return new([]int64) }},
+		"binary":     {append([]byte{0xc6}, claim...), func() any { return new([]byte) }},
+		"string":     {append([]byte{0xdb}, claim...), func() any { return new(string) }},
+		"in a field": {append([]byte{0x81, 0xa5, 'I', 't', 'e', 'm', 's', 0xdd}, claim...), func() any { return new(order) }},
+	}
+	for name, in := range inputs {
+		t.Run(name, func(t *testing.T) {
+			v := in.into()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			err := final.MsgpackCodec.Unmarshal(in.data, v)
+			runtime.ReadMemStats(&after)
+			if err == nil {
+				t.Fatalf("Unmarshal of %d bytes claiming 16 MiB succeeded", len(in.data))
+			}
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+				t.Fatalf("decoding %d bytes allocated %d bytes (%v)", len(in.data), grew, err)
+			}
+		})
+	}
+	want := order{ID: 7, Items: []string{"a", "b"}, Total: 2.5}
+	b, err := final.MsgpackCodec.Marshal(want)
+	require.NoError(t, err)
+	var got order
+	require.NoError(t, final.MsgpackCodec.Unmarshal(b, &got))
+	require.Equal(t, want, got)
 }

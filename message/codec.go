@@ -9,6 +9,8 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
+
+	"github.com/finalbus/final/internal/msgpackcheck"
 )
 
 // ErrDecode is wrapped by every error of Unmarshal.
@@ -132,10 +134,10 @@ func btoi(b bool) int {
 // (TestUnmarshalMatchesReflection, FuzzUnmarshalMatchesReflection). Other
 // forms that the reflection read (a struct as an array, a string as
 // binary, a nil time, which made it panic) are refused, and so is input
-// that claims more than it holds (see plausible): msgpack allocates what
+// that claims more than it holds (see msgpackcheck.Plausible): msgpack allocates what
 // a length claims before reading it.
 func Unmarshal(data []byte) (*Message, error) {
-	if !plausible(data) {
+	if !msgpackcheck.Plausible(data) {
 		return nil, fmt.Errorf("%w: a length beyond the end of the input, or values nested too deep", ErrDecode)
 	}
 	m := &Message{}
@@ -256,8 +258,8 @@ func decodePolicy(d *msgpack.Decoder, pp **Policy) error {
 }
 
 // fieldName reads a field's name into buf when it fits (the names of
-// Message and Policy do), without allocating. plausible has checked that
-// the input holds the length it claims.
+// Message and Policy do), without allocating. msgpackcheck.Plausible has
+// checked that the input holds the length it claims.
 func fieldName(d *msgpack.Decoder, buf []byte) ([]byte, error) {
 	if err := expect(d, isStr); err != nil {
 		return nil, err

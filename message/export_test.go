@@ -1,4 +1,7 @@
 package message
 
-// Plausible is plausible, for the differential tests of message_test.
-var Plausible = plausible
+import "github.com/finalbus/final/internal/msgpackcheck"
+
+// Plausible is msgpackcheck.Plausible, for the differential tests of
+// message_test.
+var Plausible = msgpackcheck.Plausible

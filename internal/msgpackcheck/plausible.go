@@ -1,8 +1,11 @@
-package message
+// Package msgpackcheck checks msgpack input before msgpack's decoder sees
+// it: the envelope's decoder (package message) and the default codec of
+// typed handlers both read what a broker delivered.
+package msgpackcheck
 
 import "encoding/binary"
 
-// plausible reports whether data begins with one complete msgpack value
+// Plausible reports whether data begins with one complete msgpack value
 // whose every length fits in the bytes that follow it, nested at most
 // maxDepth deep. Only such input reaches msgpack's decoder, which
 // allocates what a byte string, a map or an array claims before reading
@@ -10,7 +13,7 @@ import "encoding/binary"
 // in five bytes would otherwise exhaust memory. Input that fails the check
 // cannot decode anyway (it ends before what it claims), except values
 // nested deeper than maxDepth, which the codec refuses.
-func plausible(data []byte) bool {
+func Plausible(data []byte) bool {
 	_, ok := scan(data, 0)
 	return ok
 }
