@@ -16,12 +16,15 @@ import (
 // consumer ran twice as fast with one ack per 16 or 32 deliveries, and
 // the library's consumer 1.4 times as fast with these.
 //
-// An ack is written within ackLinger, with those settled meanwhile; the
-// call returns at once, unless most asynchronous acks already wait to be
+// An ack is written about ackLinger later (more while an earlier write
+// is under way), with those settled meanwhile; the call returns at once, unless most asynchronous acks already wait to be
 // written: then it waits for its write like a synchronous one. A consumer
 // that dies (SIGKILL, a cut link) therefore loses at most most acks beyond
 // those of the deliveries still in its handlers, and those deliveries come
-// again: the duplicate bound the README gives and the fault suite checks.
+// again: the duplicate bound the README gives and the fault suite checks
+// (per consuming channel; a Provider consumes on one). Past maxTracked
+// (below) a repeated ack of one delivery is no longer recognised: the
+// bus settles each delivery once.
 // A synchronous ack (for an Ordered topic's shard, where the next message
 // of a key must not be handled before its predecessor's ack is out) is
 // written at once, with whatever waits, and the call returns when it is
@@ -198,13 +201,13 @@ func (a *acks) shut() {
 	}
 }
 
-// close writes what is settled and stops, waiting at most closeTimeout
+// close writes what is settled and stops, waiting at most until deadline
 // (a write may block on a dying link): the session calls it before it
 // closes the connection, and the consumer before it closes the channel,
 // so that no ack waiting out its linger is lost.
-func (a *acks) close() {
+func (a *acks) close(deadline time.Time) {
 	a.once.Do(func() { close(a.stop) })
-	t := time.NewTimer(closeTimeout)
+	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
 	case <-a.done:

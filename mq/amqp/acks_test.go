@@ -24,6 +24,9 @@ type frames struct {
 	gate chan struct{}
 }
 
+// closeSoon closes a as the session does, waiting at most closeTimeout.
+func closeSoon(a *acks) { a.close(time.Now().Add(closeTimeout)) }
+
 func newFrames(t *testing.T) *frames {
 	return &frames{t: t, acked: map[uint64]bool{}, nacked: map[uint64]bool{}, settled: map[uint64]bool{}}
 }
@@ -121,7 +124,7 @@ func TestAcksSettleEachDeliveryOnceAsMeant(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	a.close() // writes what lingers
+	closeSoon(a) // writes what lingers
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for tag := uint64(1); tag <= n; tag++ {
@@ -140,7 +143,7 @@ func TestAcksSettleEachDeliveryOnceAsMeant(t *testing.T) {
 func TestAcksNeverCoverAnUnsettledDelivery(t *testing.T) {
 	f := newFrames(t)
 	a := newAcks(f, make(chan *amqp.Error), DefaultAckBatch)
-	defer a.close()
+	defer closeSoon(a)
 	for tag := uint64(2); tag <= 40; tag++ { // 1 is still being handled
 		f.meant(tag, true)
 		if err := a.ack(tag, true); err != nil {
@@ -185,7 +188,7 @@ func TestAcksFailOnceTheChannelCloses(t *testing.T) {
 func TestAcksWriteALingeringAckUnprompted(t *testing.T) {
 	f := newFrames(t)
 	a := newAcks(f, make(chan *amqp.Error), DefaultAckBatch)
-	defer a.close()
+	defer closeSoon(a)
 	f.meant(1, true)
 	if err := a.ack(1, false); err != nil {
 		t.Fatal(err)
@@ -210,7 +213,7 @@ func TestAcksWriteALingeringAckUnprompted(t *testing.T) {
 func TestAcksSettleOnce(t *testing.T) {
 	f := newFrames(t)
 	a := newAcks(f, make(chan *amqp.Error), DefaultAckBatch)
-	defer a.close()
+	defer closeSoon(a)
 	f.meant(1, false)
 	if err := a.nack(1, true); err != nil {
 		t.Fatal(err)
@@ -242,17 +245,31 @@ func TestAcksBoundWhatWaitsUnwritten(t *testing.T) {
 	f.gate = make(chan struct{}) // the broker takes no frame for now
 	const most = 4
 	a := newAcks(f, make(chan *amqp.Error), most)
-	defer a.close()
+	defer closeSoon(a)
 	for tag := uint64(1); tag <= most; tag++ {
 		f.meant(tag, true)
 		if err := a.ack(tag, false); err != nil { // returns with its frame held
 			t.Fatal(err)
 		}
 	}
+	// Let the flush take the four (it then waits on the gate), so that the
+	// bound counts those being written, not only those queued.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		a.mu.Lock()
+		writing := a.writing
+		a.mu.Unlock()
+		if writing == most {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d acks being written, want %d", writing, most)
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
 	f.meant(most+1, true)
 	returned := make(chan error, 1)
 	go func() { returned <- a.ack(most+1, false) }()
-	deadline := time.Now().Add(5 * time.Second)
 	for {
 		a.mu.Lock()
 		_, waits := a.waiting[most+1]
@@ -274,6 +291,13 @@ func TestAcksBoundWhatWaitsUnwritten(t *testing.T) {
 	if err := <-returned; err != nil {
 		t.Fatal(err)
 	}
+	// Written, they no longer count: later acks return at once again.
+	a.mu.Lock()
+	left := a.pending + a.writing
+	a.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d asynchronous acks still counted after their writes", left)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for tag := uint64(1); tag <= most+1; tag++ {
@@ -288,7 +312,7 @@ func TestAcksBoundWhatWaitsUnwritten(t *testing.T) {
 func TestAcksWithNoBatchReturnOnceWritten(t *testing.T) {
 	f := newFrames(t)
 	a := newAcks(f, make(chan *amqp.Error), 0)
-	defer a.close()
+	defer closeSoon(a)
 	const n = 800
 	tags := make(chan uint64, n)
 	for tag := uint64(1); tag <= n; tag++ {

@@ -156,7 +156,7 @@ func (p *Provider) consumeSession(ctx context.Context, s *session, out chan<- mq
 		// The channel or the connection closed, or the broker cancelled a
 		// consumer.
 		halt()
-		a.close() // what lingers goes out while the channel may still carry it
+		a.close(time.Now().Add(closeTimeout)) // what lingers goes out while the channel may still carry it
 		_ = ch.Close()
 		return errors.New("amqp: delivery channel closed")
 	case <-p.done:

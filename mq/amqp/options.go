@@ -36,7 +36,8 @@ func defaultOptions() options {
 const DefaultAckBatch = 16
 
 // WithAckBatch lets up to n acknowledgements of handled deliveries wait
-// (at most 0.5 ms) to be written to the broker together, one multiple ack
+// (about 0.5 ms, more while an earlier write is under way) to be written
+// to the broker together, one multiple ack
 // for a run of them: RabbitMQ spends much of a consumer's CPU on ack
 // frames, and the consumer runs about 1.4 times as fast with them batched
 // (docs/performance.md). An Ack returns before its frame is written only
@@ -44,8 +45,9 @@ const DefaultAckBatch = 16
 //
 // The cost is in duplicates: a consumer that dies (SIGKILL, a cut link)
 // loses the acks still waiting, so up to n messages it had handled come
-// again, beyond the NumSubscriber it was handling. A consumer that stops
-// writes them first. An Ordered topic's acks, and a
+// again, beyond the NumSubscriber it was handling (n is per consuming
+// channel, and a Provider consumes on one). A consumer that stops writes
+// them first (waiting at most a second for a dying link). An Ordered topic's acks, and a
 // dead-lettered delivery's, are written before Ack returns whatever n is.
 // Default 16 (DefaultAckBatch); 0 writes each ack before Ack returns
 // (those settled at the same moment may still share a frame); a negative

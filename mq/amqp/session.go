@@ -183,10 +183,10 @@ const closeTimeout = time.Second
 
 // close closes the connections and waits for the session's goroutines.
 func (s *session) close() {
-	if a := s.acks.Load(); a != nil {
-		a.close() // the acks still lingering go out first
-	}
 	deadline := time.Now().Add(closeTimeout)
+	if a := s.acks.Load(); a != nil {
+		a.close(deadline) // the acks still lingering go out first
+	}
 	_ = s.conn.CloseDeadline(deadline)
 	if s.consConn != nil {
 		_ = s.consConn.CloseDeadline(deadline)
