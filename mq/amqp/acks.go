@@ -46,7 +46,6 @@ type acks struct {
 	settled map[uint64]bool       // tags from low on: true while their ack waits to be written, false once settled with the broker
 	queued  []uint64              // the tags whose ack waits, in the order they came
 	waiting map[uint64]chan error // the synchronous Acks, told the write's error once their tag's ack is written
-	err     error                 // the last write's error, for the Acks it covered
 	closed  bool                  // the channel closed: nothing more is written
 	alone   bool                  // past maxTracked: every ack is written alone
 
@@ -61,8 +60,8 @@ type acks struct {
 	done   chan struct{}
 }
 
-// ackLinger is the longest an asynchronous ack waits for others to go
-// with it.
+// ackLinger is how long an asynchronous ack waits for others to go with
+// it (longer while an earlier write is under way).
 const ackLinger = 500 * time.Microsecond
 
 // channelAcker is what acks needs of an *amqp.Channel.
@@ -194,9 +193,8 @@ func (a *acks) shut() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.closed = true
-	a.err = errAcksClosed
 	for tag, written := range a.waiting {
-		written <- a.err
+		written <- errAcksClosed
 		delete(a.waiting, tag)
 	}
 }
@@ -258,11 +256,10 @@ func (a *acks) flush() {
 	}
 
 	a.mu.Lock()
-	a.err = err
 	a.writing -= taken
 	for tag, written := range a.waiting {
 		if tag < a.low || !a.settled[tag] {
-			written <- a.err
+			written <- err
 			delete(a.waiting, tag)
 		}
 	}

@@ -24,6 +24,25 @@ type frames struct {
 	gate chan struct{}
 }
 
+// isSettled reports whether a frame has settled tag.
+func (f *frames) isSettled(tag uint64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.settled[tag]
+}
+
+// eventually polls cond until it holds, failing t with what after 5 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(what)
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+}
+
 // closeSoon closes a as the session does, waiting at most closeTimeout.
 func closeSoon(a *acks) { a.close(time.Now().Add(closeTimeout)) }
 
@@ -109,11 +128,9 @@ func TestAcksSettleEachDeliveryOnceAsMeant(t *testing.T) {
 					if err := a.ack(tag, true); err != nil {
 						t.Error(err)
 					}
-					f.mu.Lock()
-					if !f.settled[tag] {
+					if !f.isSettled(tag) {
 						t.Errorf("synchronous ack of %d returned before it was written", tag)
 					}
-					f.mu.Unlock()
 				default:
 					f.meant(tag, true)
 					if err := a.ack(tag, false); err != nil {
@@ -193,19 +210,7 @@ func TestAcksWriteALingeringAckUnprompted(t *testing.T) {
 	if err := a.ack(1, false); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		f.mu.Lock()
-		done := f.settled[1]
-		f.mu.Unlock()
-		if done {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the ack was not written within 5 s")
-		}
-		time.Sleep(time.Millisecond) // polling interval
-	}
+	eventually(t, "the ack was not written within 5 s", func() bool { return f.isSettled(1) })
 }
 
 // An ack or a nack of a delivery settled already writes nothing (the
@@ -254,34 +259,20 @@ func TestAcksBoundWhatWaitsUnwritten(t *testing.T) {
 	}
 	// Let the flush take the four (it then waits on the gate), so that the
 	// bound counts those being written, not only those queued.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	eventually(t, "the flush did not take the acks", func() bool {
 		a.mu.Lock()
-		writing := a.writing
-		a.mu.Unlock()
-		if writing == most {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d acks being written, want %d", writing, most)
-		}
-		time.Sleep(time.Millisecond) // polling interval
-	}
+		defer a.mu.Unlock()
+		return a.writing == most
+	})
 	f.meant(most+1, true)
 	returned := make(chan error, 1)
 	go func() { returned <- a.ack(most+1, false) }()
-	for {
+	eventually(t, "the ack past the bound did not wait for its write", func() bool {
 		a.mu.Lock()
+		defer a.mu.Unlock()
 		_, waits := a.waiting[most+1]
-		a.mu.Unlock()
-		if waits {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ack %d, past %d unwritten, did not wait for its write", most+1, most)
-		}
-		time.Sleep(time.Millisecond) // polling interval
-	}
+		return waits
+	})
 	select {
 	case err := <-returned:
 		t.Fatalf("ack %d returned (%v) while its frame was held", most+1, err)
@@ -329,11 +320,9 @@ func TestAcksWithNoBatchReturnOnceWritten(t *testing.T) {
 				if err := a.ack(tag, false); err != nil {
 					t.Error(err)
 				}
-				f.mu.Lock()
-				if !f.settled[tag] {
+				if !f.isSettled(tag) {
 					t.Errorf("ack of %d returned before it was written", tag)
 				}
-				f.mu.Unlock()
 			}
 		}()
 	}
