@@ -2,6 +2,7 @@ package final_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,6 +44,61 @@ func TestShutdownWaitsForInFlightHandler(t *testing.T) {
 	next := e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
 	require.NoError(t, next.Publish(topic, []byte("marker")))
 	rec.waitAll(t, []string{"marker"}, 10*time.Second)
+	require.Zero(t, rec.count("slow"), "the handled message was redelivered")
+}
+
+// Shutdown starts no handler: the deliveries this instance received that
+// no handler took yet (held by the consumer, the router or the workers'
+// queue) go back to the broker, for the next instance, instead of being
+// handled while the bus stops.
+func TestShutdownStartsNoHandler(t *testing.T) {
+	e := newEnv(t)
+	topic := e.svc + ".t"
+	started, release := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	var handled []string
+	opt := testOptions(t)
+	opt.NumSubscriber = 1
+	b := final.New(e.svc, e.db, amqp.NewProvider(e.url), opt)
+	b.Subscribe(topic).Handler(func(c *final.Context) error {
+		mu.Lock()
+		handled = append(handled, string(c.Message.Payload))
+		mu.Unlock()
+		if string(c.Message.Payload) == "slow" {
+			close(started)
+			<-release
+		}
+		return nil
+	})
+	require.NoError(t, b.Start())
+	require.NoError(t, b.Publish(topic, []byte("slow")))
+	<-started
+	waiting := []string{"w1", "w2", "w3", "w4"}
+	for _, p := range waiting {
+		require.NoError(t, b.Publish(topic, []byte(p)))
+	}
+	// Every one is delivered to this instance (unacknowledged, none ready)
+	// before it stops.
+	ch := e.channel()
+	require.Eventually(t, func() bool {
+		q, err := ch.QueueDeclarePassive("final."+e.svc, true, false, false, false, nil)
+		return err == nil && q.Messages == 0
+	}, 10*time.Second, 10*time.Millisecond, "the messages never left the queue")
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- b.Shutdown() }()
+	// The bus stops consuming before it waits for the handler: released
+	// now, the handler's worker finds the next delivery after that.
+	require.Eventually(t, func() bool { return final.ConsumingStopped(b) }, 10*time.Second, time.Millisecond)
+	close(release)
+	require.NoError(t, <-stopped)
+	mu.Lock()
+	require.Equal(t, []string{"slow"}, handled, "a handler started after Shutdown began")
+	mu.Unlock()
+
+	rec := newRecorder()
+	e.start(e.svc, e.url, testOptions(t), func(b *final.Bus) { b.Subscribe(topic).Handler(rec.handle) })
+	rec.waitAll(t, waiting, 10*time.Second)
 	require.Zero(t, rec.count("slow"), "the handled message was redelivered")
 }
 

@@ -46,12 +46,18 @@ func (s *subscriber) start() error {
 	if err != nil {
 		return err
 	}
-	work := make(chan task)
+	// A slot per worker: the router decodes the next deliveries while the
+	// workers run, rather than waking one worker per delivery. What waits
+	// here when the bus stops is left unhandled (see stopped).
+	work := make(chan task, s.opt.NumSubscriber)
 	s.wg.Add(1)
 	go func() { // the router: decode, and hold back a busy key's next message
 		defer s.wg.Done()
 		defer close(work)
 		for d := range deliveries {
+			if s.stopped() {
+				continue
+			}
 			t := task{d: d, received: time.Now()}
 			if t.msg, t.err = d.Message(); t.err == nil {
 				t.rt = s.routes[t.msg.Topic]
@@ -67,6 +73,9 @@ func (s *subscriber) start() error {
 		go func() {
 			defer s.wg.Done()
 			for t := range work {
+				if s.stopped() {
+					continue
+				}
 				s.busy.Add(1)
 				s.run(t)
 				s.busy.Add(-1)
@@ -75,6 +84,13 @@ func (s *subscriber) start() error {
 	}
 	return nil
 }
+
+// stopped reports that the bus stopped consuming. A delivery that has not
+// reached a handler by then is left unsettled: the provider gives it back
+// to the broker when it closes (RabbitMQ with the channel's other
+// unacknowledged deliveries, in queue order; NATS with a nak), for the
+// next instance. Stopping waits only for the handlers already running.
+func (s *subscriber) stopped() bool { return s.consumeCtx.Err() != nil }
 
 // run handles t and, for an Ordered subscription, the messages that queued
 // behind it on its key.
@@ -88,7 +104,7 @@ func (s *subscriber) run(t task) {
 		if !ok {
 			return
 		}
-		if s.consumeCtx.Err() != nil {
+		if s.stopped() {
 			// Shutting down: the rest of the key stays unacknowledged, and
 			// closing the provider returns it to its place in the queue, to
 			// the next instance, in order. Handling it here could overtake

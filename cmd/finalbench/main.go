@@ -82,6 +82,7 @@ type config struct {
 	peersDir     string        // the bench/peers module
 	peerFlags    []string      // more flags for every peerbench run
 	rawSweep     bool          // choose the raw limits' settings by a sweep
+	rawFixed     rawSettings   // the raw limits' settings without the sweep
 	batch        bool          // several messages of a transaction in one insert (PublishMessages; the raw limit likewise)
 }
 
@@ -139,7 +140,8 @@ func main() {
 	flag.BoolVar(&c.batch, "batch", true, "with more than one message per transaction, publish them with one TxBus.PublishMessages (one multi-row\n"+
 		"INSERT where the store has it) and write the raw limit's rows with one multi-row INSERT; false: one Publish, and one raw INSERT, per message")
 	flag.BoolVar(&c.rawSweep, "raw-sweep", true, "choose the raw broker limits' confirm window, consumer prefetch and publishers as the best of a\n"+
-		"12-point sweep of raw publish and consume (false: window 2048, prefetch 32, one publisher, for quick runs and profiling)")
+		"12-point sweep of raw publish and consume (false: the settings of -raw, for quick runs and profiling)")
+	rawFixed := flag.String("raw", defaultRawSettings.flag(), "the raw broker limits' confirm window, prefetch and publishers with -raw-sweep=false")
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Float64Var(&c.pacedRate, "rate", 0, "tx/s of the paced latency phase (0: half the limit, raw DB + broker, when the commit phase runs, else half the raw database rate)")
 	flag.IntVar(&c.rounds, "rounds", 3, "rounds of the commit and 10 msg/tx phases: each runs the limit and the library in turn, and the report gives\n"+
@@ -161,6 +163,10 @@ func main() {
 		}
 	}
 	c.peerFlags = strings.Fields(*peerFlags)
+	var err error
+	if c.rawFixed, err = parseRawSettings(*rawFixed); err != nil {
+		log.Fatalf("-raw: %v", err)
+	}
 	switch *wire {
 	case "envelope":
 		c.wire = mq.Envelope

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -24,6 +25,28 @@ type rawSettings struct {
 // defaultRawSettings are the raw limits' settings without the sweep
 // (-raw-sweep=false): what finalbench used before it swept.
 var defaultRawSettings = rawSettings{Window: rawWindow, Prefetch: rawBatch, Publishers: 1}
+
+// flag is s as -raw takes it: "window,prefetch,publishers".
+func (s rawSettings) flag() string {
+	return fmt.Sprintf("%d,%d,%d", s.Window, s.Prefetch, s.Publishers)
+}
+
+// parseRawSettings reads the form of flag; each number must be positive.
+func parseRawSettings(v string) (rawSettings, error) {
+	var s rawSettings
+	parts := strings.Split(v, ",")
+	if len(parts) != 3 {
+		return s, fmt.Errorf("%q: want window,prefetch,publishers", v)
+	}
+	for i, dst := range []*int{&s.Window, &s.Prefetch, &s.Publishers} {
+		n, err := strconv.Atoi(strings.TrimSpace(parts[i]))
+		if err != nil || n <= 0 {
+			return s, fmt.Errorf("%q: want three positive numbers, window,prefetch,publishers", v)
+		}
+		*dst = n
+	}
+	return s, nil
+}
 
 func (s rawSettings) String() string {
 	return fmt.Sprintf("window %d, prefetch %d, %s", s.Window, s.Prefetch, plural(s.Publishers, "publisher"))
@@ -118,8 +141,8 @@ type rawLimitSettings struct {
 // whose phases measure no raw publish of their own.
 func (r *report) chooseRawSettings(env *benchEnv, say func(string, ...any)) error {
 	c := env.cfg
-	rs := &rawLimitSettings{Source: "the defaults, -raw-sweep=false", Best: defaultRawSettings,
-		ConfirmedBy: defaultRawSettings, ConsumedBy: defaultRawSettings}
+	rs := &rawLimitSettings{Source: "-raw, with -raw-sweep=false", Best: c.rawFixed,
+		ConfirmedBy: c.rawFixed, ConsumedBy: c.rawFixed}
 	if c.rawSweep {
 		grid := rawSweepGrid()
 		m := min(c.backlog, sweepMessages)

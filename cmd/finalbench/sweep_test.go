@@ -98,6 +98,22 @@ func TestRawSettingsStrings(t *testing.T) {
 	}
 }
 
+func TestRawSettingsFlag(t *testing.T) {
+	s := rawSettings{Window: 2048, Prefetch: 256, Publishers: 2}
+	got, err := parseRawSettings(s.flag())
+	if err != nil || got != s {
+		t.Fatalf("parseRawSettings(%q) = %v, %v; want %v", s.flag(), got, err, s)
+	}
+	if got, err := parseRawSettings(" 256, 32 ,1"); err != nil || got != (rawSettings{Window: 256, Prefetch: 32, Publishers: 1}) {
+		t.Errorf("spaces: %v, %v", got, err)
+	}
+	for _, bad := range []string{"", "2048,256", "2048,256,1,1", "2048,0,1", "a,256,1", "-1,256,1"} {
+		if _, err := parseRawSettings(bad); err == nil {
+			t.Errorf("parseRawSettings(%q) took it", bad)
+		}
+	}
+}
+
 // TestRawSettingsInReport checks that the table and results.json name the
 // winning settings and mark the sweep's best points.
 func TestRawSettingsInReport(t *testing.T) {

@@ -19,6 +19,13 @@ import (
 // rare.
 const pullExpiry = time.Second
 
+// deliveryBuffer is how many fetched deliveries may wait for the bus to
+// take them: the pull loops hand a fetched batch on without waiting for the
+// bus at each message. They hold their consumers' slots like any other,
+// and those left when the bus stops are given back when the session
+// closes.
+const deliveryBuffer = 64
+
 // Consume delivers the messages of every consumer of the service through
 // one channel that outlives reconnects: on each session a pull loop per
 // consumer fetches as many messages as it has free slots (Config.Prefetch
@@ -36,7 +43,7 @@ func (p *Provider) Consume(ctx context.Context) (<-chan mq.Delivery, error) {
 	}
 	p.pulling.Add(1)
 	p.mu.Unlock()
-	out := make(chan mq.Delivery)
+	out := make(chan mq.Delivery, deliveryBuffer)
 	go func() {
 		defer p.pulling.Done()
 		defer close(out)
