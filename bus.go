@@ -248,9 +248,10 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 func (b *Bus) Shutdown() error { return b.ShutdownContext(context.Background()) }
 
 // ShutdownContext stops intake (publishing then returns ErrClosed), stops
-// the relay and the consumer (starting no new handler: deliveries
-// received but not yet handled go back to the broker when the provider
-// closes), waits for in-flight handlers, for the
+// the relay and the consumer (from then on no new handler starts:
+// deliveries received but not yet handled go back to the broker when the
+// provider closes, a broadcast one with the instance's own queue), waits
+// for in-flight handlers, for the
 // confirms of what was already handed to the broker and for PublishAsync
 // callbacks, and closes the provider. Anything not confirmed stays in the
 // outbox and is sent by the next instance. It is idempotent.

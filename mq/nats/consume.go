@@ -187,6 +187,10 @@ func (p *Provider) offer(ctx context.Context, s *session, sub *subscription, slo
 	}
 	d := newDelivery(p, s, sub, slots, m, meta)
 	s.held.add(d)
+	if ctx.Err() != nil { // out may have room: give it back at once instead
+		d.giveBack()
+		return
+	}
 	select {
 	case out <- d:
 	case <-ctx.Done():

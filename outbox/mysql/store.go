@@ -158,7 +158,9 @@ func (s *Store) insertOn(ctx context.Context, tx outbox.Tx, args []any) (int64, 
 // the messages of up to inlineBody bytes along (one statement less per
 // claim); larger ones it reads for the rows it takes only, so a claim
 // bounded by maxBytes reads no more than that of a backlog of large
-// messages, plus at most limit × inlineBody bytes of small ones.
+// messages, plus at most limit × inlineBody bytes of small ones per scan
+// (a claim makes up to maxClaimPasses scans, and a key's rows are read
+// again as they are locked).
 func (s *Store) Claim(ctx context.Context, owner string, limit, maxBytes int, lease time.Duration) ([]outbox.Record, error) {
 	for attempt := 1; ; attempt++ {
 		recs, err := s.claim(ctx, owner, limit, maxBytes, lease)
@@ -263,8 +265,8 @@ const maxOrderScan = 8
 // inlineBody is the largest message a claim's scan reads along with the
 // row's other columns: a small message costs less read at once than by a
 // statement of its own, and a scan reads at most limit × inlineBody
-// bytes of messages it may not take. Larger ones are read for the rows
-// taken only.
+// bytes of messages it may not take (a claim makes up to maxClaimPasses
+// scans). Larger ones are read for the rows taken only.
 const inlineBody = 4096
 
 var candidateColumns = `id, COALESCE(LENGTH(message), 0), attempts, order_key, ` +
