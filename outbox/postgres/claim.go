@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/finalbus/final/message"
@@ -46,7 +47,21 @@ func (s *Store) claim(ctx context.Context, owner string, limit, maxBytes int, le
 		return nil, fmt.Errorf("outbox/postgres: claim: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	recs, err := s.claimIn(ctx, tx, owner, limit, maxBytes, lease, false)
+	if err != nil || len(recs) == 0 {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("outbox/postgres: claim commit: %w", err)
+	}
+	decode(recs)
+	return recs, nil
+}
 
+// claimIn locks the rows of a claim in tx, which runs in READ COMMITTED,
+// and returns them in id order, not yet decoded. It leases them for lease,
+// unless hold is set: the rows are then held by tx alone (ClaimHeld).
+func (s *Store) claimIn(ctx context.Context, tx *sql.Tx, owner string, limit, maxBytes int, lease time.Duration, hold bool) ([]outbox.Record, error) {
 	var (
 		taken []outbox.Record
 		bytes int
@@ -57,7 +72,11 @@ func (s *Store) claim(ctx context.Context, owner string, limit, maxBytes int, le
 	// scan; the next pass looks past the keys seen so far, so that a key
 	// stuck behind a failing row does not stall the others.
 	for pass := 0; pass < maxClaimPasses && len(taken) < limit && !enough(); pass++ {
-		cands, err := s.candidates(ctx, tx, limit-len(taken), seen)
+		var mine []int64 // rows taken by an earlier pass: still available when held
+		if hold {
+			mine = recordIDs(taken)
+		}
+		cands, err := s.candidates(ctx, tx, limit-len(taken), seen, mine)
 		if err != nil {
 			return nil, err
 		}
@@ -77,7 +96,12 @@ func (s *Store) claim(ctx context.Context, owner string, limit, maxBytes int, le
 			n++
 		}
 		if ok = ok[:n]; len(ok) > 0 {
-			recs, err := s.lease(ctx, tx, owner, ok, lease)
+			var recs []outbox.Record
+			if hold {
+				recs, err = s.bodies(ctx, tx, ok)
+			} else {
+				recs, err = s.lease(ctx, tx, owner, ok, lease)
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -88,17 +112,16 @@ func (s *Store) claim(ctx context.Context, owner string, limit, maxBytes int, le
 		}
 		seen = append(seen, keys...)
 	}
-	if len(taken) == 0 {
-		return nil, nil
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("outbox/postgres: claim commit: %w", err)
-	}
 	slices.SortFunc(taken, func(a, b outbox.Record) int { return cmp.Compare(a.ID, b.ID) })
-	for i := range taken { // decoded once, for the rows claimed only
-		taken[i].Message, taken[i].Err = message.Unmarshal(taken[i].Body)
-	}
 	return taken, nil
+}
+
+// decode decodes the messages of claimed rows, once, for the rows claimed
+// only.
+func decode(recs []outbox.Record) {
+	for i := range recs {
+		recs[i].Message, recs[i].Err = message.Unmarshal(recs[i].Body)
+	}
 }
 
 // candidate is a row a claim may take: what the claim decides on, without
@@ -116,16 +139,28 @@ const maxClaimPasses = 4
 const candidateColumns = `id, COALESCE(octet_length(message), 0), attempts, order_key`
 
 // candidates locks up to limit available rows whose order key is not in
-// skip, first available first.
-func (s *Store) candidates(ctx context.Context, tx *sql.Tx, limit int, skip []int64) ([]candidate, error) {
+// skip and whose id is not in taken, first available first.
+func (s *Store) candidates(ctx context.Context, tx *sql.Tx, limit int, skip, taken []int64) ([]candidate, error) {
 	query := `SELECT ` + candidateColumns + ` FROM ` + s.t.q + ` WHERE available_at <= ` + now
 	args := []any{limit}
 	if len(skip) > 0 {
-		query += ` AND (order_key IS NULL OR order_key <> ALL($2::bigint[]))`
 		args = append(args, idArray(skip))
+		query += ` AND (order_key IS NULL OR order_key <> ALL($` + strconv.Itoa(len(args)) + `::bigint[]))`
+	}
+	if len(taken) > 0 {
+		args = append(args, idArray(taken))
+		query += ` AND id <> ALL($` + strconv.Itoa(len(args)) + `::bigint[])`
 	}
 	query += ` ORDER BY available_at, id LIMIT $1 FOR UPDATE SKIP LOCKED`
 	return scanCandidates(tx.QueryContext(ctx, query, args...))
+}
+
+func recordIDs(recs []outbox.Record) []int64 {
+	ids := make([]int64, len(recs))
+	for i, r := range recs {
+		ids[i] = r.ID
+	}
+	return ids
 }
 
 // scanCandidates reads rows of candidateColumns.
@@ -265,19 +300,39 @@ func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []c
 // lease hides the claimed rows from other claimers until lease has passed,
 // and reads their messages.
 func (s *Store) lease(ctx context.Context, tx *sql.Tx, owner string, taken []candidate, lease time.Duration) ([]outbox.Record, error) {
-	byID := make(map[int64]candidate, len(taken))
-	ids := make([]int64, len(taken))
-	for i, c := range taken {
-		byID[c.id] = c
-		ids[i] = c.id
-	}
 	rows, err := tx.QueryContext(ctx, `UPDATE `+s.t.q+` SET available_at = `+now+` + `+micros("$1")+`,
 		claimed_by = $2, last_send_at = `+now+` WHERE id = ANY($3::bigint[]) RETURNING id, message`,
-		lease.Microseconds(), owner, idArray(ids))
+		lease.Microseconds(), owner, idArray(candidateIDs(taken)))
+	return scanRecords(rows, err, taken)
+}
+
+// bodies reads the messages of the rows taken by a held claim, which holds
+// them locked.
+func (s *Store) bodies(ctx context.Context, tx *sql.Tx, taken []candidate) ([]outbox.Record, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id, message FROM `+s.t.q+` WHERE id = ANY($1::bigint[])`,
+		idArray(candidateIDs(taken)))
+	return scanRecords(rows, err, taken)
+}
+
+func candidateIDs(cs []candidate) []int64 {
+	ids := make([]int64, len(cs))
+	for i, c := range cs {
+		ids[i] = c.id
+	}
+	return ids
+}
+
+// scanRecords reads rows of (id, message) of the candidates taken into
+// records.
+func scanRecords(rows *sql.Rows, err error, taken []candidate) ([]outbox.Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox/postgres: claim: %w", err)
 	}
 	defer rows.Close()
+	byID := make(map[int64]candidate, len(taken))
+	for _, c := range taken {
+		byID[c.id] = c
+	}
 	recs := make([]outbox.Record, 0, len(taken))
 	for rows.Next() {
 		var r outbox.Record

@@ -99,11 +99,18 @@ func (s *Store) Insert(ctx context.Context, tx outbox.Tx, row outbox.Row) (int64
 }
 
 // Delete implements outbox.Store, in one statement for all of ids.
-func (s *Store) Delete(ctx context.Context, ids []int64) error {
+func (s *Store) Delete(ctx context.Context, ids []int64) error { return s.delete(ctx, s.db, ids) }
+
+// execer runs statements: the *sql.DB, or a held claim's *sql.Tx.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func (s *Store) delete(ctx context.Context, ex execer, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM `+s.t.q+` WHERE id = ANY($1::bigint[])`, idArray(ids)); err != nil {
+	if _, err := ex.ExecContext(ctx, `DELETE FROM `+s.t.q+` WHERE id = ANY($1::bigint[])`, idArray(ids)); err != nil {
 		return writeError("delete", err)
 	}
 	return nil
@@ -112,22 +119,29 @@ func (s *Store) Delete(ctx context.Context, ids []int64) error {
 // maxErrorLen bounds last_error, in bytes.
 const maxErrorLen = 1024
 
-// Fail implements outbox.Store. PostgreSQL evaluates every assignment of
-// an UPDATE on the row as it was, so the backoff uses the attempts before
-// this one.
+// Fail implements outbox.Store.
 func (s *Store) Fail(ctx context.Context, owner string, ids []int64, cause string) error {
-	if len(ids) == 0 {
-		return nil
-	}
 	var ownerArg any // NULL for rows nobody claimed
 	if owner != "" {
 		ownerArg = owner
 	}
-	_, err := s.db.ExecContext(ctx, `UPDATE `+s.t.q+` SET
+	return s.fail(ctx, s.db, ids, cause, ` AND claimed_by IS NOT DISTINCT FROM $5::text`, ownerArg)
+}
+
+// fail records failed publishes of the rows of ids that also meet cond
+// (an AND clause on $5 onwards, args; empty for a held claim's rows, which
+// are its own whoever leased them last). PostgreSQL evaluates every
+// assignment of an UPDATE on the row as it was, so the backoff uses the
+// attempts before this one.
+func (s *Store) fail(ctx context.Context, ex execer, ids []int64, cause, cond string, args ...any) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	all := []any{s.opts.RetryBase.Microseconds(), s.opts.RetryMax.Microseconds(), errorText(cause), idArray(ids)}
+	_, err := ex.ExecContext(ctx, `UPDATE `+s.t.q+` SET
 		available_at = `+now+` + floor(least($1::float8 * power(2, least(attempts, 30)), $2::float8)) * interval '1 microsecond',
 		attempts = attempts + 1, last_error = $3, claimed_by = NULL
-		WHERE id = ANY($4::bigint[]) AND claimed_by IS NOT DISTINCT FROM $5::text`,
-		s.opts.RetryBase.Microseconds(), s.opts.RetryMax.Microseconds(), errorText(cause), idArray(ids), ownerArg)
+		WHERE id = ANY($4::bigint[])`+cond, append(all, args...)...)
 	if err != nil {
 		return writeError("fail", err)
 	}

@@ -1,0 +1,50 @@
+package outbox
+
+import "context"
+
+// Holder is a Store whose claims can hold their rows by the claim's own
+// transaction instead of a lease: the rows stay locked, unchanged, while
+// their messages are published, and the same transaction deletes those
+// the broker confirmed. A claim held this way costs the database one
+// transaction per batch and no write but the delete (a leased claim writes
+// every row's lease, then deletes the rows in a transaction of its own),
+// and if the process dies its rows are available again at once, when the
+// database ends its connection, instead of when the lease ends.
+//
+// Holding suits a database that locks rows, not tables: MySQL and
+// PostgreSQL implement it, SQLite (one writer at a time) does not. A held
+// claim must not keep the business transactions' inserts from committing:
+// it takes no lock on the gaps between rows (READ COMMITTED).
+type Holder interface {
+	Store
+	// ClaimHeld locks up to limit available rows, by the rules of Claim
+	// (maxBytes, rows locked by others skipped, keys kept in order), in a
+	// transaction it leaves open, and returns them with it. The rows are
+	// not leased: no other claim takes them while the transaction is open,
+	// and they are available again as they were when it ends without
+	// deleting them. It returns nil and no error when no row is available.
+	//
+	// A held claim's rows count as another owner's for the key order of
+	// later claims, owner's own included: a later row of their key is not
+	// claimed until the held claim ends.
+	ClaimHeld(ctx context.Context, owner string, limit, maxBytes int) (Held, error)
+}
+
+// Held is a claim that holds its rows by its open transaction. It is used
+// by one goroutine at a time, and must end with Commit or Rollback.
+type Held interface {
+	// Records returns the claimed rows in id order.
+	Records() []Record
+	// Fail records failed publishes of rows of the claim in its
+	// transaction, as Store.Fail does: the attempt counted, cause kept, the
+	// rows available again after a backoff once the claim commits.
+	Fail(ctx context.Context, ids []int64, cause string) error
+	// Commit deletes the rows of ids, which must be rows of the claim
+	// (those the broker confirmed), and commits. The claim's other rows are
+	// available again at once, but for those Fail backed off. On an error
+	// the transaction is rolled back: nothing it did holds.
+	Commit(ctx context.Context, ids []int64) error
+	// Rollback ends the claim without a change: its rows are available
+	// again at once, as they were.
+	Rollback() error
+}

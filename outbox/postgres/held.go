@@ -1,0 +1,69 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/finalbus/final/outbox"
+)
+
+var _ outbox.Holder = (*Store)(nil)
+
+// ClaimHeld implements outbox.Holder. The claim runs in READ COMMITTED,
+// where PostgreSQL locks the rows it takes and nothing between them, so the
+// inserts of business transactions go on while it is held.
+func (s *Store) ClaimHeld(ctx context.Context, owner string, limit, maxBytes int) (outbox.Held, error) {
+	for attempt := 1; ; attempt++ {
+		h, err := s.claimHeld(ctx, owner, limit, maxBytes)
+		if err == nil || attempt == maxClaimAttempts || !retryable(err) {
+			return h, err
+		}
+	}
+}
+
+func (s *Store) claimHeld(ctx context.Context, owner string, limit, maxBytes int) (outbox.Held, error) {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		return nil, fmt.Errorf("outbox/postgres: claim: %w", err)
+	}
+	recs, err := s.claimIn(ctx, tx, owner, limit, maxBytes, 0, true)
+	if err != nil || len(recs) == 0 {
+		_ = tx.Rollback()
+		return nil, err
+	}
+	decode(recs)
+	return &held{s: s, tx: tx, recs: recs}, nil
+}
+
+// held is a claim held by its transaction.
+type held struct {
+	s    *Store
+	tx   *sql.Tx
+	recs []outbox.Record
+}
+
+func (h *held) Records() []outbox.Record { return h.recs }
+
+func (h *held) Fail(ctx context.Context, ids []int64, cause string) error {
+	return h.s.fail(ctx, h.tx, ids, cause, "")
+}
+
+func (h *held) Commit(ctx context.Context, ids []int64) error {
+	if err := h.s.delete(ctx, h.tx, ids); err != nil {
+		_ = h.tx.Rollback()
+		return err
+	}
+	if err := h.tx.Commit(); err != nil {
+		return writeError("claim commit", err)
+	}
+	return nil
+}
+
+func (h *held) Rollback() error {
+	if err := h.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+		return fmt.Errorf("outbox/postgres: claim rollback: %w", err)
+	}
+	return nil
+}
