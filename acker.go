@@ -149,13 +149,38 @@ func (a *acker) fill(ids []int64, dones <-chan int64, linger *time.Timer) (_ []i
 // rows back to the table without counting an attempt, one UPDATE per
 // owner: they were not sent, so only their lease ends.
 func (a *acker) recordFailures(batch []failure) {
+	failed, released := groupFailures(batch)
+	// Failures first: a row released before the failure of the row that
+	// held it back is recorded could be claimed, and held back, again.
+	for _, g := range failed {
+		a.retry("record failed publishes", len(g.ids), func(ctx context.Context) error {
+			return a.store.Fail(ctx, g.owner, g.ids, g.cause)
+		})
+	}
+	for owner, ids := range released {
+		a.retry("release held-back rows", len(ids), func(ctx context.Context) error {
+			return a.store.Release(ctx, owner, ids)
+		})
+	}
+}
+
+// failGroup is failed rows of one owner that one statement records, under
+// one cause.
+type failGroup struct {
+	owner, cause string
+	ids          []int64
+}
+
+// groupFailures groups the failures of batch by (owner, cause), first
+// seen first so that writes follow the verdicts, and the rows held back
+// (errHeldBack) by owner.
+func groupFailures(batch []failure) (failed []failGroup, released map[string][]int64) {
 	type group struct{ owner, cause string }
 	var (
-		order    []group // first seen first, so writes follow the verdicts
-		groups   = map[group][]int64{}
-		released = map[string][]int64{}
+		index    = map[group]int{}
 		detailed = map[string]bool{} // the causes that kept their detail
 	)
+	released = map[string][]int64{}
 	for _, f := range batch {
 		if errors.Is(f.err, errHeldBack) {
 			released[f.owner] = append(released[f.owner], f.id)
@@ -171,24 +196,15 @@ func (a *acker) recordFailures(batch []failure) {
 			}
 		}
 		g := group{f.owner, text}
-		if _, ok := groups[g]; !ok {
-			order = append(order, g)
+		i, ok := index[g]
+		if !ok {
+			i = len(failed)
+			index[g] = i
+			failed = append(failed, failGroup{owner: f.owner, cause: text})
 		}
-		groups[g] = append(groups[g], f.id)
+		failed[i].ids = append(failed[i].ids, f.id)
 	}
-	// Failures first: a row released before the failure of the row that
-	// held it back is recorded could be claimed, and held back, again.
-	for _, g := range order {
-		ids := groups[g]
-		a.retry("record failed publishes", len(ids), func(ctx context.Context) error {
-			return a.store.Fail(ctx, g.owner, ids, g.cause)
-		})
-	}
-	for owner, ids := range released {
-		a.retry("release held-back rows", len(ids), func(ctx context.Context) error {
-			return a.store.Release(ctx, owner, ids)
-		})
-	}
+	return failed, released
 }
 
 // maxDetailedCauses bounds the distinct causes with their detail (an

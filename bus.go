@@ -413,6 +413,7 @@ func (b *Bus) closeIntake() {
 // hold, once intake is closed.
 func (b *Bus) waitPipeline() {
 	b.disp.wait()
+	b.relay.finishHeld() // every verdict is in: the held claims end
 	b.acker.closeAndWait()
 }
 

@@ -28,6 +28,9 @@ type outgoing struct {
 	// late. A row past it is left in the table, where it is or soon becomes
 	// available to the relays. Zero: no limit.
 	sendBy time.Time
+	// held is the relay's held claim the row is in, which takes its
+	// verdict instead of the acker; nil for every other row.
+	held *heldBatch
 }
 
 // late reports whether o's window has closed (see outgoing.sendBy).
@@ -177,6 +180,9 @@ func (d *dispatcher) publishLoop() {
 			<-d.window
 			d.bytes.release(o.size())
 			d.log.Debug("final: row left to the relay; it waited too long to be sent", "id", o.id)
+			if o.held != nil {
+				o.held.failed(failure{id: o.id, owner: o.owner, err: errHeldBack})
+			}
 			continue
 		}
 		conf, err := d.send(d.ctx, o)
@@ -318,7 +324,11 @@ func (d *dispatcher) confirmLoop() {
 		}
 		if err == nil {
 			d.brokerDown.Store(false)
-			d.acker.done(f.id)
+			if f.held != nil {
+				f.held.confirmed(f.id)
+			} else {
+				d.acker.done(f.id)
+			}
 			continue
 		}
 		if errors.Is(err, mq.ErrUnavailable) {
@@ -329,7 +339,12 @@ func (d *dispatcher) confirmLoop() {
 		} else {
 			d.log.Debug("final: publish failed, will retry", "id", f.id, "uuid", f.msg.UUID, "err", err)
 		}
-		d.acker.fail(failure{id: f.id, owner: f.owner, topic: f.msg.Topic, err: err})
+		fl := failure{id: f.id, owner: f.owner, topic: f.msg.Topic, err: err}
+		if f.held != nil {
+			f.held.failed(fl)
+		} else {
+			d.acker.fail(fl)
+		}
 	}
 }
 

@@ -57,6 +57,16 @@ type Options struct {
 	// OutboxLease is how long a row claimed by one relay is hidden from
 	// the others. It must exceed PublishTimeout. Default 15s.
 	OutboxLease time.Duration
+	// OutboxHeldClaims is how many of the relay's claims may hold their
+	// rows by an open transaction at once, on a store that can
+	// (outbox.Holder: PostgreSQL). A held claim writes no lease: its rows
+	// stay locked while their messages are published, and the same
+	// transaction deletes the confirmed ones, which halves the database's
+	// work per relayed row; each takes one connection of the database's
+	// pool for as long as its batch is being published (at most
+	// OutboxLease). 0 leases every claim (OutboxLease), as the stores that
+	// cannot hold do. Default 2.
+	OutboxHeldClaims int
 	// OutboxRetryBase and OutboxRetryMax bound the backoff of a row whose
 	// publish failed (nacked, returned, timed out, broker down): the wait
 	// doubles per failure from the base up to the max. Defaults 100ms, 5s.
@@ -206,6 +216,7 @@ func DefaultOptions() Options {
 		OutboxScanOffset:   500,
 		OutboxScanAgoTime:  5 * time.Second,
 		OutboxLease:        15 * time.Second,
+		OutboxHeldClaims:   2,
 		OutboxRetryBase:    100 * time.Millisecond,
 		OutboxRetryMax:     5 * time.Second,
 		NumSubscriber:      8,
@@ -245,6 +256,9 @@ func (o Options) WithOutboxScanAgoTime(v time.Duration) Options { o.OutboxScanAg
 
 // WithOutboxLease sets OutboxLease.
 func (o Options) WithOutboxLease(v time.Duration) Options { o.OutboxLease = v; return o }
+
+// WithOutboxHeldClaims sets OutboxHeldClaims.
+func (o Options) WithOutboxHeldClaims(v int) Options { o.OutboxHeldClaims = v; return o }
 
 // WithOutboxRetry sets OutboxRetryBase and OutboxRetryMax.
 func (o Options) WithOutboxRetry(base, max time.Duration) Options {
@@ -423,6 +437,8 @@ func (o *Options) validate() error {
 		return bad("PublishTimeout", o.PublishTimeout, "> 0")
 	case o.OutboxLease <= o.PublishTimeout:
 		return bad("OutboxLease", o.OutboxLease, "> PublishTimeout ("+o.PublishTimeout.String()+")")
+	case o.OutboxHeldClaims < 0 || o.OutboxHeldClaims > 64:
+		return bad("OutboxHeldClaims", o.OutboxHeldClaims, "0..64")
 	case o.OutboxRetryBase <= 0:
 		return bad("OutboxRetryBase", o.OutboxRetryBase, "> 0")
 	case o.OutboxRetryMax < o.OutboxRetryBase:

@@ -39,6 +39,15 @@ type relay struct {
 	// uses it.
 	undecodable map[int64]bool
 
+	// With a store that can hold its claims (outbox.Holder) and
+	// OutboxHeldClaims > 0, holder is the store: each batch is a held
+	// claim, which takes one of slots until the finisher has ended it.
+	holder     outbox.Holder
+	slots      chan struct{}
+	finishing  chan *heldBatch // held claims in claim order, to the finisher
+	finishOnce sync.Once
+	fwg        sync.WaitGroup
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -47,7 +56,7 @@ type relay struct {
 func newRelay(s outbox.Store, d *dispatcher, owner string, o Options) *relay {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, _ := d.provider.(mq.ReadyNotifier)
-	return &relay{
+	r := &relay{
 		store:    s,
 		disp:     d,
 		ready:    ready,
@@ -61,9 +70,18 @@ func newRelay(s outbox.Store, d *dispatcher, owner string, o Options) *relay {
 
 		undecodable: map[int64]bool{},
 	}
+	if h, ok := s.(outbox.Holder); ok && o.OutboxHeldClaims > 0 {
+		r.holder = h
+		r.slots = make(chan struct{}, o.OutboxHeldClaims)
+		r.finishing = make(chan *heldBatch, o.OutboxHeldClaims)
+	}
+	return r
 }
 
 func (r *relay) start() {
+	if r.holder != nil {
+		r.startFinisher()
+	}
 	r.wg.Add(1)
 	go r.run()
 }
@@ -95,7 +113,15 @@ func (r *relay) run() {
 			return
 		case <-t.C:
 		}
-		full, err := r.scan()
+		var (
+			full bool
+			err  error
+		)
+		if r.holder != nil {
+			full, err = r.scanHeld()
+		} else {
+			full, err = r.scan()
+		}
 		if err != nil && r.ctx.Err() == nil {
 			r.log.Warn("final: relay scan failed", "err", err)
 		}
@@ -194,14 +220,7 @@ func (r *relay) scan() (full bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	size := 0
-	for _, rec := range recs {
-		size += len(rec.Body)
-	}
-	if len(recs) > 0 {
-		r.rowSize = size / len(recs)
-	}
-	full = len(recs) == limit || size >= maxBytes
+	full = r.measure(recs, limit, maxBytes)
 	for i, rec := range recs {
 		recs[i] = outbox.Record{} // once handed on, the dispatcher alone holds it
 		if rec.Err != nil {
@@ -213,10 +232,21 @@ func (r *relay) scan() (full bool, err error) {
 			return full, err
 		}
 	}
-	if len(recs) > 0 {
-		r.log.Debug("final: relayed unconfirmed rows", "rows", len(recs), "bytes", size)
-	}
 	return full, nil
+}
+
+// measure notes the mean size of a claimed batch's rows and reports
+// whether the batch was full, in rows or in bytes.
+func (r *relay) measure(recs []outbox.Record, limit, maxBytes int) (full bool) {
+	size := 0
+	for _, rec := range recs {
+		size += len(rec.Body)
+	}
+	if len(recs) > 0 {
+		r.rowSize = size / len(recs)
+		r.log.Debug("final: relaying unconfirmed rows", "rows", len(recs), "bytes", size)
+	}
+	return len(recs) == limit || size >= maxBytes
 }
 
 // maxUndecodableReports bounds the rows remembered as reported

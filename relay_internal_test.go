@@ -95,6 +95,7 @@ func runPipeline(t *testing.T, store outbox.Store, p mq.IProvider, o Options) {
 		r.stop()
 		d.close()
 		d.wait()
+		r.finishHeld()
 		a.closeAndWait()
 	})
 }

@@ -33,7 +33,8 @@ type Holder interface {
 // Held is a claim that holds its rows by its open transaction. It is used
 // by one goroutine at a time, and must end with Commit or Rollback.
 type Held interface {
-	// Records returns the claimed rows in id order.
+	// Records returns the claimed rows in id order; the slice is the
+	// caller's.
 	Records() []Record
 	// Fail records failed publishes of rows of the claim in its
 	// transaction, as Store.Fail does: the attempt counted, cause kept, the

@@ -308,5 +308,5 @@ func (e *benchEnv) versions() (string, string) {
 // options are the library's options in every phase.
 func (e *benchEnv) options() final.Options {
 	return final.DefaultOptions().WithLogger(quietLogger()).WithMaxUnconfirmed(e.cfg.unconfirmed).
-		WithPrefetch(e.cfg.prefetch).WithWireFormat(e.cfg.wire)
+		WithOutboxHeldClaims(e.cfg.heldClaims).WithPrefetch(e.cfg.prefetch).WithWireFormat(e.cfg.wire)
 }

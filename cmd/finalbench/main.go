@@ -76,6 +76,7 @@ type config struct {
 	pacedRate    float64
 	rounds       int           // the commit and 10 msg/tx phases alternate the limit and the library this many times
 	unconfirmed  int           // the library's MaxUnconfirmed
+	heldClaims   int           // the library's OutboxHeldClaims
 	prefetch     int           // the library's Prefetch (0: its default)
 	wire         mq.WireFormat // the library's Options.WireFormat
 	peers        []string      // the peers of the peers phase
@@ -147,6 +148,7 @@ func main() {
 	flag.IntVar(&c.rounds, "rounds", 3, "rounds of the commit and 10 msg/tx phases: each runs the limit and the library in turn, and the report gives\n"+
 		"the median of each figure (the machine's speed drifts between phases as much as the gaps measured)")
 	flag.IntVar(&c.unconfirmed, "max-unconfirmed", final.DefaultOptions().MaxUnconfirmed, "the library's MaxUnconfirmed")
+	flag.IntVar(&c.heldClaims, "held-claims", final.DefaultOptions().OutboxHeldClaims, "the library's OutboxHeldClaims (0: leased claims; applies to a store that can hold its claims)")
 	flag.IntVar(&c.prefetch, "prefetch", final.DefaultOptions().Prefetch, "the library's Prefetch (0: its default, final.DefaultPrefetch unless the consumer timeout needs less)")
 	wire := flag.String("wire", "envelope", "the library's wire format: envelope or cloudevents")
 	replot := flag.String("replot", "", "redraw the chart of a saved results.json beside it, and exit")
@@ -476,6 +478,6 @@ func (c config) describe() string {
 	if c.prefetch == 0 {
 		prefetch = fmt.Sprintf("default (%d unless the consumer timeout needs less)", final.DefaultPrefetch)
 	}
-	return fmt.Sprintf("producers=%d payload=%dB per-tx=%d batch=%v phase=%s backlog=%d consume=%d wire=%s broker=%s max-unconfirmed=%d prefetch=%s",
-		c.concurrency, c.size, c.perTx, c.batch, c.duration, c.backlog, c.consume, c.wire, c.broker.name(), c.unconfirmed, prefetch)
+	return fmt.Sprintf("producers=%d payload=%dB per-tx=%d batch=%v phase=%s backlog=%d consume=%d wire=%s broker=%s max-unconfirmed=%d held-claims=%d prefetch=%s",
+		c.concurrency, c.size, c.perTx, c.batch, c.duration, c.backlog, c.consume, c.wire, c.broker.name(), c.unconfirmed, c.heldClaims, prefetch)
 }

@@ -18,6 +18,11 @@ import (
 // goroutines delete each claimed batch, AckBatchSize rows a DELETE, as the
 // acker does. It returns rows per second until the last DELETE.
 //
+// With a store that holds its claims (outbox.Holder) and OutboxHeldClaims
+// above 0, it claims as the relay then does instead: OutboxHeldClaims
+// goroutines each claim a batch held by its transaction and delete it in
+// the same transaction (heldDrain).
+//
 // The library's drain does this and publishes and consumes every row on
 // the same cores, so it cannot drain faster: this is the database's
 // ceiling for the drain, beside the broker's (raw publish + consume).
@@ -53,6 +58,9 @@ func (e *benchEnv) storeDrain(n int) (float64, error) {
 	}
 
 	o := e.options()
+	if h, ok := s.(outbox.Holder); ok && o.OutboxHeldClaims > 0 {
+		return heldDrain(ctx, h, n, int(o.OutboxScanOffset), o.OutboxHeldClaims)
+	}
 	batches := make(chan []int64, o.NumAcker)
 	errs := make([]error, o.NumAcker)
 	var wg sync.WaitGroup
@@ -96,6 +104,64 @@ func (e *benchEnv) storeDrain(n int) (float64, error) {
 	wg.Wait()
 	took := time.Since(start)
 	if err := errors.Join(append(errs, claimErr)...); err != nil {
+		return 0, err
+	}
+	return float64(n) / took.Seconds(), nil
+}
+
+// heldDrain claims and deletes n rows of h with claims goroutines, each
+// claiming batch rows held by its transaction and deleting them in it, and
+// returns rows per second.
+func heldDrain(ctx context.Context, h outbox.Holder, n, batch, claims int) (float64, error) {
+	var (
+		mu      sync.Mutex
+		drained int
+		wg      sync.WaitGroup
+	)
+	errs := make([]error, claims)
+	start := time.Now()
+	deadline := start.Add(5 * time.Minute)
+	for c := range claims {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				left := n - drained
+				mu.Unlock()
+				if left <= 0 {
+					return
+				}
+				if time.Now().After(deadline) {
+					errs[c] = fmt.Errorf("store drain: %d of %d rows held and deleted after 5 minutes", n-left, n)
+					return
+				}
+				held, err := h.ClaimHeld(ctx, "finalbench", batch, 0)
+				if err != nil {
+					errs[c] = fmt.Errorf("store drain: claim: %w", err)
+					return
+				}
+				if held == nil {
+					continue // rows another claim held were skipped: look again
+				}
+				recs := held.Records()
+				ids := make([]int64, len(recs))
+				for i, r := range recs {
+					ids[i] = r.ID
+				}
+				if err := held.Commit(ctx, ids); err != nil {
+					errs[c] = fmt.Errorf("store drain: commit: %w", err)
+					return
+				}
+				mu.Lock()
+				drained += len(ids)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	if err := errors.Join(errs...); err != nil {
 		return 0, err
 	}
 	return float64(n) / took.Seconds(), nil
