@@ -24,7 +24,7 @@ type holdingStore struct {
 	recs     []outbox.Record
 	ended    bool
 	rolled   bool
-	commit   []int64           // ids the claim deleted at its commit
+	commit   []int64            // ids the claim deleted at its commit
 	failures map[string][]int64 // ids the claim recorded as failed, by cause
 }
 
