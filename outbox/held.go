@@ -23,6 +23,8 @@ type Holder interface {
 	// not leased: no other claim takes them while the transaction is open,
 	// and they are available again as they were when it ends without
 	// deleting them. It returns nil and no error when no row is available.
+	// ctx bounds the claim's statements only: the transaction lasts until
+	// Commit or Rollback, whatever becomes of ctx.
 	//
 	// A held claim's rows count as another owner's for the key order of
 	// later claims, owner's own included: a later row of their key is not

@@ -18,6 +18,7 @@ func runHeld(t *testing.T, h Harness) {
 	t.Run("HeldFailBacksOff", func(t *testing.T) { testHeldFail(t, h) })
 	t.Run("HeldClaimLetsInsertsCommit", func(t *testing.T) { testHeldInserts(t, h) })
 	t.Run("HeldClaimKeepsKeyOrder", func(t *testing.T) { testHeldKeyOrder(t, h) })
+	t.Run("HeldClaimOutlivesItsContext", func(t *testing.T) { testHeldOutlivesContext(t, h) })
 	t.Run("ConcurrentHeldClaimsDisjoint", func(t *testing.T) { testHeldConcurrent(t, h) })
 }
 
@@ -251,5 +252,30 @@ func testHeldConcurrent(t *testing.T, h Harness) {
 	}
 	if n := length(t, s); n != 0 {
 		t.Fatalf("rows left = %d, want 0", n)
+	}
+}
+
+// testHeldOutlivesContext: the context of ClaimHeld bounds its statements,
+// not the claim. A relay that stops cancels the context it claimed with,
+// and must still delete the rows the broker confirmed meanwhile.
+func testHeldOutlivesContext(t *testing.T, h Harness) {
+	s, _ := newHolder(t, h)
+	a, _ := insert(t, s, nil, 0)
+	b, _ := insert(t, s, nil, 0)
+	claimCtx, cancel := context.WithCancel(ctx)
+	held, err := s.ClaimHeld(claimCtx, "a", 10, 0)
+	if err != nil || held == nil {
+		t.Fatalf("ClaimHeld = %v, %v; want a claim", held, err)
+	}
+	cancel()
+	if got := claim(t, s, "b", 10, time.Hour); len(got) != 0 {
+		held.Rollback()
+		t.Fatalf("a leased claim took %v once the held claim's context ended, want none", ids(got))
+	}
+	if err := held.Commit(ctx, []int64{a}); err != nil {
+		t.Fatalf("Commit after the claim's context ended: %v", err)
+	}
+	if got := claim(t, s, "b", 10, time.Hour); !equal(ids(got), []int64{b}) {
+		t.Fatalf("after the commit claimed %v, want [%d]", ids(got), b)
 	}
 }

@@ -24,22 +24,34 @@ func (s *Store) ClaimHeld(ctx context.Context, owner string, limit, maxBytes int
 }
 
 func (s *Store) claimHeld(ctx context.Context, owner string, limit, maxBytes int) (outbox.Held, error) {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	// ctx bounds the wait for a connection and the claim's statements, not
+	// the transaction, which lasts until Commit or Rollback: database/sql
+	// rolls back a transaction whose BeginTx context ends, and a relay
+	// stopping must still be able to delete the rows its claims got
+	// confirmed.
+	conn, err := s.db.Conn(ctx)
 	if err != nil {
+		return nil, fmt.Errorf("outbox/postgres: claim: %w", err)
+	}
+	tx, err := conn.BeginTx(context.WithoutCancel(ctx), &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		conn.Close()
 		return nil, fmt.Errorf("outbox/postgres: claim: %w", err)
 	}
 	recs, err := s.claimIn(ctx, tx, owner, limit, maxBytes, 0, true)
 	if err != nil || len(recs) == 0 {
 		_ = tx.Rollback()
+		conn.Close()
 		return nil, err
 	}
 	decode(recs)
-	return &held{s: s, tx: tx, recs: recs}, nil
+	return &held{s: s, conn: conn, tx: tx, recs: recs}, nil
 }
 
 // held is a claim held by its transaction.
 type held struct {
 	s    *Store
+	conn *sql.Conn // returned to the pool when the claim ends
 	tx   *sql.Tx
 	recs []outbox.Record
 }
@@ -51,6 +63,7 @@ func (h *held) Fail(ctx context.Context, ids []int64, cause string) error {
 }
 
 func (h *held) Commit(ctx context.Context, ids []int64) error {
+	defer h.conn.Close()
 	if err := h.s.delete(ctx, h.tx, ids); err != nil {
 		_ = h.tx.Rollback()
 		return err
@@ -62,6 +75,7 @@ func (h *held) Commit(ctx context.Context, ids []int64) error {
 }
 
 func (h *held) Rollback() error {
+	defer h.conn.Close()
 	if err := h.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
 		return fmt.Errorf("outbox/postgres: claim rollback: %w", err)
 	}
