@@ -278,8 +278,10 @@ func (d *dispatcher) holdBack(rows []outgoing) {
 }
 
 // errHeldBack is the verdict on a relay row that was not sent because an
-// earlier message of its key is unconfirmed or failed. It is no failed
-// publish: the acker releases the row (outbox.Store.Release) without
+// earlier message of its key is unconfirmed or failed, or, for a row of a
+// held claim, because its window closed or the relay stopped before it
+// was queued. It is no failed publish: the acker releases the row
+// (outbox.Store.Release), or the held claim leaves it as it was, without
 // counting an attempt.
 var errHeldBack = errors.New("final: held back behind an unconfirmed message with the same key")
 

@@ -86,8 +86,9 @@ func (r *relay) start() {
 	go r.run()
 }
 
-// stop ends the loop and waits for it. Rows it claimed but did not hand
-// over stay leased and are claimed again when the lease ends.
+// stop ends the loop and waits for it. Rows it leased but did not hand
+// over are claimed again when the lease ends; those of a held claim are
+// available again when the finisher ends the claim (finishHeld).
 func (r *relay) stop() {
 	r.cancel()
 	r.wg.Wait()

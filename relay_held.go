@@ -89,9 +89,15 @@ func (r *relay) finishHeld() {
 // the table, and the acker deletes the confirmed rows and records the
 // failures as it does for the fast path's; a row it cannot delete is sent
 // again, a duplicate, never a loss.
+//
+// Once Shutdown stops waiting (the dispatcher's context ends) the commit
+// still gets shutdownGrace: it deletes rows the broker confirmed, which
+// would otherwise be sent again.
 func (r *relay) endHeld(b *heldBatch) {
-	ctx, cancel := context.WithTimeout(r.disp.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.disp.ctx), 30*time.Second)
 	defer cancel()
+	stop := context.AfterFunc(r.disp.ctx, func() { time.AfterFunc(shutdownGrace, cancel) })
+	defer stop()
 	failed, _ := groupFailures(b.failures) // held-back rows need no write
 	err := func() error {
 		for _, g := range failed {
@@ -111,7 +117,10 @@ func (r *relay) endHeld(b *heldBatch) {
 	}
 	for _, f := range b.failures {
 		if !errors.Is(f.err, errHeldBack) {
-			f.owner = "" // the rows were not leased: claimed_by is not the relay's
+			// The rows were not leased: claimed_by is NULL, or the owner of
+			// a lease that ran out, whose row the acker's Fail then leaves
+			// as it is (it is sent again without a backoff).
+			f.owner = ""
 			r.disp.acker.fail(f)
 		}
 	}
@@ -128,7 +137,7 @@ func (r *relay) scanHeld() (full bool, err error) {
 	}
 	sendBy := time.Now().Add(r.lease - r.disp.timeout)
 	limit, maxBytes := r.bounds()
-	claim, err := r.holder.ClaimHeld(r.ctx, r.owner, limit, maxBytes)
+	claim, err := r.holder.ClaimHeld(r.ctx, r.owner, limit, maxBytes, r.lease)
 	if err != nil || claim == nil {
 		<-r.slots
 		return false, err

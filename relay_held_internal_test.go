@@ -28,7 +28,7 @@ type holdingStore struct {
 	failures map[string][]int64 // ids the claim recorded as failed, by cause
 }
 
-func (s *holdingStore) ClaimHeld(context.Context, string, int, int) (outbox.Held, error) {
+func (s *holdingStore) ClaimHeld(context.Context, string, int, int, time.Duration) (outbox.Held, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.recs == nil {
@@ -132,5 +132,23 @@ func TestHeldClaimThatCannotCommitLeavesItsRowsToTheAcker(t *testing.T) {
 	defer store.mu.Unlock()
 	if !store.rolled {
 		t.Fatal("the claim that failed to commit was not rolled back")
+	}
+}
+
+// Rows of a held claim whose window closed before their publish (here at
+// once: the lease is shorter than PublishTimeout) are not sent; they still
+// get their verdict, so the claim ends, leaving them as they were.
+func TestHeldClaimEndsWhenItsRowsMissTheirWindow(t *testing.T) {
+	o := DefaultOptions().WithOutboxScanInterval(time.Hour)
+	o.OutboxLease = o.PublishTimeout / 2
+	o.Logger = discardLogger()
+	recs := heldRecords()[:3:3] // the decodable ones
+	store := &holdingStore{recs: recs}
+	runPipeline(t, store, memoryProvider(t, o), o)
+	testenv.Eventually(t, 10*time.Second, store.done, "the held claim ended")
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if len(store.commit) != 0 || len(store.failures) != 0 {
+		t.Fatalf("the claim deleted %v and recorded failures %v, want neither: no row was sent", store.commit, store.failures)
 	}
 }

@@ -1,18 +1,22 @@
 package outbox
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Holder is a Store whose claims can hold their rows by the claim's own
 // transaction instead of a lease: the rows stay locked, unchanged, while
 // their messages are published, and the same transaction deletes those
 // the broker confirmed. A claim held this way costs the database one
-// transaction per batch and no write but the delete (a leased claim writes
-// every row's lease, then deletes the rows in a transaction of its own),
-// and if the process dies its rows are available again at once, when the
-// database ends its connection, instead of when the lease ends.
+// transaction per batch and no lease written (a leased claim writes every
+// row's lease, then deletes the rows in a transaction of its own), and if
+// the process dies its rows are available again as soon as the database
+// sees its connection closed.
 //
-// Holding suits a database that locks rows, not tables: MySQL and
-// PostgreSQL implement it, SQLite (one writer at a time) does not. A held
+// Holding suits a database that locks rows, not tables: PostgreSQL
+// implements it; SQLite (one writer at a time) cannot, and MySQL does not
+// (see package outbox/mysql). A held
 // claim must not keep the business transactions' inserts from committing:
 // it takes no lock on the gaps between rows (READ COMMITTED).
 type Holder interface {
@@ -26,10 +30,18 @@ type Holder interface {
 	// ctx bounds the claim's statements only: the transaction lasts until
 	// Commit or Rollback, whatever becomes of ctx.
 	//
+	// idle bounds how long the transaction may wait for its next statement:
+	// past it the database ends the claim's session, which rolls the claim
+	// back, so the rows of a process that hangs, or whose host is gone
+	// without closing its connection, are available again after idle, as
+	// a lease of that length would be.
+	//
 	// A held claim's rows count as another owner's for the key order of
 	// later claims, owner's own included: a later row of their key is not
-	// claimed until the held claim ends.
-	ClaimHeld(ctx context.Context, owner string, limit, maxBytes int) (Held, error)
+	// claimed until the held claim ends. Delete, Fail and Release skip the
+	// rows a held claim holds rather than wait for it: the claim sends them
+	// and writes their outcome itself.
+	ClaimHeld(ctx context.Context, owner string, limit, maxBytes int, idle time.Duration) (Held, error)
 }
 
 // Held is a claim that holds its rows by its open transaction. It is used

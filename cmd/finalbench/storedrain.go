@@ -136,7 +136,7 @@ func heldDrain(ctx context.Context, h outbox.Holder, n, batch, claims int) (floa
 					errs[c] = fmt.Errorf("store drain: %d of %d rows held and deleted after 5 minutes", n-left, n)
 					return
 				}
-				held, err := h.ClaimHeld(ctx, "finalbench", batch, 0)
+				held, err := h.ClaimHeld(ctx, "finalbench", batch, 0, time.Minute)
 				if err != nil {
 					errs[c] = fmt.Errorf("store drain: claim: %w", err)
 					return

@@ -19,6 +19,8 @@ func runHeld(t *testing.T, h Harness) {
 	t.Run("HeldClaimLetsInsertsCommit", func(t *testing.T) { testHeldInserts(t, h) })
 	t.Run("HeldClaimKeepsKeyOrder", func(t *testing.T) { testHeldKeyOrder(t, h) })
 	t.Run("HeldClaimOutlivesItsContext", func(t *testing.T) { testHeldOutlivesContext(t, h) })
+	t.Run("HeldClaimEndsWhenIdleTooLong", func(t *testing.T) { testHeldIdle(t, h) })
+	t.Run("HeldRowsAreNotWaitedFor", func(t *testing.T) { testHeldNotWaitedFor(t, h) })
 	t.Run("ConcurrentHeldClaimsDisjoint", func(t *testing.T) { testHeldConcurrent(t, h) })
 }
 
@@ -35,7 +37,7 @@ func newHolder(t *testing.T, h Harness) (outbox.Holder, *sql.DB) {
 
 func claimHeld(t *testing.T, s outbox.Holder, owner string, limit int) outbox.Held {
 	t.Helper()
-	held, err := s.ClaimHeld(ctx, owner, limit, 0)
+	held, err := s.ClaimHeld(ctx, owner, limit, 0, time.Minute)
 	if err != nil {
 		t.Fatalf("ClaimHeld: %v", err)
 	}
@@ -222,7 +224,7 @@ func testHeldConcurrent(t *testing.T, h Harness) {
 		go func() {
 			defer wg.Done()
 			for {
-				held, err := s.ClaimHeld(ctx, "a", 50, 0)
+				held, err := s.ClaimHeld(ctx, "a", 50, 0, time.Minute)
 				if err != nil {
 					t.Errorf("ClaimHeld: %v", err)
 					return
@@ -263,7 +265,7 @@ func testHeldOutlivesContext(t *testing.T, h Harness) {
 	a, _ := insert(t, s, nil, 0)
 	b, _ := insert(t, s, nil, 0)
 	claimCtx, cancel := context.WithCancel(ctx)
-	held, err := s.ClaimHeld(claimCtx, "a", 10, 0)
+	held, err := s.ClaimHeld(claimCtx, "a", 10, 0, time.Minute)
 	if err != nil || held == nil {
 		t.Fatalf("ClaimHeld = %v, %v; want a claim", held, err)
 	}
@@ -277,5 +279,61 @@ func testHeldOutlivesContext(t *testing.T, h Harness) {
 	}
 	if got := claim(t, s, "b", 10, time.Hour); !equal(ids(got), []int64{b}) {
 		t.Fatalf("after the commit claimed %v, want [%d]", ids(got), b)
+	}
+}
+
+// testHeldIdle: a claim whose holder stops talking (hung, or its host gone
+// without closing the connection) ends after its idle bound, as a lease
+// would, and its rows are available again; its late Commit fails and
+// deletes nothing.
+func testHeldIdle(t *testing.T, h Harness) {
+	s, _ := newHolder(t, h)
+	a, _ := insert(t, s, nil, 0)
+	held, err := s.ClaimHeld(ctx, "a", 10, 0, 200*time.Millisecond)
+	if err != nil || held == nil {
+		t.Fatalf("ClaimHeld = %v, %v; want a claim", held, err)
+	}
+	defer held.Rollback() // on a failure; a no-op once it ended
+	got := claimWhenDue(t, s, "b", 10)
+	if !equal(ids(got), []int64{a}) {
+		t.Fatalf("after the held claim's idle bound claimed %v, want [%d]", ids(got), a)
+	}
+	if err := held.Commit(ctx, []int64{a}); err == nil {
+		t.Fatal("Commit of a claim the database ended succeeded")
+	}
+	if n := length(t, s); n != 1 {
+		t.Fatalf("rows = %d, want 1: the ended claim deleted nothing", n)
+	}
+}
+
+// testHeldNotWaitedFor: Delete, Fail and Release of rows a held claim
+// holds skip them instead of waiting for the claim. The acker deletes the
+// rows the fast path got confirmed, one of which a relay may hold; if the
+// acker waited, the relay's claim could wait in turn for a verdict queued
+// behind the acker, and neither would end.
+func testHeldNotWaitedFor(t *testing.T, h Harness) {
+	s, _ := newHolder(t, h)
+	a, _ := insert(t, s, nil, 0)
+	b, _ := insert(t, s, nil, 0)
+	held := claimHeld(t, s, "a", 10)
+	defer held.Rollback()
+	free, _ := insert(t, s, nil, 0)
+	dl, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.Delete(dl, []int64{a, free}); err != nil {
+		t.Fatalf("Delete beside the held claim: %v", err)
+	}
+	if err := s.Fail(dl, "", []int64{b}, "failed on the fast path"); err != nil {
+		t.Fatalf("Fail beside the held claim: %v", err)
+	}
+	if err := s.Release(dl, "a", []int64{b}); err != nil {
+		t.Fatalf("Release beside the held claim: %v", err)
+	}
+	if err := held.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	got := claim(t, s, "b", 10, time.Hour)
+	if !equal(ids(got), []int64{a, b}) || got[1].Attempts != 0 {
+		t.Fatalf("after the held claim ended claimed %v, want the held rows %d and %d, untouched (the free row %d deleted)", got, a, b, free)
 	}
 }

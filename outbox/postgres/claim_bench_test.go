@@ -32,7 +32,7 @@ func BenchmarkClaim(b *testing.B) {
 // held by the claim's transaction, delete it in that transaction.
 func BenchmarkClaimHeld(b *testing.B) {
 	benchClaims(b, func(ctx context.Context, s *postgres.Store) (int, error) {
-		held, err := s.ClaimHeld(ctx, "bench", claimBatch, 0)
+		held, err := s.ClaimHeld(ctx, "bench", claimBatch, 0, time.Minute)
 		if err != nil || held == nil {
 			return 0, err
 		}

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/finalbus/final/outbox"
 )
@@ -14,16 +16,16 @@ var _ outbox.Holder = (*Store)(nil)
 // ClaimHeld implements outbox.Holder. The claim runs in READ COMMITTED,
 // where PostgreSQL locks the rows it takes and nothing between them, so the
 // inserts of business transactions go on while it is held.
-func (s *Store) ClaimHeld(ctx context.Context, owner string, limit, maxBytes int) (outbox.Held, error) {
+func (s *Store) ClaimHeld(ctx context.Context, owner string, limit, maxBytes int, idle time.Duration) (outbox.Held, error) {
 	for attempt := 1; ; attempt++ {
-		h, err := s.claimHeld(ctx, owner, limit, maxBytes)
+		h, err := s.claimHeld(ctx, owner, limit, maxBytes, idle)
 		if err == nil || attempt == maxClaimAttempts || !retryable(err) {
 			return h, err
 		}
 	}
 }
 
-func (s *Store) claimHeld(ctx context.Context, owner string, limit, maxBytes int) (outbox.Held, error) {
+func (s *Store) claimHeld(ctx context.Context, owner string, limit, maxBytes int, idle time.Duration) (outbox.Held, error) {
 	// ctx bounds the wait for a connection and the claim's statements, not
 	// the transaction, which lasts until Commit or Rollback: database/sql
 	// rolls back a transaction whose BeginTx context ends, and a relay
@@ -38,7 +40,11 @@ func (s *Store) claimHeld(ctx context.Context, owner string, limit, maxBytes int
 		conn.Close()
 		return nil, fmt.Errorf("outbox/postgres: claim: %w", err)
 	}
-	recs, err := s.claimIn(ctx, tx, owner, limit, maxBytes, 0, true)
+	var recs []outbox.Record
+	err = s.holdFor(ctx, tx, idle)
+	if err == nil {
+		recs, err = s.claimIn(ctx, tx, owner, limit, maxBytes, 0, true)
+	}
 	if err != nil || len(recs) == 0 {
 		_ = tx.Rollback()
 		conn.Close()
@@ -46,6 +52,16 @@ func (s *Store) claimHeld(ctx context.Context, owner string, limit, maxBytes int
 	}
 	decode(recs)
 	return &held{s: s, conn: conn, tx: tx, recs: recs}, nil
+}
+
+// holdFor sets the claim's idle_in_transaction_session_timeout (at least
+// a millisecond, PostgreSQL's unit; 0 would turn it off) for tx alone.
+func (s *Store) holdFor(ctx context.Context, tx *sql.Tx, idle time.Duration) error {
+	ms := max(idle.Milliseconds(), 1)
+	if _, err := tx.ExecContext(ctx, `SELECT set_config('idle_in_transaction_session_timeout', $1, true)`, strconv.FormatInt(ms, 10)); err != nil {
+		return fmt.Errorf("outbox/postgres: claim: %w", err)
+	}
+	return nil
 }
 
 // held is a claim held by its transaction.

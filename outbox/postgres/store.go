@@ -106,11 +106,20 @@ type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
+// unlocked is a subquery of the rows of the ids in parameter n that no
+// other transaction holds, locked: the acker's statements go by it so that
+// they never wait for a held claim (see Store.ClaimHeld), which sends those
+// rows and writes their outcome itself. cond is more conditions (" AND
+// …") on the rows.
+func (s *Store) unlocked(n int, cond string) string {
+	return `SELECT id FROM ` + s.t.q + ` WHERE id = ANY($` + strconv.Itoa(n) + `::bigint[])` + cond + ` FOR UPDATE SKIP LOCKED`
+}
+
 func (s *Store) delete(ctx context.Context, ex execer, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	if _, err := ex.ExecContext(ctx, `DELETE FROM `+s.t.q+` WHERE id = ANY($1::bigint[])`, idArray(ids)); err != nil {
+	if _, err := ex.ExecContext(ctx, `DELETE FROM `+s.t.q+` WHERE id IN (`+s.unlocked(1, "")+`)`, idArray(ids)); err != nil {
 		return writeError("delete", err)
 	}
 	return nil
@@ -141,7 +150,7 @@ func (s *Store) fail(ctx context.Context, ex execer, ids []int64, cause, cond st
 	_, err := ex.ExecContext(ctx, `UPDATE `+s.t.q+` SET
 		available_at = `+now+` + floor(least($1::float8 * power(2, least(attempts, 30)), $2::float8)) * interval '1 microsecond',
 		attempts = attempts + 1, last_error = $3, claimed_by = NULL
-		WHERE id = ANY($4::bigint[])`+cond, append(all, args...)...)
+		WHERE id IN (`+s.unlocked(4, cond)+`)`, append(all, args...)...)
 	if err != nil {
 		return writeError("fail", err)
 	}
@@ -169,7 +178,7 @@ func (s *Store) Release(ctx context.Context, owner string, ids []int64) error {
 		return nil
 	}
 	_, err := s.db.ExecContext(ctx, `UPDATE `+s.t.q+` SET available_at = `+now+`, claimed_by = NULL
-		WHERE id = ANY($1::bigint[]) AND claimed_by = $2`, idArray(ids), owner)
+		WHERE id IN (`+s.unlocked(1, ` AND claimed_by = $2`)+`)`, idArray(ids), owner)
 	if err != nil {
 		return writeError("release", err)
 	}
