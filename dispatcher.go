@@ -326,11 +326,7 @@ func (d *dispatcher) confirmLoop() {
 		}
 		if err == nil {
 			d.brokerDown.Store(false)
-			if f.held != nil {
-				f.held.confirmed(f.id)
-			} else {
-				d.acker.done(f.id)
-			}
+			d.confirmed(f.outgoing)
 			continue
 		}
 		if errors.Is(err, mq.ErrUnavailable) {
@@ -341,13 +337,28 @@ func (d *dispatcher) confirmLoop() {
 		} else {
 			d.log.Debug("final: publish failed, will retry", "id", f.id, "uuid", f.msg.UUID, "err", err)
 		}
-		fl := failure{id: f.id, owner: f.owner, topic: f.msg.Topic, err: err}
-		if f.held != nil {
-			f.held.failed(fl)
-		} else {
-			d.acker.fail(fl)
-		}
+		d.failed(f.outgoing, failure{id: f.id, owner: f.owner, topic: f.msg.Topic, err: err})
 	}
+}
+
+// confirmed hands the confirm of o to what writes it: o's held claim, or
+// the acker.
+func (d *dispatcher) confirmed(o outgoing) {
+	if o.held != nil {
+		o.held.confirmed(o.id)
+		return
+	}
+	d.acker.done(o.id)
+}
+
+// failed hands the failure of o to what writes it: o's held claim, or the
+// acker.
+func (d *dispatcher) failed(o outgoing, f failure) {
+	if o.held != nil {
+		o.held.failed(f)
+		return
+	}
+	d.acker.fail(f)
 }
 
 // byteBudget counts the bytes of the rows the dispatcher holds against

@@ -44,6 +44,17 @@ func claimHeld(t *testing.T, s outbox.Holder, owner string, limit int) outbox.He
 	return held
 }
 
+// mustClaimHeld is a held claim of up to 10 rows by owner "a" under
+// claimCtx with the idle bound idle, which must find rows.
+func mustClaimHeld(t *testing.T, s outbox.Holder, claimCtx context.Context, idle time.Duration) outbox.Held {
+	t.Helper()
+	held, err := s.ClaimHeld(claimCtx, "a", 10, 0, idle)
+	if err != nil || held == nil {
+		t.Fatalf("ClaimHeld = %v, %v; want a claim", held, err)
+	}
+	return held
+}
+
 // records returns the records of held; none for nil.
 func records(held outbox.Held) []outbox.Record {
 	if held == nil {
@@ -265,10 +276,7 @@ func testHeldOutlivesContext(t *testing.T, h Harness) {
 	a, _ := insert(t, s, nil, 0)
 	b, _ := insert(t, s, nil, 0)
 	claimCtx, cancel := context.WithCancel(ctx)
-	held, err := s.ClaimHeld(claimCtx, "a", 10, 0, time.Minute)
-	if err != nil || held == nil {
-		t.Fatalf("ClaimHeld = %v, %v; want a claim", held, err)
-	}
+	held := mustClaimHeld(t, s, claimCtx, time.Minute)
 	cancel()
 	if got := claim(t, s, "b", 10, time.Hour); len(got) != 0 {
 		held.Rollback()
@@ -289,10 +297,7 @@ func testHeldOutlivesContext(t *testing.T, h Harness) {
 func testHeldIdle(t *testing.T, h Harness) {
 	s, _ := newHolder(t, h)
 	a, _ := insert(t, s, nil, 0)
-	held, err := s.ClaimHeld(ctx, "a", 10, 0, 200*time.Millisecond)
-	if err != nil || held == nil {
-		t.Fatalf("ClaimHeld = %v, %v; want a claim", held, err)
-	}
+	held := mustClaimHeld(t, s, ctx, 200*time.Millisecond)
 	defer held.Rollback() // on a failure; a no-op once it ended
 	got := claimWhenDue(t, s, "b", 10)
 	if !equal(ids(got), []int64{a}) {
