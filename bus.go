@@ -219,7 +219,7 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 	b.store, b.stopHard = store, stopHard
 	b.acker = newAcker(hard, store, b.opt)
 	b.disp = newDispatcher(hard, b.provider, b.acker, b.opt)
-	b.relay = newRelay(store, b.disp, b.owner, b.opt)
+	b.relay = newRelay(store, b.disp, b.owner, b.relayOptions(store))
 	b.overflow = newOverflow(store, b.disp, b.opt)
 	b.acker.start(b.opt.NumAcker)
 	b.disp.start()

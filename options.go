@@ -61,13 +61,16 @@ type Options struct {
 	// rows by an open transaction at once, on a store that can
 	// (outbox.Holder: PostgreSQL). A held claim writes no lease: its rows
 	// stay locked while their messages are published, and the same
-	// transaction deletes the confirmed ones, which halves the database's
-	// work per relayed row. Its rows are free again when the database sees
+	// transaction deletes the confirmed ones, which doubles the rate at
+	// which the store alone claims and deletes rows (BenchmarkClaimHeld in
+	// outbox/postgres). Its rows are free again when the database sees
 	// the connection closed, or after OutboxLease without a statement (a
 	// hung relay). Each takes one connection of the database's pool while
 	// its batch is being published: size the pool for OutboxHeldClaims +
-	// NumAcker + the application's own. 0 leases every claim
-	// (OutboxLease), as the stores that cannot hold do. Default 2.
+	// NumAcker + the application's own (on a pool whose size it can see,
+	// the relay holds no more than leave NumAcker + 1 connections free).
+	// 0 leases every claim (OutboxLease), as the stores that cannot hold
+	// do. Default 2.
 	OutboxHeldClaims int
 	// OutboxRetryBase and OutboxRetryMax bound the backoff of a row whose
 	// publish failed (nacked, returned, timed out, broker down): the wait

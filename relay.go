@@ -41,12 +41,11 @@ type relay struct {
 
 	// With a store that can hold its claims (outbox.Holder) and
 	// OutboxHeldClaims > 0, holder is the store: each batch is a held
-	// claim, which takes one of slots until the finisher has ended it.
-	holder     outbox.Holder
-	slots      chan struct{}
-	finishing  chan *heldBatch // held claims in claim order, to the finisher
-	finishOnce sync.Once
-	fwg        sync.WaitGroup
+	// claim, which takes one of slots until it has ended (finish); fwg
+	// counts the goroutines that end them.
+	holder outbox.Holder
+	slots  chan struct{}
+	fwg    sync.WaitGroup
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -73,15 +72,11 @@ func newRelay(s outbox.Store, d *dispatcher, owner string, o Options) *relay {
 	if h, ok := s.(outbox.Holder); ok && o.OutboxHeldClaims > 0 {
 		r.holder = h
 		r.slots = make(chan struct{}, o.OutboxHeldClaims)
-		r.finishing = make(chan *heldBatch, o.OutboxHeldClaims)
 	}
 	return r
 }
 
 func (r *relay) start() {
-	if r.holder != nil {
-		r.startFinisher()
-	}
 	r.wg.Add(1)
 	go r.run()
 }

@@ -57,31 +57,25 @@ func (b *heldBatch) settle() {
 	}
 }
 
-// startFinisher starts the goroutine that ends the relay's held claims, in
-// the order they were claimed. The bus stops it with finishHeld once the
-// dispatcher has given its last verdict.
-func (r *relay) startFinisher() {
+// finish ends b once every row has its verdict, in a goroutine of the
+// relay's (fwg), and then frees its slot. Claims end in the order they
+// settle, not the order they were taken: a later claim holds no row of a
+// key an earlier one holds, and each must end before the database's idle
+// bound.
+func (r *relay) finish(b *heldBatch) {
 	r.fwg.Add(1)
 	go func() {
 		defer r.fwg.Done()
-		for b := range r.finishing {
-			<-b.settled
-			r.endHeld(b)
-			<-r.slots
-		}
+		<-b.settled
+		r.endHeld(b)
+		<-r.slots
 	}()
 }
 
-// finishHeld ends the held claims still open, once every row handed to
-// the dispatcher has its verdict (the dispatcher has stopped), and stops
-// the finisher. The relay's loop must have stopped.
-func (r *relay) finishHeld() {
-	if r.holder == nil {
-		return
-	}
-	r.finishOnce.Do(func() { close(r.finishing) })
-	r.fwg.Wait()
-}
+// finishHeld waits until every held claim has ended: the bus calls it once
+// the dispatcher has stopped, so that every row handed to it has its
+// verdict. The relay's loop must have stopped.
+func (r *relay) finishHeld() { r.fwg.Wait() }
 
 // endHeld commits a settled batch: the failures recorded, the confirmed
 // rows deleted. If the claim cannot commit (its connection was lost, the
@@ -90,11 +84,12 @@ func (r *relay) finishHeld() {
 // failures as it does for the fast path's; a row it cannot delete is sent
 // again, a duplicate, never a loss.
 //
-// Once Shutdown stops waiting (the dispatcher's context ends) the commit
-// still gets shutdownGrace: it deletes rows the broker confirmed, which
-// would otherwise be sent again.
+// Once Shutdown stops waiting (the dispatcher's context ends) the claim's
+// statements still get shutdownGrace: they delete rows the broker
+// confirmed, which would otherwise be sent again. (The COMMIT itself takes
+// no context in database/sql.)
 func (r *relay) endHeld(b *heldBatch) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.disp.ctx), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.disp.ctx), heldWriteTimeout)
 	defer cancel()
 	stop := context.AfterFunc(r.disp.ctx, func() { time.AfterFunc(shutdownGrace, cancel) })
 	defer stop()
@@ -126,9 +121,15 @@ func (r *relay) endHeld(b *heldBatch) {
 	}
 }
 
+// heldWriteTimeout bounds the statements that end a held claim, as the
+// acker's are bounded.
+const heldWriteTimeout = 30 * time.Second
+
 // scanHeld is scan with a held claim: it waits for one of the slots
-// (OutboxHeldClaims) first, and hands the batch to the finisher before
-// its rows to the dispatcher.
+// (OutboxHeldClaims) first, and has the batch ended (finish) before it
+// hands the rows to the dispatcher. The claim's idle bound is OutboxLease:
+// the rows' window closes PublishTimeout before it, so their last verdict
+// comes in time.
 func (r *relay) scanHeld() (full bool, err error) {
 	select {
 	case r.slots <- struct{}{}:
@@ -144,7 +145,7 @@ func (r *relay) scanHeld() (full bool, err error) {
 	}
 	recs := claim.Records()
 	b := newHeldBatch(claim, len(recs))
-	r.finishing <- b // never blocks: it holds at most one batch per slot
+	r.finish(b)
 	full = r.measure(recs, limit, maxBytes)
 	for i, rec := range recs {
 		recs[i] = outbox.Record{} // once handed on, the dispatcher alone holds it
@@ -163,4 +164,33 @@ func (r *relay) scanHeld() (full bool, err error) {
 		}
 	}
 	return full, nil
+}
+
+// relayOptions are the bus's options for its relay: OutboxHeldClaims
+// lowered (heldClaimsFor) on a store that holds its claims, when the
+// database's pool is too small for them.
+func (b *Bus) relayOptions(store outbox.Store) Options {
+	o := b.opt
+	if _, ok := store.(outbox.Holder); !ok {
+		return o
+	}
+	maxOpen := b.db.Stats().MaxOpenConnections
+	if n := heldClaimsFor(o, maxOpen); n != o.OutboxHeldClaims {
+		b.log.Warn("final: OutboxHeldClaims lowered: the database pool is too small for it (held claims keep NumAcker + 1 connections free; 0 leases every claim)",
+			"OutboxHeldClaims", o.OutboxHeldClaims, "now", n, "pool", maxOpen, "NumAcker", o.NumAcker)
+		o.OutboxHeldClaims = n
+	}
+	return o
+}
+
+// heldClaimsFor returns the held claims the relay may make on a pool of at
+// most maxOpen connections (0: no bound): OutboxHeldClaims, but no more
+// than leave NumAcker + 1 connections free. Held claims that took the
+// acker's connections would stop it, and with it the confirms their own
+// rows wait for.
+func heldClaimsFor(o Options, maxOpen int) int {
+	if maxOpen <= 0 {
+		return o.OutboxHeldClaims
+	}
+	return max(0, min(o.OutboxHeldClaims, maxOpen-o.NumAcker-1))
 }

@@ -152,3 +152,15 @@ func TestHeldClaimEndsWhenItsRowsMissTheirWindow(t *testing.T) {
 		t.Fatalf("the claim deleted %v and recorded failures %v, want neither: no row was sent", store.commit, store.failures)
 	}
 }
+
+// Held claims keep NumAcker + 1 of a bounded pool free, down to none
+// (every claim leased): claims that took the acker's connections would
+// stop it, and with it the confirms their own rows wait for.
+func TestHeldClaimsFitThePool(t *testing.T) {
+	o := DefaultOptions() // 2 held claims, 2 ackers
+	for _, c := range []struct{ maxOpen, want int }{{0, 2}, {100, 2}, {5, 2}, {4, 1}, {3, 0}, {1, 0}} {
+		if got := heldClaimsFor(o, c.maxOpen); got != c.want {
+			t.Errorf("held claims on a pool of %d = %d, want %d", c.maxOpen, got, c.want)
+		}
+	}
+}

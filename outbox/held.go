@@ -38,9 +38,10 @@ type Holder interface {
 	//
 	// A held claim's rows count as another owner's for the key order of
 	// later claims, owner's own included: a later row of their key is not
-	// claimed until the held claim ends. Delete, Fail and Release skip the
-	// rows a held claim holds rather than wait for it: the claim sends them
-	// and writes their outcome itself.
+	// claimed until the held claim ends. Delete, Fail and Release skip rows
+	// another transaction holds (a held claim, or a leasing claim for a
+	// moment) rather than wait for it: the holder sends them and writes
+	// their outcome itself.
 	ClaimHeld(ctx context.Context, owner string, limit, maxBytes int, idle time.Duration) (Held, error)
 }
 

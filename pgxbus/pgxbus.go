@@ -44,6 +44,9 @@ import (
 // open: it is the caller's.
 func New(svcName string, pool *pgxpool.Pool, provider mq.IProvider, opt final.Options) *final.Bus {
 	db := stdlib.OpenDBFromPool(pool)
+	// It can have no more than the pool has; saying so lets the bus size
+	// what it holds (Options.OutboxHeldClaims) to the pool.
+	db.SetMaxOpenConns(int(pool.Config().MaxConns))
 	opt.Dialect = postgres.Dialect
 	opt.Beginner = owningBeginner{beginner{pool}, db}
 	return final.New(svcName, db, provider, opt)
