@@ -176,7 +176,7 @@ func (b *Bus) relayOptions(store outbox.Store) Options {
 	}
 	maxOpen := b.db.Stats().MaxOpenConnections
 	if n := heldClaimsFor(o, maxOpen); n != o.OutboxHeldClaims {
-		b.log.Warn("final: OutboxHeldClaims lowered: the database pool is too small for it (held claims keep NumAcker + 1 connections free; 0 leases every claim)",
+		b.log.Info("final: OutboxHeldClaims lowered: the database pool is too small for it (held claims keep NumAcker + 1 connections free; 0 leases every claim)",
 			"OutboxHeldClaims", o.OutboxHeldClaims, "now", n, "pool", maxOpen, "NumAcker", o.NumAcker)
 		o.OutboxHeldClaims = n
 	}
