@@ -83,7 +83,7 @@ func (r *relay) start() {
 
 // stop ends the loop and waits for it. Rows it leased but did not hand
 // over are claimed again when the lease ends; those of a held claim are
-// available again when the finisher ends the claim (finishHeld).
+// available again when the claim ends (finish).
 func (r *relay) stop() {
 	r.cancel()
 	r.wg.Wait()
