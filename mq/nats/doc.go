@@ -40,6 +40,16 @@
 // hold and deletes them, and deletes a topic stream left without any
 // consumer, so that its topic is unroutable again.
 //
+// A new topic stream is created closed, on the subject "<prefix>.~closed.
+// <stream>" that no publisher uses, so its topic stays unroutable until its
+// first subscriber's consumers exist: a stream open without them would
+// confirm a publish and drop it. That subscriber then adds its guard ("S_g",
+// a consumer of every subject that never pulls), gives the stream its
+// subjects, creates its consumers starting with everything the stream holds
+// (DeliverPolicy All: only what came since it opened), and deletes the guard
+// (stream.go). A declaration that finds the stream closed, or its own guard,
+// resumes there; an abandoned guard goes after 10 minutes.
+//
 // # Publishing
 //
 // Publishes are asynchronous and confirmed by JetStream's publish acks

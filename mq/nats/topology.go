@@ -137,18 +137,24 @@ func (t topology) declare(ctx context.Context, js jetstream.JetStream, purge boo
 	if !t.consumes() {
 		return nil, nil
 	}
-	for _, cfg := range append(slices.Clone(t.streams), t.dlq) {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return nil, fmt.Errorf("mq/nats: declare stream %q: %w", cfg.Name, err)
-		}
-	}
-	consumers := make([]jetstream.Consumer, len(t.subs))
-	for i, sub := range t.subs {
+	for _, sub := range t.subs {
 		if purge && sub.kind == plain {
-			if err := js.DeleteConsumer(ctx, sub.stream, sub.consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			err := js.DeleteConsumer(ctx, sub.stream, sub.consumer)
+			if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
 				return nil, fmt.Errorf("mq/nats: purge %s/%s: %w", sub.stream, sub.consumer, err)
 			}
 		}
+	}
+	for _, cfg := range t.streams {
+		if err := t.declareStream(ctx, js, cfg); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, t.dlq); err != nil {
+		return nil, fmt.Errorf("mq/nats: declare stream %q: %w", t.dlq.Name, err)
+	}
+	consumers := make([]jetstream.Consumer, len(t.subs))
+	for i, sub := range t.subs {
 		c, err := t.ensure(ctx, js, sub) // the stream may have gone meanwhile (Reconcile)
 		if err != nil {
 			return nil, err
@@ -163,21 +169,18 @@ func (t topology) declare(ctx context.Context, js jetstream.JetStream, purge boo
 // consumers, an operator may delete a consumer, and the server deletes an
 // idle broadcast consumer.
 func (t topology) ensure(ctx context.Context, js jetstream.JetStream, sub subscription) (jetstream.Consumer, error) {
-	c, err := js.CreateOrUpdateConsumer(ctx, sub.stream, sub.cfg)
+	c, err := t.consumer(ctx, js, sub, jetstream.DeliverNewPolicy)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		for _, cfg := range t.streams {
 			if cfg.Name == sub.stream {
-				if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-					return nil, fmt.Errorf("mq/nats: declare stream %q: %w", cfg.Name, err)
+				if err := t.declareStream(ctx, js, cfg); err != nil {
+					return nil, err
 				}
 			}
 		}
-		c, err = js.CreateOrUpdateConsumer(ctx, sub.stream, sub.cfg)
+		c, err = t.consumer(ctx, js, sub, jetstream.DeliverNewPolicy)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("mq/nats: declare consumer %s/%s: %w", sub.stream, sub.consumer, err)
-	}
-	return c, nil
+	return c, err
 }
 
 // target returns the subscription whose consumer takes a message of topic
