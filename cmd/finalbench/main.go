@@ -425,7 +425,8 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 		if err != nil {
 			return err
 		}
-		say("  relayed %.0f msg/s, delivered %.0f msg/s, RSS +%.1f MiB, %d duplicates", drain.relayed, drain.delivered, drain.rssGrowthMiB, drain.dups)
+		say("  connected again %s after the link was restored; from then relayed %.0f msg/s, delivered %.0f msg/s, RSS +%.1f MiB, %d duplicates",
+			drain.reconnect.Round(time.Millisecond), drain.relayed, drain.delivered, drain.rssGrowthMiB, drain.dups)
 		r.measured.drain = &drain
 		r.add("backlog drain to broker (msg/s)", drain.relayed, rawPub.confirmed, ">= 0.50 x raw confirmed publish", 0.50)
 		r.add("backlog drain to subscriber (msg/s)", drain.delivered, rawPub.consumed, ">= 0.80 x raw publish+consume", 0.80)
