@@ -52,39 +52,48 @@ func (t topology) declareStream(ctx context.Context, js jetstream.JetStream, cfg
 	closed := cfg
 	closed.Subjects = t.names.closedSubjects(cfg.Name)
 	for attempt := 0; ; attempt++ {
-		st, err := js.Stream(ctx, cfg.Name)
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			_, err = js.CreateStream(ctx, closed)
-			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) && attempt < 3 {
-				continue // another service created it meanwhile, its own way
-			}
-			if err != nil {
-				return fmt.Errorf("mq/nats: declare stream %q: %w", cfg.Name, err)
-			}
-			return t.open(ctx, js, cfg)
+		err := t.declareStreamOnce(ctx, js, cfg, closed)
+		// Another service may create the stream meanwhile, its own way, or
+		// its Reconcile delete it while it has no consumer: look again.
+		if attempt < 3 && (errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) || errors.Is(err, jetstream.ErrStreamNotFound)) {
+			continue
 		}
-		if err != nil {
-			return fmt.Errorf("mq/nats: declare stream %q: %w", cfg.Name, err)
-		}
-		if slices.Equal(st.CachedInfo().Config.Subjects, closed.Subjects) {
-			return t.open(ctx, js, cfg)
-		}
-		switch _, err := js.Consumer(ctx, cfg.Name, guardConsumer(t.service)); {
-		case err == nil:
-			return t.open(ctx, js, cfg) // this service stopped while opening it
-		case !errors.Is(err, jetstream.ErrConsumerNotFound):
-			return fmt.Errorf("mq/nats: declare stream %q: %w", cfg.Name, err)
-		}
-		if _, err := js.UpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("mq/nats: declare stream %q: %w", cfg.Name, err)
-		}
-		return nil
+		return err
 	}
+}
+
+func (t topology) declareStreamOnce(ctx context.Context, js jetstream.JetStream, cfg, closed jetstream.StreamConfig) error {
+	st, err := js.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err := js.CreateStream(ctx, closed); err != nil {
+			return fmt.Errorf("mq/nats: declare stream %q: %w", cfg.Name, err)
+		}
+		return t.open(ctx, js, cfg)
+	}
+	if err != nil {
+		return fmt.Errorf("mq/nats: declare stream %q: %w", cfg.Name, err)
+	}
+	if slices.Equal(st.CachedInfo().Config.Subjects, closed.Subjects) {
+		return t.open(ctx, js, cfg)
+	}
+	switch _, err := js.Consumer(ctx, cfg.Name, guardConsumer(t.service)); {
+	case err == nil:
+		return t.open(ctx, js, cfg) // this service stopped while opening it
+	case !errors.Is(err, jetstream.ErrConsumerNotFound):
+		return fmt.Errorf("mq/nats: declare stream %q: %w", cfg.Name, err)
+	}
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("mq/nats: declare stream %q: %w", cfg.Name, err)
+	}
+	return nil
 }
 
 // open gives the topic stream cfg its subjects once the service's guard
 // keeps what they bring, creates the service's consumers on it, and drops
-// the guard (steps 2-5 above).
+// the guard (steps 2-5 above). A guard already there is left as it is: an
+// update would restart its inactivity clock, and a service whose
+// declarations kept failing would then keep it, and every message, for
+// ever.
 func (t topology) open(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
 	guard := jetstream.ConsumerConfig{
 		Name:              guardConsumer(t.service),
@@ -93,7 +102,11 @@ func (t topology) open(ctx context.Context, js jetstream.JetStream, cfg jetstrea
 		AckPolicy:         jetstream.AckExplicitPolicy,
 		InactiveThreshold: guardIdle,
 	}
-	if _, err := js.CreateOrUpdateConsumer(ctx, cfg.Name, guard); err != nil {
+	_, err := js.Consumer(ctx, cfg.Name, guard.Name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		_, err = js.CreateConsumer(ctx, cfg.Name, guard)
+	}
+	if err != nil {
 		return fmt.Errorf("mq/nats: guard stream %q: %w", cfg.Name, err)
 	}
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
@@ -114,24 +127,28 @@ func (t topology) open(ctx context.Context, js jetstream.JetStream, cfg jetstrea
 }
 
 // consumer creates sub's consumer, starting with what the stream holds
-// under policy deliver, or updates it: a consumer keeps the policy it was
-// created with (the server refuses to change it), so a consumer created
-// while its stream opened is updated with DeliverPolicy All.
+// under policy deliver, or updates it. A consumer keeps where it was made
+// to start (the server refuses to change it), so one created while its
+// stream opened is updated with DeliverPolicy All. An update that finds the
+// consumer gone, or a creation that finds it made meanwhile, looks again,
+// so that a consumer deleted after the look is created with deliver, not
+// with the policy of the one that was there. (nats-server 2.9 knows no
+// create-only or update-only request, and takes both as create-or-update.)
 func (t topology) consumer(ctx context.Context, js jetstream.JetStream, sub subscription, deliver jetstream.DeliverPolicy) (jetstream.Consumer, error) {
-	cfg := sub.cfg
 	for attempt := 0; ; attempt++ {
+		cfg := sub.cfg
 		cfg.DeliverPolicy = deliver
+		var c jetstream.Consumer
 		existing, err := js.Consumer(ctx, sub.stream, sub.consumer)
 		switch {
 		case err == nil:
-			cfg.DeliverPolicy = existing.CachedInfo().Config.DeliverPolicy
-		case !errors.Is(err, jetstream.ErrConsumerNotFound):
-			return nil, fmt.Errorf("mq/nats: declare consumer %s/%s: %w", sub.stream, sub.consumer, err)
+			old := existing.CachedInfo().Config
+			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = old.DeliverPolicy, old.OptStartSeq, old.OptStartTime
+			c, err = js.UpdateConsumer(ctx, sub.stream, cfg)
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			c, err = js.CreateConsumer(ctx, sub.stream, cfg)
 		}
-		c, err := js.CreateOrUpdateConsumer(ctx, sub.stream, cfg)
-		if err != nil && attempt < 2 && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			// Another instance of the service may have created it
-			// meanwhile, with the other policy: look again.
+		if err != nil && attempt < 2 && (errors.Is(err, jetstream.ErrConsumerDoesNotExist) || errors.Is(err, jetstream.ErrConsumerExists)) {
 			continue
 		}
 		if err != nil {

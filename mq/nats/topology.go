@@ -137,14 +137,6 @@ func (t topology) declare(ctx context.Context, js jetstream.JetStream, purge boo
 	if !t.consumes() {
 		return nil, nil
 	}
-	for _, sub := range t.subs {
-		if purge && sub.kind == plain {
-			err := js.DeleteConsumer(ctx, sub.stream, sub.consumer)
-			if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
-				return nil, fmt.Errorf("mq/nats: purge %s/%s: %w", sub.stream, sub.consumer, err)
-			}
-		}
-	}
 	for _, cfg := range t.streams {
 		if err := t.declareStream(ctx, js, cfg); err != nil {
 			return nil, err
@@ -155,7 +147,12 @@ func (t topology) declare(ctx context.Context, js jetstream.JetStream, purge boo
 	}
 	consumers := make([]jetstream.Consumer, len(t.subs))
 	for i, sub := range t.subs {
-		c, err := t.ensure(ctx, js, sub) // the stream may have gone meanwhile (Reconcile)
+		if purge && sub.kind == plain {
+			if err := js.DeleteConsumer(ctx, sub.stream, sub.consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return nil, fmt.Errorf("mq/nats: purge %s/%s: %w", sub.stream, sub.consumer, err)
+			}
+		}
+		c, err := t.ensure(ctx, js, sub)
 		if err != nil {
 			return nil, err
 		}
@@ -164,13 +161,15 @@ func (t topology) declare(ctx context.Context, js jetstream.JetStream, purge boo
 	return consumers, nil
 }
 
-// ensure declares one subscription's consumer, and its stream again if it
-// is gone: another service's Reconcile deletes a stream it finds without
-// consumers, an operator may delete a consumer, and the server deletes an
-// idle broadcast consumer.
+// ensure declares one subscription's consumer. When it is not there, it
+// declares its stream first: another service's Reconcile deletes a stream
+// it finds without consumers, a service that died while opening a new
+// stream leaves it closed (see stream.go), an operator may delete a
+// consumer, and the server deletes an idle broadcast consumer.
 func (t topology) ensure(ctx context.Context, js jetstream.JetStream, sub subscription) (jetstream.Consumer, error) {
-	c, err := t.consumer(ctx, js, sub, jetstream.DeliverNewPolicy)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
+	_, err := js.Consumer(ctx, sub.stream, sub.consumer)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrStreamNotFound):
 		for _, cfg := range t.streams {
 			if cfg.Name == sub.stream {
 				if err := t.declareStream(ctx, js, cfg); err != nil {
@@ -178,9 +177,10 @@ func (t topology) ensure(ctx context.Context, js jetstream.JetStream, sub subscr
 				}
 			}
 		}
-		c, err = t.consumer(ctx, js, sub, jetstream.DeliverNewPolicy)
+	case err != nil:
+		return nil, fmt.Errorf("mq/nats: declare consumer %s/%s: %w", sub.stream, sub.consumer, err)
 	}
-	return c, err
+	return t.consumer(ctx, js, sub, jetstream.DeliverNewPolicy)
 }
 
 // target returns the subscription whose consumer takes a message of topic
