@@ -24,7 +24,8 @@ import (
 //     is added: from now on the stream keeps every message;
 //  3. the stream takes its subjects (publishes are confirmed and kept);
 //  4. the service's consumers are created with DeliverPolicy All: the
-//     stream holds only what was published since it opened;
+//     stream holds only what was published since it opened (a moment
+//     before this service's step 3, if another service opened it first);
 //  5. the guard goes.
 //
 // The guard is what lets an Ordered topic's filtered consumers, which
