@@ -66,6 +66,8 @@ func runScenarios(t *testing.T, w *world) []result {
 				}
 				if r.dups > bound {
 					t.Errorf("%s: %d duplicates after %d faults; at most %d may repeat%s", sc.name, r.dups, r.faults, bound, why)
+				} else if sc.usualDups != nil && w.broker != natsBroker && r.dups > sc.usualDups(r.faults)+(bound-maxDups(r.faults)) {
+					t.Logf("%s: %d duplicates after %d faults, more than the %d usual (within the %d allowed)", sc.name, r.dups, r.faults, sc.usualDups(r.faults), bound)
 				}
 			}
 			if sc.cutsHandlers && r.redone == 0 {

@@ -36,6 +36,9 @@ type scenario struct {
 	// the number of faults it injected; natsDups, when set, is the bound on
 	// NATS instead.
 	maxDups, natsDups func(faults int) int
+	// usualDups, when set, is what the scenario usually stays within on
+	// RabbitMQ; a run past it (and within maxDups) is reported, not failed.
+	usualDups func(faults int) int
 	// cutsHandlers says the faults must cut off handlers before their
 	// record, and those messages must then be handled again.
 	cutsHandlers bool
@@ -66,14 +69,28 @@ func (sc scenario) runsIn(w *world) bool {
 }
 
 // perKilledConsumer is what at-least-once allows a consumer killed with
-// SIGKILL on RabbitMQ: each of its NumSubscriber workers may have done its
-// side effect and not yet acked, and up to amqp.DefaultAckBatch acks of
-// messages it had handled may still wait to be written together
-// (amqp.WithAckBatch); those messages come again. A prefetched message
-// that no handler started is redelivered, not duplicated. The consumer is a
-// whole instance of the service, so its relay may have claimed rows too:
-// the scenarios with resends allow those on top.
+// SIGKILL on RabbitMQ: every delivery the broker had handed it and not
+// seen acknowledged, at most Prefetch (the scene's consumer reads one
+// queue). Usually far fewer repeat (ackedKilledConsumer): the deliveries
+// in its NumSubscriber workers, and those whose acks wait to be written
+// together (amqp.WithAckBatch). But an ack written is not an ack received:
+// the kernel resets the connection of a killed process that still holds
+// deliveries it never read, and drops what it had not sent yet, acks that
+// a broker reading slowly under load had not taken (once in CI: 143
+// duplicates after 4 kills, against the 96 of that narrower count). The
+// consumer is a whole instance of the service, so its relay may have
+// claimed rows too: the scenarios with resends allow those on top.
 func perKilledConsumer(faults int) int {
+	prefetch := options().Prefetch
+	if prefetch == 0 {
+		prefetch = final.DefaultPrefetch
+	}
+	return faults * prefetch
+}
+
+// ackedKilledConsumer is perKilledConsumer when every ack written reaches
+// the broker: what a run usually stays within, reported when it does not.
+func ackedKilledConsumer(faults int) int {
 	return faults * (options().NumSubscriber + amqp.DefaultAckBatch)
 }
 
@@ -112,9 +129,9 @@ var scenarios = []scenario{
 	{name: "database connections killed", postgres: true, run: dbConnectionsKilled},
 	{name: "database unreachable", run: dbUnreachable},
 	{name: "three relays on one table", postgres: true, run: threeRelays},
-	{name: "consumer killed mid-handler", nats: true, maxDups: perKilledConsumer, natsDups: perKilledNATSConsumer, resends: true, cutsHandlers: true,
+	{name: "consumer killed mid-handler", nats: true, maxDups: perKilledConsumer, usualDups: ackedKilledConsumer, natsDups: perKilledNATSConsumer, resends: true, cutsHandlers: true,
 		run: consumerKilled("consumer")},
-	{name: "consumer killed after its side effect", nats: true, maxDups: perKilledConsumer, natsDups: perKilledNATSConsumer, resends: true,
+	{name: "consumer killed after its side effect", nats: true, maxDups: perKilledConsumer, usualDups: ackedKilledConsumer, natsDups: perKilledNATSConsumer, resends: true,
 		run: consumerKilled("consumer-tail")},
 	{name: "Inbox consumer killed after its side effect", nats: true, maxDups: noDuplicates, cutsHandlers: true,
 		run: consumerKilled("inbox-consumer")},
