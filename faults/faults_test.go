@@ -40,9 +40,12 @@ func runScenarios(t *testing.T, w *world) []result {
 		if !sc.selected() || !sc.runsIn(w) {
 			continue
 		}
-		maxDups := sc.maxDups
+		maxDups, usualDups := sc.maxDups, sc.usualDups
 		if w.broker == natsBroker && sc.natsDups != nil {
 			maxDups = sc.natsDups
+		}
+		if w.broker == natsBroker {
+			usualDups = sc.natsUsualDups
 		}
 		resends := sc.resends && w.broker != natsBroker
 		t.Run(sc.name, func(t *testing.T) {
@@ -66,8 +69,8 @@ func runScenarios(t *testing.T, w *world) []result {
 				}
 				if r.dups > bound {
 					t.Errorf("%s: %d duplicates after %d faults; at most %d may repeat%s", sc.name, r.dups, r.faults, bound, why)
-				} else if sc.usualDups != nil && w.broker != natsBroker && r.dups > sc.usualDups(r.faults)+(bound-maxDups(r.faults)) {
-					t.Logf("%s: %d duplicates after %d faults, more than the %d usual (within the %d allowed)", sc.name, r.dups, r.faults, sc.usualDups(r.faults), bound)
+				} else if usualDups != nil && r.dups > usualDups(r.faults)+(bound-maxDups(r.faults)) {
+					t.Logf("%s: %d duplicates after %d faults, more than the %d usual (within the %d allowed)", sc.name, r.dups, r.faults, usualDups(r.faults), bound)
 				}
 			}
 			if sc.cutsHandlers && r.redone == 0 {
