@@ -139,7 +139,7 @@ type Options struct {
 	// connection causes, and it caps the publish rate at MaxUnconfirmed /
 	// confirm latency (256 / 10 ms = 25,600 msg/s). Raise it for a distant
 	// broker. Default 256: a backlog drained from PostgreSQL to the local
-	// RabbitMQ 22 % faster than with 128 (docs/performance.md).
+	// RabbitMQ 19 % faster than with 128 (docs/performance.md).
 	MaxUnconfirmed int
 	// DispatchQueueSize bounds the committed messages waiting for the fast
 	// path. A committing caller never waits for it: when it is full, the
