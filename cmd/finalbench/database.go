@@ -57,6 +57,10 @@ type database struct {
 	// version is the query of the server's version, shown after
 	// versionPrefix.
 	version, versionPrefix string
+	// cache is the query of the server's own cache of table pages, shown
+	// after the version: a backlog larger than InnoDB's buffer pool is
+	// read from disk as it drains (empty: not shown).
+	cache string
 	// settle brings the database to rest after what earlier phases did
 	// to tables (quoted names), waiting up to a minute.
 	settle func(db *sql.DB, tables []string)
@@ -79,6 +83,7 @@ var databases = map[string]database{
 		truncate:   "TRUNCATE TABLE %s",
 		missing:    "doesn't exist",
 		version:    "SELECT VERSION()",
+		cache:      "SELECT CONCAT(@@innodb_buffer_pool_size DIV 1048576, ' MiB buffer pool')",
 		settle:     innodbPurged,
 	},
 	"postgres": {
@@ -99,6 +104,7 @@ var databases = map[string]database{
 		missing:       "does not exist",
 		version:       "SHOW server_version",
 		versionPrefix: "PostgreSQL ",
+		cache:         "SELECT current_setting('shared_buffers') || ' shared_buffers'",
 		settle:        vacuumed,
 	},
 	"sqlite": {

@@ -302,6 +302,10 @@ func (e *benchEnv) versions() (string, string) {
 	if err := e.db.QueryRow(e.cfg.db.version).Scan(&dbv); err == nil {
 		dbv = e.cfg.db.versionPrefix + dbv
 	}
+	var cache string
+	if e.cfg.db.cache != "" && e.db.QueryRow(e.cfg.db.cache).Scan(&cache) == nil {
+		dbv += " (" + cache + ")"
+	}
 	return dbv, e.cfg.broker.version()
 }
 

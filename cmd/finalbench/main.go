@@ -85,6 +85,7 @@ type config struct {
 	rawSweep     bool          // choose the raw limits' settings by a sweep
 	rawFixed     rawSettings   // the raw limits' settings without the sweep
 	batch        bool          // several messages of a transaction in one insert (PublishMessages; the raw limit likewise)
+	paceLibrary  float64       // pace the library's producers in the alternating rounds at this fraction of the round's limit commit rate (0: unpaced)
 }
 
 // phases in the order they run (peers before sweep); libonly and rawonly
@@ -150,6 +151,8 @@ func main() {
 	flag.IntVar(&c.unconfirmed, "max-unconfirmed", final.DefaultOptions().MaxUnconfirmed, "the library's MaxUnconfirmed")
 	flag.IntVar(&c.heldClaims, "held-claims", final.DefaultOptions().OutboxHeldClaims, "the library's OutboxHeldClaims (0: leased claims; applies to a store that can hold its claims)")
 	flag.IntVar(&c.prefetch, "prefetch", final.DefaultOptions().Prefetch, "the library's Prefetch (0: its default, final.DefaultPrefetch unless the consumer timeout needs less)")
+	flag.Float64Var(&c.paceLibrary, "pace-library", 0, "pace the library's producers in the commit and 10 msg/tx rounds at this fraction of the commit rate the limit reached\n"+
+		"in the same round (0: unpaced, as fast as they go): a diagnostic, to see what the library delivers when it commits no more than the limit")
 	wire := flag.String("wire", "envelope", "the library's wire format: envelope or cloudevents")
 	replot := flag.String("replot", "", "redraw the chart of a saved results.json beside it, and exit")
 	peers := flag.String("peers", "watermill,river", "the peers phase's systems, each run where it applies to -db (watermill: mysql, postgres; river: postgres)")
@@ -430,7 +433,7 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 		r.measured.drain = &drain
 		r.add("backlog drain to broker (msg/s)", drain.relayed, rawPub.confirmed, ">= 0.50 x raw confirmed publish", 0.50)
 		r.add("backlog drain to subscriber (msg/s)", drain.delivered, rawPub.consumed, ">= 0.80 x raw publish+consume", 0.80)
-		r.addMax("RSS growth while draining (MiB)", drain.rssGrowthMiB, 64)
+		r.addMax("RSS growth while draining (MiB)", drain.rssGrowthMiB, memoryBound(env.options(), c.prefetch, c.size))
 		say("the store alone: a backlog of %d claimed and deleted, no broker", c.backlog)
 		storeRate, err := labeled("store-drain", func() (float64, error) { return env.storeDrain(c.backlog) })
 		if err != nil {
@@ -481,4 +484,15 @@ func (c config) describe() string {
 	}
 	return fmt.Sprintf("producers=%d payload=%dB per-tx=%d batch=%v phase=%s backlog=%d consume=%d wire=%s broker=%s max-unconfirmed=%d held-claims=%d prefetch=%s",
 		c.concurrency, c.size, c.perTx, c.batch, c.duration, c.backlog, c.consume, c.wire, c.broker.name(), c.unconfirmed, c.heldClaims, prefetch)
+}
+
+// memoryBound is, in MiB, what the library documents that a draining
+// instance holds: under about twice DispatchQueueBytes of outbox messages
+// (Options.DispatchQueueBytes), and the subscriber's Prefetch deliveries of
+// size bytes.
+func memoryBound(o final.Options, prefetch, size int) float64 {
+	if prefetch == 0 {
+		prefetch = final.DefaultPrefetch
+	}
+	return float64(2*o.DispatchQueueBytes+prefetch*size) / (1 << 20)
 }

@@ -19,7 +19,12 @@ func (e *benchEnv) alternate(perTx int, say func(string, ...any)) (rawStackResul
 		}
 		say("  commit %.0f tx/s, end-to-end %.0f tx/s", stack.commitTx, stack.e2eTx)
 		say("round %d of %d, %d msg/tx: library commit and end-to-end", i+1, rounds, perTx)
-		lib, err := e.library(c.concurrency, perTx, c.duration, 0)
+		var pace float64
+		if c.paceLibrary > 0 {
+			pace = c.paceLibrary * stack.commitTx
+			say("  the library paced at %.0f tx/s (-pace-library %.2f)", pace, c.paceLibrary)
+		}
+		lib, err := e.library(c.concurrency, perTx, c.duration, pace)
 		if err != nil {
 			return rawStackResult{}, libResult{}, err
 		}
