@@ -1,9 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -123,6 +126,7 @@ func (e *benchEnv) drain(n int) (drainResult, error) {
 		return drainResult{}, fmt.Errorf("drain: not connected again a minute after the link was restored")
 	}
 	start := time.Now()
+	stopBlockProfile := e.blockProfile()
 	deadline := start.Add(5 * time.Minute)
 	lastReport, lastLook := start, start
 	var emptied, deliveredAt time.Duration
@@ -156,6 +160,7 @@ func (e *benchEnv) drain(n int) (drainResult, error) {
 		}
 		time.Sleep(5 * time.Millisecond) // polling interval
 	}
+	stopBlockProfile()
 	close(stop)
 	<-sampled
 	return drainResult{
@@ -181,4 +186,24 @@ func rssMiB() float64 {
 		}
 	}
 	return 0
+}
+
+// blockProfile starts recording where goroutines wait (-blockprofile), and
+// returns what stops it and writes the profile: nothing without the flag.
+func (e *benchEnv) blockProfile() (stop func()) {
+	file := e.cfg.blockprofile
+	if file == "" {
+		return func() {}
+	}
+	runtime.SetBlockProfileRate(int(10 * time.Microsecond))
+	return func() {
+		runtime.SetBlockProfileRate(0)
+		f, err := os.Create(file)
+		if err == nil {
+			err = errors.Join(pprof.Lookup("block").WriteTo(f, 0), f.Close())
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "finalbench: block profile: %v\n", err)
+		}
+	}
 }

@@ -73,6 +73,7 @@ type config struct {
 	out          string
 	phases       map[string]bool
 	cpuprofile   string
+	blockprofile string
 	pacedRate    float64
 	rounds       int           // the commit and 10 msg/tx phases alternate the limit and the library this many times
 	unconfirmed  int           // the library's MaxUnconfirmed
@@ -145,6 +146,8 @@ func main() {
 		"12-point sweep of raw publish and consume (false: the settings of -raw, for quick runs and profiling)")
 	rawFixed := flag.String("raw", defaultRawSettings.flag(), "the raw broker limits' confirm window, prefetch and publishers with -raw-sweep=false")
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.StringVar(&c.blockprofile, "blockprofile", "", "write a profile of where goroutines waited (channels, locks, selects; one sample per 10µs waited) during the\n"+
+		"backlog drain, from the reconnection until every message was delivered and the outbox was empty, to this file: where a drain that does not use the whole machine waits")
 	flag.Float64Var(&c.pacedRate, "rate", 0, "tx/s of the paced latency phase (0: half the limit, raw DB + broker, when the commit phase runs, else half the raw database rate)")
 	flag.IntVar(&c.rounds, "rounds", 3, "rounds of the commit and 10 msg/tx phases: each runs the limit and the library in turn, and the report gives\n"+
 		"the median of each figure (the machine's speed drifts between phases as much as the gaps measured)")
