@@ -193,10 +193,22 @@ func (r *report) withRatios(row peerRow) peerRow {
 		row.CommitVsLimit = ratio(row.CommitTx, m.stack.commitTx)
 		row.E2EVsLimit = ratio(row.E2ETx, m.stack.e2eTx)
 	}
-	if m.rawPub != nil {
-		row.DrainVsRaw = ratio(row.DrainMsgs, m.rawPub.consumed)
+	if raw := m.drainLimit(); raw > 0 {
+		row.DrainVsRaw = ratio(row.DrainMsgs, raw)
 	}
 	return row
+}
+
+// drainLimit is the raw publish and consume rate drains are compared with:
+// the one measured beside the library's drain, else the raw limit's.
+func (m measured) drainLimit() float64 {
+	if m.rawDrain > 0 {
+		return m.rawDrain
+	}
+	if m.rawPub != nil {
+		return m.rawPub.consumed
+	}
+	return 0
 }
 
 // addLimitRows puts the raw limits and the library's figures of this run
@@ -209,7 +221,7 @@ func (r *report) addLimitRows() {
 	r.Peers = append(r.Peers, r.withRatios(peerRow{System: "raw DB alone", CommitTx: m.rawTx,
 		Setup: "the business insert and -per-tx outbox-shaped inserts, prepared statements"}))
 	r.Peers = append(r.Peers, r.withRatios(peerRow{System: "raw DB + broker, no outbox (the limit)",
-		CommitTx: m.stack.commitTx, E2ETx: m.stack.e2eTx, DrainMsgs: m.rawPub.consumed,
+		CommitTx: m.stack.commitTx, E2ETx: m.stack.e2eTx, DrainMsgs: m.drainLimit(),
 		Setup: "the raw transaction, then amqp091-go publishing with pipelined confirms to a raw consumer; drain: raw confirmed publish + consume" + r.rawSetup()}))
 	if lib := m.lib; lib != nil {
 		row := peerRow{System: "final (this run)", CommitTx: lib.commitTx, E2ETx: lib.e2eTx,

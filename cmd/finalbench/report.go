@@ -59,6 +59,9 @@ type measured struct {
 	rawPub *rawPublishResult
 	lib    *libResult
 	drain  *drainResult
+	// rawDrain is the raw publish and consume rate the drain was compared
+	// with: the median of the rounds that alternated with it (0: no drain).
+	rawDrain float64
 }
 
 type report struct {
@@ -111,7 +114,7 @@ func (r *report) addLatency(figure string, ms, bound float64) {
 func (r *report) addMax(figure string, v, bound float64) {
 	pass := v <= bound
 	r.Rows = append(r.Rows, row{Figure: figure, Library: v, Limit: bound, Ratio: v / bound,
-		Target: fmt.Sprintf("<= %g", bound), Pass: &pass})
+		Target: fmt.Sprintf("<= %.4g", bound), Pass: &pass})
 }
 
 func (r *report) table() string {

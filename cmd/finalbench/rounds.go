@@ -1,6 +1,9 @@
 package main
 
-import "slices"
+import (
+	"slices"
+	"time"
+)
 
 // alternate runs the limit (raw DB + broker) and the library's commit phase
 // in turn, cfg.rounds times, and returns the median of each figure over the
@@ -38,6 +41,49 @@ func (e *benchEnv) alternate(perTx int, say func(string, ...any)) (rawStackResul
 			rounds, stack.commitTx, stack.e2eTx, lib.commitTx, lib.e2eTx)
 	}
 	return stack, lib, nil
+}
+
+// alternateDrains runs a raw publish and consume of -backlog messages with
+// settings s and the library's backlog drain in turn, cfg.rounds times, and
+// returns the drain's median figures (its peak RSS growth the largest, its
+// duplicates summed) and the median raw rate consumed: the broker's speed
+// drifts within a run by more than the drain's distance to its target, and
+// the pairs are measured back to back.
+func (e *benchEnv) alternateDrains(s rawSettings, say func(string, ...any)) (drainResult, float64, error) {
+	c := e.cfg
+	rounds := max(1, c.rounds)
+	drains, raws := make([]drainResult, rounds), make([]float64, rounds)
+	for i := range rounds {
+		say("round %d of %d, drain: raw %s publish and consume of %d messages, %s", i+1, rounds, c.broker.name(), c.backlog, s)
+		raw, err := labeled("raw-publish", func() (rawPublishResult, error) { return e.rawPublish(c.backlog, s) })
+		if err != nil {
+			return drainResult{}, 0, err
+		}
+		say("  consumed %.0f msg/s", raw.consumed)
+		say("round %d of %d, drain: a backlog of %d with the broker unreachable, then drain", i+1, rounds, c.backlog)
+		d, err := labeled("drain", func() (drainResult, error) { return e.drain(c.backlog) })
+		if err != nil {
+			return drainResult{}, 0, err
+		}
+		say("  connected again %s after the link was restored; from then relayed %.0f msg/s, delivered %.0f msg/s = %.2f, RSS +%.1f MiB, %d duplicates",
+			d.reconnect.Round(time.Millisecond), d.relayed, d.delivered, ratio(d.delivered, raw.consumed), d.rssGrowthMiB, d.dups)
+		drains[i], raws[i] = d, raw.consumed
+	}
+	d := drainResult{
+		relayed:   median(drains, func(d drainResult) float64 { return d.relayed }),
+		delivered: median(drains, func(d drainResult) float64 { return d.delivered }),
+		reconnect: time.Duration(median(drains, func(d drainResult) float64 { return float64(d.reconnect) })),
+	}
+	for _, x := range drains {
+		d.rssGrowthMiB = max(d.rssGrowthMiB, x.rssGrowthMiB)
+		d.dups += x.dups
+	}
+	raw := median(raws, func(v float64) float64 { return v })
+	if rounds > 1 {
+		say("  medians over %d rounds: raw publish and consume %.0f msg/s; drain relayed %.0f, delivered %.0f msg/s = %.2f; largest RSS growth %.1f MiB, %d duplicates",
+			rounds, raw, d.relayed, d.delivered, ratio(d.delivered, raw), d.rssGrowthMiB, d.dups)
+	}
+	return d, raw, nil
 }
 
 // median returns the median of the values f picks from xs (the mean of
