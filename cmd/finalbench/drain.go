@@ -9,6 +9,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -127,6 +128,7 @@ func (e *benchEnv) drain(n int) (drainResult, error) {
 	}
 	start := time.Now()
 	stopBlockProfile := e.blockProfile()
+	defer stopBlockProfile() // a drain that fails is the one to look at
 	deadline := start.Add(5 * time.Minute)
 	lastReport, lastLook := start, start
 	var emptied, deliveredAt time.Duration
@@ -189,14 +191,16 @@ func rssMiB() float64 {
 }
 
 // blockProfile starts recording where goroutines wait (-blockprofile), and
-// returns what stops it and writes the profile: nothing without the flag.
+// returns what stops it and writes the profile, once however often it is
+// called: nothing without the flag. The runtime's profile keeps what it
+// recorded, so the file written after a later drain holds every drain's.
 func (e *benchEnv) blockProfile() (stop func()) {
 	file := e.cfg.blockprofile
 	if file == "" {
 		return func() {}
 	}
 	runtime.SetBlockProfileRate(int(10 * time.Microsecond))
-	return func() {
+	return sync.OnceFunc(func() {
 		runtime.SetBlockProfileRate(0)
 		f, err := os.Create(file)
 		if err == nil {
@@ -205,5 +209,5 @@ func (e *benchEnv) blockProfile() (stop func()) {
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "finalbench: block profile: %v\n", err)
 		}
-	}
+	})
 }

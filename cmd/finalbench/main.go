@@ -147,10 +147,11 @@ func main() {
 	rawFixed := flag.String("raw", defaultRawSettings.flag(), "the raw broker limits' confirm window, prefetch and publishers with -raw-sweep=false")
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.StringVar(&c.blockprofile, "blockprofile", "", "write a profile of where goroutines waited (channels, locks, selects; one sample per 10µs waited) during the\n"+
-		"backlog drain, from the reconnection until every message was delivered and the outbox was empty, to this file: where a drain that does not use the whole machine waits")
+		"backlog drain, from the reconnection until every message was delivered and the outbox was empty, to this file (with -rounds, every round's drain together):\n"+
+		"where a drain that does not use the whole machine waits")
 	flag.Float64Var(&c.pacedRate, "rate", 0, "tx/s of the paced latency phase (0: half the limit, raw DB + broker, when the commit phase runs, else half the raw database rate)")
 	flag.IntVar(&c.rounds, "rounds", 3, "rounds of the commit, drain and 10 msg/tx phases: each runs the limit and the library in turn, and the report gives\n"+
-		"the median of each figure (the machine's speed drifts between phases as much as the gaps measured)")
+		"the pair of the round whose ratio is the median (the machine's speed drifts between phases as much as the gaps measured)")
 	flag.IntVar(&c.unconfirmed, "max-unconfirmed", final.DefaultOptions().MaxUnconfirmed, "the library's MaxUnconfirmed")
 	flag.IntVar(&c.heldClaims, "held-claims", final.DefaultOptions().OutboxHeldClaims, "the library's OutboxHeldClaims (0: leased claims; applies to a store that can hold its claims)")
 	flag.IntVar(&c.prefetch, "prefetch", final.DefaultOptions().Prefetch, "the library's Prefetch (0: its default, final.DefaultPrefetch unless the consumer timeout needs less)")
@@ -430,10 +431,10 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 		if err != nil {
 			return err
 		}
-		r.measured.drain, r.measured.rawDrain = &drain, rawDrain
-		r.add("backlog drain to broker (msg/s)", drain.relayed, rawPub.confirmed, ">= 0.50 x raw confirmed publish", 0.50)
-		r.add("backlog drain to subscriber (msg/s)", drain.delivered, rawDrain, ">= 0.80 x raw publish+consume", 0.80)
-		r.addMax("RSS growth while draining (MiB)", drain.rssGrowthMiB, memoryBound(env.options(), c.prefetch, c.size))
+		r.measured.drain, r.measured.rawDrain = &drain, rawDrain.consumed
+		r.add("backlog drain to broker (msg/s)", drain.relayed, rawDrain.confirmed, ">= 0.50 x raw confirmed publish", 0.50)
+		r.add("backlog drain to subscriber (msg/s)", drain.delivered, rawDrain.consumed, ">= 0.80 x raw publish+consume", 0.80)
+		r.addMax("RSS growth while draining (MiB)", drain.rssGrowthMiB, memoryBound(env.options(), c.size))
 		say("the store alone: a backlog of %d claimed and deleted, no broker", c.backlog)
 		storeRate, err := labeled("store-drain", func() (float64, error) { return env.storeDrain(c.backlog) })
 		if err != nil {
@@ -482,15 +483,24 @@ func (c config) describe() string {
 	if c.prefetch == 0 {
 		prefetch = fmt.Sprintf("default (%d unless the consumer timeout needs less)", final.DefaultPrefetch)
 	}
-	return fmt.Sprintf("producers=%d payload=%dB per-tx=%d batch=%v phase=%s backlog=%d consume=%d wire=%s broker=%s max-unconfirmed=%d held-claims=%d prefetch=%s",
+	d := fmt.Sprintf("producers=%d payload=%dB per-tx=%d batch=%v phase=%s backlog=%d consume=%d wire=%s broker=%s max-unconfirmed=%d held-claims=%d prefetch=%s",
 		c.concurrency, c.size, c.perTx, c.batch, c.duration, c.backlog, c.consume, c.wire, c.broker.name(), c.unconfirmed, c.heldClaims, prefetch)
+	if c.paceLibrary > 0 {
+		d += fmt.Sprintf(" pace-library=%g (the library's commit rate is paced: not a measure of it)", c.paceLibrary)
+	}
+	if c.blockprofile != "" {
+		d += " blockprofile=on (during the drain)"
+	}
+	return d
 }
 
 // memoryBound is, in MiB, what the library documents that a draining
 // instance holds: under about twice DispatchQueueBytes of outbox messages
 // (Options.DispatchQueueBytes), and the subscriber's Prefetch deliveries of
-// size bytes.
-func memoryBound(o final.Options, prefetch, size int) float64 {
+// size bytes. It bounds the messages held, which the RSS growth it is
+// compared with includes, with the heap's slack besides.
+func memoryBound(o final.Options, size int) float64 {
+	prefetch := o.Prefetch
 	if prefetch == 0 {
 		prefetch = final.DefaultPrefetch
 	}

@@ -1,32 +1,71 @@
 package main
 
-import "testing"
+import (
+	"testing"
 
-func TestMedian(t *testing.T) {
-	id := func(x float64) float64 { return x }
+	"github.com/finalbus/final"
+)
+
+// The commit rounds are reported as the pair of the median round by end
+// to end; the library's duplicates and losses are summed over the rounds,
+// so that one round's loss shows.
+func TestMedianPairSumsLossesAndDuplicates(t *testing.T) {
+	stacks := []rawStackResult{{commitTx: 100, e2eTx: 100}, {commitTx: 200, e2eTx: 200}, {commitTx: 100, e2eTx: 100}}
+	libs := []libResult{
+		{commitTx: 95, e2eTx: 90, dups: 1},   // 0.90
+		{commitTx: 210, e2eTx: 140, lost: 2}, // 0.70
+		{commitTx: 99, e2eTx: 80},            // 0.80: the median
+	}
+	stack, lib, m := medianPair(stacks, libs)
+	if m != 2 || stack.e2eTx != 100 || lib.e2eTx != 80 || lib.commitTx != 99 || lib.dups != 1 || lib.lost != 2 {
+		t.Fatalf("medianPair = round %d, limit %+v, library %+v; want round 2 (80 of 100), 1 duplicate and 2 lost", m, stack, lib)
+	}
+}
+
+// The drain's raw rate is the one measured beside it when there is one,
+// else the raw limit's; every drain ratio (the library's, the peers') is
+// to that rate.
+func TestDrainLimitPrefersTheRatesMeasuredBeside(t *testing.T) {
+	pub := &rawPublishResult{confirmed: 12000, consumed: 10000}
 	for _, c := range []struct {
-		xs   []float64
+		m    measured
 		want float64
 	}{
-		{[]float64{3}, 3},
-		{[]float64{9, 1, 5}, 5},
-		{[]float64{4, 1, 3, 2}, 2.5},
+		{measured{}, 0},
+		{measured{rawPub: pub}, 10000},
+		{measured{rawPub: pub, rawDrain: 8000}, 8000},
 	} {
-		if got := median(c.xs, id); got != c.want {
-			t.Errorf("median(%v) = %v, want %v", c.xs, got, c.want)
+		if got := c.m.drainLimit(); got != c.want {
+			t.Errorf("drainLimit() of %+v = %v, want %v", c.m, got, c.want)
 		}
 	}
 }
 
-// The medians of the rounds are taken figure by figure; the library's
-// duplicates and losses are summed, so that one round's loss shows.
-func TestMedianLibSumsLossesAndDuplicates(t *testing.T) {
-	m := medianLib([]libResult{
-		{commitTx: 100, e2eTx: 90, dups: 1},
-		{commitTx: 300, e2eTx: 70, lost: 2},
-		{commitTx: 200, e2eTx: 80},
-	})
-	if m.commitTx != 200 || m.e2eTx != 80 || m.dups != 1 || m.lost != 2 {
-		t.Fatalf("medianLib = %+v, want commit 200, end to end 80, 1 duplicate, 2 lost", m)
+// The drain's memory check is what Options documents: twice
+// DispatchQueueBytes of outbox messages plus Prefetch deliveries.
+func TestMemoryBoundIsTheDocumentedOne(t *testing.T) {
+	o := final.DefaultOptions()
+	if got, want := memoryBound(o, 65536), float64(2*64+final.DefaultPrefetch/16); got != want {
+		t.Errorf("memoryBound(defaults, 64 KiB) = %v MiB, want %v", got, want)
+	}
+	if got, want := memoryBound(o.WithPrefetch(32).WithDispatchQueueBytes(8<<20), 1<<20), float64(2*8+32); got != want {
+		t.Errorf("memoryBound(prefetch 32, 8 MiB queue, 1 MiB) = %v MiB, want %v", got, want)
+	}
+}
+
+// The drain's rounds are reported as a pair, the round whose ratio is the
+// median, not as medians taken figure by figure, which pair a drain with
+// another round's raw rate.
+func TestMedianRoundKeepsThePair(t *testing.T) {
+	ratios := []float64{0.71, 0.91, 0.72}
+	if got := medianRound(len(ratios), func(i int) float64 { return ratios[i] }); got != 2 {
+		t.Errorf("medianRound(0.71, 0.91, 0.72) = round %d, want 2 (0.72)", got)
+	}
+	even := []float64{0.9, 0.6, 0.8, 0.7}
+	if got := medianRound(len(even), func(i int) float64 { return even[i] }); got != 3 {
+		t.Errorf("medianRound(0.9, 0.6, 0.8, 0.7) = round %d, want 3 (0.7, the lower middle)", got)
+	}
+	if got := medianRound(1, func(int) float64 { return 1 }); got != 0 {
+		t.Errorf("medianRound of one round = %d, want 0", got)
 	}
 }
