@@ -9,7 +9,6 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -127,8 +126,7 @@ func (e *benchEnv) drain(n int) (drainResult, error) {
 		return drainResult{}, fmt.Errorf("drain: not connected again a minute after the link was restored")
 	}
 	start := time.Now()
-	stopBlockProfile := e.blockProfile()
-	defer stopBlockProfile() // a drain that fails is the one to look at
+	defer e.blockProfile()() // on every return: a drain that fails is the one to look at
 	deadline := start.Add(5 * time.Minute)
 	lastReport, lastLook := start, start
 	var emptied, deliveredAt time.Duration
@@ -162,7 +160,6 @@ func (e *benchEnv) drain(n int) (drainResult, error) {
 		}
 		time.Sleep(5 * time.Millisecond) // polling interval
 	}
-	stopBlockProfile()
 	close(stop)
 	<-sampled
 	return drainResult{
@@ -191,8 +188,7 @@ func rssMiB() float64 {
 }
 
 // blockProfile starts recording where goroutines wait (-blockprofile), and
-// returns what stops it and writes the profile, once however often it is
-// called: nothing without the flag. The runtime's profile keeps what it
+// returns what stops it and writes the profile: nothing without the flag. The runtime's profile keeps what it
 // recorded, so the file written after a later drain holds every drain's.
 func (e *benchEnv) blockProfile() (stop func()) {
 	file := e.cfg.blockprofile
@@ -200,7 +196,7 @@ func (e *benchEnv) blockProfile() (stop func()) {
 		return func() {}
 	}
 	runtime.SetBlockProfileRate(int(10 * time.Microsecond))
-	return sync.OnceFunc(func() {
+	return func() {
 		runtime.SetBlockProfileRate(0)
 		f, err := os.Create(file)
 		if err == nil {
@@ -209,5 +205,5 @@ func (e *benchEnv) blockProfile() (stop func()) {
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "finalbench: block profile: %v\n", err)
 		}
-	})
+	}
 }

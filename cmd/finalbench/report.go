@@ -60,7 +60,8 @@ type measured struct {
 	lib    *libResult
 	drain  *drainResult
 	// rawDrain is the raw publish and consume rate the drain was compared
-	// with: the median of the rounds that alternated with it (0: no drain).
+	// with: that of the median round of those that alternated with it (0:
+	// no drain).
 	rawDrain float64
 }
 
