@@ -13,9 +13,12 @@ import (
 // The overflow remembers up to overflowPerQueued rows per row of the
 // dispatch queue, and at least minOverflow: 131,072 ids by default, about
 // 5 MiB. A small DispatchQueueSize bounds the messages held, not the ids.
+// (More would not be sent sooner: a row is read back only within the
+// first half of its OutboxScanAgoTime window, so the overflow needs no
+// more ids than the broker takes in that time.)
 const (
-	overflowPerQueued = 16
-	minOverflow       = 1 << 16
+	overflowPerQueued = 2
+	minOverflow       = 1 << 17
 )
 
 // overflow remembers, by id, the committed rows the fast path had no room
@@ -245,6 +248,7 @@ func (f *overflow) readBack(rows []leftRow) error {
 	if err != nil {
 		return err
 	}
+	f.log.Debug("final: rows the dispatch queue had no room for read back", "rows", len(recs))
 	for i, rec := range recs {
 		recs[i] = outbox.Record{} // once handed on, the dispatcher alone holds it
 		if rec.Err != nil || rec.OrderKey != 0 {

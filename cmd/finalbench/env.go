@@ -312,5 +312,6 @@ func (e *benchEnv) versions() (string, string) {
 // options are the library's options in every phase.
 func (e *benchEnv) options() final.Options {
 	return final.DefaultOptions().WithLogger(quietLogger()).WithMaxUnconfirmed(e.cfg.unconfirmed).
-		WithOutboxHeldClaims(e.cfg.heldClaims).WithPrefetch(e.cfg.prefetch).WithWireFormat(e.cfg.wire)
+		WithOutboxHeldClaims(e.cfg.heldClaims).WithPrefetch(e.cfg.prefetch).WithWireFormat(e.cfg.wire).
+		WithDispatchQueueSize(e.cfg.queue).WithOutboxScanAgoTime(e.cfg.scanAgo)
 }

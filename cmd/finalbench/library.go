@@ -26,6 +26,9 @@ type libResult struct {
 	dups     int64   // deliveries of a message already handled, until the end-to-end mark
 	lost     int64   // committed messages not handled at the end-to-end mark (the phase fails if any is still missing after 2 minutes)
 	lat      latency
+	msgs     int64 // messages committed
+	readBack int64 // rows the overflow read back from the table (see paths)
+	relayed  int64 // rows the relay claimed
 }
 
 // tracker records when each message's transaction committed and when its
@@ -108,7 +111,8 @@ func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResu
 	svc := e.service("lib")
 	topic := "bench." + svc
 	tr := newTracker()
-	bus := final.New(svc, e.db, e.cfg.broker.provider(e.cfg.broker.url()), e.options())
+	var slow paths
+	bus := final.New(svc, e.db, e.cfg.broker.provider(e.cfg.broker.url()), e.options().WithLogger(slow.logger()))
 	bus.Subscribe(topic).Handler(tr.handle)
 	if err := bus.Start(); err != nil {
 		return libResult{}, err
@@ -187,6 +191,9 @@ func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResu
 		dups:     tr.dups.Load(),
 		lost:     tr.lost(),
 		lat:      tr.latency(),
+		msgs:     want,
+		readBack: slow.readBack.Load(),
+		relayed:  slow.relayed.Load(),
 	}, nil
 }
 

@@ -79,6 +79,8 @@ type config struct {
 	unconfirmed  int           // the library's MaxUnconfirmed
 	heldClaims   int           // the library's OutboxHeldClaims
 	prefetch     int           // the library's Prefetch (0: its default)
+	queue        int           // the library's DispatchQueueSize
+	scanAgo      time.Duration // the library's OutboxScanAgoTime
 	wire         mq.WireFormat // the library's Options.WireFormat
 	peers        []string      // the peers of the peers phase
 	peersDir     string        // the bench/peers module
@@ -153,6 +155,8 @@ func main() {
 	flag.IntVar(&c.rounds, "rounds", 3, "rounds of the commit, drain and 10 msg/tx phases: each runs the limit and the library in turn, and the report gives\n"+
 		"the pair of the round whose ratio is the median (the machine's speed drifts between phases as much as the gaps measured)")
 	flag.IntVar(&c.unconfirmed, "max-unconfirmed", final.DefaultOptions().MaxUnconfirmed, "the library's MaxUnconfirmed")
+	flag.IntVar(&c.queue, "dispatch-queue", final.DefaultOptions().DispatchQueueSize, "the library's DispatchQueueSize")
+	flag.DurationVar(&c.scanAgo, "scan-ago", final.DefaultOptions().OutboxScanAgoTime, "the library's OutboxScanAgoTime")
 	flag.IntVar(&c.heldClaims, "held-claims", final.DefaultOptions().OutboxHeldClaims, "the library's OutboxHeldClaims (0: leased claims; applies to a store that can hold its claims)")
 	flag.IntVar(&c.prefetch, "prefetch", final.DefaultOptions().Prefetch, "the library's Prefetch (0: its default, final.DefaultPrefetch unless the consumer timeout needs less)")
 	flag.Float64Var(&c.paceLibrary, "pace-library", 0, "pace the library's producers in the commit and 10 msg/tx rounds at this fraction of the commit rate the limit reached\n"+
@@ -485,6 +489,9 @@ func (c config) describe() string {
 	}
 	d := fmt.Sprintf("producers=%d payload=%dB per-tx=%d batch=%v phase=%s backlog=%d consume=%d wire=%s broker=%s max-unconfirmed=%d held-claims=%d prefetch=%s",
 		c.concurrency, c.size, c.perTx, c.batch, c.duration, c.backlog, c.consume, c.wire, c.broker.name(), c.unconfirmed, c.heldClaims, prefetch)
+	if o := final.DefaultOptions(); c.queue != o.DispatchQueueSize || c.scanAgo != o.OutboxScanAgoTime {
+		d += fmt.Sprintf(" dispatch-queue=%d scan-ago=%s", c.queue, c.scanAgo)
+	}
 	if c.paceLibrary > 0 {
 		d += fmt.Sprintf(" pace-library=%g (the library's commit rate is paced: not a measure of it)", c.paceLibrary)
 	}

@@ -32,8 +32,9 @@ func (e *benchEnv) alternate(perTx int, say func(string, ...any)) (rawStackResul
 		if err != nil {
 			return rawStackResult{}, libResult{}, err
 		}
-		say("  commit %.0f tx/s = %.2f, end-to-end %.0f tx/s = %.2f, %d duplicates", lib.commitTx, ratio(lib.commitTx, stack.commitTx),
-			lib.e2eTx, ratio(lib.e2eTx, stack.e2eTx), lib.dups)
+		say("  commit %.0f tx/s = %.2f, end-to-end %.0f tx/s = %.2f, %d duplicates; of the messages, %s read back from the table, %s relayed",
+			lib.commitTx, ratio(lib.commitTx, stack.commitTx), lib.e2eTx, ratio(lib.e2eTx, stack.e2eTx), lib.dups,
+			share(lib.readBack, lib.msgs), share(lib.relayed, lib.msgs))
 		stacks[i], libs[i] = stack, lib
 	}
 	stack, lib, m := medianPair(stacks, libs)
