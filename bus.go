@@ -493,7 +493,7 @@ func (b *Bus) stage(ctx context.Context, tx outbox.Tx, m *message.Message) (*out
 		out.key = 0
 	}
 	row := outbox.Row{Body: out.body, OrderKey: out.key, AvailableIn: b.availableIn(m)}
-	out.sendBy = time.Now().Add(row.AvailableIn)
+	out.sendBy = fastPathSendBy(row.AvailableIn)
 	if out.id, err = b.store.Insert(ctx, tx, row); err != nil {
 		return nil, txErr(fmt.Errorf("final: publish %q: %w", m.Topic, err))
 	}
@@ -518,7 +518,7 @@ func (b *Bus) stageAll(ctx context.Context, tx outbox.Tx, msgs []*message.Messag
 			out.key = 0 // as in stage
 		}
 		rows[i] = outbox.Row{Body: out.body, OrderKey: out.key, AvailableIn: b.availableIn(m)}
-		out.sendBy = time.Now().Add(rows[i].AvailableIn)
+		out.sendBy = fastPathSendBy(rows[i].AvailableIn)
 		outs[i] = out
 	}
 	ids, err := outbox.InsertAll(ctx, b.store, tx, rows)
@@ -616,6 +616,16 @@ func (b *Bus) availableIn(m *message.Message) time.Duration {
 	}
 	return b.opt.OutboxScanAgoTime
 }
+
+// fastPathSendBy is the last moment the fast path may start the publish
+// of a row inserted now that the relays may claim availableIn later: the
+// middle of that window, so that the confirm and the delete (AckLinger is
+// capped at the other half) land before a relay could send the row again.
+// It is measured from before the insert, so it falls early, never late.
+// (Up to the window's end, a queue deep enough to hold rows that long
+// publishes rows a relay is about to claim: with DispatchQueueSize raised
+// to 65,536, 10 messages per transaction on MariaDB gave 2–3 % duplicates.)
+func fastPathSendBy(availableIn time.Duration) time.Time { return time.Now().Add(availableIn / 2) }
 
 func randomID() string {
 	var r [6]byte

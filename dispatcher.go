@@ -22,8 +22,9 @@ type outgoing struct {
 	// sendBy is the last moment a publish of the row may start: for a
 	// claimed row, its lease's end less PublishTimeout, so that the publish
 	// is settled before another relay may claim the row; for a committed
-	// one, the end of its fast-path window (OutboxScanAgoTime after its
-	// insert), when the relays may claim it. Both are measured from before
+	// one, the middle of its fast-path window (fastPathSendBy: half
+	// OutboxScanAgoTime after its insert; the relays may claim it at the
+	// end), so that its confirm and delete land first. Both are measured from before
 	// the statement that set them in the table, so they fall early, never
 	// late. A row past it is left in the table, where it is or soon becomes
 	// available to the relays. Zero: no limit.

@@ -143,21 +143,15 @@ type Options struct {
 	MaxUnconfirmed int
 	// DispatchQueueSize bounds the committed messages waiting for the fast
 	// path. A committing caller never waits for it: when it is full, the
-	// bus remembers the ids of the messages that did not fit (up to 2 ×
-	// DispatchQueueSize, at least 131,072, about 40 bytes each) and reads
+	// bus remembers the ids of the messages that did not fit (up to 16 ×
+	// DispatchQueueSize, at least 65,536, about 40 bytes each) and reads
 	// them back from the outbox in batches, oldest first, once there is
 	// room for a batch, within the first half of their OutboxScanAgoTime
 	// window; beyond that bound, or later, the relay sends them. Messages
 	// with a key that do not fit (among them those committed while a batch
 	// waits for room) are left to the relay, which keeps their order. It also
 	// bounds the keyed messages parked behind an unsent earlier message of
-	// their key. A message read back costs the database a read, and one
-	// left to the relay a claim, on top of its delete: a queue that holds
-	// what the broker can take within OutboxScanAgoTime keeps a burst on
-	// the fast path. Default 65,536 (about 6 MiB of slots; the messages in
-	// them are bounded by DispatchQueueBytes): with 8,192, bursts of 10
-	// messages per transaction sent 95–99 % of their messages by the slower
-	// paths (docs/performance.md).
+	// their key. Default 8192.
 	DispatchQueueSize int
 	// DispatchQueueBytes bounds the same in bytes (of messages as stored):
 	// the committed messages waiting for the fast path and the keyed ones
@@ -169,7 +163,7 @@ type Options struct {
 	// lease, however large its messages. So the outbox messages an instance
 	// holds in memory stay under about twice this value, whatever the
 	// backlog. Default 64 MiB: the count bound still governs messages under
-	// 1 KiB (65,536 × 1 KiB), 64 messages of the largest default payload
+	// 8 KiB (8192 × 8 KiB), 64 messages of the largest default payload
 	// (1 MiB) keep the publisher busy, and 64 MiB is sent well within a
 	// claim's window (OutboxLease − PublishTimeout, 10s) on any link faster
 	// than 7 MiB/s.
@@ -237,7 +231,7 @@ func DefaultOptions() Options {
 		AckLinger:          100 * time.Millisecond,
 		PublishTimeout:     5 * time.Second,
 		MaxUnconfirmed:     256,
-		DispatchQueueSize:  65536,
+		DispatchQueueSize:  8192,
 		DispatchQueueBytes: 64 << 20,
 		MaxPayloadBytes:    1 << 20,
 		ShutdownTimeout:    10 * time.Second,

@@ -13,12 +13,9 @@ import (
 // The overflow remembers up to overflowPerQueued rows per row of the
 // dispatch queue, and at least minOverflow: 131,072 ids by default, about
 // 5 MiB. A small DispatchQueueSize bounds the messages held, not the ids.
-// (More would not be sent sooner: a row is read back only within the
-// first half of its OutboxScanAgoTime window, so the overflow needs no
-// more ids than the broker takes in that time.)
 const (
-	overflowPerQueued = 2
-	minOverflow       = 1 << 17
+	overflowPerQueued = 16
+	minOverflow       = 1 << 16
 )
 
 // overflow remembers, by id, the committed rows the fast path had no room
@@ -29,10 +26,11 @@ const (
 // rows than the dispatch queue holds (see overflowPerQueued).
 //
 // A row is read back only in the first half of its fast-path window
-// (leftRow.readBy), and the dispatcher starts its publish no later: the
-// relays may claim it only once the whole window has passed, so its
-// confirm and its delete (AckLinger is capped at the other half) have
-// that half to land before a relay could send it again. Left to the relay,
+// (leftRow.readBy, the row's outgoing.sendBy: fastPathSendBy), and the
+// dispatcher starts its publish no later: the relays may claim it only
+// once the whole window has passed, so its confirm and its delete
+// (AckLinger is capped at the other half) have that half to land before a
+// relay could send it again. Left to the relay,
 // as before: rows past readBy, rows beyond the bound, keyed rows (keyOrder
 // holds their key behind the rows the relay brings), the rows of a read
 // that failed, and every row when the store has no outbox.Reader.
@@ -44,10 +42,9 @@ type overflow struct {
 	reader  outbox.Reader
 	disp    *dispatcher
 	log     *slog.Logger
-	batch   int           // rows per read
-	max     int           // rows remembered
-	margin  time.Duration // a row is read back until margin before its window ends
-	maxRead int64         // bytes per read: half DispatchQueueBytes
+	batch   int   // rows per read
+	max     int   // rows remembered
+	maxRead int64 // bytes per read: half DispatchQueueBytes
 
 	mu      sync.Mutex
 	rows    []leftRow // rows[head:] are remembered, oldest first
@@ -83,7 +80,6 @@ func newOverflow(s outbox.Store, d *dispatcher, o Options) *overflow {
 		log:     o.Logger,
 		batch:   int(o.OutboxScanOffset),
 		max:     max(o.DispatchQueueSize*overflowPerQueued, minOverflow),
-		margin:  o.OutboxScanAgoTime / 2,
 		maxRead: max(int64(o.DispatchQueueBytes)/2, 1),
 		wake:    make(chan struct{}, 1),
 		ctx:     ctx,
@@ -126,16 +122,12 @@ func (f *overflow) add(o outgoing) bool {
 	if f == nil || o.key != 0 || f.stopped.Load() {
 		return false
 	}
-	var readBy time.Time
-	if !o.sendBy.IsZero() {
-		readBy = o.sendBy.Add(-f.margin)
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.rows)-f.head >= f.max {
 		return false
 	}
-	f.rows = append(f.rows, leftRow{id: o.id, size: o.size(), readBy: readBy})
+	f.rows = append(f.rows, leftRow{id: o.id, size: o.size(), readBy: o.sendBy})
 	f.pending.Add(1)
 	select {
 	case f.wake <- struct{}{}:

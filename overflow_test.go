@@ -91,14 +91,13 @@ func TestOverflowReadsBackWhatTheQueueHadNoRoomFor(t *testing.T) {
 	s := &readerStore{rows: map[int64]outbox.Record{}}
 	opt := DefaultOptions().WithDispatchQueueSize(2)
 	d, f := overflowOn(t, s, opt)
-	open := time.Now().Add(time.Hour)
-	readBy := open.Add(-opt.OutboxScanAgoTime / 2)
+	open := time.Now().Add(time.Hour) // the rows' sendBy: fastPathSendBy, the middle of their window
 	var rows []outgoing
 	for id := int64(1); id <= 6; id++ {
 		rows = append(rows, s.stored(t, id, 0, open))
 	}
-	late := s.stored(t, 7, 0, time.Now().Add(-time.Second))
-	closing := s.stored(t, 8, 0, time.Now().Add(opt.OutboxScanAgoTime/4)) // in the second half of its window
+	late := s.stored(t, 7, 0, time.Now().Add(-opt.OutboxScanAgoTime))      // past its window
+	closing := s.stored(t, 8, 0, time.Now().Add(-opt.OutboxScanAgoTime/4)) // in the second half of its window
 	keyed := s.stored(t, 9, 42, open)
 	gone := row(t, 10, 0, "", open) // deleted meanwhile: not in the table
 	broken := s.stored(t, 11, 0, open)
@@ -134,8 +133,8 @@ func TestOverflowReadsBackWhatTheQueueHadNoRoomFor(t *testing.T) {
 		if o.owner != "" || o.key != 0 {
 			t.Fatalf("row %d queued with owner %q, key %d; want a committed row's", o.id, o.owner, o.key)
 		}
-		if o.id > 2 && !o.sendBy.Equal(readBy) {
-			t.Fatalf("row %d read back with sendBy %v, want half its window earlier, %v", o.id, o.sendBy, readBy)
+		if !o.sendBy.Equal(open) {
+			t.Fatalf("row %d queued with sendBy %v, want its own, %v", o.id, o.sendBy, open)
 		}
 		if want := s.rows[o.id]; o.msg == nil || o.msg.UUID != want.Message.UUID || string(o.body) != string(want.Body) {
 			t.Fatalf("row %d queued with message %+v, want the stored %s", o.id, o.msg, want.Message.UUID)

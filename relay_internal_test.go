@@ -173,3 +173,29 @@ func TestUndecodableRowReportedOnce(t *testing.T) {
 	}
 	t.Logf("last_error: %s", lastErr)
 }
+
+// A committed row's fast path may start its publish until the middle of
+// its OutboxScanAgoTime window, measured from before its insert: the other
+// half is for its confirm and its delete to land before a relay may claim
+// the row. Sent up to the window's end, a row that waited in a deep queue
+// was confirmed after a relay had claimed it: a duplicate.
+func TestCommittedRowsAreSentByTheMiddleOfTheirWindow(t *testing.T) {
+	o := DefaultOptions()
+	b := &Bus{opt: o, store: &countingStore{}}
+	before := time.Now()
+	one, err := b.stage(context.Background(), nil, message.New("t", []byte("p")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := b.stageAll(context.Background(), nil, []*message.Message{message.New("t", []byte("q")), message.New("t", []byte("r"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now()
+	half := o.OutboxScanAgoTime / 2
+	for _, got := range []outgoing{*one, all[0], all[1]} {
+		if got.sendBy.Before(before.Add(half)) || got.sendBy.After(after.Add(half)) {
+			t.Fatalf("sendBy %v not within [%v, %v]", got.sendBy, before.Add(half), after.Add(half))
+		}
+	}
+}
