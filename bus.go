@@ -620,7 +620,8 @@ func (b *Bus) availableIn(m *message.Message) time.Duration {
 // fastPathSendBy is the last moment the fast path may start the publish
 // of a row inserted now that the relays may claim availableIn later: the
 // middle of that window, so that the confirm and the delete (AckLinger is
-// capped at the other half) land before a relay could send the row again.
+// capped at the other half) land before a relay could send the row again,
+// unless the confirm itself takes most of that half.
 // It is measured from before the insert, so it falls early, never late.
 // (Up to the window's end, a queue deep enough to hold rows that long
 // publishes rows a relay is about to claim: with DispatchQueueSize raised

@@ -24,10 +24,10 @@ type outgoing struct {
 	// is settled before another relay may claim the row; for a committed
 	// one, the middle of its fast-path window (fastPathSendBy: half
 	// OutboxScanAgoTime after its insert; the relays may claim it at the
-	// end), so that its confirm and delete land first. Both are measured from before
-	// the statement that set them in the table, so they fall early, never
-	// late. A row past it is left in the table, where it is or soon becomes
-	// available to the relays. Zero: no limit.
+	// end), so that its confirm and delete normally land first. Both are
+	// measured from before the statement that set them in the table, so
+	// they fall early, never late. A row past it is left in the table,
+	// where it is or soon becomes available to the relays. Zero: no limit.
 	sendBy time.Time
 	// held is the relay's held claim the row is in, which takes its
 	// verdict instead of the acker; nil for every other row.
@@ -176,8 +176,10 @@ func (d *dispatcher) publishLoop() {
 		}
 		d.window <- struct{}{}
 		if o.late(time.Now()) {
-			// The row waited past its window: another relay may be
-			// sending it now. It stays in the table for the relays.
+			// The row waited past the moment its publish had to start
+			// by: a relay may claim it (a claimed row: another relay may
+			// be sending it now) before a publish's confirm and delete
+			// would land. It stays in the table for the relays.
 			<-d.window
 			d.bytes.release(o.size())
 			d.log.Debug("final: row left to the relay; it waited too long to be sent", "id", o.id)

@@ -38,7 +38,8 @@
 //     accepted a message but the row was not deleted in time: the process
 //     died between the confirm and the batched delete (which waits up to
 //     Options.AckLinger to fill its batch), the confirm took
-//     longer than OutboxScanAgoTime, or a consumer died after its handler
+//     longer than about half OutboxScanAgoTime (the fast path starts a
+//     publish in the first half), or a consumer died after its handler
 //     succeeded but before the ack. Handlers should be idempotent; the
 //     message UUID (Context.Message.UUID) identifies duplicates.
 //   - Effectively-once with Subscription.Inbox: the chain runs in a

@@ -50,9 +50,11 @@ type Options struct {
 	OutboxScanOffset int64
 	// OutboxScanAgoTime is how long a freshly committed row is left to the
 	// fast path (publish right after commit) before the relay treats it as
-	// unconfirmed and re-sends it. It counts from the row's insert, so the
-	// messages of a transaction left open longer than this go by the relay
-	// instead. Default 5s.
+	// unconfirmed and re-sends it. It counts from the row's insert. The
+	// fast path starts a row's publish only in the first half of it, and
+	// leaves the other half for the confirm and the delete to land before a
+	// relay may claim the row, so the messages of a transaction left open
+	// longer than half this go by the relay instead. Default 5s.
 	OutboxScanAgoTime time.Duration
 	// OutboxLease is how long a row claimed by one relay is hidden from
 	// the others. It must exceed PublishTimeout. Default 15s.
@@ -124,7 +126,7 @@ type Options struct {
 	// loss. 0: write what is queued at once, one statement per wake-up. The
 	// acker waits at most half OutboxScanAgoTime, so that the relay seldom
 	// finds confirmed rows still there and sends them again (it can when a
-	// confirm itself took most of OutboxScanAgoTime). While an acker
+	// confirm itself took most of that half). While an acker
 	// lingers, failed publishes wait for the other acker (NumAcker) or for
 	// the batch to be written before they are recorded. Default 100ms.
 	AckLinger time.Duration

@@ -30,10 +30,10 @@ const (
 // dispatcher starts its publish no later: the relays may claim it only
 // once the whole window has passed, so its confirm and its delete
 // (AckLinger is capped at the other half) have that half to land before a
-// relay could send it again. Left to the relay,
-// as before: rows past readBy, rows beyond the bound, keyed rows (keyOrder
-// holds their key behind the rows the relay brings), the rows of a read
-// that failed, and every row when the store has no outbox.Reader.
+// relay could send it again. Left to the relay, as before: rows past
+// readBy, rows beyond the bound, keyed rows (keyOrder holds their key
+// behind the rows the relay brings), the rows of a read that failed, and
+// every row when the store has no outbox.Reader.
 //
 // While it holds rows or reads a batch, newer unkeyed committed rows join
 // it rather than the dispatch queue, so that they go out in about commit

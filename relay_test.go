@@ -111,7 +111,7 @@ func testUnroutableMessageRetriedUntilRoutable(t *testing.T, e *env) {
 }
 
 // Rows committed after their fast-path window (a transaction left open
-// longer than OutboxScanAgoTime; here the window is a nanosecond) are not
+// longer than half OutboxScanAgoTime; here the window is a nanosecond) are not
 // published by the fast path, which could race a relay sending them: they go
 // by the relay, every one, once.
 func TestRowsPastTheFastPathWindowGoByTheRelay(t *testing.T) {
