@@ -28,7 +28,7 @@ type libResult struct {
 	lat      latency
 	msgs     int64 // messages committed
 	readBack int64 // rows the overflow read back from the table (see paths)
-	relayed  int64 // rows the relay claimed
+	relayed  int64 // the relay's claims of rows (a row claimed again counts again)
 }
 
 // tracker records when each message's transaction committed and when its
