@@ -188,8 +188,9 @@ func rssMiB() float64 {
 }
 
 // blockProfile starts recording where goroutines wait (-blockprofile), and
-// returns what stops it and writes the profile: nothing without the flag. The runtime's profile keeps what it
-// recorded, so the file written after a later drain holds every drain's.
+// returns what stops it and writes the profile: nothing without the flag.
+// The runtime's profile keeps what it recorded, so the file written after a
+// later drain holds every drain's.
 func (e *benchEnv) blockProfile() (stop func()) {
 	file := e.cfg.blockprofile
 	if file == "" {
