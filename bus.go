@@ -505,21 +505,40 @@ func (b *Bus) stage(ctx context.Context, tx outbox.Tx, m *message.Message) (*out
 
 // stageAll is stage for several messages, written with one
 // outbox.InsertAll: it returns those of msgs the bus sends after the
-// commit (not the delayed ones), in order.
+// commit (not the delayed ones), in order. With Options.PackMessages, a
+// run of messages that may share a row (packRun) goes as one pack.
 func (b *Bus) stageAll(ctx context.Context, tx outbox.Tx, msgs []*message.Message) ([]outgoing, error) {
-	outs := make([]outgoing, len(msgs))
-	rows := make([]outbox.Row, len(msgs))
+	snaps := make([]outgoing, len(msgs))
 	for i, m := range msgs {
-		out, err := b.snapshot(m)
-		if err != nil {
+		var err error
+		if snaps[i], err = b.snapshot(m); err != nil {
 			return nil, err
 		}
 		if m.Policy.Delay > 0 {
-			out.key = 0 // as in stage
+			snaps[i].key = 0 // as in stage
 		}
-		rows[i] = outbox.Row{Body: out.body, OrderKey: out.key, AvailableIn: b.availableIn(m)}
-		out.sendBy = fastPathSendBy(rows[i].AvailableIn)
-		outs[i] = out
+	}
+	var (
+		outs  = make([]outgoing, 0, len(msgs))
+		rows  = make([]outbox.Row, 0, len(msgs))
+		later = make([]bool, 0, len(msgs)) // the row is delayed: not sent after the commit
+	)
+	for i := 0; i < len(msgs); {
+		out, row := snaps[i], outbox.Row{Body: snaps[i].body, OrderKey: snaps[i].key, AvailableIn: b.availableIn(msgs[i])}
+		n := b.packRun(msgs[i:], snaps[i:])
+		if n > 1 {
+			out = outgoing{pack: make([]outbox.Part, n)}
+			bodies := make([][]byte, n)
+			for j, s := range snaps[i : i+n] {
+				out.pack[j] = outbox.Part{Message: s.msg, Body: s.body}
+				bodies[j] = s.body
+			}
+			row.Body = outbox.Pack(bodies)
+		}
+		out.sendBy = fastPathSendBy(row.AvailableIn)
+		outs, rows = append(outs, out), append(rows, row)
+		later = append(later, msgs[i].Policy.Delay > 0)
+		i += n
 	}
 	ids, err := outbox.InsertAll(ctx, b.store, tx, rows)
 	if err == nil && len(ids) != len(rows) {
@@ -529,14 +548,37 @@ func (b *Bus) stageAll(ctx context.Context, tx outbox.Tx, msgs []*message.Messag
 		return nil, txErr(fmt.Errorf("final: publish %d messages: %w", len(msgs), err))
 	}
 	sent := outs[:0]
-	for i, m := range msgs {
-		if m.Policy.Delay > 0 {
+	for i := range outs {
+		if later[i] {
 			continue
 		}
 		outs[i].id = ids[i]
 		sent = append(sent, outs[i])
 	}
 	return sent, nil
+}
+
+// packRun returns how many of msgs, from the first, go in one row: those
+// of a run of the same topic that are neither keyed (a keyed row keeps its
+// place in its key's order) nor delayed (a delayed row waits for its due
+// time), up to outbox.MaxPackMessages messages and outbox.MaxPackBytes;
+// 1 when the first cannot share a row or Options.PackMessages is off.
+// Runs stay runs so that the rows keep the messages' order. The messages
+// of one row share its fate: the row is retried whole if one of them
+// fails, and one topic is what they are most likely to share anyway.
+func (b *Bus) packRun(msgs []*message.Message, snaps []outgoing) int {
+	packable := func(i int) bool {
+		return snaps[i].key == 0 && msgs[i].Policy.Delay == 0 && msgs[i].Topic == msgs[0].Topic
+	}
+	if !b.opt.PackMessages || !packable(0) {
+		return 1
+	}
+	n, size := 0, 0
+	for n < len(msgs) && n < outbox.MaxPackMessages && size < outbox.MaxPackBytes && packable(n) {
+		size += len(snaps[n].body)
+		n++
+	}
+	return n
 }
 
 // snapshot encodes m and copies its routing fields: what is sent later is

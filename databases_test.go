@@ -253,3 +253,23 @@ func (d database) publishTx(b *final.Bus, db *sql.DB, table, topic, ref string, 
 		return fail
 	})
 }
+
+// publishPackTx writes a business row for each of refs and a message with
+// the same ref in one transaction, the messages with one PublishMessages:
+// a pack (Options.PackMessages).
+func (d database) publishPackTx(b *final.Bus, db *sql.DB, table, topic string, refs []string) error {
+	tx, err := db.Begin()
+	if err != nil {
+		return err
+	}
+	return b.Transaction(tx, func(txBus *final.TxBus) error {
+		msgs := make([]*message.Message, len(refs))
+		for i, ref := range refs {
+			if _, err := tx.Exec(d.q("INSERT INTO "+d.quote(table)+" (ref) VALUES (?)"), ref); err != nil {
+				return err
+			}
+			msgs[i] = message.New(topic, []byte(ref))
+		}
+		return txBus.PublishMessages(msgs...)
+	})
+}

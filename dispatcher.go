@@ -10,6 +10,7 @@ import (
 
 	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/mq"
+	"github.com/finalbus/final/outbox"
 )
 
 // outgoing is an outbox row on its way to the broker.
@@ -17,8 +18,12 @@ type outgoing struct {
 	id    int64            // outbox row id
 	key   int64            // outbox.OrderKey; 0: not ordered
 	owner string           // the relay's claim owner; "" on the fast path
-	msg   *message.Message // routing: topic, UUID, policy
+	msg   *message.Message // routing: topic, UUID, policy; nil for a pack
 	body  []byte           // the bytes stored in the row: the envelope format's body
+	// pack is the messages of a row that holds several (outbox.Pack), each
+	// with its msg and body as above; nil for a row of one message. A pack
+	// is never keyed.
+	pack []outbox.Part
 	// sendBy is the last moment a publish of the row may start: for a
 	// claimed row, its lease's end less PublishTimeout, so that the publish
 	// is settled before another relay may claim the row; for a committed
@@ -43,7 +48,21 @@ func (o outgoing) size() int64 {
 	if o.msg != nil {
 		n += len(o.msg.Payload) // kept when the message goes whole
 	}
+	for _, p := range o.pack {
+		n += len(p.Body) + len(p.Message.Payload)
+	}
 	return int64(n)
+}
+
+// outgoingOf is the outgoing of a row read from the table (claimed by the
+// relay or read back by the overflow), which the caller has checked has no
+// Err.
+func outgoingOf(rec outbox.Record) outgoing {
+	o := outgoing{id: rec.ID, key: rec.OrderKey, msg: rec.Message, body: rec.Body}
+	if rec.Pack != nil {
+		o.body, o.pack = nil, rec.Pack // the parts' bodies are slices of it
+	}
+	return o
 }
 
 // flight is a publish waiting for its confirm.
@@ -53,6 +72,9 @@ type flight struct {
 	sent time.Time
 	err  error // the publish failed; conf is nil
 	slot bool  // holds a slot of the window
+	// verdict gathers the verdicts on a pack's messages, each a flight of
+	// its own (msg is the message's); nil for a row of one message.
+	verdict *packVerdict
 }
 
 // dispatcher hands outbox rows to the broker: committed rows right after
@@ -134,8 +156,11 @@ func (d *dispatcher) submit(ctx context.Context, o outgoing) error {
 	// as big, need not be held too. In the CloudEvents format the message
 	// is what is sent, and the body goes along for a provider that knows
 	// only the envelope.
-	if d.encoded != nil && !d.whole && o.msg.Payload != nil {
-		o.msg = &message.Message{UUID: o.msg.UUID, Topic: o.msg.Topic, Key: o.msg.Key, Policy: o.msg.Policy}
+	if d.encoded != nil && !d.whole {
+		o.msg = routing(o.msg)
+		for i := range o.pack {
+			o.pack[i].Message = routing(o.pack[i].Message)
+		}
 	}
 	if err := d.bytes.take(ctx, o.size()); err != nil {
 		return err
@@ -147,6 +172,15 @@ func (d *dispatcher) submit(ctx context.Context, o outgoing) error {
 		d.bytes.release(o.size())
 		return ctx.Err()
 	}
+}
+
+// routing returns m without its payload and header, which the envelope
+// format does not need beside the stored bytes.
+func routing(m *message.Message) *message.Message {
+	if m == nil || m.Payload == nil {
+		return m
+	}
+	return &message.Message{UUID: m.UUID, Topic: m.Topic, Key: m.Key, Policy: m.Policy}
 }
 
 // close stops intake; the loops finish what is queued. The caller
@@ -188,9 +222,54 @@ func (d *dispatcher) publishLoop() {
 			}
 			continue
 		}
+		if o.pack != nil {
+			d.publishPack(o)
+			continue
+		}
 		conf, err := d.send(d.ctx, o)
 		d.inflight <- d.sent(o, conf, err)
 	}
+}
+
+// publishPack publishes the messages of a pack one after another, each in
+// a slot of the window (the first one's is taken already). Once one
+// publish fails, the rest are not tried and share its error. The confirm
+// loop gives the row a single verdict once every message has its own
+// (packVerdict).
+func (d *dispatcher) publishPack(o outgoing) {
+	parts, v := o.pack, &packVerdict{left: len(o.pack)}
+	var failed error
+	for i, p := range parts {
+		f := flight{outgoing: o, sent: time.Now(), err: failed, verdict: v}
+		f.msg, f.body, f.outgoing.pack = p.Message, nil, nil
+		if failed == nil {
+			if i > 0 {
+				d.window <- struct{}{}
+			}
+			f.conf, f.err = d.send(d.ctx, outgoing{msg: p.Message, body: p.Body})
+			f.sent, f.slot, failed = time.Now(), true, f.err
+		}
+		d.inflight <- f
+	}
+	d.bytes.release(o.size())
+}
+
+// packVerdict gathers the verdicts on the messages of one pack: the row is
+// confirmed if every message is, and fails with the first error otherwise.
+// Only the confirm loop uses it.
+type packVerdict struct {
+	left int   // messages without a verdict
+	err  error // the first failure
+}
+
+// settle counts the verdict on one message, and returns the row's once it
+// has all of them (last).
+func (v *packVerdict) settle(err error) (verdict error, last bool) {
+	if v.err == nil {
+		v.err = err
+	}
+	v.left--
+	return v.err, v.left == 0
 }
 
 // sent returns the flight of a row whose publish returned, and releases its
@@ -329,11 +408,18 @@ func (d *dispatcher) confirmLoop() {
 		}
 		if err == nil {
 			d.brokerDown.Store(false)
+		} else if errors.Is(err, mq.ErrUnavailable) {
+			d.brokerDown.Store(true)
+		}
+		if f.verdict != nil {
+			var last bool
+			if err, last = f.verdict.settle(err); !last {
+				continue
+			}
+		}
+		if err == nil {
 			d.confirmed(f.outgoing)
 			continue
-		}
-		if errors.Is(err, mq.ErrUnavailable) {
-			d.brokerDown.Store(true)
 		}
 		if errors.Is(err, errHeldBack) {
 			d.log.Debug("final: row held back behind its key; released to the table", "id", f.id, "uuid", f.msg.UUID)

@@ -22,7 +22,9 @@ import (
 const helperEnv = "FINAL_HELPER_PRODUCER"
 
 // runHelperProducer commits business rows with messages from 4 goroutines
-// until it is killed (or 60s pass), printing each ref once committed.
+// until it is killed (or 60s pass), printing each ref once committed. Two
+// of them commit one message a transaction, the other two three, which
+// the bus writes as one row (a pack).
 func runHelperProducer() int {
 	svc, table, topic, prefix := os.Getenv("FINAL_HELPER_SVC"), os.Getenv("FINAL_HELPER_TABLE"),
 		os.Getenv("FINAL_HELPER_TOPIC"), os.Getenv(helperEnv)
@@ -53,11 +55,21 @@ func runHelperProducer() int {
 			defer wg.Done()
 			for i := 0; time.Now().Before(deadline); i++ {
 				ref := fmt.Sprintf("%s-%d-%d", prefix, w, i)
-				if err := d.publishTx(b, db, table, topic, ref, nil); err != nil {
+				refs := []string{ref}
+				var err error
+				if w < 2 {
+					err = d.publishTx(b, db, table, topic, ref, nil)
+				} else { // three messages as one row: a pack
+					refs = []string{ref + "a", ref + "b", ref + "c"}
+					err = d.publishPackTx(b, db, table, topic, refs)
+				}
+				if err != nil {
 					continue
 				}
 				mu.Lock()
-				fmt.Fprintln(out, ref)
+				for _, r := range refs {
+					fmt.Fprintln(out, r)
+				}
 				out.Flush()
 				mu.Unlock()
 			}

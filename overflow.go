@@ -240,14 +240,19 @@ func (f *overflow) readBack(rows []leftRow) error {
 	if err != nil {
 		return err
 	}
-	f.log.Debug("final: rows the dispatch queue had no room for read back", "rows", len(recs))
+	msgs := 0
+	for _, rec := range recs {
+		msgs += max(len(rec.Pack), 1)
+	}
+	f.log.Debug("final: rows the dispatch queue had no room for read back", "rows", len(recs), "messages", msgs)
 	for i, rec := range recs {
 		recs[i] = outbox.Record{} // once handed on, the dispatcher alone holds it
 		if rec.Err != nil || rec.OrderKey != 0 {
 			continue
 		}
 		// sendBy is readBy: the dispatcher starts no publish past it.
-		o := outgoing{id: rec.ID, msg: rec.Message, body: rec.Body, sendBy: readBy[rec.ID]}
+		o := outgoingOf(rec)
+		o.sendBy = readBy[rec.ID]
 		if err := f.disp.submit(f.ctx, o); err != nil {
 			return err
 		}

@@ -96,3 +96,65 @@ func testPublishMessages(t *testing.T, e *env) {
 	require.Zero(t, got.phantom, "%s: a rolled-back message escaped", got)
 	require.Zero(t, got.duplicates, "%s", got)
 }
+
+// PublishMessages writes a run of unkeyed, undelayed messages of one topic
+// as one row (a pack): here a run of ten, a keyed message, a run of three
+// of the same topic and a run of two of another make four rows, which the
+// transaction reads back as its sixteen messages in order. Every message
+// is then delivered once and the outbox empties. With PackMessages off
+// each message is a row of its own.
+func TestPublishMessagesPacksRuns(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		for _, pack := range []bool{true, false} {
+			t.Run(fmt.Sprint("pack=", pack), func(t *testing.T) { testPublishMessagesPacks(t, e, pack) })
+		}
+	})
+}
+
+func testPublishMessagesPacks(t *testing.T, e *env, pack bool) {
+	svc := e.service()
+	e.svc = svc // outboxRows counts this bus's table
+	rec := newRecorder()
+	opt := testOptions(t).WithPackMessages(pack)
+	b := e.start(svc, e.url, opt, func(b *final.Bus) {
+		b.Subscribe(svc + ".t").Handler(rec.handle)
+		b.Subscribe(svc + ".u").Handler(rec.handle)
+	})
+	var msgs []*message.Message
+	add := func(topic string, n int, opts ...message.PolicyOption) {
+		for range n {
+			msgs = append(msgs, message.New(svc+topic, fmt.Appendf(nil, "%s-%d", svc, len(msgs)), opts...))
+		}
+	}
+	add(".t", 10)
+	add(".t", 1, message.WithKey("k"))
+	add(".t", 3)
+	add(".u", 2)
+	var refs []string
+	for _, m := range msgs {
+		refs = append(refs, string(m.Payload))
+	}
+
+	tx, err := e.db.Begin()
+	require.NoError(t, err)
+	txBus := b.WithTx(tx)
+	require.NoError(t, txBus.PublishMessages(msgs...))
+	var rows int
+	require.NoError(t, tx.QueryRow("SELECT COUNT(*) FROM "+e.quote("final_"+svc+"_outbox")).Scan(&rows))
+	want := map[bool]int{true: 4, false: len(msgs)}[pack]
+	require.Equal(t, want, rows, "outbox rows in the transaction")
+	inTx, err := txBus.Outbox(t.Context())
+	require.NoError(t, err)
+	require.Len(t, inTx, len(msgs))
+	for i, m := range inTx {
+		require.Equal(t, msgs[i].UUID, m.UUID, "message %d", i)
+		require.Equal(t, refs[i], string(m.Payload), "message %d", i)
+	}
+	require.NoError(t, txBus.Commit())
+
+	rec.waitAll(t, refs, 30*time.Second)
+	testenv.Eventually(t, 10*time.Second, func() bool { return e.outboxRows() == 0 }, "outbox empty (have %v rows)", lazy(func() any { return e.outboxRows() }))
+	got := rec.tally(refs)
+	require.Zero(t, got.lost, "%s", got)
+	require.Zero(t, got.duplicates, "%s", got)
+}

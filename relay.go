@@ -224,7 +224,9 @@ func (r *relay) scan() (full bool, err error) {
 			r.disp.acker.fail(failure{id: rec.ID, owner: r.owner, err: rec.Err})
 			continue
 		}
-		if err := r.disp.submit(r.ctx, outgoing{id: rec.ID, key: rec.OrderKey, owner: r.owner, msg: rec.Message, body: rec.Body, sendBy: sendBy}); err != nil {
+		o := outgoingOf(rec)
+		o.owner, o.sendBy = r.owner, sendBy
+		if err := r.disp.submit(r.ctx, o); err != nil {
 			return full, err
 		}
 	}
@@ -234,13 +236,14 @@ func (r *relay) scan() (full bool, err error) {
 // measure notes the mean size of a claimed batch's rows and reports
 // whether the batch was full, in rows or in bytes.
 func (r *relay) measure(recs []outbox.Record, limit, maxBytes int) (full bool) {
-	size := 0
+	size, msgs := 0, 0
 	for _, rec := range recs {
 		size += len(rec.Body)
+		msgs += max(len(rec.Pack), 1)
 	}
 	if len(recs) > 0 {
 		r.rowSize = size / len(recs)
-		r.log.Debug("final: relaying unconfirmed rows", "rows", len(recs), "bytes", size)
+		r.log.Debug("final: relaying unconfirmed rows", "rows", len(recs), "messages", msgs, "bytes", size)
 	}
 	return len(recs) == limit || size >= maxBytes
 }

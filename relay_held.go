@@ -154,7 +154,8 @@ func (r *relay) scanHeld() (full bool, err error) {
 			b.failed(failure{id: rec.ID, owner: r.owner, err: rec.Err})
 			continue
 		}
-		o := outgoing{id: rec.ID, key: rec.OrderKey, owner: r.owner, msg: rec.Message, body: rec.Body, sendBy: sendBy, held: b}
+		o := outgoingOf(rec)
+		o.owner, o.sendBy, o.held = r.owner, sendBy, b
 		if err := r.disp.submit(r.ctx, o); err != nil {
 			b.failed(failure{id: rec.ID, owner: r.owner, err: errHeldBack})
 			for _, left := range recs[i+1:] { // not sent: available again when the claim ends

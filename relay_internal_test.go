@@ -187,13 +187,18 @@ func TestCommittedRowsAreSentByTheMiddleOfTheirWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, err := b.stageAll(context.Background(), nil, []*message.Message{message.New("t", []byte("q")), message.New("t", []byte("r"))})
+	// Two rows of one message (two topics) and a pack.
+	all, err := b.stageAll(context.Background(), nil, []*message.Message{message.New("t", []byte("q")), message.New("u", []byte("r")),
+		message.New("v", nil), message.New("v", nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	after := time.Now()
 	half := o.OutboxScanAgoTime / 2
-	for _, got := range []outgoing{*one, all[0], all[1]} {
+	if len(all) != 3 || all[2].pack == nil {
+		t.Fatalf("stageAll staged %d rows, the last a pack of %d; want 3 rows, a pack of 2 last", len(all), len(all[len(all)-1].pack))
+	}
+	for _, got := range []outgoing{*one, all[0], all[1], all[2]} {
 		if got.sendBy.Before(before.Add(half)) || got.sendBy.After(after.Add(half)) {
 			t.Fatalf("sendBy %v not within [%v, %v]", got.sendBy, before.Add(half), after.Add(half))
 		}

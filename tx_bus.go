@@ -266,7 +266,9 @@ func (t *TxBus) Outbox(ctx context.Context) ([]*message.Message, error) {
 		if rec.Err != nil {
 			return nil, fmt.Errorf("final: read the outbox: row %d: %w", rec.ID, rec.Err)
 		}
-		msgs = append(msgs, rec.Message)
+		for _, p := range rec.Parts() {
+			msgs = append(msgs, p.Message)
+		}
 		after = rec.ID
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-
-	"github.com/finalbus/final/message"
 )
 
 // TxReader is an optional capability of a Store: reading its rows inside a
@@ -37,13 +35,13 @@ func ReadNextTx(ctx context.Context, tx Tx, query string, after int64) (Record, 
 }
 
 // scanRecord scans the id, message, order key and attempts of a row and
-// decodes its message.
+// decodes it.
 func scanRecord(scan func(dest ...any) error) (Record, error) {
 	var r Record
 	if err := scan(&r.ID, &r.Body, &r.OrderKey, &r.Attempts); err != nil {
 		return Record{}, err
 	}
-	r.Message, r.Err = message.Unmarshal(r.Body)
+	r.Decode()
 	return r, nil
 }
 

@@ -69,12 +69,18 @@ func OrderKey(topic, key string) int64 {
 	return 1 // 0 means "no key"
 }
 
-// Record is one outbox row handed to the relay.
+// Record is one outbox row handed to the relay. A store fills in ID,
+// Body, OrderKey and Attempts, and calls Decode for the rest.
 type Record struct {
 	ID int64
-	// Message is the decoded message; nil when Err is set.
+	// Message is the row's decoded message; nil when the row is a pack or
+	// Err is set.
 	Message *message.Message
-	// Body is the message as stored, encoded by message.Marshal.
+	// Pack is the decoded messages of a row that holds several (see
+	// Pack); nil otherwise. Parts gives either as a list.
+	Pack []Part
+	// Body is the row as stored: one message encoded by message.Marshal,
+	// or a pack of them.
 	Body []byte
 	// OrderKey is the row's Row.OrderKey.
 	OrderKey int64

@@ -8,11 +8,12 @@ import (
 	"sync/atomic"
 )
 
-// paths counts the rows the library reports, at debug level, as having
-// left its fast path: those the dispatch queue had no room for and the
-// overflow read back from the table, and the relay's claims of rows (their
-// fast path gave up on them, or they waited past OutboxScanAgoTime; a row
-// claimed again, after a failed publish, counts again). Every other record
+// paths counts the messages the library reports, at debug level, as
+// having left its fast path: those of the rows the dispatch queue had no
+// room for and the overflow read back from the table, and those of the
+// relay's claims of rows (their fast path gave up on them, or they waited
+// past OutboxScanAgoTime; a row claimed again, after a failed publish,
+// counts again). A pack (Options.PackMessages) counts its messages. Every other record
 // is dropped, as quietLogger's are. A read back costs the database a read,
 // a claim a lease or a held claim's lock, so a phase whose share of them
 // grows does more work per message. (Accepting debug records costs the
@@ -39,7 +40,7 @@ func (p *paths) Handle(_ context.Context, r slog.Record) error {
 		return nil
 	}
 	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "rows" && a.Value.Kind() == slog.KindInt64 {
+		if a.Key == "messages" && a.Value.Kind() == slog.KindInt64 {
 			counter.Add(a.Value.Int64())
 			return false
 		}

@@ -25,7 +25,6 @@ import (
 
 	gomysql "github.com/go-sql-driver/mysql"
 
-	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/outbox"
 )
 
@@ -237,7 +236,7 @@ func (s *Store) claim(ctx context.Context, owner string, limit, maxBytes int, le
 	}
 	sortByID(recs)
 	for i := range recs { // decoded once, for the rows claimed only
-		recs[i].Message, recs[i].Err = message.Unmarshal(recs[i].Body)
+		recs[i].Decode()
 	}
 	return recs, nil
 }

@@ -64,6 +64,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Redeliveries", func(t *testing.T) { testRedeliveries(t, h) })
 	t.Run("ReadTx", func(t *testing.T) { testReadTx(t, h) })
 	t.Run("Read", func(t *testing.T) { testRead(t, h) })
+	t.Run("Pack", func(t *testing.T) { testPack(t, h) })
 	runHeld(t, h)
 }
 

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/outbox"
 )
 
@@ -120,7 +119,7 @@ func (s *Store) claimIn(ctx context.Context, tx *sql.Tx, owner string, limit, ma
 // only.
 func decode(recs []outbox.Record) {
 	for i := range recs {
-		recs[i].Message, recs[i].Err = message.Unmarshal(recs[i].Body)
+		recs[i].Decode()
 	}
 }
 

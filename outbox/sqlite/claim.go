@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/outbox"
 )
 
@@ -38,7 +37,7 @@ func (s *Store) Claim(ctx context.Context, owner string, limit, maxBytes int, le
 	}
 	slices.SortFunc(recs, func(a, b outbox.Record) int { return cmp.Compare(a.ID, b.ID) })
 	for i := range recs { // decoded once, for the rows claimed only
-		recs[i].Message, recs[i].Err = message.Unmarshal(recs[i].Body)
+		recs[i].Decode()
 	}
 	return recs, nil
 }
