@@ -20,6 +20,10 @@ type failure struct {
 	owner string
 	topic string
 	err   error
+	// split lists, for a pack to be split rather than failed whole
+	// (packVerdict.unconfirmed), the indexes of its messages that were not
+	// confirmed: each becomes a row of its own (splitPack).
+	split []int
 }
 
 // acker removes confirmed rows and records failed ones, in batches. A
@@ -30,11 +34,12 @@ type failure struct {
 // are recorded as soon as an acker is free (one lingering over a batch
 // leaves them to the other, or takes them after), what is queued in one go.
 type acker struct {
-	store  outbox.Store
-	log    *slog.Logger
-	batch  int
-	linger time.Duration
-	ctx    context.Context // cancelled when Shutdown stops waiting
+	store     outbox.Store
+	log       *slog.Logger
+	batch     int
+	linger    time.Duration
+	retryBase time.Duration   // when the rows of a split pack become available
+	ctx       context.Context // cancelled when Shutdown stops waiting
 
 	dones chan int64
 	fails chan failure
@@ -45,13 +50,14 @@ type acker struct {
 
 func newAcker(ctx context.Context, s outbox.Store, o Options) *acker {
 	return &acker{
-		store:  s,
-		log:    o.Logger,
-		batch:  o.AckBatchSize,
-		linger: min(o.AckLinger, o.OutboxScanAgoTime/2),
-		ctx:    ctx,
-		dones:  make(chan int64, 4*o.AckBatchSize),
-		fails:  make(chan failure, 1024),
+		store:     s,
+		log:       o.Logger,
+		batch:     o.AckBatchSize,
+		linger:    min(o.AckLinger, o.OutboxScanAgoTime/2),
+		retryBase: o.OutboxRetryBase,
+		ctx:       ctx,
+		dones:     make(chan int64, 4*o.AckBatchSize),
+		fails:     make(chan failure, 1024),
 	}
 }
 
@@ -149,7 +155,7 @@ func (a *acker) fill(ids []int64, dones <-chan int64, linger *time.Timer) (_ []i
 // rows back to the table without counting an attempt, one UPDATE per
 // owner: they were not sent, so only their lease ends.
 func (a *acker) recordFailures(batch []failure) {
-	failed, released := groupFailures(batch)
+	failed, released := groupFailures(a.splitPacks(batch))
 	// Failures first: a row released before the failure of the row that
 	// held it back is recorded could be claimed, and held back, again.
 	for _, g := range failed {
@@ -162,6 +168,32 @@ func (a *acker) recordFailures(batch []failure) {
 			return a.store.Release(ctx, owner, ids)
 		})
 	}
+}
+
+// splitPacks splits the packs of batch whose verdict says so (failure.split):
+// it inserts a row for each of their unconfirmed messages (splitPack), then
+// deletes the pack. It returns the rest of batch, with the packs it could
+// not split, to be failed whole as before.
+func (a *acker) splitPacks(batch []failure) []failure {
+	rest := batch[:0]
+	for _, f := range batch {
+		if f.split != nil {
+			var inserted bool
+			err := a.retry("split a failed pack", len(f.split), func(ctx context.Context) (err error) {
+				inserted, err = splitPack(ctx, a.store, f, a.retryBase)
+				return err
+			})
+			if inserted {
+				a.retry("delete a split pack", 1, func(ctx context.Context) error { return a.store.Delete(ctx, []int64{f.id}) })
+			}
+			if err == nil {
+				continue
+			}
+			f.split = nil
+		}
+		rest = append(rest, f)
+	}
+	return rest
 }
 
 // failGroup is failed rows of one owner that one statement records, under
@@ -255,25 +287,26 @@ func causeOf(err error, topic string) cause {
 // backoff; any other is reported and op is dropped, since trying again
 // cannot help and would hold up every write queued behind it.
 //
+// It returns nil once op succeeded, and op's last error when it gave up.
 // Giving up loses nothing: the rows stay in the outbox. A row not deleted
 // is sent again when the relay claims it (a duplicate, not a loss); a
 // failure not recorded or a row not released is retried when its lease or
 // fast-path window ends.
-func (a *acker) retry(what string, rows int, op func(ctx context.Context) error) {
+func (a *acker) retry(what string, rows int, op func(ctx context.Context) error) error {
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
 		err := op(ctx)
 		cancel()
 		if err == nil {
-			return
+			return nil
 		}
 		if a.ctx.Err() != nil {
 			a.log.Warn("final: gave up at shutdown; the rows will be re-sent", "op", what, "err", err)
-			return
+			return err
 		}
 		if !errors.Is(err, outbox.ErrTransient) && !errors.Is(err, context.DeadlineExceeded) {
 			a.dropped.report(a.log, what, rows, err)
-			return
+			return err
 		}
 		a.log.Warn("final: outbox write failed, retrying", "op", what, "attempt", attempt+1, "err", err)
 		t := time.NewTimer(mq.Backoff(50*time.Millisecond, 2*time.Second, attempt))

@@ -24,7 +24,8 @@ type outgoing struct {
 	// with its msg and body as above; nil for a row of one message. A pack
 	// is never keyed.
 	pack []outbox.Part
-	// sendBy is the last moment a publish of the row may start: for a
+	// sendBy is the last moment a publish of the row (of each message of
+	// a pack) may start: for a
 	// claimed row, its lease's end less PublishTimeout, so that the publish
 	// is settled before another relay may claim the row; for a committed
 	// one, the middle of its fast-path window (fastPathSendBy: half
@@ -73,8 +74,10 @@ type flight struct {
 	err  error // the publish failed; conf is nil
 	slot bool  // holds a slot of the window
 	// verdict gathers the verdicts on a pack's messages, each a flight of
-	// its own (msg is the message's); nil for a row of one message.
+	// its own (msg is the message's, part its index); nil for a row of one
+	// message.
 	verdict *packVerdict
+	part    int
 }
 
 // dispatcher hands outbox rows to the broker: committed rows right after
@@ -232,44 +235,34 @@ func (d *dispatcher) publishLoop() {
 }
 
 // publishPack publishes the messages of a pack one after another, each in
-// a slot of the window (the first one's is taken already). Once one
-// publish fails, the rest are not tried and share its error. The confirm
-// loop gives the row a single verdict once every message has its own
+// a slot of the window (the first one's is taken already, and the row was
+// not late then). Once one publish fails, or the row's window closes
+// before the next one starts (sendBy, checked before each), the rest are
+// not tried and share that error: errHeldBack for a closed window, which
+// leaves the row to the relays as a late row is left. The confirm loop
+// gives the row a single verdict once every message has its own
 // (packVerdict).
 func (d *dispatcher) publishPack(o outgoing) {
-	parts, v := o.pack, &packVerdict{left: len(o.pack)}
-	var failed error
+	parts, v := o.pack, &packVerdict{left: len(o.pack), confirmed: make([]bool, len(o.pack))}
+	var stop error
 	for i, p := range parts {
-		f := flight{outgoing: o, sent: time.Now(), err: failed, verdict: v}
+		f := flight{outgoing: o, err: stop, verdict: v, part: i}
 		f.msg, f.body, f.outgoing.pack = p.Message, nil, nil
-		if failed == nil {
-			if i > 0 {
-				d.window <- struct{}{}
+		if stop == nil && i > 0 {
+			d.window <- struct{}{}
+			if o.late(time.Now()) {
+				<-d.window
+				stop, f.err = errHeldBack, errHeldBack
 			}
-			f.conf, f.err = d.send(d.ctx, outgoing{msg: p.Message, body: p.Body})
-			f.sent, f.slot, failed = time.Now(), true, f.err
 		}
+		if stop == nil {
+			f.conf, f.err = d.send(d.ctx, outgoing{msg: p.Message, body: p.Body})
+			f.slot, stop = true, f.err
+		}
+		f.sent = time.Now()
 		d.inflight <- f
 	}
 	d.bytes.release(o.size())
-}
-
-// packVerdict gathers the verdicts on the messages of one pack: the row is
-// confirmed if every message is, and fails with the first error otherwise.
-// Only the confirm loop uses it.
-type packVerdict struct {
-	left int   // messages without a verdict
-	err  error // the first failure
-}
-
-// settle counts the verdict on one message, and returns the row's once it
-// has all of them (last).
-func (v *packVerdict) settle(err error) (verdict error, last bool) {
-	if v.err == nil {
-		v.err = err
-	}
-	v.left--
-	return v.err, v.left == 0
 }
 
 // sent returns the flight of a row whose publish returned, and releases its
@@ -362,7 +355,8 @@ func (d *dispatcher) holdBack(rows []outgoing) {
 // errHeldBack is the verdict on a relay row that was not sent because an
 // earlier message of its key is unconfirmed or failed, or, for a row of a
 // held claim, because its window closed or the relay stopped before it
-// was queued. It is no failed publish: the acker releases the row
+// was queued; and on a pack whose window closed part way (publishPack),
+// whoever holds it. It is no failed publish: the acker releases the row
 // (outbox.Store.Release), or the held claim leaves it as it was, without
 // counting an attempt.
 var errHeldBack = errors.New("final: held back behind an unconfirmed message with the same key")
@@ -411,10 +405,14 @@ func (d *dispatcher) confirmLoop() {
 		} else if errors.Is(err, mq.ErrUnavailable) {
 			d.brokerDown.Store(true)
 		}
+		var split []int
 		if f.verdict != nil {
 			var last bool
-			if err, last = f.verdict.settle(err); !last {
+			if err, last = f.verdict.settle(f.part, err); !last {
 				continue
+			}
+			if err != nil {
+				split = f.verdict.unconfirmed()
 			}
 		}
 		if err == nil {
@@ -426,7 +424,7 @@ func (d *dispatcher) confirmLoop() {
 		} else {
 			d.log.Debug("final: publish failed, will retry", "id", f.id, "uuid", f.msg.UUID, "err", err)
 		}
-		d.failed(f.outgoing, failure{id: f.id, owner: f.owner, topic: f.msg.Topic, err: err})
+		d.failed(f.outgoing, failure{id: f.id, owner: f.owner, topic: f.msg.Topic, err: err, split: split})
 	}
 }
 
@@ -463,7 +461,7 @@ func (d *dispatcher) failed(o outgoing, f failure) {
 // committed meanwhile goes by the relay). A waiter also goes when nothing
 // but parked rows is held, since those may be waiting for the very row the
 // relay brings. So the dispatcher holds at most DispatchQueueBytes plus one
-// message.
+// row (a message, or a pack: at most 1 MiB plus one message).
 type byteBudget struct {
 	mu      sync.Mutex
 	max     int64

@@ -102,7 +102,7 @@ func testKilledProducerLosesNothing(t *testing.T, e *env) {
 		cmd.Stderr = os.Stderr
 		require.NoError(t, cmd.Start())
 		lines := bufio.NewScanner(stdout)
-		// Kill at a different point each time: after 50, 100, … commits.
+		// Kill at a different point each time: after 50, 100, … messages.
 		want, seen := 50*(k+1), -1
 		for seen < want && lines.Scan() {
 			seen++

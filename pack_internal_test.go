@@ -2,8 +2,11 @@ package final
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -13,29 +16,40 @@ import (
 	"github.com/finalbus/final/mq"
 	"github.com/finalbus/final/mq/memory"
 	"github.com/finalbus/final/outbox"
+	"github.com/finalbus/final/outbox/mysql"
+	"github.com/finalbus/final/outbox/postgres"
+	"github.com/finalbus/final/outbox/sqlite"
 )
 
 // failingProvider publishes to the in-memory broker, but refuses the
-// publish of the messages in refuse and nacks those in nack (not sent);
-// it counts the publishes tried of each message.
+// publish of the messages in refuse (with refusal, mq.ErrUnavailable if
+// nil) and nacks those in nack (not sent); it counts the publishes tried
+// of each message, and those passed on.
 type failingProvider struct {
 	*memory.Provider
 	refuse, nack map[string]bool
+	refusal      error
 
-	mu    sync.Mutex
-	tried map[string]int
+	mu            sync.Mutex
+	tried, passed map[string]int
 }
 
 func (p *failingProvider) PublishEncoded(ctx context.Context, msg *message.Message, body []byte) (mq.Confirmation, error) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tried == nil {
+		p.tried, p.passed = map[string]int{}, map[string]int{}
+	}
 	p.tried[msg.UUID]++
-	p.mu.Unlock()
 	switch {
+	case p.refuse[msg.UUID] && p.refusal != nil:
+		return nil, p.refusal
 	case p.refuse[msg.UUID]:
 		return nil, mq.ErrUnavailable
 	case p.nack[msg.UUID]:
 		return nackedConfirmation{}, nil
 	}
+	p.passed[msg.UUID]++
 	return p.Provider.PublishEncoded(ctx, msg, body)
 }
 
@@ -43,6 +57,12 @@ func (p *failingProvider) triedOf(uuid string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.tried[uuid]
+}
+
+func (p *failingProvider) passedOf(uuid string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.passed[uuid]
 }
 
 type nackedConfirmation struct{}
@@ -75,7 +95,6 @@ func TestDispatcherGivesAPackOneVerdict(t *testing.T) {
 		Provider: memory.NewBroker().Provider(),
 		nack:     map[string]bool{nacked.pack[1].Message.UUID: true},
 		refuse:   map[string]bool{refused.pack[0].Message.UUID: true},
-		tried:    map[string]int{},
 	}
 	if err := p.Init(context.Background(), mq.Config{Service: "svc", Topics: []string{"t"}, Logger: o.Logger}); err != nil {
 		t.Fatal(err)
@@ -110,5 +129,195 @@ func TestDispatcherGivesAPackOneVerdict(t *testing.T) {
 	}
 	if held, _ := d.bytes.held(); held != 0 {
 		t.Fatalf("%d bytes still counted held", held)
+	}
+	if n := len(d.window); n != 0 {
+		t.Fatalf("%d slots of the window still taken", n)
+	}
+}
+
+// A pack one of whose messages keeps failing is split: its confirmed
+// messages are not sent again, the others get a row each, and the failing
+// one is retried alone, holding up none of the rest. On each store (on
+// PostgreSQL in a held claim, on the others by the acker), with the
+// message nacked (the others are published beside it) and with its
+// publish refused (the ones after it are not tried until the split).
+func TestAFailingMessageSplitsItsPack(t *testing.T) {
+	stores := map[string]func(t *testing.T) outbox.Store{
+		"mysql": func(t *testing.T) outbox.Store {
+			return mysqlStore(t, testenv.DB(t), mysql.Options{RetryBase: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond})
+		},
+		"postgres": func(t *testing.T) outbox.Store {
+			db := testenv.Postgres(t)
+			s, err := postgres.New(db, "final_"+testenv.PostgresService(t, db)+"_outbox", postgres.Options{RetryBase: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond})
+			return migrated(t, s, err)
+		},
+		"sqlite": func(t *testing.T) outbox.Store {
+			db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "split.db")+"?"+sqlite.DSNParams+"&_txlock=immediate")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			s, err := sqlite.New(db, "final_split_outbox", sqlite.Options{RetryBase: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond})
+			return migrated(t, s, err)
+		},
+	}
+	for name, newStore := range stores {
+		for _, mode := range []string{"nacked", "refused"} {
+			t.Run(name+"/"+mode, func(t *testing.T) {
+				store := newStore(t)
+				o := DefaultOptions().WithOutboxScanInterval(10 * time.Millisecond)
+				o.OutboxRetryBase = 10 * time.Millisecond
+				o.Logger = discardLogger()
+				msgs := make([]*message.Message, 5)
+				bodies := make([][]byte, len(msgs))
+				for i := range msgs {
+					msgs[i] = message.New("bound", []byte{byte(i)})
+					var err error
+					if bodies[i], err = message.Marshal(msgs[i]); err != nil {
+						t.Fatal(err)
+					}
+				}
+				poison := msgs[2].UUID
+				p := &failingProvider{Provider: memoryProvider(t, o)}
+				if mode == "nacked" {
+					p.nack = map[string]bool{poison: true}
+				} else {
+					p.refuse, p.refusal = map[string]bool{poison: true}, errors.New("message too large")
+				}
+				if _, err := store.Insert(context.Background(), nil, outbox.Row{Body: outbox.Pack(bodies)}); err != nil {
+					t.Fatal(err)
+				}
+				runPipeline(t, store, p, o)
+				testenv.Eventually(t, 30*time.Second, func() bool { return p.triedOf(poison) >= 4 }, "the failing message retried")
+				for i, m := range msgs {
+					if want := map[bool]int{true: 0, false: 1}[m.UUID == poison]; p.passedOf(m.UUID) != want {
+						t.Fatalf("message %d was sent %d times, want %d", i, p.passedOf(m.UUID), want)
+					}
+				}
+				testenv.Eventually(t, 10*time.Second, func() bool {
+					n, err := store.Len(context.Background())
+					return err == nil && n == 1
+				}, "the failing message's row alone left in the outbox")
+			})
+		}
+	}
+}
+
+// migrated migrates s, made by New.
+func migrated[S outbox.Store](t *testing.T, s S, err error) S {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// gateProvider publishes to the in-memory broker; its first publish closes
+// entered, then waits until gate is closed.
+type gateProvider struct {
+	*memory.Provider
+	entered, gate chan struct{}
+	first         sync.Once
+
+	mu    sync.Mutex
+	tried int
+}
+
+func (p *gateProvider) PublishEncoded(ctx context.Context, msg *message.Message, body []byte) (mq.Confirmation, error) {
+	p.first.Do(func() {
+		close(p.entered)
+		<-p.gate
+	})
+	p.mu.Lock()
+	p.tried++
+	p.mu.Unlock()
+	return p.Provider.PublishEncoded(ctx, msg, body)
+}
+
+// A pack whose window closes part way through its messages (its first
+// publish outlasted sendBy) starts no publish past it: the rest are left,
+// with the row, to the relays, as a late row is (released, not failed).
+func TestDispatcherStartsNoPartOfAPackPastItsWindow(t *testing.T) {
+	o := DefaultOptions()
+	o.Logger = discardLogger()
+	p := &gateProvider{Provider: memory.NewBroker().Provider(), entered: make(chan struct{}), gate: make(chan struct{})}
+	if err := p.Init(context.Background(), mq.Config{Service: "svc", Topics: []string{"t"}, Logger: o.Logger}); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	store := &countingStore{}
+	a := newAcker(context.Background(), store, o)
+	d := newDispatcher(context.Background(), p, a, o)
+	a.start(1)
+	d.start()
+	pack := packOf(t, 1, 3)
+	pack.sendBy = time.Now().Add(time.Second)
+	if err := d.submit(context.Background(), pack); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pack's first publish did not start")
+	}
+	// The window closes while the first publish waits.
+	<-time.After(time.Until(pack.sendBy) + 10*time.Millisecond)
+	close(p.gate)
+	testenv.Eventually(t, 10*time.Second, func() bool { return store.released.Load() == 1 }, "the pack released")
+	d.close()
+	d.wait()
+	a.closeAndWait()
+	p.mu.Lock()
+	tried := p.tried
+	p.mu.Unlock()
+	if tried != 1 || store.deleted.Load() != 0 || store.failed.Load() != 0 {
+		t.Fatalf("%d publishes tried, %d rows deleted, %d failed; want 1, 0, 0", tried, store.deleted.Load(), store.failed.Load())
+	}
+}
+
+// packStore hands out, per claim, as many packs of ten messages as the
+// claim's limit allows, and records the limits.
+type packStore struct {
+	countingStore
+	mu     sync.Mutex
+	limits []int
+}
+
+func (s *packStore) Claim(_ context.Context, _ string, limit, _ int, _ time.Duration) ([]outbox.Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.limits = append(s.limits, limit)
+	recs := make([]outbox.Record, limit)
+	for i := range recs {
+		recs[i] = outbox.Record{ID: int64(len(s.limits)*10_000 + i), Body: []byte("b")}
+		for range 10 {
+			recs[i].Pack = append(recs[i].Pack, outbox.Part{Message: message.New("t", nil), Body: []byte("b")})
+		}
+	}
+	return recs, nil
+}
+
+// A claim takes about OutboxScanOffset messages, not rows: after a batch of
+// packs of ten, a tenth of the rows, so that a batch is sent within its
+// lease whatever its rows hold.
+func TestRelayClaimsMessagesNotRows(t *testing.T) {
+	o := DefaultOptions().WithOutboxScanOffset(100)
+	o.Logger = discardLogger()
+	store := &packStore{}
+	d := newDispatcher(context.Background(), memory.NewBroker().Provider(), newAcker(context.Background(), store, o), o)
+	r := newRelay(store, d, "me", o)
+	for range 2 {
+		if _, err := r.scan(); err != nil {
+			t.Fatal(err)
+		}
+		for len(d.queue) > 0 { // the loops are not running: empty the queue by hand
+			<-d.queue
+		}
+	}
+	if got := store.limits; len(got) != 2 || got[0] != 100 || got[1] != 10 {
+		t.Fatalf("claim limits %v, want [100 10]", got)
 	}
 }

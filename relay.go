@@ -32,6 +32,7 @@ type relay struct {
 	owner    string
 	batch    int
 	rowSize  int // mean body size of the last batch; 0: none yet
+	rowMsgs  int // mean messages per row of the last batch (packs hold several); 0: none yet
 	interval time.Duration
 	lease    time.Duration
 
@@ -195,12 +196,17 @@ func (r *relay) pruneHeld() error {
 
 // bounds returns the bounds of the next batch: in bytes, the dispatcher's
 // room (at least 1: a claim takes one row whatever its size); in rows,
-// OutboxScanOffset, and as many rows of the last batch's mean size as the
-// room holds, so that the store does not look at many more rows than it
-// may take (it reads the size of each row it considers).
+// about OutboxScanOffset messages at the last batch's messages per row
+// (a batch of packs is sent within its lease as one of single messages
+// is), and as many rows of the last batch's mean size as the room holds,
+// so that the store does not look at many more rows than it may take (it
+// reads the size of each row it considers).
 func (r *relay) bounds() (limit, maxBytes int) {
 	room := int(r.disp.bytes.room())
 	limit = r.batch
+	if r.rowMsgs > 1 {
+		limit = max(1, limit/r.rowMsgs)
+	}
 	if r.rowSize > 0 {
 		limit = min(limit, room/r.rowSize+1)
 	}
@@ -242,7 +248,7 @@ func (r *relay) measure(recs []outbox.Record, limit, maxBytes int) (full bool) {
 		msgs += max(len(rec.Pack), 1)
 	}
 	if len(recs) > 0 {
-		r.rowSize = size / len(recs)
+		r.rowSize, r.rowMsgs = size/len(recs), msgs/len(recs)
 		r.log.Debug("final: relaying unconfirmed rows", "rows", len(recs), "messages", msgs, "bytes", size)
 	}
 	return len(recs) == limit || size >= maxBytes

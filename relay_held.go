@@ -57,6 +57,28 @@ func (b *heldBatch) settle() {
 	}
 }
 
+// splitPacks splits the packs of b whose verdict says so (failure.split):
+// it inserts a row for each of their unconfirmed messages (splitPack), and
+// the claim then deletes the pack with its confirmed rows. A pack it could
+// not split is failed whole, as before. b is settled: nothing else uses it.
+func (b *heldBatch) splitPacks(ctx context.Context, store outbox.Store, availableIn time.Duration) {
+	rest := b.failures[:0]
+	for _, f := range b.failures {
+		if f.split != nil {
+			inserted, err := splitPack(ctx, store, f, availableIn)
+			if inserted {
+				b.done = append(b.done, f.id)
+			}
+			if err == nil {
+				continue
+			}
+			f.split = nil
+		}
+		rest = append(rest, f)
+	}
+	b.failures = rest
+}
+
 // finish ends b once every row has its verdict, in a goroutine of the
 // relay's (fwg), and then frees its slot. Claims end in the order they
 // settle, not the order they were taken: a later claim holds no row of a
@@ -77,8 +99,8 @@ func (r *relay) finish(b *heldBatch) {
 // verdict. The relay's loop must have stopped.
 func (r *relay) finishHeld() { r.fwg.Wait() }
 
-// endHeld commits a settled batch: the failures recorded, the confirmed
-// rows deleted. If the claim cannot commit (its connection was lost, the
+// endHeld commits a settled batch: the packs to split split, the failures
+// recorded, the confirmed rows and the split packs deleted. If the claim cannot commit (its connection was lost, the
 // database is failing over) it is rolled back, which leaves every row in
 // the table, and the acker deletes the confirmed rows and records the
 // failures as it does for the fast path's; a row it cannot delete is sent
@@ -93,6 +115,7 @@ func (r *relay) endHeld(b *heldBatch) {
 	defer cancel()
 	stop := context.AfterFunc(r.disp.ctx, func() { time.AfterFunc(shutdownGrace, cancel) })
 	defer stop()
+	b.splitPacks(ctx, r.store, r.disp.acker.retryBase)
 	failed, _ := groupFailures(b.failures) // held-back rows need no write
 	err := func() error {
 		for _, g := range failed {

@@ -37,6 +37,14 @@ func TestPackRoundTrip(t *testing.T) {
 			}
 		}
 	}
+	// The 32-bit array length Pack writes past 65,535 messages.
+	two := bodiesOf(t, 1, 2)
+	array32 := append([]byte{0xdd, 0, 0, 0, 2}, outbox.Pack(two)[1:]...)
+	rec := outbox.Record{Body: array32}
+	rec.Decode()
+	if rec.Err != nil || len(rec.Pack) != 2 || !bytes.Equal(rec.Pack[1].Body, two[1]) {
+		t.Fatalf("a pack with a 32-bit length: err %v, %d parts", rec.Err, len(rec.Pack))
+	}
 	one := outbox.Record{Body: bodiesOf(t, 3)[0]}
 	one.Decode()
 	if one.Err != nil || one.Pack != nil || one.Message == nil || len(one.Parts()) != 1 || outbox.IsPack(one.Body) {
@@ -57,9 +65,14 @@ func TestPackMalformed(t *testing.T) {
 		"length beyond":     {0x91, 0xc6, 0xff, 0xff, 0xff, 0xff, 1},
 		"bad message":       outbox.Pack([][]byte{{0x80}}),
 		"array32 truncated": {0xdd, 0, 0},
+		"count beyond size": {0xdd, 0xff, 0xff, 0xff, 0xff, 0xc4, 0},
+		"keyed":             nil, // below
 	}
 	for name, body := range cases {
 		rec := outbox.Record{Body: body}
+		if name == "keyed" { // a pack is never ordered
+			rec = outbox.Record{Body: good, OrderKey: 7}
+		}
 		rec.Decode()
 		if !errors.Is(rec.Err, message.ErrDecode) || rec.Pack != nil || rec.Message != nil || rec.Parts() != nil {
 			t.Errorf("%s: err %v, %d parts, message %v; want an error wrapping message.ErrDecode", name, rec.Err, len(rec.Pack), rec.Message)

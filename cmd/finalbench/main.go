@@ -81,6 +81,7 @@ type config struct {
 	prefetch     int           // the library's Prefetch (0: its default)
 	queue        int           // the library's DispatchQueueSize
 	scanAgo      time.Duration // the library's OutboxScanAgoTime
+	pack         bool          // the library's PackMessages
 	wire         mq.WireFormat // the library's Options.WireFormat
 	peers        []string      // the peers of the peers phase
 	peersDir     string        // the bench/peers module
@@ -157,6 +158,7 @@ func main() {
 	flag.IntVar(&c.unconfirmed, "max-unconfirmed", final.DefaultOptions().MaxUnconfirmed, "the library's MaxUnconfirmed")
 	flag.IntVar(&c.queue, "dispatch-queue", final.DefaultOptions().DispatchQueueSize, "the library's DispatchQueueSize")
 	flag.DurationVar(&c.scanAgo, "scan-ago", final.DefaultOptions().OutboxScanAgoTime, "the library's OutboxScanAgoTime")
+	flag.BoolVar(&c.pack, "pack", final.DefaultOptions().PackMessages, "the library's PackMessages: with -batch, a transaction's messages in one row")
 	flag.IntVar(&c.heldClaims, "held-claims", final.DefaultOptions().OutboxHeldClaims, "the library's OutboxHeldClaims (0: leased claims; applies to a store that can hold its claims)")
 	flag.IntVar(&c.prefetch, "prefetch", final.DefaultOptions().Prefetch, "the library's Prefetch (0: its default, final.DefaultPrefetch unless the consumer timeout needs less)")
 	flag.Float64Var(&c.paceLibrary, "pace-library", 0, "pace the library's producers in the commit and 10 msg/tx rounds at this fraction of the commit rate the limit reached\n"+
@@ -491,6 +493,9 @@ func (c config) describe() string {
 		c.concurrency, c.size, c.perTx, c.batch, c.duration, c.backlog, c.consume, c.wire, c.broker.name(), c.unconfirmed, c.heldClaims, prefetch)
 	if o := final.DefaultOptions(); c.queue != o.DispatchQueueSize || c.scanAgo != o.OutboxScanAgoTime {
 		d += fmt.Sprintf(" dispatch-queue=%d scan-ago=%s", c.queue, c.scanAgo)
+	}
+	if !c.pack {
+		d += " pack=false"
 	}
 	if c.paceLibrary > 0 {
 		d += fmt.Sprintf(" pace-library=%g (the library's commit rate is paced: not a measure of it)", c.paceLibrary)
