@@ -39,6 +39,7 @@ type acker struct {
 	batch     int
 	linger    time.Duration
 	retryBase time.Duration   // when the rows of a split pack become available
+	begin     outbox.Beginner // the transactions a split pack's rows are inserted in; nil: on their own
 	ctx       context.Context // cancelled when Shutdown stops waiting
 
 	dones chan int64
@@ -180,7 +181,7 @@ func (a *acker) splitPacks(batch []failure) []failure {
 		if f.split != nil {
 			var inserted bool
 			err := a.retry("split a failed pack", len(f.split), func(ctx context.Context) (err error) {
-				inserted, err = splitPack(ctx, a.store, f, a.retryBase)
+				inserted, err = splitPack(ctx, a.store, a.begin, f, a.retryBase)
 				return err
 			})
 			if inserted {

@@ -218,6 +218,7 @@ func (b *Bus) StartContext(ctx context.Context) (err error) {
 	hard, stopHard := context.WithCancel(context.Background())
 	b.store, b.stopHard = store, stopHard
 	b.acker = newAcker(hard, store, b.opt)
+	b.acker.begin = outbox.SQLBeginner(b.db)
 	b.disp = newDispatcher(hard, b.provider, b.acker, b.opt)
 	b.relay = newRelay(store, b.disp, b.owner, b.relayOptions(store))
 	b.overflow = newOverflow(store, b.disp, b.opt)

@@ -408,7 +408,7 @@ func (d *dispatcher) confirmLoop() {
 		var split []int
 		if f.verdict != nil {
 			var last bool
-			if err, last = f.verdict.settle(f.part, err); !last {
+			if err, last = f.verdict.settle(f.part, published, err); !last {
 				continue
 			}
 			if err != nil {

@@ -22,27 +22,36 @@ import (
 type packVerdict struct {
 	left      int    // messages without a verdict
 	err       error  // the first failure
+	refused   bool   // err came from the publish, not from its confirm
 	confirmed []bool // by part
 }
 
-// settle counts the verdict on part, and returns the row's once it has all
-// of them (last).
-func (v *packVerdict) settle(part int, err error) (verdict error, last bool) {
-	if v.err == nil {
-		v.err = err
+// settle counts the verdict on part (published: the publish itself went
+// through, and err, if any, came from its confirm), and returns the row's
+// once it has all of them (last).
+func (v *packVerdict) settle(part int, published bool, err error) (verdict error, last bool) {
+	if v.err == nil && err != nil {
+		v.err, v.refused = err, !published
 	}
 	v.confirmed[part] = err == nil
 	v.left--
 	return v.err, v.left == 0
 }
 
-// unconfirmed returns the parts the broker did not confirm, when the pack
-// is better split than sent whole again (failure.split): when some of its
-// messages were confirmed, which would otherwise be sent again, or when
-// the first failure concerns a message rather than the broker (a nack, a
-// message refused), which would otherwise fail the whole pack again and
-// again. A broker that is down or slow to confirm fails every pack alike,
-// and those go whole: nil.
+// unconfirmed returns the parts the broker did not confirm when the pack
+// is better split than sent whole again (failure.split), and nil when it
+// is not:
+//   - some of its messages were confirmed: split, or they would be sent
+//     again;
+//   - none was, and the first was refused at its publish for itself (too
+//     large, say) rather than because the broker is unreachable: split, or
+//     the pack would stop at that message again and again, and the others
+//     would never go;
+//   - none was, and the broker is unreachable, slow, or nacked them (a lost
+//     connection nacks every pending confirm; an unroutable topic is the
+//     whole pack's): whole, as every pack of that moment fails alike;
+//   - the window closed part way (errHeldBack): whole, left to the relays,
+//     which may be claiming it already.
 func (v *packVerdict) unconfirmed() []int {
 	var parts []int
 	for i, ok := range v.confirmed {
@@ -50,22 +59,26 @@ func (v *packVerdict) unconfirmed() []int {
 			parts = append(parts, i)
 		}
 	}
-	brokerWide := errors.Is(v.err, mq.ErrUnavailable) || errors.Is(v.err, errConfirmTimeout) ||
-		errors.Is(v.err, context.Canceled) || errors.Is(v.err, context.DeadlineExceeded)
-	if errors.Is(v.err, errHeldBack) || len(parts) == len(v.confirmed) && brokerWide {
+	unreachable := errors.Is(v.err, mq.ErrUnavailable) || errors.Is(v.err, context.Canceled) ||
+		errors.Is(v.err, context.DeadlineExceeded)
+	switch {
+	case v.err == nil, errors.Is(v.err, errHeldBack):
 		return nil
+	case len(parts) < len(v.confirmed), v.refused && !unreachable:
+		return parts
 	}
-	return parts
+	return nil
 }
 
-// splitPack inserts, committed on its own, a row for each of the messages
-// of the pack f.id listed in f.split, available after availableIn; the
-// caller then deletes the pack. A failure between the two leaves both, so
-// those messages may be sent twice, never lost. The pack is read back from
-// the table: the dispatcher keeps no body once it is sent. It reports
-// whether it inserted: false with no error when the pack is gone (deleted
-// by someone else: nothing is left to do).
-func splitPack(ctx context.Context, store outbox.Store, f failure, availableIn time.Duration) (inserted bool, err error) {
+// splitPack inserts, in one transaction of begin (nil: on their own), a
+// row for each of the messages of the pack f.id listed in f.split,
+// available after availableIn; the caller then deletes the pack. A failure
+// between the two leaves both, so the pack's messages may be sent again,
+// never lost. The pack is read back from the table: the dispatcher keeps
+// no body once it is sent. It reports whether it inserted: false with no
+// error when the pack is gone (deleted by someone else: nothing is left to
+// do).
+func splitPack(ctx context.Context, store outbox.Store, begin outbox.Beginner, f failure, availableIn time.Duration) (inserted bool, err error) {
 	reader, ok := store.(outbox.Reader)
 	if !ok {
 		return false, fmt.Errorf("final: split a pack: the outbox store %T cannot read rows back (outbox.Reader)", store)
@@ -82,8 +95,24 @@ func splitPack(ctx context.Context, store outbox.Store, f failure, availableIn t
 		}
 		rows = append(rows, outbox.Row{Body: pack[i].Body, AvailableIn: availableIn})
 	}
-	if _, err := outbox.InsertAll(ctx, store, nil, rows); err != nil {
+	var tx outbox.Tx
+	if begin != nil {
+		if tx, err = begin.Begin(ctx); err != nil {
+			return false, fmt.Errorf("final: split a pack: %w", err)
+		}
+		defer func() {
+			if err != nil {
+				_ = tx.Rollback(ctx)
+			}
+		}()
+	}
+	if _, err = outbox.InsertAll(ctx, store, tx, rows); err != nil {
 		return false, fmt.Errorf("final: split a pack: %w", err)
+	}
+	if tx != nil {
+		if err = tx.Commit(ctx); err != nil {
+			return false, fmt.Errorf("final: split a pack: %w", err)
+		}
 	}
 	return true, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -86,7 +87,8 @@ func packOf(t *testing.T, id int64, n int) outgoing {
 // A pack gets one verdict: it is deleted once, when every message in it is
 // confirmed, and it fails once, not deleted, when one of its messages is
 // nacked (the others go on) or cannot be published (the rest are not
-// tried: the row is sent whole again anyway).
+// tried). (These failures would split the packs, which a store that cannot
+// read rows back, as here, cannot: they are failed whole.)
 func TestDispatcherGivesAPackOneVerdict(t *testing.T) {
 	o := DefaultOptions()
 	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -142,29 +144,30 @@ func TestDispatcherGivesAPackOneVerdict(t *testing.T) {
 // message nacked (the others are published beside it) and with its
 // publish refused (the ones after it are not tried until the split).
 func TestAFailingMessageSplitsItsPack(t *testing.T) {
-	stores := map[string]func(t *testing.T) outbox.Store{
-		"mysql": func(t *testing.T) outbox.Store {
-			return mysqlStore(t, testenv.DB(t), mysql.Options{RetryBase: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond})
+	stores := map[string]func(t *testing.T) (outbox.Store, *sql.DB){
+		"mysql": func(t *testing.T) (outbox.Store, *sql.DB) {
+			db := testenv.DB(t)
+			return mysqlStore(t, db, mysql.Options{RetryBase: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond}), db
 		},
-		"postgres": func(t *testing.T) outbox.Store {
+		"postgres": func(t *testing.T) (outbox.Store, *sql.DB) {
 			db := testenv.Postgres(t)
 			s, err := postgres.New(db, "final_"+testenv.PostgresService(t, db)+"_outbox", postgres.Options{RetryBase: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond})
-			return migrated(t, s, err)
+			return migrated(t, s, err), db
 		},
-		"sqlite": func(t *testing.T) outbox.Store {
+		"sqlite": func(t *testing.T) (outbox.Store, *sql.DB) {
 			db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "split.db")+"?"+sqlite.DSNParams+"&_txlock=immediate")
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { db.Close() })
 			s, err := sqlite.New(db, "final_split_outbox", sqlite.Options{RetryBase: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond})
-			return migrated(t, s, err)
+			return migrated(t, s, err), db
 		},
 	}
 	for name, newStore := range stores {
 		for _, mode := range []string{"nacked", "refused"} {
 			t.Run(name+"/"+mode, func(t *testing.T) {
-				store := newStore(t)
+				store, db := newStore(t)
 				o := DefaultOptions().WithOutboxScanInterval(10 * time.Millisecond)
 				o.OutboxRetryBase = 10 * time.Millisecond
 				o.Logger = discardLogger()
@@ -187,7 +190,7 @@ func TestAFailingMessageSplitsItsPack(t *testing.T) {
 				if _, err := store.Insert(context.Background(), nil, outbox.Row{Body: outbox.Pack(bodies)}); err != nil {
 					t.Fatal(err)
 				}
-				runPipeline(t, store, p, o)
+				runPipelineSplitting(t, store, outbox.SQLBeginner(db), p, o)
 				testenv.Eventually(t, 30*time.Second, func() bool { return p.triedOf(poison) >= 4 }, "the failing message retried")
 				for i, m := range msgs {
 					if want := map[bool]int{true: 0, false: 1}[m.UUID == poison]; p.passedOf(m.UUID) != want {
@@ -254,7 +257,7 @@ func TestDispatcherStartsNoPartOfAPackPastItsWindow(t *testing.T) {
 	a.start(1)
 	d.start()
 	pack := packOf(t, 1, 3)
-	pack.sendBy = time.Now().Add(time.Second)
+	pack.sendBy = time.Now().Add(3 * time.Second)
 	if err := d.submit(context.Background(), pack); err != nil {
 		t.Fatal(err)
 	}
@@ -319,5 +322,41 @@ func TestRelayClaimsMessagesNotRows(t *testing.T) {
 	}
 	if got := store.limits; len(got) != 2 || got[0] != 100 || got[1] != 10 {
 		t.Fatalf("claim limits %v, want [100 10]", got)
+	}
+}
+
+// When a pack is split (its unconfirmed messages a row each) and when it
+// goes whole again.
+func TestWhenAPackIsSplit(t *testing.T) {
+	nacked, refused := fmt.Errorf("nack: %w", mq.ErrNacked), errors.New("message too large")
+	down := fmt.Errorf("publish: %w", mq.ErrUnavailable)
+	type verdict struct {
+		published bool
+		err       error
+	}
+	ok := verdict{true, nil}
+	cases := []struct {
+		name     string
+		verdicts []verdict
+		want     []int
+	}{
+		{"all confirmed", []verdict{ok, ok, ok}, nil},
+		{"one nacked among confirmed", []verdict{ok, {true, nacked}, ok}, []int{1}},
+		{"refused after one confirmed", []verdict{ok, {false, down}, {false, down}}, []int{1, 2}},
+		{"the first refused for itself", []verdict{{false, refused}, {false, refused}, {false, refused}}, []int{0, 1, 2}},
+		{"the broker unreachable", []verdict{{false, down}, {false, down}, {false, down}}, nil},
+		{"every confirm nacked (a lost connection)", []verdict{{true, nacked}, {true, nacked}, {true, nacked}}, nil},
+		{"unroutable", []verdict{{true, mq.ErrUnroutable}, {true, mq.ErrUnroutable}, {true, mq.ErrUnroutable}}, nil},
+		{"not confirmed in time", []verdict{{true, errConfirmTimeout}, {true, errConfirmTimeout}, {true, errConfirmTimeout}}, nil},
+		{"the window closed part way", []verdict{ok, {false, errHeldBack}, {false, errHeldBack}}, nil},
+	}
+	for _, c := range cases {
+		v := &packVerdict{left: len(c.verdicts), confirmed: make([]bool, len(c.verdicts))}
+		for i, x := range c.verdicts {
+			v.settle(i, x.published, x.err)
+		}
+		if got := v.unconfirmed(); fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("%s: split %v, want %v", c.name, got, c.want)
+		}
 	}
 }

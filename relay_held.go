@@ -61,11 +61,11 @@ func (b *heldBatch) settle() {
 // it inserts a row for each of their unconfirmed messages (splitPack), and
 // the claim then deletes the pack with its confirmed rows. A pack it could
 // not split is failed whole, as before. b is settled: nothing else uses it.
-func (b *heldBatch) splitPacks(ctx context.Context, store outbox.Store, availableIn time.Duration) {
+func (b *heldBatch) splitPacks(ctx context.Context, store outbox.Store, begin outbox.Beginner, availableIn time.Duration) {
 	rest := b.failures[:0]
 	for _, f := range b.failures {
 		if f.split != nil {
-			inserted, err := splitPack(ctx, store, f, availableIn)
+			inserted, err := splitPack(ctx, store, begin, f, availableIn)
 			if inserted {
 				b.done = append(b.done, f.id)
 			}
@@ -115,7 +115,7 @@ func (r *relay) endHeld(b *heldBatch) {
 	defer cancel()
 	stop := context.AfterFunc(r.disp.ctx, func() { time.AfterFunc(shutdownGrace, cancel) })
 	defer stop()
-	b.splitPacks(ctx, r.store, r.disp.acker.retryBase)
+	b.splitPacks(ctx, r.store, r.disp.acker.begin, r.disp.acker.retryBase)
 	failed, _ := groupFailures(b.failures) // held-back rows need no write
 	err := func() error {
 		for _, g := range failed {

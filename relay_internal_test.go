@@ -85,7 +85,16 @@ func TestRelayLooksAgainAfterAShortBatch(t *testing.T) {
 // Start does, and stops them as Shutdown does when the test ends.
 func runPipeline(t *testing.T, store outbox.Store, p mq.IProvider, o Options) {
 	t.Helper()
+	runPipelineSplitting(t, store, nil, p, o)
+}
+
+// runPipelineSplitting is runPipeline whose acker inserts the rows of a
+// split pack in transactions of begin (nil: on their own), as a bus's does
+// in its database's.
+func runPipelineSplitting(t *testing.T, store outbox.Store, begin outbox.Beginner, p mq.IProvider, o Options) {
+	t.Helper()
 	a := newAcker(context.Background(), store, o)
+	a.begin = begin
 	d := newDispatcher(context.Background(), p, a, o)
 	r := newRelay(store, d, "me", o)
 	a.start(1)
