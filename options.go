@@ -180,12 +180,16 @@ type Options struct {
 	// per message: at ten messages a transaction about 60 % less of what
 	// the outbox costs MariaDB (docs/performance.md). The broker still
 	// gets each message on its own. A pack is deleted once every message
-	// in it is confirmed. When one is not, the pack is split: each message
-	// the broker did not confirm gets a row of its own and the pack is
-	// deleted, so the confirmed ones are not sent again and a message that
-	// keeps failing holds up none of the others; only when the broker
-	// itself is down or slow and none was confirmed is the pack sent whole
-	// again. An instance of a build before packs (commit c7b733f) cannot
+	// in it is confirmed. When one is not, and others were, or the first
+	// was refused for itself (too large for the broker, say), the pack is
+	// split: each message the broker did not confirm gets a row of its
+	// own and the pack is deleted, so the confirmed ones are not sent
+	// again and a message that keeps failing holds up none of the others.
+	// When none was confirmed because the broker is down, slow, nacked
+	// them all (as a lost connection does) or has no queue for the topic,
+	// the pack is sent whole again, as every pack of that moment fails;
+	// and one whose window closed part way is left whole to the relay,
+	// which sends its confirmed messages again. An instance of a build before packs (commit c7b733f) cannot
 	// send one and leaves it in the table for those that can: turn this
 	// off while such instances may still relay (a rolling deploy from one,
 	// or a rollback to one). Default true.

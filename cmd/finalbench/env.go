@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/binary"
@@ -151,6 +152,7 @@ type rawTx struct {
 	d        database
 	biz, out *sql.Stmt
 	rows     *sql.Stmt // the insert of perTx rows at once, with -batch
+	pack     bool      // the perTx messages in one row, as the library's packs (-batch, -pack)
 }
 
 // prepareRaw prepares the raw transaction's statements; with -batch and
@@ -158,7 +160,7 @@ type rawTx struct {
 // multi-row insert where the store writes them so (PublishMessages on a
 // store that is an outbox.BatchInserter), and one by one elsewhere.
 func (e *benchEnv) prepareRaw(perTx int) (*rawTx, error) {
-	r := &rawTx{db: e.db, d: e.cfg.db}
+	r := &rawTx{db: e.db, d: e.cfg.db, pack: e.cfg.batch && e.cfg.pack && perTx > 1}
 	var err error
 	if r.biz, err = e.db.Prepare(e.cfg.db.bizInsert()); err != nil {
 		return nil, err
@@ -167,7 +169,7 @@ func (e *benchEnv) prepareRaw(perTx int) (*rawTx, error) {
 		r.closeStmts()
 		return nil, err
 	}
-	if e.rawMultiRow(perTx) {
+	if !r.pack && e.rawMultiRow(perTx) {
 		if r.rows, err = e.db.Prepare(e.cfg.db.rawInsertRows(perTx)); err != nil {
 			r.closeStmts()
 			return nil, err
@@ -194,7 +196,8 @@ func (e *benchEnv) rawMultiRow(perTx int) bool {
 }
 
 // commit commits a business insert and perTx inserts of body into the
-// table of the outbox's shape.
+// table of the outbox's shape: with pack, one insert of perTx copies of
+// body, as the library stores a transaction's messages in one row.
 func (r *rawTx) commit(body []byte, perTx int) error {
 	tx, err := r.db.Begin()
 	if err != nil {
@@ -204,24 +207,35 @@ func (r *rawTx) commit(body []byte, perTx int) error {
 	if _, err := tx.Stmt(r.biz).Exec(1, 100); err != nil {
 		return err
 	}
-	if r.rows != nil {
+	switch {
+	case r.pack:
+		if err := r.insertOne(tx, bytes.Repeat(body, perTx)); err != nil {
+			return err
+		}
+	case r.rows != nil:
 		if err := r.insertRows(tx, body, perTx); err != nil {
 			return err
 		}
-		return tx.Commit()
-	}
-	for k := 0; k < perTx; k++ {
-		args := r.d.rawArgs(body, 5*time.Second)
-		if r.d.returning {
-			var id int64
-			if err := tx.Stmt(r.out).QueryRow(args...).Scan(&id); err != nil {
+	default:
+		for k := 0; k < perTx; k++ {
+			if err := r.insertOne(tx, body); err != nil {
 				return err
 			}
-		} else if _, err := tx.Stmt(r.out).Exec(args...); err != nil {
-			return err
 		}
 	}
 	return tx.Commit()
+}
+
+// insertOne writes one row of body, reading its id where the database
+// returns it.
+func (r *rawTx) insertOne(tx *sql.Tx, body []byte) error {
+	args := r.d.rawArgs(body, 5*time.Second)
+	if r.d.returning {
+		var id int64
+		return tx.Stmt(r.out).QueryRow(args...).Scan(&id)
+	}
+	_, err := tx.Stmt(r.out).Exec(args...)
+	return err
 }
 
 // insertRows writes perTx rows of body in one statement and reads their

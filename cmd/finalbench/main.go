@@ -158,7 +158,7 @@ func main() {
 	flag.IntVar(&c.unconfirmed, "max-unconfirmed", final.DefaultOptions().MaxUnconfirmed, "the library's MaxUnconfirmed")
 	flag.IntVar(&c.queue, "dispatch-queue", final.DefaultOptions().DispatchQueueSize, "the library's DispatchQueueSize")
 	flag.DurationVar(&c.scanAgo, "scan-ago", final.DefaultOptions().OutboxScanAgoTime, "the library's OutboxScanAgoTime")
-	flag.BoolVar(&c.pack, "pack", final.DefaultOptions().PackMessages, "the library's PackMessages: with -batch, a transaction's messages in one row")
+	flag.BoolVar(&c.pack, "pack", final.DefaultOptions().PackMessages, "the library's PackMessages: with -batch, a transaction's messages in one row (the limit then writes them in one row too)")
 	flag.IntVar(&c.heldClaims, "held-claims", final.DefaultOptions().OutboxHeldClaims, "the library's OutboxHeldClaims (0: leased claims; applies to a store that can hold its claims)")
 	flag.IntVar(&c.prefetch, "prefetch", final.DefaultOptions().Prefetch, "the library's Prefetch (0: its default, final.DefaultPrefetch unless the consumer timeout needs less)")
 	flag.Float64Var(&c.paceLibrary, "pace-library", 0, "pace the library's producers in the commit and 10 msg/tx rounds at this fraction of the commit rate the limit reached\n"+
