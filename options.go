@@ -187,9 +187,8 @@ type Options struct {
 	// again and a message that keeps failing holds up none of the others.
 	// When none was confirmed because the broker is down, slow, nacked
 	// them all (as a lost connection does) or has no queue for the topic,
-	// the pack is sent whole again, as every pack of that moment fails;
-	// and one whose window closed part way is left whole to the relay,
-	// which sends its confirmed messages again. An instance of a build before packs (commit c7b733f) cannot
+	// the pack is sent whole again, as every pack of that moment fails.
+	// An instance of a build before packs (commit c7b733f) cannot
 	// send one and leaves it in the table for those that can: turn this
 	// off while such instances may still relay (a rolling deploy from one,
 	// or a rollback to one). Default true.

@@ -49,9 +49,7 @@ func (v *packVerdict) settle(part int, published bool, err error) (verdict error
 //     would never go;
 //   - none was, and the broker is unreachable, slow, or nacked them (a lost
 //     connection nacks every pending confirm; an unroutable topic is the
-//     whole pack's): whole, as every pack of that moment fails alike;
-//   - the window closed part way (errHeldBack): whole, left to the relays,
-//     which may be claiming it already.
+//     whole pack's): whole, as every pack of that moment fails alike.
 func (v *packVerdict) unconfirmed() []int {
 	var parts []int
 	for i, ok := range v.confirmed {
@@ -62,7 +60,7 @@ func (v *packVerdict) unconfirmed() []int {
 	unreachable := errors.Is(v.err, mq.ErrUnavailable) || errors.Is(v.err, context.Canceled) ||
 		errors.Is(v.err, context.DeadlineExceeded)
 	switch {
-	case v.err == nil, errors.Is(v.err, errHeldBack):
+	case v.err == nil:
 		return nil
 	case len(parts) < len(v.confirmed), v.refused && !unreachable:
 		return parts

@@ -241,9 +241,9 @@ func (p *gateProvider) PublishEncoded(ctx context.Context, msg *message.Message,
 }
 
 // A pack whose window closes part way through its messages (its first
-// publish outlasted sendBy) starts no publish past it: the rest are left,
-// with the row, to the relays, as a late row is (released, not failed).
-func TestDispatcherStartsNoPartOfAPackPastItsWindow(t *testing.T) {
+// publish outlasted sendBy) is still sent whole and deleted: left to the
+// relays part way, its confirmed messages would be sent again.
+func TestDispatcherSendsAPackWholeOnceStarted(t *testing.T) {
 	o := DefaultOptions()
 	o.Logger = discardLogger()
 	p := &gateProvider{Provider: memory.NewBroker().Provider(), entered: make(chan struct{}), gate: make(chan struct{})}
@@ -269,15 +269,16 @@ func TestDispatcherStartsNoPartOfAPackPastItsWindow(t *testing.T) {
 	// The window closes while the first publish waits.
 	<-time.After(time.Until(pack.sendBy) + 10*time.Millisecond)
 	close(p.gate)
-	testenv.Eventually(t, 10*time.Second, func() bool { return store.released.Load() == 1 }, "the pack released")
+	testenv.Eventually(t, 10*time.Second, func() bool { return store.deleted.Load() == 1 }, "the pack deleted")
 	d.close()
 	d.wait()
 	a.closeAndWait()
 	p.mu.Lock()
 	tried := p.tried
 	p.mu.Unlock()
-	if tried != 1 || store.deleted.Load() != 0 || store.failed.Load() != 0 {
-		t.Fatalf("%d publishes tried, %d rows deleted, %d failed; want 1, 0, 0", tried, store.deleted.Load(), store.failed.Load())
+	if tried != 3 || store.deleted.Load() != 1 || store.failed.Load() != 0 || store.released.Load() != 0 {
+		t.Fatalf("%d publishes tried, %d rows deleted, %d failed, %d released; want 3, 1, 0, 0",
+			tried, store.deleted.Load(), store.failed.Load(), store.released.Load())
 	}
 }
 
@@ -348,7 +349,6 @@ func TestWhenAPackIsSplit(t *testing.T) {
 		{"every confirm nacked (a lost connection)", []verdict{{true, nacked}, {true, nacked}, {true, nacked}}, nil},
 		{"unroutable", []verdict{{true, mq.ErrUnroutable}, {true, mq.ErrUnroutable}, {true, mq.ErrUnroutable}}, nil},
 		{"not confirmed in time", []verdict{{true, errConfirmTimeout}, {true, errConfirmTimeout}, {true, errConfirmTimeout}}, nil},
-		{"the window closed part way", []verdict{ok, {false, errHeldBack}, {false, errHeldBack}}, nil},
 	}
 	for _, c := range cases {
 		v := &packVerdict{left: len(c.verdicts), confirmed: make([]bool, len(c.verdicts))}
