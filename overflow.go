@@ -240,11 +240,7 @@ func (f *overflow) readBack(rows []leftRow) error {
 	if err != nil {
 		return err
 	}
-	msgs := 0
-	for _, rec := range recs {
-		msgs += max(len(rec.Pack), 1)
-	}
-	f.log.Debug("final: rows the dispatch queue had no room for read back", "rows", len(recs), "messages", msgs)
+	f.log.Debug("final: rows the dispatch queue had no room for read back", "rows", len(recs), "messages", messagesIn(recs))
 	for i, rec := range recs {
 		recs[i] = outbox.Record{} // once handed on, the dispatcher alone holds it
 		if rec.Err != nil || rec.OrderKey != 0 {

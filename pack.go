@@ -68,6 +68,15 @@ func (v *packVerdict) unconfirmed() []int {
 	return nil
 }
 
+// messagesIn counts the messages of recs: a pack's each, one per other row.
+func messagesIn(recs []outbox.Record) int {
+	n := 0
+	for _, rec := range recs {
+		n += max(len(rec.Pack), 1)
+	}
+	return n
+}
+
 // splitPack inserts, in one transaction of begin (nil: on their own), a
 // row for each of the messages of the pack f.id listed in f.split,
 // available after availableIn; the caller then deletes the pack. A failure

@@ -70,6 +70,27 @@ type nackedConfirmation struct{}
 
 func (nackedConfirmation) Wait(context.Context) error { return mq.ErrNacked }
 
+// startDispatcher starts a dispatcher on p, initialised for topic "t", with
+// an acker on a countingStore; stop closes it and waits until every verdict
+// is written (p is closed when the test ends).
+func startDispatcher(t *testing.T, p mq.IProvider, o Options) (d *dispatcher, store *countingStore, stop func()) {
+	t.Helper()
+	if err := p.Init(context.Background(), mq.Config{Service: "svc", Topics: []string{"t"}, Logger: o.Logger}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	store = &countingStore{}
+	a := newAcker(context.Background(), store, o)
+	d = newDispatcher(context.Background(), p, a, o)
+	a.start(1)
+	d.start()
+	return d, store, func() {
+		d.close()
+		d.wait()
+		a.closeAndWait()
+	}
+}
+
 // packOf is a committed pack of n messages of topic t.
 func packOf(t *testing.T, id int64, n int) outgoing {
 	t.Helper()
@@ -98,24 +119,14 @@ func TestDispatcherGivesAPackOneVerdict(t *testing.T) {
 		nack:     map[string]bool{nacked.pack[1].Message.UUID: true},
 		refuse:   map[string]bool{refused.pack[0].Message.UUID: true},
 	}
-	if err := p.Init(context.Background(), mq.Config{Service: "svc", Topics: []string{"t"}, Logger: o.Logger}); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	store := &countingStore{}
-	a := newAcker(context.Background(), store, o)
-	d := newDispatcher(context.Background(), p, a, o)
-	a.start(1)
-	d.start()
+	d, store, stop := startDispatcher(t, p, o)
 	for _, row := range []outgoing{good, nacked, refused} {
 		if err := d.submit(context.Background(), row); err != nil {
 			t.Fatal(err)
 		}
 	}
 	testenv.Eventually(t, 10*time.Second, func() bool { return store.deleted.Load() >= 1 && store.failed.Load() >= 2 }, "the verdicts")
-	d.close()
-	d.wait()
-	a.closeAndWait()
+	stop()
 	if del, failed := store.deleted.Load(), store.failed.Load(); del != 1 || failed != 2 {
 		t.Fatalf("%d rows deleted and %d failed; want 1 (the good pack) and 2 (the other packs)", del, failed)
 	}
@@ -247,15 +258,7 @@ func TestDispatcherSendsAPackWholeOnceStarted(t *testing.T) {
 	o := DefaultOptions()
 	o.Logger = discardLogger()
 	p := &gateProvider{Provider: memory.NewBroker().Provider(), entered: make(chan struct{}), gate: make(chan struct{})}
-	if err := p.Init(context.Background(), mq.Config{Service: "svc", Topics: []string{"t"}, Logger: o.Logger}); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	store := &countingStore{}
-	a := newAcker(context.Background(), store, o)
-	d := newDispatcher(context.Background(), p, a, o)
-	a.start(1)
-	d.start()
+	d, store, stop := startDispatcher(t, p, o)
 	pack := packOf(t, 1, 3)
 	pack.sendBy = time.Now().Add(3 * time.Second)
 	if err := d.submit(context.Background(), pack); err != nil {
@@ -270,9 +273,7 @@ func TestDispatcherSendsAPackWholeOnceStarted(t *testing.T) {
 	<-time.After(time.Until(pack.sendBy) + 10*time.Millisecond)
 	close(p.gate)
 	testenv.Eventually(t, 10*time.Second, func() bool { return store.deleted.Load() == 1 }, "the pack deleted")
-	d.close()
-	d.wait()
-	a.closeAndWait()
+	stop()
 	p.mu.Lock()
 	tried := p.tried
 	p.mu.Unlock()

@@ -242,10 +242,9 @@ func (r *relay) scan() (full bool, err error) {
 // measure notes the mean size of a claimed batch's rows and reports
 // whether the batch was full, in rows or in bytes.
 func (r *relay) measure(recs []outbox.Record, limit, maxBytes int) (full bool) {
-	size, msgs := 0, 0
+	size, msgs := 0, messagesIn(recs)
 	for _, rec := range recs {
 		size += len(rec.Body)
-		msgs += max(len(rec.Pack), 1)
 	}
 	if len(recs) > 0 {
 		r.rowSize, r.rowMsgs = size/len(recs), msgs/len(recs)
