@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/finalbus/final"
+	"github.com/finalbus/final/message"
 )
 
 var (
@@ -143,29 +144,48 @@ func (s *scene) record(c *final.Context) error {
 
 // commit writes a business row and its message in one transaction.
 func (s *scene) commit(b *final.Bus, db *sql.DB, ref string) error {
-	return s.write(b, db, ref, nil)
+	return s.write(b, db, []string{ref}, nil)
 }
 
-// write writes a business row and its message in one transaction, which
-// rolls back when fail is set.
-func (s *scene) write(b *final.Bus, db *sql.DB, ref string, fail error) error {
+// write writes a business row and a message for each of refs in one
+// transaction, which rolls back when fail is set. Several refs are
+// published with one PublishMessages: a pack.
+func (s *scene) write(b *final.Bus, db *sql.DB, refs []string, fail error) error {
 	tx, err := db.Begin()
 	if err != nil {
 		return err
 	}
 	return b.Transaction(tx, func(txBus *final.TxBus) error {
-		if _, err := tx.Exec("INSERT INTO "+s.w.db.quote(s.table)+" (ref) VALUES ("+s.w.db.ph+")", ref); err != nil {
-			return err
+		msgs := make([]*message.Message, len(refs))
+		for i, ref := range refs {
+			if _, err := tx.Exec("INSERT INTO "+s.w.db.quote(s.table)+" (ref) VALUES ("+s.w.db.ph+")", ref); err != nil {
+				return err
+			}
+			msgs[i] = message.New(s.topic, []byte(ref))
 		}
-		if err := txBus.Publish(s.topic, []byte(ref)); err != nil {
+		if len(msgs) == 1 {
+			if err := txBus.Publish(s.topic, msgs[0].Payload); err != nil {
+				return err
+			}
+		} else if err := txBus.PublishMessages(msgs...); err != nil {
 			return err
 		}
 		return fail
 	})
 }
 
+// packOf is the refs a load goroutine writes in one transaction: odd
+// goroutines write three messages as a pack, even ones one.
+func packOf(worker int, ref string) []string {
+	if worker%2 == 0 {
+		return []string{ref}
+	}
+	return []string{ref + "a", ref + "b", ref + "c"}
+}
+
 // load commits continuously from n goroutines until stop is called; about
-// a tenth of the transactions roll back after publishing.
+// a tenth of the transactions roll back after publishing. Half the
+// goroutines commit three messages a transaction, as a pack.
 type load struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -186,10 +206,10 @@ func (s *scene) startLoad(b *final.Bus, db *sql.DB, n int) *load {
 				ref := fmt.Sprintf("%d-%d", w, i)
 				if i%10 == 9 {
 					ref = "rb-" + ref
-					_ = s.write(b, db, ref, errRollback)
+					_ = s.write(b, db, packOf(w, ref), errRollback)
 					continue
 				}
-				if err := s.commit(b, db, ref); err != nil {
+				if err := s.write(b, db, packOf(w, ref), nil); err != nil {
 					time.Sleep(20 * time.Millisecond) // back off while the fault lasts
 				}
 			}

@@ -101,7 +101,7 @@ func runRole(role string) int {
 		go func() {
 			defer wg.Done()
 			for i := 0; time.Now().Before(deadline); i++ {
-				_ = s.commit(b, db, fmt.Sprintf("%s-%d-%d", os.Getenv("FAULTS_PREFIX"), w, i))
+				_ = s.write(b, db, packOf(w, fmt.Sprintf("%s-%d-%d", os.Getenv("FAULTS_PREFIX"), w, i)), nil)
 			}
 		}()
 	}
