@@ -3,7 +3,10 @@
 // RabbitMQ and NATS JetStream, and compares the business table (the truth) with what
 // subscribers received: committed, delivered, lost, phantom (delivered but
 // rolled back), duplicates, outbox rows left, and the time from the end of
-// the fault until everything committed was delivered.
+// the fault until everything committed was delivered. Half the producing
+// goroutines commit one message a transaction, the other half three,
+// which the bus writes as one outbox row (a pack), so the faults fall on
+// packs part way through their publishes too.
 //
 // The short form runs with the rest of the tests (go test ./...). The full
 // form repeats each fault more often and also stops the RabbitMQ
