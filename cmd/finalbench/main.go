@@ -113,7 +113,7 @@ func (c config) runs(phase string) bool { return c.phases[phase] }
 // broker (the raw DB + broker limit, the raw publish, the raw consumer),
 // which needs the raw settings chosen first.
 func (c config) usesRawBroker() bool {
-	for _, p := range []string{"commit", "drain", "consume", "tx10", "rawonly", "peers"} {
+	for _, p := range []string{"commit", "latency", "drain", "consume", "tx10", "rawonly", "peers"} {
 		if c.runs(p) {
 			return true
 		}

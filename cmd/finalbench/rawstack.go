@@ -68,6 +68,9 @@ func (e *benchEnv) rawStack(n, perTx int, d time.Duration, rate float64) (rawSta
 	// publish order.
 	ids := make(chan string, stackWindow)
 	pubs := pipe.publishers()
+	if len(pubs) == 0 { // the producers would wait for them forever
+		return rawStackResult{}, fmt.Errorf("raw stack: no publishers (raw settings %s)", e.raw)
+	}
 	pubErrs := make([]error, len(pubs)) // a publisher's first error, its own slot
 	var nacked atomic.Int64
 	var loops sync.WaitGroup

@@ -69,3 +69,18 @@ func TestMedianRoundKeepsThePair(t *testing.T) {
 		t.Errorf("medianRound of one round = %d, want 0", got)
 	}
 }
+
+// Every phase that runs the raw DB + broker limit chooses the raw settings
+// first: with none, the raw stack had no publishers and the latency phase
+// run alone waited forever.
+func TestPhasesWithARawLimitChooseRawSettings(t *testing.T) {
+	for _, phase := range []string{"commit", "latency", "drain", "consume", "tx10", "rawonly", "peers"} {
+		c := config{phases: map[string]bool{phase: true}}
+		if !c.usesRawBroker() {
+			t.Errorf("-phases %s: the raw settings are not chosen", phase)
+		}
+	}
+	if (config{phases: map[string]bool{"libonly": true}}).usesRawBroker() {
+		t.Error("-phases libonly: chooses raw settings it does not use")
+	}
+}
