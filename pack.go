@@ -84,7 +84,11 @@ func messagesIn(recs []outbox.Record) int {
 // never lost. The pack is read back from the table: the dispatcher keeps
 // no body once it is sent. It reports whether it inserted: false with no
 // error when the pack is gone (deleted by someone else: nothing is left to
-// do).
+// do). Its errors wrap outbox.ErrTransient when the acker may try again:
+// the store's say so for the read and the insert, and a transaction that
+// could not begin or commit is always worth another try (one whose commit
+// took effect and lost its answer has its rows inserted again:
+// duplicates, not a loss).
 func splitPack(ctx context.Context, store outbox.Store, begin outbox.Beginner, f failure, availableIn time.Duration) (inserted bool, err error) {
 	reader, ok := store.(outbox.Reader)
 	if !ok {
@@ -105,7 +109,7 @@ func splitPack(ctx context.Context, store outbox.Store, begin outbox.Beginner, f
 	var tx outbox.Tx
 	if begin != nil {
 		if tx, err = begin.Begin(ctx); err != nil {
-			return false, fmt.Errorf("final: split a pack: %w", err)
+			return false, fmt.Errorf("final: split a pack: begin: %w: %w", outbox.ErrTransient, err)
 		}
 		defer func() {
 			if err != nil {
@@ -118,7 +122,7 @@ func splitPack(ctx context.Context, store outbox.Store, begin outbox.Beginner, f
 	}
 	if tx != nil {
 		if err = tx.Commit(ctx); err != nil {
-			return false, fmt.Errorf("final: split a pack: %w", err)
+			return false, fmt.Errorf("final: split a pack: commit: %w: %w", outbox.ErrTransient, err)
 		}
 	}
 	return true, nil

@@ -1,6 +1,7 @@
 package final
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -359,5 +361,64 @@ func TestWhenAPackIsSplit(t *testing.T) {
 		if got := v.unconfirmed(); fmt.Sprint(got) != fmt.Sprint(c.want) {
 			t.Errorf("%s: split %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// flakyBeginner fails its first Begin, with an error no store classifies
+// (a connection reset on the way), then begins on db.
+type flakyBeginner struct {
+	outbox.Beginner
+	failed atomic.Bool
+}
+
+func (b *flakyBeginner) Begin(ctx context.Context) (outbox.Tx, error) {
+	if !b.failed.Swap(true) {
+		return nil, errors.New("read tcp: connection reset by peer")
+	}
+	return b.Beginner.Begin(ctx)
+}
+
+// A split whose transaction could not begin is tried again, not given up:
+// given up, the pack was failed whole, and its confirmed messages were
+// sent again.
+func TestAckerSplitsAPackAfterABeginFails(t *testing.T) {
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "split.db")+"?"+sqlite.DSNParams+"&_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := sqlite.New(db, "final_split_outbox", sqlite.Options{})
+	store := migrated(t, s, err)
+	bodies := make([][]byte, 3)
+	for i := range bodies {
+		if bodies[i], err = message.Marshal(message.New("t", []byte{byte(i)})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pack, err := store.Insert(context.Background(), nil, outbox.Row{Body: outbox.Pack(bodies)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := DefaultOptions()
+	o.Logger = discardLogger()
+	a := newAcker(context.Background(), store, o)
+	begin := &flakyBeginner{Beginner: outbox.SQLBeginner(db)}
+	a.begin = begin
+	a.start(1)
+	a.fail(failure{id: pack, err: fmt.Errorf("nack: %w", mq.ErrNacked), split: []int{1}})
+	a.closeAndWait()
+	if !begin.failed.Load() {
+		t.Fatal("the split began no transaction")
+	}
+	if n, err := store.Len(context.Background()); err != nil || n != 1 {
+		t.Fatalf("after the split the outbox holds %d rows (%v); want the unconfirmed message alone", n, err)
+	}
+	// The pack is gone; the row after it is its unconfirmed message.
+	recs, err := store.Read(context.Background(), []int64{pack, pack + 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].ID != pack+1 || !bytes.Equal(recs[0].Body, bodies[1]) {
+		t.Fatalf("read back %d rows for the pack %d and the row after it; want the row after it alone, holding message 1", len(recs), pack)
 	}
 }

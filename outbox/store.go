@@ -23,12 +23,12 @@ import (
 // identifier.
 var ErrInvalidIdentifier = errors.New("outbox: invalid identifier")
 
-// ErrTransient is wrapped by the errors of Delete, Fail and Release that
-// may go away if the call is made again: the connection was lost, the
-// server is shutting down or read-only for a failover, the statement was
-// chosen as a deadlock victim or waited too long for a lock. Any other
-// error (a missing table, a privilege denied) is permanent: the same call
-// fails again.
+// ErrTransient is wrapped by the errors of Insert, InsertBatch, Read,
+// Delete, Fail and Release that may go away if the call is made again:
+// the connection was lost, the server is shutting down or read-only for a
+// failover, the statement was chosen as a deadlock victim, waited too
+// long for a lock or ran out of time. Any other error (a missing table, a
+// privilege denied) is permanent: the same call fails again.
 var ErrTransient = errors.New("outbox: transient error")
 
 // Row is what Insert writes.

@@ -94,19 +94,19 @@ func (s *Store) insertRows(ctx context.Context, stx *sql.Tx, rows []outbox.Row) 
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("outbox/mysql: insert: %w", err)
+		return nil, wrapError("insert", err)
 	}
 	defer res.Close()
 	ids := make([]int64, 0, len(rows))
 	for res.Next() {
 		var id int64
 		if err := res.Scan(&id); err != nil {
-			return nil, fmt.Errorf("outbox/mysql: insert: read the ids: %w", err)
+			return nil, wrapError("insert: read the ids", err)
 		}
 		ids = append(ids, id)
 	}
 	if err := res.Err(); err != nil {
-		return nil, fmt.Errorf("outbox/mysql: insert: %w", err)
+		return nil, wrapError("insert", err)
 	}
 	return outbox.PairIDs(ids, len(rows))
 }

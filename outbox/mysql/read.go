@@ -2,7 +2,6 @@ package mysql
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/finalbus/final/outbox"
 )
@@ -20,7 +19,7 @@ func (s *Store) ReadTx(ctx context.Context, tx outbox.Tx, after int64) (outbox.R
 	r, ok, err := outbox.ReadNextTx(ctx, tx, `SELECT `+readColumns+` FROM `+s.t.q+
 		` WHERE id > ? ORDER BY id LIMIT 1`, after)
 	if err != nil {
-		return outbox.Record{}, false, fmt.Errorf("outbox/mysql: read: %w", err)
+		return outbox.Record{}, false, wrapError("read", err)
 	}
 	return r, ok, nil
 }
@@ -33,7 +32,7 @@ func (s *Store) Read(ctx context.Context, ids []int64) ([]outbox.Record, error) 
 	in, args := inList(ids)
 	recs, err := outbox.ReadRows(ctx, s.db, `SELECT `+readColumns+` FROM `+s.t.q+` WHERE id IN `+in+` ORDER BY id`, args...)
 	if err != nil {
-		return nil, fmt.Errorf("outbox/mysql: read: %w", err)
+		return nil, wrapError("read", err)
 	}
 	return recs, nil
 }

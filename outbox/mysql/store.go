@@ -128,7 +128,7 @@ func (s *Store) Insert(ctx context.Context, tx outbox.Tx, row outbox.Row) (int64
 		return s.insertOn(ctx, tx, args)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("outbox/mysql: insert: %w", err)
+		return 0, wrapError("insert", err)
 	}
 	return res.LastInsertId()
 }
@@ -136,11 +136,11 @@ func (s *Store) Insert(ctx context.Context, tx outbox.Tx, row outbox.Row) (int64
 // insertOn inserts on a Tx that is not a *sql.Tx.
 func (s *Store) insertOn(ctx context.Context, tx outbox.Tx, args []any) (int64, error) {
 	if _, err := tx.Exec(ctx, s.insertSQL, args...); err != nil {
-		return 0, fmt.Errorf("outbox/mysql: insert: %w", err)
+		return 0, wrapError("insert", err)
 	}
 	var id int64
 	if err := tx.QueryRow(ctx, `SELECT LAST_INSERT_ID()`).Scan(&id); err != nil {
-		return 0, fmt.Errorf("outbox/mysql: insert: read its id: %w", err)
+		return 0, wrapError("insert: read its id", err)
 	}
 	return id, nil
 }
@@ -491,7 +491,7 @@ func (s *Store) Delete(ctx context.Context, ids []int64) error {
 	}
 	in, args := inList(ids)
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM `+s.t.q+` WHERE id IN `+in, args...); err != nil {
-		return writeError("delete", err)
+		return wrapError("delete", err)
 	}
 	return nil
 }
@@ -520,7 +520,7 @@ func (s *Store) Fail(ctx context.Context, owner string, ids []int64, cause strin
 		attempts = attempts + 1, last_error = ?, claimed_by = NULL
 		WHERE id IN `+in+` AND claimed_by <=> ?`, args...)
 	if err != nil {
-		return writeError("fail", err)
+		return wrapError("fail", err)
 	}
 	return nil
 }
@@ -534,14 +534,14 @@ func (s *Store) Release(ctx context.Context, owner string, ids []int64) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE `+s.t.q+` SET available_at = NOW(6), claimed_by = NULL
 		WHERE id IN `+in+` AND claimed_by = ?`, append(args, owner)...)
 	if err != nil {
-		return writeError("release", err)
+		return wrapError("release", err)
 	}
 	return nil
 }
 
-// writeError wraps an error of the statement op, with outbox.ErrTransient
+// wrapError wraps an error of the statement op, with outbox.ErrTransient
 // when trying again may succeed.
-func writeError(op string, err error) error {
+func wrapError(op string, err error) error {
 	if transient(err) {
 		return fmt.Errorf("outbox/mysql: %s: %w: %w", op, outbox.ErrTransient, err)
 	}

@@ -65,6 +65,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("ReadTx", func(t *testing.T) { testReadTx(t, h) })
 	t.Run("Read", func(t *testing.T) { testRead(t, h) })
 	t.Run("Pack", func(t *testing.T) { testPack(t, h) })
+	t.Run("TransientErrors", func(t *testing.T) { testTransient(t, h) })
 	runHeld(t, h)
 }
 

@@ -49,13 +49,13 @@ func (s *Store) insertRows(ctx context.Context, tx outbox.Tx, rows []outbox.Row)
 	}
 	var list string
 	if err := r.Scan(&list); err != nil {
-		return nil, fmt.Errorf("outbox/postgres: insert: %w", err)
+		return nil, wrapError("insert", err)
 	}
 	ids := make([]int64, 0, len(rows))
 	for f := range strings.SplitSeq(list, ",") {
 		id, err := strconv.ParseInt(f, 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("outbox/postgres: insert: read the ids %q: %w", list, err)
+			return nil, wrapError(fmt.Sprintf("insert: read the ids %q", list), err)
 		}
 		ids = append(ids, id)
 	}

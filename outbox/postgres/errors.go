@@ -13,9 +13,9 @@ import (
 	"github.com/finalbus/final/outbox"
 )
 
-// writeError wraps an error of the statement op, with outbox.ErrTransient
+// wrapError wraps an error of the statement op, with outbox.ErrTransient
 // when trying again may succeed.
-func writeError(op string, err error) error {
+func wrapError(op string, err error) error {
 	if transient(err) {
 		return fmt.Errorf("outbox/postgres: %s: %w: %w", op, outbox.ErrTransient, err)
 	}

@@ -35,7 +35,7 @@ func TestWriteErrorClassifies(t *testing.T) {
 		{&pgconn.PgError{Code: "23505"}, false}, // unique_violation
 		{errors.New("something else"), false},
 	} {
-		err := writeError("delete", c.err)
+		err := wrapError("delete", c.err)
 		if got := errors.Is(err, outbox.ErrTransient); got != c.transient {
 			t.Errorf("%v: transient = %v, want %v", c.err, got, c.transient)
 		}

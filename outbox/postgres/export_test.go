@@ -1,5 +1,5 @@
 package postgres
 
-// ClassifyForTest is writeError, for the tests of the error a driver
+// ClassifyForTest is wrapError, for the tests of the error a driver
 // reports.
-var ClassifyForTest = writeError
+var ClassifyForTest = wrapError

@@ -85,7 +85,7 @@ func (h *held) Commit(ctx context.Context, ids []int64) error {
 		return err
 	}
 	if err := h.tx.Commit(); err != nil {
-		return writeError("claim commit", err)
+		return wrapError("claim commit", err)
 	}
 	return nil
 }

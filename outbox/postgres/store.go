@@ -93,7 +93,7 @@ func (s *Store) Insert(ctx context.Context, tx outbox.Tx, row outbox.Row) (int64
 	}
 	var id int64
 	if err := r.Scan(&id); err != nil {
-		return 0, fmt.Errorf("outbox/postgres: insert: %w", err)
+		return 0, wrapError("insert", err)
 	}
 	return id, nil
 }
@@ -120,7 +120,7 @@ func (s *Store) delete(ctx context.Context, ex execer, ids []int64) error {
 		return nil
 	}
 	if _, err := ex.ExecContext(ctx, `DELETE FROM `+s.t.q+` WHERE id IN (`+s.unlocked(1, "")+`)`, idArray(ids)); err != nil {
-		return writeError("delete", err)
+		return wrapError("delete", err)
 	}
 	return nil
 }
@@ -152,7 +152,7 @@ func (s *Store) fail(ctx context.Context, ex execer, ids []int64, cause, cond st
 		attempts = attempts + 1, last_error = $3, claimed_by = NULL
 		WHERE id IN (`+s.unlocked(4, cond)+`)`, append(all, args...)...)
 	if err != nil {
-		return writeError("fail", err)
+		return wrapError("fail", err)
 	}
 	return nil
 }
@@ -180,7 +180,7 @@ func (s *Store) Release(ctx context.Context, owner string, ids []int64) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE `+s.t.q+` SET available_at = `+now+`, claimed_by = NULL
 		WHERE id IN (`+s.unlocked(1, ` AND claimed_by = $2`)+`)`, idArray(ids), owner)
 	if err != nil {
-		return writeError("release", err)
+		return wrapError("release", err)
 	}
 	return nil
 }
