@@ -113,8 +113,22 @@ func perLinkCut(faults int) int {
 
 // perNATSLinkCut is perLinkCut on NATS: the stream's duplicate window drops
 // the publishes sent again (their UUID is their Nats-Msg-Id), so only the
-// consumer's lost acks repeat.
-func perNATSLinkCut(faults int) int { return faults * options().NumSubscriber }
+// consumer's repeat: the deliveries whose acks the cut lost. Those are the
+// ones in its NumSubscriber handlers, and the acks written but not yet
+// received, as on RabbitMQ (perKilledConsumer): at most the Prefetch
+// deliveries the provider has pulled and not settled, for the pull
+// requests it writes after those acks are lost with them. Usually far
+// fewer (ackedNATSLinkCut). With half the producers committing packs the
+// consumer is busy when a cut falls: the full suite's "both broker links
+// cut together" then saw 7 to 216 duplicates for 12 cuts (against 1 or 2
+// with one message a transaction), each stream holding every message once
+// (its last sequence was the committed count) and its consumer having
+// delivered hundreds more than that.
+func perNATSLinkCut(faults int) int { return perKilledConsumer(faults) }
+
+// ackedNATSLinkCut is perNATSLinkCut when only the handlers' acks are lost:
+// what a run usually stays within, reported when it does not.
+func ackedNATSLinkCut(faults int) int { return faults * options().NumSubscriber }
 
 // noDuplicates is the bound of an Inbox subscription: its side effect
 // commits with the inbox record, so a redelivered message finds the record.
@@ -122,9 +136,9 @@ func noDuplicates(int) int { return 0 }
 
 var scenarios = []scenario{
 	{name: "producer killed (SIGKILL)", postgres: true, nats: true, natsDups: noDuplicates, run: producerKilled},
-	{name: "broker link cut (publish and consume sides)", postgres: true, nats: true, maxDups: perLinkCut, natsDups: perNATSLinkCut,
+	{name: "broker link cut (publish and consume sides)", postgres: true, nats: true, maxDups: perLinkCut, natsDups: perNATSLinkCut, natsUsualDups: ackedNATSLinkCut,
 		run: linkCut(false)},
-	{name: "both broker links cut together", full: true, nats: true, maxDups: perLinkCut, natsDups: perNATSLinkCut, run: linkCut(true)},
+	{name: "both broker links cut together", full: true, nats: true, maxDups: perLinkCut, natsDups: perNATSLinkCut, natsUsualDups: ackedNATSLinkCut, run: linkCut(true)},
 	{name: "broker closes all connections", run: brokerClosesConnections},
 	{name: "RabbitMQ application stopped and started", full: true, run: brokerRestarted},
 	{name: "NATS server stopped (SIGTERM) and started", natsOnly: true, run: natsRestarted(false)},
