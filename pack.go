@@ -2,8 +2,12 @@ package final
 
 import (
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"time"
 
 	"github.com/finalbus/final/mq"
@@ -85,10 +89,8 @@ func messagesIn(recs []outbox.Record) int {
 // no body once it is sent. It reports whether it inserted: false with no
 // error when the pack is gone (deleted by someone else: nothing is left to
 // do). Its errors wrap outbox.ErrTransient when the acker may try again:
-// the store's say so for the read and the insert, and a transaction that
-// could not begin or commit is always worth another try (one whose commit
-// took effect and lost its answer has its rows inserted again:
-// duplicates, not a loss).
+// the store's say so for the read and the insert, and txError for the
+// transaction's begin and commit.
 func splitPack(ctx context.Context, store outbox.Store, begin outbox.Beginner, f failure, availableIn time.Duration) (inserted bool, err error) {
 	reader, ok := store.(outbox.Reader)
 	if !ok {
@@ -109,7 +111,7 @@ func splitPack(ctx context.Context, store outbox.Store, begin outbox.Beginner, f
 	var tx outbox.Tx
 	if begin != nil {
 		if tx, err = begin.Begin(ctx); err != nil {
-			return false, fmt.Errorf("final: split a pack: begin: %w: %w", outbox.ErrTransient, err)
+			return false, txError("begin", err)
 		}
 		defer func() {
 			if err != nil {
@@ -122,8 +124,24 @@ func splitPack(ctx context.Context, store outbox.Store, begin outbox.Beginner, f
 	}
 	if tx != nil {
 		if err = tx.Commit(ctx); err != nil {
-			return false, fmt.Errorf("final: split a pack: commit: %w: %w", outbox.ErrTransient, err)
+			return false, txError("commit", err)
 		}
 	}
 	return true, nil
+}
+
+// txError is the error of a split's transaction that could not begin or
+// commit (op), wrapping outbox.ErrTransient when the connection failed or
+// the call ran out of time, which the acker tries again (a commit that
+// took effect and lost its answer has its rows inserted again: duplicates,
+// not a loss). Anything else (a trigger, a read-only database) fails the
+// pack whole, as before the split: trying again would hold up the acker's
+// other writes.
+func txError(op string, err error) error {
+	var netErr net.Error
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) {
+		return fmt.Errorf("final: split a pack: %s: %w: %w", op, outbox.ErrTransient, err)
+	}
+	return fmt.Errorf("final: split a pack: %s: %w", op, err)
 }

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -364,61 +366,85 @@ func TestWhenAPackIsSplit(t *testing.T) {
 	}
 }
 
-// flakyBeginner fails its first Begin, with an error no store classifies
-// (a connection reset on the way), then begins on db.
+// flakyBeginner fails its first Begin with err, then begins on the
+// Beginner.
 type flakyBeginner struct {
 	outbox.Beginner
+	err    error
 	failed atomic.Bool
 }
 
 func (b *flakyBeginner) Begin(ctx context.Context) (outbox.Tx, error) {
 	if !b.failed.Swap(true) {
-		return nil, errors.New("read tcp: connection reset by peer")
+		return nil, b.err
 	}
 	return b.Beginner.Begin(ctx)
 }
 
-// A split whose transaction could not begin is tried again, not given up:
-// given up, the pack was failed whole, and its confirmed messages were
-// sent again.
+// A split whose transaction could not begin because the connection failed
+// is tried again, not given up: given up, the pack was failed whole, and
+// its confirmed messages were sent again. One that failed otherwise is
+// given up (trying again would hold up the acker's other writes): the
+// pack stays, failed whole.
 func TestAckerSplitsAPackAfterABeginFails(t *testing.T) {
+	cases := []struct {
+		name  string
+		err   error
+		split bool
+	}{
+		{"connection reset", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, true},
+		{"refused", errors.New("the database is read-only"), false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			store, begin, pack, bodies := splittable(t)
+			begin.err = c.err
+			o := DefaultOptions()
+			o.Logger = discardLogger()
+			a := newAcker(context.Background(), store, o)
+			a.begin = begin
+			a.start(1)
+			a.fail(failure{id: pack, err: fmt.Errorf("nack: %w", mq.ErrNacked), split: []int{1}})
+			a.closeAndWait()
+			if !begin.failed.Load() {
+				t.Fatal("the split began no transaction")
+			}
+			recs, err := store.Read(context.Background(), []int64{pack, pack + 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n, err := store.Len(context.Background()); err != nil || n != 1 || len(recs) != 1 {
+				t.Fatalf("the outbox holds %d rows (%v), %d of them the pack or the row after it; want one", n, err, len(recs))
+			}
+			switch {
+			case c.split && (recs[0].ID != pack+1 || !bytes.Equal(recs[0].Body, bodies[1])):
+				t.Fatalf("left row %d; want the pack split: the row after it (%d) holding message 1 alone", recs[0].ID, pack+1)
+			case !c.split && (recs[0].ID != pack || recs[0].Attempts != 1):
+				t.Fatalf("left row %d with %d attempts; want the pack (%d) failed whole once", recs[0].ID, recs[0].Attempts, pack)
+			}
+		})
+	}
+}
+
+// splittable is a SQLite store holding one pack of three messages, and a
+// Beginner on its database for the split.
+func splittable(t *testing.T) (store *sqlite.Store, begin *flakyBeginner, pack int64, bodies [][]byte) {
+	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "split.db")+"?"+sqlite.DSNParams+"&_txlock=immediate")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
 	s, err := sqlite.New(db, "final_split_outbox", sqlite.Options{})
-	store := migrated(t, s, err)
-	bodies := make([][]byte, 3)
+	store = migrated(t, s, err)
+	bodies = make([][]byte, 3)
 	for i := range bodies {
 		if bodies[i], err = message.Marshal(message.New("t", []byte{byte(i)})); err != nil {
 			t.Fatal(err)
 		}
 	}
-	pack, err := store.Insert(context.Background(), nil, outbox.Row{Body: outbox.Pack(bodies)})
-	if err != nil {
+	if pack, err = store.Insert(context.Background(), nil, outbox.Row{Body: outbox.Pack(bodies)}); err != nil {
 		t.Fatal(err)
 	}
-	o := DefaultOptions()
-	o.Logger = discardLogger()
-	a := newAcker(context.Background(), store, o)
-	begin := &flakyBeginner{Beginner: outbox.SQLBeginner(db)}
-	a.begin = begin
-	a.start(1)
-	a.fail(failure{id: pack, err: fmt.Errorf("nack: %w", mq.ErrNacked), split: []int{1}})
-	a.closeAndWait()
-	if !begin.failed.Load() {
-		t.Fatal("the split began no transaction")
-	}
-	if n, err := store.Len(context.Background()); err != nil || n != 1 {
-		t.Fatalf("after the split the outbox holds %d rows (%v); want the unconfirmed message alone", n, err)
-	}
-	// The pack is gone; the row after it is its unconfirmed message.
-	recs, err := store.Read(context.Background(), []int64{pack, pack + 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(recs) != 1 || recs[0].ID != pack+1 || !bytes.Equal(recs[0].Body, bodies[1]) {
-		t.Fatalf("read back %d rows for the pack %d and the row after it; want the row after it alone, holding message 1", len(recs), pack)
-	}
+	return store, &flakyBeginner{Beginner: outbox.SQLBeginner(db)}, pack, bodies
 }

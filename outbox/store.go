@@ -24,11 +24,15 @@ import (
 var ErrInvalidIdentifier = errors.New("outbox: invalid identifier")
 
 // ErrTransient is wrapped by the errors of Insert, InsertBatch, Read,
-// Delete, Fail and Release that may go away if the call is made again:
-// the connection was lost, the server is shutting down or read-only for a
-// failover, the statement was chosen as a deadlock victim, waited too
-// long for a lock or ran out of time. Any other error (a missing table, a
-// privilege denied) is permanent: the same call fails again.
+// ReadTx, Delete, Fail and Release that may go away if the call is made
+// again: the connection was lost, the server is shutting down or
+// read-only for a failover, the statement was chosen as a deadlock victim,
+// waited too long for a lock or ran out of time. Any other error (a
+// missing table, a privilege denied) is permanent: the same call fails
+// again. Inside a transaction it is the transaction that may succeed if
+// made again: roll it back and start over from Begin. Do not repeat the
+// call on it: the database may have rolled the transaction back already
+// (MySQL after a deadlock then runs the next statement on its own).
 var ErrTransient = errors.New("outbox: transient error")
 
 // Row is what Insert writes.

@@ -55,7 +55,7 @@ func (s *Store) insertRows(ctx context.Context, tx outbox.Tx, rows []outbox.Row)
 	for f := range strings.SplitSeq(list, ",") {
 		id, err := strconv.ParseInt(f, 10, 64)
 		if err != nil {
-			return nil, wrapError(fmt.Sprintf("insert: read the ids %q", list), err)
+			return nil, fmt.Errorf("outbox/postgres: insert: read the ids %q: %w", list, err)
 		}
 		ids = append(ids, id)
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/finalbus/final/outbox"
 )
 
-func TestWriteErrorClassifies(t *testing.T) {
+func TestWrapErrorClassifies(t *testing.T) {
 	for _, c := range []struct {
 		err       error
 		transient bool

@@ -1,0 +1,58 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	gomysql "github.com/go-sql-driver/mysql"
+
+	"github.com/finalbus/final/outbox"
+)
+
+// wrapError wraps an error of the statement op, with outbox.ErrTransient
+// when trying again may succeed.
+func wrapError(op string, err error) error {
+	if transient(err) {
+		return fmt.Errorf("outbox/mysql: %s: %w: %w", op, outbox.ErrTransient, err)
+	}
+	return fmt.Errorf("outbox/mysql: %s: %w", op, err)
+}
+
+// transient reports errors that may go away on their own: the connection
+// or the server went away, the server refuses writes for a while (too
+// many connections, shutting down, read-only during a failover), InnoDB
+// chose the statement as a deadlock victim or it waited too long for a
+// lock, or it was interrupted or ran out of time.
+func transient(err error) bool {
+	var me *gomysql.MySQLError
+	if errors.As(err, &me) {
+		switch me.Number {
+		case 1040, // ER_CON_COUNT_ERROR: too many connections
+			1053, // ER_SERVER_SHUTDOWN
+			1205, // ER_LOCK_WAIT_TIMEOUT
+			1213, // ER_LOCK_DEADLOCK
+			1290, // ER_OPTION_PREVENTS_STATEMENT: --read-only
+			1317, // ER_QUERY_INTERRUPTED
+			1836, // ER_READ_ONLY_MODE (MariaDB)
+			1927, // ER_CONNECTION_KILLED (MariaDB)
+			3024: // ER_QUERY_TIMEOUT (MySQL)
+			return true
+		}
+		return false
+	}
+	var netErr net.Error
+	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, gomysql.ErrInvalidConn) ||
+		errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr)
+}
+
+// retryable reports InnoDB's deadlock and lock wait timeout errors.
+func retryable(err error) bool {
+	var me *gomysql.MySQLError
+	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
+}
