@@ -2,12 +2,8 @@ package final
 
 import (
 	"context"
-	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"time"
 
 	"github.com/finalbus/final/mq"
@@ -132,15 +128,13 @@ func splitPack(ctx context.Context, store outbox.Store, begin outbox.Beginner, f
 
 // txError is the error of a split's transaction that could not begin or
 // commit (op), wrapping outbox.ErrTransient when the connection failed or
-// the call ran out of time, which the acker tries again (a commit that
-// took effect and lost its answer has its rows inserted again: duplicates,
-// not a loss). Anything else (a trigger, a read-only database) fails the
-// pack whole, as before the split: trying again would hold up the acker's
-// other writes.
+// the call ran out of time (outbox.ConnectionFailed), which the acker tries
+// again (a commit that took effect and lost its answer has its rows
+// inserted again: duplicates, not a loss). Anything else (a trigger, a
+// read-only database) fails the pack whole, as before the split: trying
+// again would hold up the acker's other writes.
 func txError(op string, err error) error {
-	var netErr net.Error
-	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) {
+	if outbox.ConnectionFailed(err) {
 		return fmt.Errorf("final: split a pack: %s: %w: %w", op, outbox.ErrTransient, err)
 	}
 	return fmt.Errorf("final: split a pack: %s: %w", op, err)

@@ -1,6 +1,14 @@
 package outbox_test
 
 import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
 	"testing"
 
 	"github.com/finalbus/final/outbox"
@@ -23,5 +31,24 @@ func TestOrderKey(t *testing.T) {
 	}
 	if outbox.OrderKey("t1", "k") == outbox.OrderKey("t2", "k") {
 		t.Fatal("the same key under two topics shares an order key")
+	}
+}
+
+func TestConnectionFailed(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("exec: %w", driver.ErrBadConn), true},
+		{sql.ErrConnDone, true},
+		{fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true},
+		{context.DeadlineExceeded, true},
+		{&net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, true},
+		{errors.New("Error 1146: Table 'test.t' doesn't exist"), false},
+		{context.Canceled, false},
+	} {
+		if got := outbox.ConnectionFailed(c.err); got != c.want {
+			t.Errorf("ConnectionFailed(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }

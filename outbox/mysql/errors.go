@@ -1,13 +1,8 @@
 package mysql
 
 import (
-	"context"
-	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 
 	gomysql "github.com/go-sql-driver/mysql"
 
@@ -45,10 +40,7 @@ func transient(err error) bool {
 		}
 		return false
 	}
-	var netErr net.Error
-	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, gomysql.ErrInvalidConn) ||
-		errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr)
+	return errors.Is(err, gomysql.ErrInvalidConn) || outbox.ConnectionFailed(err)
 }
 
 // retryable reports InnoDB's deadlock and lock wait timeout errors.

@@ -1,13 +1,8 @@
 package postgres
 
 import (
-	"context"
-	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strings"
 
 	"github.com/finalbus/final/outbox"
@@ -62,10 +57,7 @@ func transient(err error) bool {
 		}
 		return false
 	}
-	var netErr net.Error
-	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr)
+	return outbox.ConnectionFailed(err)
 }
 
 // retryable reports the errors after which the claim, which changes
