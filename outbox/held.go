@@ -14,11 +14,11 @@ import (
 // the process dies its rows are available again as soon as the database
 // sees its connection closed.
 //
-// Holding suits a database that locks rows, not tables: PostgreSQL
-// implements it; SQLite (one writer at a time) cannot, and MySQL does not
-// (see package outbox/mysql). A held
+// Holding suits a database that locks rows, not tables: PostgreSQL and
+// MariaDB/MySQL implement it; SQLite (one writer at a time) cannot. A held
 // claim must not keep the business transactions' inserts from committing:
-// it takes no lock on the gaps between rows (READ COMMITTED).
+// it takes no lock on the gaps between rows (READ COMMITTED), nor on any
+// row but those it returns.
 type Holder interface {
 	Store
 	// ClaimHeld locks up to limit available rows, by the rules of Claim
