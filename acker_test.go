@@ -231,22 +231,7 @@ func TestAckerDropsAWriteThatFailsForGood(t *testing.T) {
 	logs := &logRecords{}
 	o := DefaultOptions()
 	o.Logger = slog.New(logs)
-	ctx, giveUp := context.WithCancel(context.Background())
-	defer giveUp()
-	a := newAcker(ctx, store, o)
-	a.start(1)
-	a.done(id)
-	finished := make(chan struct{})
-	go func() { a.closeAndWait(); close(finished) }()
-	defer func() { giveUp(); <-finished }() // if the acker is still retrying
-	testenv.Eventually(t, 30*time.Second, func() bool {
-		select {
-		case <-finished:
-			return true
-		default:
-			return false
-		}
-	}, "the acker finished its write; log:\n%s", logs)
+	closeAcker(t, store, o, logs, id)
 	if n := logs.count(slog.LevelError, "failed for good"); n != 1 {
 		t.Fatalf("%d Error lines for the dropped write, want 1; log:\n%s", n, logs)
 	}
@@ -333,23 +318,7 @@ func TestAckerSkipsARowAnotherTransactionHolds(t *testing.T) {
 	logs := &logRecords{}
 	o := DefaultOptions()
 	o.Logger = slog.New(logs)
-	ctx, giveUp := context.WithCancel(context.Background())
-	defer giveUp()
-	a := newAcker(ctx, store, o)
-	a.start(1)
-	a.done(held)
-	a.done(free)
-	finished := make(chan struct{})
-	go func() { a.closeAndWait(); close(finished) }()
-	defer func() { giveUp(); <-finished }() // if the acker is still retrying
-	testenv.Eventually(t, 30*time.Second, func() bool {
-		select {
-		case <-finished:
-			return true
-		default:
-			return false
-		}
-	}, "the acker finished its write; log:\n%s", logs)
+	closeAcker(t, store, o, logs, held, free)
 	if n := logs.count(slog.LevelWarn, "retrying"); n != 0 {
 		t.Fatalf("the DELETE waited for the lock and was retried %d times; log:\n%s", n, logs)
 	}
@@ -363,6 +332,30 @@ func TestAckerSkipsARowAnotherTransactionHolds(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// closeAcker runs an acker on store that deletes the rows of ids, and
+// closes it: the test fails unless it has finished its writes within 30s.
+// One still retrying then is stopped before the test ends.
+func closeAcker(t *testing.T, store outbox.Store, o Options, logs *logRecords, ids ...int64) {
+	t.Helper()
+	ctx, giveUp := context.WithCancel(context.Background())
+	a := newAcker(ctx, store, o)
+	a.start(1)
+	for _, id := range ids {
+		a.done(id)
+	}
+	finished := make(chan struct{})
+	go func() { a.closeAndWait(); close(finished) }()
+	t.Cleanup(func() { giveUp(); <-finished }) // if the acker is still retrying
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		select {
+		case <-finished:
+			return true
+		default:
+			return false
+		}
+	}, "the acker finished its writes; log:\n%s", logs)
+}
 
 // A permanent error that fails every batch alike is reported at Error once
 // per errorReportEvery; the writes dropped meanwhile are counted in the

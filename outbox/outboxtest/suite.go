@@ -318,13 +318,7 @@ func testRemaining(t *testing.T, h Harness) {
 	}
 }
 
-func ids(recs []outbox.Record) []int64 {
-	out := make([]int64, len(recs))
-	for i, r := range recs {
-		out[i] = r.ID
-	}
-	return out
-}
+func ids(recs []outbox.Record) []int64 { return RecordIDs(recs) }
 
 // testClaimKeyOrder: a keyed row is not claimed while an earlier row of its
 // key is leased, backing off or not yet available; other keys and unkeyed
