@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
+	"unicode/utf8"
 )
 
 // ConnectionFailed reports the errors of a call whose connection failed
@@ -19,4 +21,24 @@ func ConnectionFailed(err error) bool {
 	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr)
+}
+
+// MaxErrorLen bounds the failure cause a store keeps with a row
+// (last_error), in bytes.
+const MaxErrorLen = 1024
+
+// ErrorText is cause as a store keeps it in last_error: valid UTF-8 (a
+// cause quoting a broker's bytes may not be, and a server checking its
+// text would refuse the statement, and with it a held claim's deletes),
+// without NUL, at most MaxErrorLen bytes cut at a character.
+func ErrorText(cause string) string {
+	cause = strings.ToValidUTF8(strings.ReplaceAll(cause, "\x00", ""), "\uFFFD")
+	if len(cause) <= MaxErrorLen {
+		return cause
+	}
+	cut := MaxErrorLen
+	for cut > 0 && !utf8.RuneStart(cause[cut]) {
+		cut--
+	}
+	return cause[:cut]
 }

@@ -17,8 +17,10 @@ import (
 // Holding suits a database that locks rows, not tables: PostgreSQL and
 // MariaDB/MySQL implement it; SQLite (one writer at a time) cannot. A held
 // claim must not keep the business transactions' inserts from committing:
-// it takes no lock on the gaps between rows (READ COMMITTED), nor on any
-// row but those it returns.
+// it takes no lock on the gaps between rows (READ COMMITTED). Besides the
+// rows it returns it may keep locked, unsent, a few it found and could not
+// take in order (later rows of a key whose earlier row another claim
+// holds): they are available again when it ends.
 type Holder interface {
 	Store
 	// ClaimHeld locks up to limit available rows, by the rules of Claim

@@ -72,14 +72,18 @@ func (s *Store) claimIn(ctx context.Context, tx *sql.Tx, owner string, limit, ma
 	// scan; the next pass looks past the keys seen so far, so that a key
 	// stuck behind a failing row does not stall the others.
 	for pass := 0; pass < maxClaimPasses && len(taken) < limit && !enough(); pass++ {
-		cands, err := s.candidates(ctx, tx, limit-len(taken), seen, taken)
+		budget := 0 // bytes the pass may still lock; 0: no bound
+		if maxBytes > 0 {
+			budget = maxBytes - bytes
+		}
+		cands, err := s.candidates(ctx, tx, limit-len(taken), budget, seen, taken)
 		if err != nil {
 			return nil, err
 		}
 		if len(cands) == 0 {
 			break
 		}
-		ok, keys, held, err := s.inOrder(ctx, tx, owner, cands)
+		ok, keys, heldBack, err := s.inOrder(ctx, tx, owner, cands)
 		if err != nil {
 			return nil, err
 		}
@@ -99,7 +103,7 @@ func (s *Store) claimIn(ctx context.Context, tx *sql.Tx, owner string, limit, ma
 			}
 			taken = append(taken, ok...)
 		}
-		if !held {
+		if !heldBack {
 			break // no key was held back: the scan is complete
 		}
 		seen = append(seen, keys...)
@@ -186,7 +190,7 @@ func (s *Store) scanCandidates(rows *sql.Rows, err error) ([]candidate, error) {
 // rows by id instead, as many as it has candidates, up to the first one
 // that is not available or is locked by another claim. Rows still leased
 // to owner are passed over: owner is sending them already, ahead of these.
-func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []candidate) (ok []candidate, keys []int64, held bool, err error) {
+func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []candidate) (ok []candidate, keys []int64, heldBack bool, err error) {
 	perKey := map[int64]int{}    // candidates by key
 	highest := map[int64]int64{} // highest candidate id by key
 	for _, c := range cands {
@@ -290,10 +294,10 @@ func (s *Store) inOrder(ctx context.Context, tx *sql.Tx, owner string, cands []c
 			n++
 		}
 		if n == 0 {
-			held = true
+			heldBack = true
 		}
 	}
-	return ok, keys, held, nil
+	return ok, keys, heldBack, nil
 }
 
 // lockAvailable locks the rows of ids that are available and that no
@@ -358,63 +362,90 @@ func (s *Store) bodies(ctx context.Context, tx *sql.Tx, taken []candidate) ([]ou
 // candidates returns up to limit available rows, locked, whose order key
 // is not in skip and which are not among taken (the claim's own rows,
 // which its scan sees again and its lock would return again), first
-// available first.
+// available first, and no more of them than fit in budget bytes (0: no
+// bound; the row that reaches it is included), so that a claim locks
+// rows it then takes, not more.
 //
 // The scan takes no lock (see byIDs), so it also sees the rows other
 // claims hold: a held claim's for as long as it lasts, a leasing claim's
 // until it commits. The lock passes over them. The scan goes on past them
 // a page at a time (a cursor on available_at, id) for up to maxScanPages
 // pages, so that concurrent claims take the rows that follow each other's.
-func (s *Store) candidates(ctx context.Context, tx *sql.Tx, limit int, skip []int64, taken []candidate) ([]candidate, error) {
+func (s *Store) candidates(ctx context.Context, tx *sql.Tx, limit, budget int, skip []int64, taken []candidate) ([]candidate, error) {
 	mine := make(map[int64]bool, len(taken))
 	for _, c := range taken {
 		mine[c.id] = true
 	}
 	var (
 		got   []candidate
+		spent int
 		after *scanCursor
 	)
-	for page := 0; page < maxScanPages && len(got) < limit; page++ {
+	full := func() bool { return len(got) >= limit || (budget > 0 && spent >= budget) }
+	for page := 0; page < maxScanPages && !full(); page++ {
 		want := limit - len(got)
-		ids, last, n, err := s.scanAvailable(ctx, tx, want, skip, after)
+		scanned, err := s.scanAvailable(ctx, tx, want, skip, after)
 		if err != nil {
 			return nil, err
 		}
-		ids = slices.DeleteFunc(ids, func(id int64) bool { return mine[id] })
+		// The rows of the page that fit in what is left of the budget; the
+		// next page starts after the last of them.
+		var (
+			ids  []int64
+			plan = spent
+			n    int // rows of the page considered
+		)
+		for ; n < len(scanned) && (budget == 0 || plan < budget); n++ {
+			if id := scanned[n].at.id; !mine[id] {
+				ids = append(ids, id)
+				plan += scanned[n].size
+			}
+		}
 		if len(ids) > 0 {
 			locked, err := s.lockAvailable(ctx, tx, ids)
 			if err != nil {
 				return nil, err
 			}
+			for _, c := range locked {
+				mine[c.id] = true
+				spent += c.size
+			}
 			got = append(got, locked...)
 		}
-		if n < want {
+		if n == len(scanned) && len(scanned) < want {
 			break // the scan reached the end of the available rows
 		}
-		after = last
+		after = &scanned[n-1].at
 	}
 	return got, nil
 }
 
 // maxScanPages bounds the pages of one claim's scan: the rows other claims
 // hold come first in it (each claim's rows are a page of up to its
-// limit), so this many claims holding rows at once still leave the next
-// one rows to take.
-const maxScanPages = 8
+// limit), so this many claims holding rows at once (16 instances with the
+// default OutboxHeldClaims) still leave the next one rows to take.
+const maxScanPages = 32
 
-// scanCursor is where a claim's scan stopped: the available_at (as
-// the server wrote it) and id of the last row it read.
+// scanCursor is where a claim's scan stopped: the available_at (as text
+// the statement formats, whatever the driver's parseTime) and id of the
+// last row it considered.
 type scanCursor struct {
 	at string
 	id int64
 }
 
-// scanAvailable reads, without locking them, the ids of up to limit
-// available rows past after (nil: from the first), whose order key is not
-// in skip, first available first. It returns them, where it stopped and
-// how many rows it read.
-func (s *Store) scanAvailable(ctx context.Context, tx *sql.Tx, limit int, skip []int64, after *scanCursor) ([]int64, *scanCursor, int, error) {
-	query := `SELECT id, available_at FROM ` + s.t.q + ` WHERE available_at <= NOW(6)`
+// scanned is a row the scan found: where it is, and its message's size.
+type scanned struct {
+	at   scanCursor
+	size int
+}
+
+// scanAvailable reads, without locking them, up to limit available rows
+// past after (nil: from the first), whose order key is not in skip, first
+// available first.
+func (s *Store) scanAvailable(ctx context.Context, tx *sql.Tx, limit int, skip []int64, after *scanCursor) ([]scanned, error) {
+	query := `SELECT id, DATE_FORMAT(available_at, '%Y-%m-%d %H:%i:%s.%f'), COALESCE(LENGTH(message), 0) FROM ` +
+		s.t.q + ` WHERE available_at <= NOW(6)`
 	var args []any
 	if after != nil {
 		query += ` AND (available_at > ? OR (available_at = ? AND id > ?))`
@@ -428,21 +459,19 @@ func (s *Store) scanAvailable(ctx context.Context, tx *sql.Tx, limit int, skip [
 	query += ` ORDER BY available_at, id LIMIT ?`
 	rows, err := tx.QueryContext(ctx, query, append(args, limit)...)
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("outbox/mysql: claim: %w", err)
+		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
 	}
 	defer rows.Close()
-	var (
-		ids  []int64
-		last scanCursor
-	)
+	var found []scanned
 	for rows.Next() {
-		if err := rows.Scan(&last.id, &last.at); err != nil {
-			return nil, nil, 0, fmt.Errorf("outbox/mysql: claim scan: %w", err)
+		var r scanned
+		if err := rows.Scan(&r.at.id, &r.at.at, &r.size); err != nil {
+			return nil, fmt.Errorf("outbox/mysql: claim scan: %w", err)
 		}
-		ids = append(ids, last.id)
+		found = append(found, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, 0, fmt.Errorf("outbox/mysql: claim: %w", err)
+		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
 	}
-	return ids, &last, len(ids), nil
+	return found, nil
 }

@@ -35,7 +35,8 @@ func transient(err error) bool {
 			1317, // ER_QUERY_INTERRUPTED
 			1836, // ER_READ_ONLY_MODE (MariaDB)
 			1927, // ER_CONNECTION_KILLED (MariaDB)
-			3024: // ER_QUERY_TIMEOUT (MySQL)
+			3024, // ER_QUERY_TIMEOUT (MySQL)
+			4031: // ER_CLIENT_INTERACTION_TIMEOUT (MySQL): wait_timeout passed, as a held claim's idle bound does
 			return true
 		}
 		return false

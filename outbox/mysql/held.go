@@ -26,7 +26,7 @@ var _ outbox.Holder = (*Store)(nil)
 //
 // idle is the session's wait_timeout while the claim is held, in whole
 // seconds (at least one): past it the server closes the connection, which
-// rolls the claim back. The pool's setting is put back when the claim
+// rolls the claim back. The session's own value is put back when the claim
 // ends.
 func (s *Store) ClaimHeld(ctx context.Context, owner string, limit, maxBytes int, idle time.Duration) (outbox.Held, error) {
 	for attempt := 1; ; attempt++ {
@@ -45,20 +45,18 @@ func (s *Store) claimHeld(ctx context.Context, owner string, limit, maxBytes int
 	// confirmed.
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
-		return nil, wrapError("claim", err)
-	}
-	seconds := max(int64(math.Ceil(idle.Seconds())), 1)
-	if _, err := conn.ExecContext(ctx, `SET SESSION wait_timeout = `+strconv.FormatInt(seconds, 10)); err != nil {
-		conn.Close()
-		return nil, wrapError("claim", err)
+		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
 	}
 	h := &held{s: s, conn: conn}
 	h.tx, err = conn.BeginTx(context.WithoutCancel(ctx), &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {
 		h.release()
-		return nil, wrapError("claim", err)
+		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
 	}
 	h.recs, err = s.claimIn(ctx, h.tx, owner, limit, maxBytes, 0, true)
+	if err == nil && len(h.recs) > 0 {
+		err = h.holdFor(ctx, idle)
+	}
 	if err != nil || len(h.recs) == 0 {
 		_ = h.tx.Rollback()
 		h.release()
@@ -68,12 +66,28 @@ func (s *Store) claimHeld(ctx context.Context, owner string, limit, maxBytes int
 	return h, nil
 }
 
+// holdFor sets the session's wait_timeout to idle (whole seconds, at least
+// one) while the claim is held, and keeps the session's own value to put
+// back (a SET does not end the transaction). An empty claim never sets it.
+func (h *held) holdFor(ctx context.Context, idle time.Duration) error {
+	seconds := max(int64(math.Ceil(idle.Seconds())), 1)
+	if _, err := h.tx.ExecContext(ctx, `SET @final_wait_timeout = @@SESSION.wait_timeout, SESSION wait_timeout = `+
+		strconv.FormatInt(seconds, 10)); err != nil {
+		return fmt.Errorf("outbox/mysql: claim: %w", err)
+	}
+	h.timed = true
+	return nil
+}
+
 // held is a claim held by its transaction.
 type held struct {
 	s    *Store
 	conn *sql.Conn // returned to the pool when the claim ends
 	tx   *sql.Tx
 	recs []outbox.Record
+	// timed: the session's wait_timeout is the claim's idle bound, its own
+	// value kept in @final_wait_timeout.
+	timed bool
 }
 
 func (h *held) Records() []outbox.Record { return h.recs }
@@ -102,18 +116,20 @@ func (h *held) Rollback() error {
 	return nil
 }
 
-// release puts the pool's wait_timeout back on the claim's connection and
-// returns it to the pool. A connection the server closed meanwhile fails
-// the statement and is dropped by the pool.
+// release puts the session's wait_timeout back on the claim's connection
+// and returns it to the pool. A connection the server closed meanwhile
+// fails the statement and is dropped by the pool.
 func (h *held) release() {
 	if h.conn == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := h.conn.ExecContext(ctx, `SET SESSION wait_timeout = @@GLOBAL.wait_timeout`); err != nil {
-		// Not put back: keep the connection out of the pool.
-		_ = h.conn.Raw(func(any) error { return driver.ErrBadConn })
+	if h.timed {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := h.conn.ExecContext(ctx, `SET SESSION wait_timeout = @final_wait_timeout`); err != nil {
+			// Not put back: keep the connection out of the pool.
+			_ = h.conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
 	}
 	_ = h.conn.Close()
 	h.conn = nil

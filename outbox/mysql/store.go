@@ -139,9 +139,9 @@ func (s *Store) insertOn(ctx context.Context, tx outbox.Tx, args []any) (int64, 
 }
 
 // Delete implements outbox.Store. It skips the rows another transaction
-// holds (see unlocked).
+// holds (see skipHeld).
 func (s *Store) Delete(ctx context.Context, ids []int64) error {
-	return s.unlocked(ctx, "delete", ids, "", nil, func(tx *sql.Tx, locked []int64) error {
+	return s.skipHeld(ctx, "delete", ids, "", nil, func(tx *sql.Tx, locked []int64) error {
 		return s.delete(ctx, tx, locked)
 	})
 }
@@ -161,14 +161,14 @@ func (s *Store) delete(ctx context.Context, ex execer, ids []int64) error {
 	return nil
 }
 
-// unlocked runs write on the rows of ids that no other transaction holds
+// skipHeld runs write on the rows of ids that no other transaction holds
 // and that meet cond (" WHERE …" on args, or none), locked, in a READ COMMITTED
 // transaction of its own. The acker's statements go by it so that they
 // never wait for a held claim (see Store.ClaimHeld), which sends those rows
 // and writes their outcome itself. A single statement cannot: InnoDB waits
 // for the lock of a row an UPDATE or DELETE reads through a subquery, SKIP
 // LOCKED or not.
-func (s *Store) unlocked(ctx context.Context, op string, ids []int64, cond string, args []any, write func(tx *sql.Tx, locked []int64) error) error {
+func (s *Store) skipHeld(ctx context.Context, op string, ids []int64, cond string, args []any, write func(tx *sql.Tx, locked []int64) error) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -212,17 +212,14 @@ func scanIDs(rows *sql.Rows) ([]int64, error) {
 	return ids, rows.Err()
 }
 
-// maxErrorLen bounds last_error to its column.
-const maxErrorLen = 1024
-
 // Fail implements outbox.Store. It skips the rows another transaction
-// holds (see unlocked).
+// holds (see skipHeld).
 func (s *Store) Fail(ctx context.Context, owner string, ids []int64, cause string) error {
 	var ownerArg any // NULL for rows nobody claimed
 	if owner != "" {
 		ownerArg = owner
 	}
-	return s.unlocked(ctx, "fail", ids, ` WHERE claimed_by <=> ?`, []any{ownerArg}, func(tx *sql.Tx, locked []int64) error {
+	return s.skipHeld(ctx, "fail", ids, ` WHERE claimed_by <=> ?`, []any{ownerArg}, func(tx *sql.Tx, locked []int64) error {
 		return s.fail(ctx, tx, locked, cause)
 	})
 }
@@ -235,13 +232,10 @@ func (s *Store) fail(ctx context.Context, ex execer, ids []int64, cause string) 
 	if len(ids) == 0 {
 		return nil
 	}
-	if len(cause) > maxErrorLen {
-		cause = cause[:maxErrorLen]
-	}
 	list := idJSON(ids)
 	if _, err := ex.ExecContext(ctx, `UPDATE `+byIDs(s.t.q)+` SET
 		available_at = NOW(6) + INTERVAL FLOOR(LEAST(? * POW(2, LEAST(attempts, 30)), ?)) MICROSECOND,
-		last_error = ?, claimed_by = NULL`, list, s.opts.RetryBase.Microseconds(), s.opts.RetryMax.Microseconds(), cause); err != nil {
+		last_error = ?, claimed_by = NULL`, list, s.opts.RetryBase.Microseconds(), s.opts.RetryMax.Microseconds(), outbox.ErrorText(cause)); err != nil {
 		return wrapError("fail", err)
 	}
 	if _, err := ex.ExecContext(ctx, `UPDATE `+byIDs(s.t.q)+` SET attempts = attempts + 1`, list); err != nil {
@@ -251,12 +245,12 @@ func (s *Store) fail(ctx context.Context, ex execer, ids []int64, cause string) 
 }
 
 // Release implements outbox.Store. It skips the rows another transaction
-// holds (see unlocked).
+// holds (see skipHeld).
 func (s *Store) Release(ctx context.Context, owner string, ids []int64) error {
 	if owner == "" {
 		return nil
 	}
-	return s.unlocked(ctx, "release", ids, ` WHERE claimed_by = ?`, []any{owner}, func(tx *sql.Tx, locked []int64) error {
+	return s.skipHeld(ctx, "release", ids, ` WHERE claimed_by = ?`, []any{owner}, func(tx *sql.Tx, locked []int64) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE `+byIDs(s.t.q)+` SET available_at = NOW(6), claimed_by = NULL`, idJSON(locked)); err != nil {
 			return wrapError("release", err)
 		}

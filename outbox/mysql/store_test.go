@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,6 +45,27 @@ func TestConformanceOnAnotherTx(t *testing.T) {
 			return otherTx{tx}, err
 		},
 	})
+}
+
+// The suite on a pool whose driver parses times (parseTime=true, common
+// with ORMs) in the local zone: a claim's scan must page the same way.
+func TestConformanceWithParseTime(t *testing.T) {
+	outboxtest.Run(t, outboxtest.Harness{New: func(t *testing.T) (outbox.Store, *sql.DB) {
+		dsn := testenv.MySQLDSN()
+		sep := "?"
+		if strings.Contains(dsn, "?") {
+			sep = "&"
+		}
+		db, err := sql.Open("mysql", dsn+sep+"parseTime=true&loc=Local")
+		require.NoError(t, err)
+		t.Cleanup(func() { db.Close() })
+		table := "final_" + testenv.Service(t, testenv.DB(t)) + "_outbox"
+		s, err := mysql.New(db, table, mysql.Options{RetryBase: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond})
+		require.NoError(t, err)
+		require.NoError(t, s.Migrate(context.Background()))
+		t.Cleanup(func() { s.Close() })
+		return s, db
+	}})
 }
 
 func TestHostileTableNamesRefused(t *testing.T) {
@@ -134,3 +156,25 @@ func TestCorruptRowIsReportedNotFatal(t *testing.T) {
 }
 
 func errDecode() error { return message.ErrDecode }
+
+// A relay's failure message can hold any bytes: the cause is stored as
+// valid UTF-8 without NUL, cut at a character, instead of the statement
+// being refused (a strict server refuses invalid text) and with it the
+// row's failure, or a held claim's whole batch, lost.
+func TestFailStoresAnyCause(t *testing.T) {
+	s, db := newStore(t)
+	ctx := context.Background()
+	id, err := s.Insert(ctx, nil, outbox.Row{Body: []byte("x")})
+	require.NoError(t, err)
+	cause := "broker said \x00 \xff\xfe " + strings.Repeat("é", 1000)
+	require.NoError(t, s.Fail(ctx, "", []int64{id}, cause))
+	var (
+		stored   string
+		attempts int
+	)
+	require.NoError(t, db.QueryRow("SELECT last_error, attempts FROM `"+s.Table()+"` WHERE id = ?", id).Scan(&stored, &attempts))
+	require.Equal(t, 1, attempts)
+	require.LessOrEqual(t, len(stored), 1024)
+	require.True(t, strings.HasPrefix(stored, "broker said  \uFFFD"), "stored %q", stored[:20])
+	require.True(t, strings.HasSuffix(stored, "é"), "cut inside a character")
+}

@@ -22,9 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync/atomic"
-	"unicode/utf8"
 
 	"github.com/finalbus/final/outbox"
 )
@@ -125,9 +123,6 @@ func (s *Store) delete(ctx context.Context, ex execer, ids []int64) error {
 	return nil
 }
 
-// maxErrorLen bounds last_error, in bytes.
-const maxErrorLen = 1024
-
 // Fail implements outbox.Store.
 func (s *Store) Fail(ctx context.Context, owner string, ids []int64, cause string) error {
 	var ownerArg any // NULL for rows nobody claimed
@@ -146,7 +141,7 @@ func (s *Store) fail(ctx context.Context, ex execer, ids []int64, cause, cond st
 	if len(ids) == 0 {
 		return nil
 	}
-	all := []any{s.opts.RetryBase.Microseconds(), s.opts.RetryMax.Microseconds(), errorText(cause), idArray(ids)}
+	all := []any{s.opts.RetryBase.Microseconds(), s.opts.RetryMax.Microseconds(), outbox.ErrorText(cause), idArray(ids)}
 	_, err := ex.ExecContext(ctx, `UPDATE `+s.t.q+` SET
 		available_at = `+now+` + floor(least($1::float8 * power(2, least(attempts, 30)), $2::float8)) * interval '1 microsecond',
 		attempts = attempts + 1, last_error = $3, claimed_by = NULL
@@ -155,21 +150,6 @@ func (s *Store) fail(ctx context.Context, ex execer, ids []int64, cause, cond st
 		return wrapError("fail", err)
 	}
 	return nil
-}
-
-// errorText is cause as a TEXT value can hold it: valid UTF-8 (a cause
-// quoting a broker's bytes may not be, and the server would refuse the
-// statement), without NUL, at most maxErrorLen bytes cut at a character.
-func errorText(cause string) string {
-	cause = strings.ToValidUTF8(strings.ReplaceAll(cause, "\x00", ""), "\uFFFD")
-	if len(cause) <= maxErrorLen {
-		return cause
-	}
-	cut := maxErrorLen
-	for cut > 0 && !utf8.RuneStart(cause[cut]) {
-		cut--
-	}
-	return cause[:cut]
 }
 
 // Release implements outbox.Store.

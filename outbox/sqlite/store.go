@@ -44,7 +44,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/finalbus/final/outbox"
 )
@@ -118,13 +117,10 @@ func (s *Store) Delete(ctx context.Context, ids []int64) error {
 	return nil
 }
 
-// maxErrorLen bounds last_error, as the MySQL store's column does.
-const maxErrorLen = 1024
-
 // Fail implements outbox.Store. SQLite evaluates every assignment of an
 // UPDATE on the row as it was, so available_at sees the old attempts.
 func (s *Store) Fail(ctx context.Context, owner string, ids []int64, cause string) error {
-	cause = truncate(cause, maxErrorLen)
+	cause = outbox.ErrorText(cause)
 	var ownerArg any // NULL for rows nobody claimed
 	if owner != "" {
 		ownerArg = owner
@@ -237,15 +233,4 @@ func inList(ids []int64) (string, []any) {
 	}
 	b.WriteByte(')')
 	return b.String(), args
-}
-
-// truncate cuts s to at most n bytes, at a character boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
