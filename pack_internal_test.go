@@ -155,7 +155,7 @@ func TestDispatcherGivesAPackOneVerdict(t *testing.T) {
 // A pack one of whose messages keeps failing is split: its confirmed
 // messages are not sent again, the others get a row each, and the failing
 // one is retried alone, holding up none of the rest. On each store (on
-// PostgreSQL in a held claim, on the others by the acker), with the
+// PostgreSQL and MariaDB in a held claim, on SQLite by the acker), with the
 // message nacked (the others are published beside it) and with its
 // publish refused (the ones after it are not tried until the split).
 func TestAFailingMessageSplitsItsPack(t *testing.T) {
