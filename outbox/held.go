@@ -18,9 +18,10 @@ import (
 // MariaDB/MySQL implement it; SQLite (one writer at a time) cannot. A held
 // claim must not keep the business transactions' inserts from committing:
 // it takes no lock on the gaps between rows (READ COMMITTED). Besides the
-// rows it returns it may keep locked, unsent, a few it found and could not
-// take in order (later rows of a key whose earlier row another claim
-// holds): they are available again when it ends.
+// rows it returns it may keep locked, unsent, some it found and could not
+// take: later rows of a key whose earlier row another claim holds, and on
+// MariaDB/MySQL rows of its last scan past maxBytes. They are available
+// again when it ends; the acker's writes pass over them meanwhile.
 type Holder interface {
 	Store
 	// ClaimHeld locks up to limit available rows, by the rules of Claim

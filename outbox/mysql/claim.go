@@ -362,15 +362,18 @@ func (s *Store) bodies(ctx context.Context, tx *sql.Tx, taken []candidate) ([]ou
 // candidates returns up to limit available rows, locked, whose order key
 // is not in skip and which are not among taken (the claim's own rows,
 // which its scan sees again and its lock would return again), first
-// available first, and no more of them than fit in budget bytes (0: no
-// bound; the row that reaches it is included), so that a claim locks
-// rows it then takes, not more.
+// available first; it stops at the page that brings them to budget bytes
+// (0: no bound).
 //
-// The scan takes no lock (see byIDs), so it also sees the rows other
+// The scan takes no lock (see byIDs) and reads no message: a size needs
+// the row, and a large message's size its whole value, so sizes are read
+// as the rows are locked. So it also sees the rows other
 // claims hold: a held claim's for as long as it lasts, a leasing claim's
 // until it commits. The lock passes over them. The scan goes on past them
 // a page at a time (a cursor on available_at, id) for up to maxScanPages
 // pages, so that concurrent claims take the rows that follow each other's.
+// The rows of the last page past budget stay locked and are not taken (see
+// outbox.Holder).
 func (s *Store) candidates(ctx context.Context, tx *sql.Tx, limit, budget int, skip []int64, taken []candidate) ([]candidate, error) {
 	mine := make(map[int64]bool, len(taken))
 	for _, c := range taken {
@@ -388,17 +391,10 @@ func (s *Store) candidates(ctx context.Context, tx *sql.Tx, limit, budget int, s
 		if err != nil {
 			return nil, err
 		}
-		// The rows of the page that fit in what is left of the budget; the
-		// next page starts after the last of them.
-		var (
-			ids  []int64
-			plan = spent
-			n    int // rows of the page considered
-		)
-		for ; n < len(scanned) && (budget == 0 || plan < budget); n++ {
-			if id := scanned[n].at.id; !mine[id] {
-				ids = append(ids, id)
-				plan += scanned[n].size
+		var ids []int64
+		for _, at := range scanned {
+			if !mine[at.id] {
+				ids = append(ids, at.id)
 			}
 		}
 		if len(ids) > 0 {
@@ -412,10 +408,10 @@ func (s *Store) candidates(ctx context.Context, tx *sql.Tx, limit, budget int, s
 			}
 			got = append(got, locked...)
 		}
-		if n == len(scanned) && len(scanned) < want {
+		if len(scanned) < want {
 			break // the scan reached the end of the available rows
 		}
-		after = &scanned[n-1].at
+		after = &scanned[len(scanned)-1]
 	}
 	return got, nil
 }
@@ -434,18 +430,11 @@ type scanCursor struct {
 	id int64
 }
 
-// scanned is a row the scan found: where it is, and its message's size.
-type scanned struct {
-	at   scanCursor
-	size int
-}
-
-// scanAvailable reads, without locking them, up to limit available rows
-// past after (nil: from the first), whose order key is not in skip, first
-// available first.
-func (s *Store) scanAvailable(ctx context.Context, tx *sql.Tx, limit int, skip []int64, after *scanCursor) ([]scanned, error) {
-	query := `SELECT id, DATE_FORMAT(available_at, '%Y-%m-%d %H:%i:%s.%f'), COALESCE(LENGTH(message), 0) FROM ` +
-		s.t.q + ` WHERE available_at <= NOW(6)`
+// scanAvailable reads the positions, not the messages, and without
+// locking them, of up to limit available rows past after (nil: from the
+// first), whose order key is not in skip, first available first.
+func (s *Store) scanAvailable(ctx context.Context, tx *sql.Tx, limit int, skip []int64, after *scanCursor) ([]scanCursor, error) {
+	query := `SELECT id, DATE_FORMAT(available_at, '%Y-%m-%d %H:%i:%s.%f') FROM ` + s.t.q + ` WHERE available_at <= NOW(6)`
 	var args []any
 	if after != nil {
 		query += ` AND (available_at > ? OR (available_at = ? AND id > ?))`
@@ -462,10 +451,10 @@ func (s *Store) scanAvailable(ctx context.Context, tx *sql.Tx, limit int, skip [
 		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
 	}
 	defer rows.Close()
-	var found []scanned
+	var found []scanCursor
 	for rows.Next() {
-		var r scanned
-		if err := rows.Scan(&r.at.id, &r.at.at, &r.size); err != nil {
+		var r scanCursor
+		if err := rows.Scan(&r.id, &r.at); err != nil {
 			return nil, fmt.Errorf("outbox/mysql: claim scan: %w", err)
 		}
 		found = append(found, r)

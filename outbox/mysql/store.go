@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/finalbus/final/outbox"
 )
@@ -235,13 +236,38 @@ func (s *Store) fail(ctx context.Context, ex execer, ids []int64, cause string) 
 	list := idJSON(ids)
 	if _, err := ex.ExecContext(ctx, `UPDATE `+byIDs(s.t.q)+` SET
 		available_at = NOW(6) + INTERVAL FLOOR(LEAST(? * POW(2, LEAST(attempts, 30)), ?)) MICROSECOND,
-		last_error = ?, claimed_by = NULL`, list, s.opts.RetryBase.Microseconds(), s.opts.RetryMax.Microseconds(), outbox.ErrorText(cause)); err != nil {
+		last_error = ?, claimed_by = NULL`, list, s.opts.RetryBase.Microseconds(), s.opts.RetryMax.Microseconds(), errorText(cause)); err != nil {
 		return wrapError("fail", err)
 	}
 	if _, err := ex.ExecContext(ctx, `UPDATE `+byIDs(s.t.q)+` SET attempts = attempts + 1`, list); err != nil {
 		return wrapError("fail", err)
 	}
 	return nil
+}
+
+// errorText is cause as last_error can hold it whatever the column's
+// character set (latin1 on a table the ancestor library created, or on a
+// server whose default it is): outbox.ErrorText's valid UTF-8 with every
+// character outside ASCII written as \uXXXX, at most outbox.MaxErrorLen
+// bytes, cut between characters. A strict server refuses a character its
+// column cannot store (1366), and a held claim's failures would then take
+// its deletes down with them.
+func errorText(cause string) string {
+	var b strings.Builder
+	for _, r := range outbox.ErrorText(cause) {
+		piece := string(r)
+		if r >= utf8.RuneSelf {
+			piece = fmt.Sprintf(`\u%04x`, r)
+			if r > 0xFFFF {
+				piece = fmt.Sprintf(`\U%08x`, r)
+			}
+		}
+		if b.Len()+len(piece) > outbox.MaxErrorLen {
+			break
+		}
+		b.WriteString(piece)
+	}
+	return b.String()
 }
 
 // Release implements outbox.Store. It skips the rows another transaction

@@ -158,15 +158,19 @@ func TestCorruptRowIsReportedNotFatal(t *testing.T) {
 func errDecode() error { return message.ErrDecode }
 
 // A relay's failure message can hold any bytes: the cause is stored as
-// valid UTF-8 without NUL, cut at a character, instead of the statement
-// being refused (a strict server refuses invalid text) and with it the
-// row's failure, or a held claim's whole batch, lost.
+// ASCII (other characters escaped) without NUL, cut between characters,
+// instead of the statement being refused (a strict server refuses text its
+// column cannot hold: invalid UTF-8, or é in a latin1 column's neighbour
+// U+FFFD) and with it the row's failure, or a held claim's whole batch,
+// lost. The column here is latin1, as an ancestor table's may be.
 func TestFailStoresAnyCause(t *testing.T) {
 	s, db := newStore(t)
 	ctx := context.Background()
+	_, err := db.Exec("ALTER TABLE `" + s.Table() + "` MODIFY last_error VARCHAR(1024) CHARACTER SET latin1 NULL")
+	require.NoError(t, err)
 	id, err := s.Insert(ctx, nil, outbox.Row{Body: []byte("x")})
 	require.NoError(t, err)
-	cause := "broker said \x00 \xff\xfe " + strings.Repeat("é", 1000)
+	cause := "broker said \x00 \xff\xfe \U0001F600 " + strings.Repeat("é", 1000)
 	require.NoError(t, s.Fail(ctx, "", []int64{id}, cause))
 	var (
 		stored   string
@@ -175,6 +179,6 @@ func TestFailStoresAnyCause(t *testing.T) {
 	require.NoError(t, db.QueryRow("SELECT last_error, attempts FROM `"+s.Table()+"` WHERE id = ?", id).Scan(&stored, &attempts))
 	require.Equal(t, 1, attempts)
 	require.LessOrEqual(t, len(stored), 1024)
-	require.True(t, strings.HasPrefix(stored, "broker said  \uFFFD"), "stored %q", stored[:20])
-	require.True(t, strings.HasSuffix(stored, "é"), "cut inside a character")
+	require.True(t, strings.HasPrefix(stored, `broker said  \ufffd \U0001f600 \u00e9`), "stored %q", stored[:40])
+	require.True(t, strings.HasSuffix(stored, `\u00e9`), "cut inside a character: %q", stored[len(stored)-10:])
 }
