@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/finalbus/final/internal/testenv"
 	"github.com/finalbus/final/outbox"
 )
 
@@ -21,16 +20,8 @@ import (
 // (an acker's delete leaving a confirmed row to be sent again) or waited for
 // (held claims deadlocking in their deletes).
 func TestStatementsByIDsLockOnlyTheirRows(t *testing.T) {
-	db := testenv.DB(t)
+	s, db := newInternalStore(t)
 	ctx := context.Background()
-	s, err := New(db, "final_"+testenv.Service(t, db)+"_outbox", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
 
 	statements := []struct {
 		name string

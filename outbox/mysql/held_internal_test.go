@@ -2,6 +2,7 @@ package mysql
 
 import (
 	"context"
+	"database/sql"
 	"testing"
 	"time"
 
@@ -14,16 +15,8 @@ import (
 // the application's pool, whose transactions must not be cut after a few
 // idle seconds.
 func TestHeldClaimPutsWaitTimeoutBack(t *testing.T) {
-	db := testenv.DB(t)
+	s, db := newInternalStore(t)
 	ctx := context.Background()
-	s, err := New(db, "final_"+testenv.Service(t, db)+"_outbox", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
 	db.SetMaxOpenConns(1) // the claim's connection is the one read below
 	if _, err := db.ExecContext(ctx, `SET SESSION wait_timeout = 777`); err != nil {
 		t.Fatal(err)
@@ -57,4 +50,20 @@ func TestHeldClaimPutsWaitTimeoutBack(t *testing.T) {
 			t.Fatalf("%s: wait_timeout %d during the claim and %d after it, want 3 and the session's 777", end, during, after)
 		}
 	}
+}
+
+// newInternalStore returns a migrated store on a fresh table and its
+// database.
+func newInternalStore(t *testing.T) (*Store, *sql.DB) {
+	t.Helper()
+	db := testenv.DB(t)
+	s, err := New(db, "final_"+testenv.Service(t, db)+"_outbox", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, db
 }

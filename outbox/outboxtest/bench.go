@@ -64,6 +64,11 @@ func BenchClaims[S outbox.Store](b *testing.B, open func(b *testing.B) (S, *sql.
 					}
 					rows += n
 				}
+				b.StopTimer()
+				if left, err := s.Len(ctx); err != nil || left != 0 {
+					b.Fatalf("%d rows left after the claims found none (%v): the backlog was not drained", left, err)
+				}
+				b.StartTimer()
 			}
 			b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
 		})

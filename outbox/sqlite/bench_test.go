@@ -2,13 +2,12 @@ package sqlite_test
 
 import (
 	"context"
-	"fmt"
-	"strconv"
+	"database/sql"
 	"testing"
-	"time"
 
 	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/outbox"
+	"github.com/finalbus/final/outbox/outboxtest"
 	"github.com/finalbus/final/outbox/sqlite"
 )
 
@@ -42,7 +41,7 @@ func BenchmarkInsertClaimDelete(b *testing.B) {
 							b.Fatal(err)
 						}
 					}
-					n += claimAll(b, s, 500)
+					n += claimAll(b, s)
 				}
 				b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "rows/s")
 			})
@@ -51,65 +50,28 @@ func BenchmarkInsertClaimDelete(b *testing.B) {
 }
 
 // BenchmarkClaim measures the relay's loop over a backlog: claim a batch of
-// 500, delete it. keys=0 is a backlog without keys; otherwise its messages
-// are spread over that many keys, which the claim keeps in id order.
+// 500, delete it (outboxtest.BenchClaims), on each driver.
 func BenchmarkClaim(b *testing.B) {
 	for _, d := range drivers {
-		for _, keys := range []int{0, 1000, 1} {
-			b.Run(fmt.Sprintf("%s/keys=%d", d.name, keys), func(b *testing.B) {
-				s, db := newStore(b, d)
-				ctx := context.Background()
-				const backlog = 20000
-				n := 0
-				for b.Loop() {
-					b.StopTimer()
-					tx, err := db.Begin()
-					if err != nil {
-						b.Fatal(err)
-					}
-					for i := 0; i < backlog; i++ {
-						m := message.New("bench.claim", []byte("p"))
-						var key int64
-						if keys > 0 {
-							key = outbox.OrderKey(m.Topic, strconv.Itoa(i%keys))
-						}
-						body, _ := message.Marshal(m)
-						if _, err := s.Insert(ctx, outbox.SQLTx(tx), outbox.Row{Body: body, OrderKey: key}); err != nil {
-							b.Fatal(err)
-						}
-					}
-					if err := tx.Commit(); err != nil {
-						b.Fatal(err)
-					}
-					b.StartTimer()
-					n += claimAll(b, s, 500)
-				}
-				b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "rows/s")
-			})
-		}
+		b.Run(d.name, func(b *testing.B) {
+			open := func(b *testing.B) (*sqlite.Store, *sql.DB) { return newStore(b, d) }
+			outboxtest.BenchClaims(b, open, outboxtest.LeasedClaim[*sqlite.Store])
+		})
 	}
 }
 
-// claimAll claims and deletes batches of batch rows until none is left,
-// and returns how many it took.
-func claimAll(b *testing.B, s outbox.Store, batch int) int {
-	ctx := context.Background()
+// claimAll claims and deletes batches of outboxtest.ClaimBatch rows until
+// none is left, and returns how many it took.
+func claimAll(b *testing.B, s *sqlite.Store) int {
 	n := 0
 	for {
-		recs, err := s.Claim(ctx, "bench", batch, 0, time.Minute)
+		got, err := outboxtest.LeasedClaim(context.Background(), s)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if len(recs) == 0 {
+		if got == 0 {
 			return n
 		}
-		ids := make([]int64, len(recs))
-		for i, r := range recs {
-			ids[i] = r.ID
-		}
-		if err := s.Delete(ctx, ids); err != nil {
-			b.Fatal(err)
-		}
-		n += len(recs)
+		n += got
 	}
 }
