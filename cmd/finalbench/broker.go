@@ -112,7 +112,7 @@ const (
 func newBroker(name string, c config) (broker, error) {
 	switch name {
 	case "rabbitmq":
-		return rabbitMQ{addr: c.amqpURL}, nil
+		return rabbitMQ{addr: c.amqpURL, coalesce: c.rawCoalesce}, nil
 	case "nats":
 		return jetStream{addr: c.natsURL}, nil
 	}

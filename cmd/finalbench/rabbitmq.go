@@ -4,17 +4,42 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/finalbus/final/internal/coalesce"
 	"github.com/finalbus/final/mq"
 	"github.com/finalbus/final/mq/amqp"
 )
 
 // rabbitMQ is the broker of -broker rabbitmq: the raw side with
 // amqp091-go alone, the library's with mq/amqp.
-type rabbitMQ struct{ addr string }
+type rabbitMQ struct {
+	addr string
+	// coalesce: the raw pipe's connections coalesce their writes
+	// (internal/coalesce), as the library's do, instead of amqp091-go's
+	// one write per publish (-raw-coalesce).
+	coalesce bool
+}
+
+// dial opens a raw connection, its writes coalesced with b.coalesce.
+func (b rabbitMQ) dial() (*amqp091.Connection, error) {
+	if !b.coalesce {
+		return amqp091.Dial(b.addr)
+	}
+	dial := amqp091.DefaultDial(30 * time.Second) // amqp091.Dial's
+	return amqp091.DialConfig(b.addr, amqp091.Config{
+		Dial: func(network, addr string) (net.Conn, error) {
+			conn, err := dial(network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return coalesce.New(conn), nil
+		},
+	})
+}
 
 func (rabbitMQ) name() string { return "RabbitMQ" }
 
@@ -27,8 +52,12 @@ func (b rabbitMQ) version() string {
 	return fmt.Sprint("RabbitMQ ", conn.Properties["version"])
 }
 
-func (rabbitMQ) settings(s rawSettings) string {
-	return fmt.Sprintf("amqp091-go, persistent and mandatory, deferred confirms, up to %d outstanding per channel on %s of one connection; "+
+func (b rabbitMQ) settings(s rawSettings) string {
+	writes := "one write per publish (amqp091-go's own)"
+	if b.coalesce {
+		writes = "writes coalesced as the library's are"
+	}
+	return fmt.Sprintf("amqp091-go, "+writes+", persistent and mandatory, deferred confirms, up to %d outstanding per channel on %s of one connection; "+
 		"consumer prefetch %d, acks in batches (one multiple ack per %d deliveries, or after %s) (%s)", s.Window, plural(s.Publishers, "publishing channel"), s.Prefetch, ackEvery(s.Prefetch), ackLinger, s)
 }
 
@@ -163,10 +192,10 @@ func (b rabbitMQ) servicePipe(svc, topic string, s rawSettings) (rawPipe, error)
 func (b rabbitMQ) open(queue, topic string, own bool, s rawSettings) (*amqpPipe, error) {
 	p := &amqpPipe{queue: queue, topic: topic, own: own, s: s}
 	var err error
-	if p.pub, err = amqp091.Dial(b.addr); err != nil {
+	if p.pub, err = b.dial(); err != nil {
 		return nil, err
 	}
-	if p.cons, err = amqp091.Dial(b.addr); err != nil {
+	if p.cons, err = b.dial(); err != nil {
 		_ = p.pub.Close()
 		return nil, err
 	}

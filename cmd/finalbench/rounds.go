@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"time"
 )
@@ -17,7 +18,9 @@ func (e *benchEnv) alternate(perTx int, say func(string, ...any)) (rawStackResul
 	stacks, libs := make([]rawStackResult, rounds), make([]libResult, rounds)
 	for i := range rounds {
 		say("round %d of %d, %d msg/tx: raw database + raw %s (no outbox), %d producers, %s", i+1, rounds, perTx, c.broker.name(), c.concurrency, e.raw)
-		stack, err := e.rawStack(c.concurrency, perTx, c.duration, 0)
+		stack, err := labeled(fmt.Sprintf("limit-%d", perTx), func() (rawStackResult, error) {
+			return e.rawStack(c.concurrency, perTx, c.duration, 0)
+		})
 		if err != nil {
 			return rawStackResult{}, libResult{}, err
 		}
@@ -28,7 +31,9 @@ func (e *benchEnv) alternate(perTx int, say func(string, ...any)) (rawStackResul
 			pace = c.paceLibrary * stack.commitTx
 			say("  the library paced at %.0f tx/s (-pace-library %.2f)", pace, c.paceLibrary)
 		}
-		lib, err := e.library(c.concurrency, perTx, c.duration, pace)
+		lib, err := labeled(fmt.Sprintf("library-%d", perTx), func() (libResult, error) {
+			return e.library(c.concurrency, perTx, c.duration, pace)
+		})
 		if err != nil {
 			return rawStackResult{}, libResult{}, err
 		}

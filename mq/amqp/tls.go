@@ -4,10 +4,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/finalbus/final/internal/coalesce"
 	"github.com/finalbus/final/internal/redact"
 	"github.com/finalbus/final/mq"
 )
@@ -24,6 +26,20 @@ var (
 	ErrCertificate = errors.New("amqp: the broker's TLS certificate does not verify")
 )
 
+// coalescingDial is amqp091-go's DefaultDial with the connection's writes
+// coalesced (coalesce.Conn): a publish's write no longer waits for a
+// system call. TLS, when the URL asks for it, runs above.
+func coalescingDial(timeout time.Duration) func(network, addr string) (net.Conn, error) {
+	dial := amqp.DefaultDial(timeout)
+	return func(network, addr string) (net.Conn, error) {
+		conn, err := dial(network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return coalesce.New(conn), nil
+	}
+}
+
 // dial opens one connection, over TLS for an amqps:// URL. Its errors show
 // the URL with the password masked: amqp091-go's parse errors quote the
 // whole URL, so the URL is parsed here first and those errors are not
@@ -36,7 +52,7 @@ func (p *Provider) dial(timeout time.Duration, role string) (*amqp.Connection, e
 	}
 	cfg := amqp.Config{
 		Heartbeat: p.opts.heartbeat,
-		Dial:      amqp.DefaultDial(timeout),
+		Dial:      coalescingDial(timeout),
 		Properties: amqp.Table{
 			"connection_name": "final." + p.cfg.Service + "." + role,
 		},
