@@ -87,7 +87,7 @@ type config struct {
 	peersDir     string        // the bench/peers module
 	peerFlags    []string      // more flags for every peerbench run
 	rawSweep     bool          // choose the raw limits' settings by a sweep
-	rawCoalesce  bool          // RabbitMQ: the raw connections coalesce their writes (-raw-coalesce)
+	rawCoalesce  bool          // RabbitMQ: the raw publishing connection coalesces its writes (-raw-coalesce)
 	rawFixed     rawSettings   // the raw limits' settings without the sweep
 	batch        bool          // several messages of a transaction in one insert (PublishMessages; the raw limit likewise)
 	paceLibrary  float64       // pace the library's producers in the alternating rounds at this fraction of the round's limit commit rate (0: unpaced)
@@ -148,7 +148,7 @@ func main() {
 		"INSERT where the store has it) and write the raw limit's rows with one multi-row INSERT; false: one Publish, and one raw INSERT, per message")
 	flag.BoolVar(&c.rawSweep, "raw-sweep", true, "choose the raw broker limits' confirm window, consumer prefetch and publishers as the best of a\n"+
 		"12-point sweep of raw publish and consume (false: the settings of -raw, for quick runs and profiling)")
-	flag.BoolVar(&c.rawCoalesce, "raw-coalesce", true, "RabbitMQ: the raw limits' connections coalesce their writes as the library's do (a publish does not wait for a\n"+
+	flag.BoolVar(&c.rawCoalesce, "raw-coalesce", true, "RabbitMQ: the raw limits' publishing connection coalesces its writes as the library's does (a publish does not wait for a\n"+
 		"write system call of its own); false: amqp091-go's one write per publish, as it ships")
 	rawFixed := flag.String("raw", defaultRawSettings.flag(), "the raw broker limits' confirm window, prefetch and publishers with -raw-sweep=false")
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")

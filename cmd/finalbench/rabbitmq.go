@@ -18,15 +18,15 @@ import (
 // amqp091-go alone, the library's with mq/amqp.
 type rabbitMQ struct {
 	addr string
-	// coalesce: the raw pipe's connections coalesce their writes
-	// (internal/coalesce), as the library's do, instead of amqp091-go's
+	// coalesce: the raw pipe's publishing connection coalesces its writes
+	// (internal/coalesce), as the library's does, instead of amqp091-go's
 	// one write per publish (-raw-coalesce).
 	coalesce bool
 }
 
-// dial opens a raw connection, its writes coalesced with b.coalesce.
-func (b rabbitMQ) dial() (*amqp091.Connection, error) {
-	if !b.coalesce {
+// dial opens a raw connection, its writes coalesced with coalesced.
+func (b rabbitMQ) dial(coalesced bool) (*amqp091.Connection, error) {
+	if !coalesced {
 		return amqp091.Dial(b.addr)
 	}
 	dial := amqp091.DefaultDial(30 * time.Second) // amqp091.Dial's
@@ -55,7 +55,7 @@ func (b rabbitMQ) version() string {
 func (b rabbitMQ) settings(s rawSettings) string {
 	writes := "one write per publish (amqp091-go's own)"
 	if b.coalesce {
-		writes = "writes coalesced as the library's are"
+		writes = "publishes' writes coalesced as the library's are"
 	}
 	return fmt.Sprintf("amqp091-go, "+writes+", persistent and mandatory, deferred confirms, up to %d outstanding per channel on %s of one connection; "+
 		"consumer prefetch %d, acks in batches (one multiple ack per %d deliveries, or after %s) (%s)", s.Window, plural(s.Publishers, "publishing channel"), s.Prefetch, ackEvery(s.Prefetch), ackLinger, s)
@@ -192,10 +192,10 @@ func (b rabbitMQ) servicePipe(svc, topic string, s rawSettings) (rawPipe, error)
 func (b rabbitMQ) open(queue, topic string, own bool, s rawSettings) (*amqpPipe, error) {
 	p := &amqpPipe{queue: queue, topic: topic, own: own, s: s}
 	var err error
-	if p.pub, err = b.dial(); err != nil {
+	if p.pub, err = b.dial(b.coalesce); err != nil {
 		return nil, err
 	}
-	if p.cons, err = b.dial(); err != nil {
+	if p.cons, err = b.dial(false); err != nil {
 		_ = p.pub.Close()
 		return nil, err
 	}

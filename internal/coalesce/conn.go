@@ -6,11 +6,18 @@ package coalesce
 import (
 	"net"
 	"sync"
+	"time"
 )
 
-// MaxPending bounds the bytes a Conn holds that have not reached
-// the socket; a Write beyond it waits for the socket, as a plain one does.
+// MaxPending bounds the bytes a Conn has accepted that no system call has
+// taken yet: a Write past it waits until the system call under way returns,
+// as a plain one waits for the socket. With the bytes of that call, at most
+// twice MaxPending have not reached the socket.
 const MaxPending = 1 << 20
+
+// closeFlush bounds how long Close waits for the bytes accepted before it to
+// reach the socket.
+const closeFlush = 100 * time.Millisecond
 
 // Conn is a connection whose writes reach the socket several at a time.
 // amqp091-go flushes each publish (its method, header and body frames)
@@ -21,27 +28,32 @@ const MaxPending = 1 << 20
 // together in the next. It is the flusher of nats.go's connection, put
 // under amqp091-go's.
 //
-// What a Write accepted is what a kernel's socket buffer would have
-// accepted: a write the socket then refuses fails the connection (the
-// socket is closed, so amqp091-go's reader sees it at once), and every later
-// Write returns the error. Publishes lost so are unconfirmed, and sent
-// again, as with any link that breaks. Close drops what waits: amqp091-go
-// closes a connection after the broker answered its close, by when
-// everything before it was sent, or after it failed.
+// A Write that returned has put its bytes in the process's memory, not yet
+// in the kernel's: they reach the peer unless the socket fails first or
+// the process dies. So a Conn suits writes whose loss the protocol
+// recovers, such as publishes awaiting their confirm (one never confirmed
+// is sent again), and not writes a caller counts as done once written,
+// such as acknowledgements. A write the socket refuses fails the
+// connection: the socket is closed, so amqp091-go's reader stops at once,
+// and every later Write, and the Read that the close ends, return that
+// error. Nothing written after the refused bytes reaches the peer.
 //
-// The writing goroutine lives only while bytes wait: the Write that finds
-// none waiting starts it, and it ends when it has written them all or the
+// Close gives the socket what waits, for at most closeFlush, then closes
+// it. The writing goroutine runs while bytes wait: a Write that finds none
+// running starts it, and it ends once it has written them all, or the
 // socket failed.
 type Conn struct {
 	net.Conn
 
 	mu       sync.Mutex
-	room     sync.Cond // signalled when the writer took the bytes waiting, or failed
-	pending  []byte    // accepted, not yet given to the socket
-	spare    []byte    // the buffer the writer last wrote, reused
+	room     sync.Cond // broadcast when a system call returns, the writer ends or Close begins
+	pending  []byte    // accepted, not yet taken by a system call
+	spare    []byte    // the buffer of the last system call, reused
 	writing  bool      // the writing goroutine runs
-	err      error     // the socket's write error, or net.ErrClosed: every later Write returns it
+	closing  bool      // Close was called: Write refuses
+	err      error     // the socket's write error: every later Write and failed Read return it
 	syscalls int64     // writes given to the socket, for the tests
+	waiters  int       // Writes waiting for room, for the tests
 }
 
 // New returns c with its writes coalesced. The Conn owns c: its Close
@@ -57,10 +69,15 @@ func New(c net.Conn) *Conn {
 func (c *Conn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for c.err == nil && len(c.pending) > 0 && len(c.pending)+len(p) > MaxPending {
+	for c.err == nil && !c.closing && len(c.pending) > 0 && len(c.pending)+len(p) > MaxPending {
+		c.waiters++
 		c.room.Wait()
+		c.waiters--
 	}
-	if c.err != nil {
+	switch {
+	case c.closing:
+		return 0, net.ErrClosed
+	case c.err != nil:
 		return 0, c.err
 	}
 	c.pending = append(c.pending, p...)
@@ -83,7 +100,7 @@ func (c *Conn) write() {
 		_, err := c.Conn.Write(buf)
 		c.mu.Lock()
 		c.spare = buf
-		if err != nil && c.err == nil {
+		if err != nil {
 			c.err = err
 			c.pending = nil
 			_ = c.Conn.Close()
@@ -91,16 +108,39 @@ func (c *Conn) write() {
 		c.room.Broadcast()
 	}
 	c.writing = false
+	c.room.Broadcast()
 }
 
-// Close closes the socket; bytes still waiting are dropped.
+// Read reads from the socket; once a write failed (before any Close), a
+// failed Read returns the write's error, the cause, rather than the closed
+// socket's.
+func (c *Conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.mu.Lock()
+		if c.err != nil && !c.closing {
+			err = c.err
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// Close gives the socket the bytes accepted before it, waiting at most
+// closeFlush, and closes it; later Writes return net.ErrClosed.
 func (c *Conn) Close() error {
 	c.mu.Lock()
-	if c.err == nil {
-		c.err = net.ErrClosed
+	if !c.closing {
+		c.closing = true
+		c.room.Broadcast() // Writes waiting for room return
+		if c.writing {
+			_ = c.Conn.SetWriteDeadline(time.Now().Add(closeFlush))
+			for c.writing {
+				c.room.Wait()
+			}
+		}
+		c.pending = nil
 	}
-	c.pending = nil
-	c.room.Broadcast()
 	c.mu.Unlock()
 	return c.Conn.Close()
 }

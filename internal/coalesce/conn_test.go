@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 )
@@ -18,6 +17,7 @@ func pipeConn(t *testing.T) (*Conn, net.Conn) {
 	t.Helper()
 	a, b := net.Pipe()
 	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
+	_ = b.SetReadDeadline(time.Now().Add(10 * time.Second)) // a test that would hang fails
 	return New(a), b
 }
 
@@ -128,43 +128,129 @@ func TestWriteErrorFailsTheConn(t *testing.T) {
 	}
 }
 
-// Close drops what waits, ends the writing goroutine and refuses later
-// writes; a Write waiting for room returns.
-func TestCloseReleasesWriters(t *testing.T) {
-	c, _ := pipeConn(t) // the peer reads nothing
-	big := bytes.Repeat([]byte{'y'}, MaxPending)
-	if _, err := c.Write(big); err != nil {
+// waitFor polls cond every millisecond until it holds, failing the test
+// after ten seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting after 10s for %s", what)
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+}
+
+// busy returns a Conn whose writer is inside a system call the peer does
+// not read: a byte was written and taken.
+func busy(t *testing.T) (*Conn, net.Conn) {
+	t.Helper()
+	c, peer := pipeConn(t)
+	if _, err := c.Write([]byte{'a'}); err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
+	waitFor(t, "the writer to take the first byte", func() bool {
+		pending, syscalls, _ := c.state()
+		return syscalls == 1 && pending == 0
+	})
+	return c, peer
+}
+
+// A Write larger than MaxPending is taken whole once nothing else waits.
+func TestWriteLargerThanTheBound(t *testing.T) {
+	c, peer := busy(t)
+	if _, err := c.Write([]byte{'b'}); err != nil { // waits behind the first
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte{'c'}, 2*MaxPending)
+	wrote := make(chan error, 1)
+	go func() { _, err := c.Write(big); wrote <- err }()
+	got := make([]byte, 2+len(big))
+	if _, err := io.ReadFull(peer, got); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	if want := append([]byte("ab"), big...); !bytes.Equal(got, want) {
+		t.Fatal("the peer read other bytes than were written")
+	}
+}
+
+// Close refuses new writes, releases those waiting for room, and gives the
+// socket what it accepted before, for at most closeFlush.
+func TestCloseReleasesWaitingWrites(t *testing.T) {
+	c, _ := busy(t) // the peer reads nothing
+	if _, err := c.Write(bytes.Repeat([]byte{'y'}, MaxPending)); err != nil {
+		t.Fatal(err)
+	}
 	errs := make(chan error, 1)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_, err := c.Write(big) // waits: the socket takes nothing
-		errs <- err
-	}()
+	go func() { _, err := c.Write([]byte{'z'}); errs <- err }()
+	waitFor(t, "a Write to wait for room", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.waiters == 1
+	})
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	wg.Wait()
-	if err := <-errs; !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.ErrClosedPipe) {
-		t.Fatalf("the waiting write: %v, want a closed connection", err)
+	if err := <-errs; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("the waiting write: %v, want %v", err, net.ErrClosed)
 	}
-	if _, err := c.Write([]byte("z")); err == nil {
-		t.Fatal("a write after Close succeeded")
+	if _, err := c.Write([]byte("z")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("a write after Close: %v, want %v", err, net.ErrClosed)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c.mu.Lock()
-		writing := c.writing
-		c.mu.Unlock()
-		if !writing {
-			break
+	c.mu.Lock()
+	writing := c.writing
+	c.mu.Unlock()
+	if writing {
+		t.Fatal("the writing goroutine runs after Close returned")
+	}
+}
+
+// What was written before Close reaches a peer that reads.
+func TestCloseFlushesWhatWaits(t *testing.T) {
+	for range 20 {
+		c, peer := pipeConn(t)
+		read := make(chan []byte, 1)
+		go func() { b, _ := io.ReadAll(peer); read <- b }()
+		want := bytes.Repeat([]byte("0123456789"), 10_000)
+		for i := 0; i < len(want); i += 1000 {
+			if _, err := c.Write(want[i : i+1000]); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the writing goroutine did not end after Close")
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(time.Millisecond) // polling interval
+		if got := <-read; !bytes.Equal(got, want) {
+			t.Fatalf("the peer read %d bytes before the close, want %d", len(got), len(want))
+		}
+	}
+}
+
+var errBroken = errors.New("broken socket")
+
+// brokenConn refuses every write.
+type brokenConn struct{ net.Conn }
+
+func (brokenConn) Write([]byte) (int, error) { return 0, errBroken }
+
+// After a failed write, the Read that the socket's close ends returns the
+// write's error: the cause, not "use of a closed connection".
+func TestReadReturnsTheWriteError(t *testing.T) {
+	a, b := net.Pipe()
+	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
+	c := New(brokenConn{a})
+	read := make(chan error, 1)
+	go func() { _, err := c.Read(make([]byte, 1)); read <- err }()
+	if _, err := c.Write([]byte("lost")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-read; !errors.Is(err, errBroken) {
+		t.Fatalf("read: %v, want %v", err, errBroken)
+	}
+	if _, err := c.Write([]byte("after")); !errors.Is(err, errBroken) {
+		t.Fatalf("a write after the failure: %v, want %v", err, errBroken)
 	}
 }

@@ -7,11 +7,12 @@
 // persistent (unless the policy says otherwise), mandatory, and confirmed
 // through amqp091-go's deferred confirmations.
 //
-// The writes of each connection are coalesced: a publish copies its frames,
-// and a goroutine of the connection gives the socket what gathered in one
-// system call (internal/coalesce), where amqp091-go makes one per publish.
-// A publishing process spent about half as much CPU per publish so
-// (docs/performance.md).
+// The publishing connection's writes are coalesced: a publish copies its
+// frames, and a goroutine of the connection gives the socket what gathered
+// in one system call (internal/coalesce), where amqp091-go makes one per
+// publish. A publishing process spent about half as much CPU per publish
+// so (docs/performance.md). The consuming connection writes its acks as
+// amqp091-go does.
 package amqp
 
 import (

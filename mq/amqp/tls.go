@@ -28,7 +28,10 @@ var (
 
 // coalescingDial is amqp091-go's DefaultDial with the connection's writes
 // coalesced (coalesce.Conn): a publish's write no longer waits for a
-// system call. TLS, when the URL asks for it, runs above.
+// system call. TLS, when the URL asks for it, runs above. Only the
+// publishing connection is dialled so: a publish whose bytes die with the
+// process is never confirmed and is sent again, where an acknowledgement
+// is counted as done once written (the acks' duplicate bound).
 func coalescingDial(timeout time.Duration) func(network, addr string) (net.Conn, error) {
 	dial := amqp.DefaultDial(timeout)
 	return func(network, addr string) (net.Conn, error) {
@@ -52,10 +55,13 @@ func (p *Provider) dial(timeout time.Duration, role string) (*amqp.Connection, e
 	}
 	cfg := amqp.Config{
 		Heartbeat: p.opts.heartbeat,
-		Dial:      coalescingDial(timeout),
+		Dial:      amqp.DefaultDial(timeout),
 		Properties: amqp.Table{
 			"connection_name": "final." + p.cfg.Service + "." + role,
 		},
+	}
+	if role == "publish" {
+		cfg.Dial = coalescingDial(timeout)
 	}
 	if p.opts.tls != nil {
 		if uri.Scheme != "amqps" {
