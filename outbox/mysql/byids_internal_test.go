@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/finalbus/final/outbox"
+	"github.com/finalbus/final/outbox/internal/claim"
 )
 
 // TestStatementsByIDsLockOnlyTheirRows runs each statement that locks or
@@ -35,9 +36,9 @@ func TestStatementsByIDsLockOnlyTheirRows(t *testing.T) {
 			return err
 		}},
 		{"lease", func(tx *sql.Tx, ids []int64) error {
-			cands := make([]candidate, len(ids))
+			cands := make([]claim.Candidate, len(ids))
 			for i, id := range ids {
-				cands[i].id = id
+				cands[i].ID = id
 			}
 			return s.lease(ctx, tx, "a", cands, time.Minute)
 		}},
