@@ -56,9 +56,10 @@ type Steps interface {
 	// included: the byte budget counts it).
 	KeyRows(ctx context.Context, keys, tops, counts []int64, limit int) ([]KeyRow, error)
 	// Lock locks those of rows that are still available and that no other
-	// transaction holds, and returns them as complete candidates (ID, Key,
-	// Attempts, Size). A store that holds the whole table returns them as
-	// they are.
+	// transaction holds, and returns them as candidates: ID, Key and Size
+	// at least (and Attempts and Body where the store's records take them
+	// from the candidates). A store that holds the whole table returns
+	// them as they are.
 	Lock(ctx context.Context, rows []KeyRow) ([]Candidate, error)
 	// Take is given the rows a pass takes, in id order, before the next
 	// pass looks for more: a leasing claim leases them there.
@@ -74,9 +75,9 @@ const maxClaimPasses = 4
 const maxOrderScan = 8
 
 // Rows is the claim of outbox.Store.Claim and outbox.Holder.ClaimHeld on
-// top of a store's statements: it returns the rows the claim takes, up to limit,
-// and up to maxBytes of messages (0: no bound; the first row whatever its
-// size), in id order.
+// top of a store's statements: it returns the rows the claim takes, up to
+// limit, and up to maxBytes of messages (0: no bound; the first row
+// whatever its size), in id order.
 //
 // Candidates come first available first; but a key's rows must go in id
 // order, so for each key among them the claim takes the key's first rows
