@@ -56,6 +56,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Remaining", func(t *testing.T) { testRemaining(t, h) })
 	t.Run("ClaimKeepsKeyOrder", func(t *testing.T) { testClaimKeyOrder(t, h) })
 	t.Run("ClaimLooksPastHeldKeys", func(t *testing.T) { testClaimPastHeldKeys(t, h) })
+	t.Run("ClaimTakesARowOnce", func(t *testing.T) { testClaimRowOnce(t, h) })
 	t.Run("ConcurrentClaimsKeepKeyOrder", func(t *testing.T) { testConcurrentKeyOrder(t, h) })
 	t.Run("ReleaseCountsNoAttempt", func(t *testing.T) { testRelease(t, h) })
 	t.Run("ClaimBoundedByBytes", func(t *testing.T) { testClaimBytes(t, h) })
@@ -444,6 +445,19 @@ func testClaimPastHeldKeys(t *testing.T, h Harness) {
 	free, _ := insert(t, s, nil, 0)
 	if got := ids(claim(t, s, "a", 10, time.Hour)); !equal(got, []int64{free}) {
 		t.Fatalf("claimed %v, want [%d] from behind 30 held-back rows", got, free)
+	}
+}
+
+// testClaimRowOnce: a claim that looks past a held-back key takes the rows
+// of its first pass once, even when their lease has passed by its next
+// pass (a lease of 0 here).
+func testClaimRowOnce(t *testing.T, h Harness) {
+	s, _ := h.New(t)
+	insertKeyed(t, s, nil, "stuck", time.Hour)
+	insertKeyed(t, s, nil, "stuck", 0)
+	free, _ := insert(t, s, nil, 0)
+	if got := ids(claim(t, s, "a", 10, 0)); !equal(got, []int64{free}) {
+		t.Fatalf("claimed %v, want [%d] once", got, free)
 	}
 }
 
