@@ -162,12 +162,8 @@ func (c *claimSteps) KeyRows(ctx context.Context, keys, tops, _ []int64, limit i
 
 // Lock locks those of rows still available that no other transaction
 // holds.
-func (c *claimSteps) Lock(ctx context.Context, rows []claim.KeyRow) ([]claim.Candidate, error) {
-	ids := make([]int64, len(rows))
-	for i, r := range rows {
-		ids[i] = r.ID
-	}
-	return c.s.lockAvailable(ctx, c.tx, ids)
+func (c *claimSteps) Lock(ctx context.Context, rows []claim.Candidate) ([]claim.Candidate, error) {
+	return c.s.lockAvailable(ctx, c.tx, claim.IDs(rows))
 }
 
 // Take leases the rows a pass takes; a held claim holds them locked
@@ -188,12 +184,8 @@ func (s *Store) lockAvailable(ctx context.Context, tx *sql.Tx, ids []int64) ([]c
 
 // lease hides the claimed rows from other claimers until lease has passed.
 func (s *Store) lease(ctx context.Context, tx *sql.Tx, owner string, taken []claim.Candidate, lease time.Duration) error {
-	ids := make([]int64, len(taken))
-	for i, c := range taken {
-		ids[i] = c.ID
-	}
 	if _, err := tx.ExecContext(ctx, `UPDATE `+byIDs(s.t.q)+
-		` SET available_at = NOW(6) + INTERVAL ? MICROSECOND, claimed_by = ?, last_send_at = NOW(3)`, idJSON(ids), lease.Microseconds(), owner); err != nil {
+		` SET available_at = NOW(6) + INTERVAL ? MICROSECOND, claimed_by = ?, last_send_at = NOW(3)`, idJSON(claim.IDs(taken)), lease.Microseconds(), owner); err != nil {
 		return fmt.Errorf("outbox/mysql: claim: %w", err)
 	}
 	return nil

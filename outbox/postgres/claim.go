@@ -100,7 +100,7 @@ func (c *claimSteps) Candidates(ctx context.Context, limit, _ int, skip []int64,
 		query += ` AND (order_key IS NULL OR order_key <> ALL($` + strconv.Itoa(len(args)) + `::bigint[]))`
 	}
 	if len(taken) > 0 {
-		args = append(args, idArray(candidateIDs(taken)))
+		args = append(args, idArray(claim.IDs(taken)))
 		query += ` AND id <> ALL($` + strconv.Itoa(len(args)) + `::bigint[])`
 	}
 	query += ` ORDER BY available_at, id LIMIT $1 FOR UPDATE SKIP LOCKED`
@@ -164,13 +164,9 @@ func (c *claimSteps) KeyRows(ctx context.Context, keys, tops, counts []int64, _ 
 
 // Lock locks those of rows still available that no other transaction
 // holds.
-func (c *claimSteps) Lock(ctx context.Context, rows []claim.KeyRow) ([]claim.Candidate, error) {
-	ids := make([]int64, len(rows))
-	for i, r := range rows {
-		ids[i] = r.ID
-	}
+func (c *claimSteps) Lock(ctx context.Context, rows []claim.Candidate) ([]claim.Candidate, error) {
 	return scanCandidates(c.tx.QueryContext(ctx, `SELECT `+candidateColumns+` FROM `+c.s.t.q+
-		` WHERE id = ANY($1::bigint[]) AND available_at <= `+now+` FOR UPDATE SKIP LOCKED`, idArray(ids)))
+		` WHERE id = ANY($1::bigint[]) AND available_at <= `+now+` FOR UPDATE SKIP LOCKED`, idArray(claim.IDs(rows))))
 }
 
 // Take leases the rows a pass takes, or, in a held claim, which holds them
@@ -194,7 +190,7 @@ func (c *claimSteps) Take(ctx context.Context, taken []claim.Candidate) error {
 func (s *Store) lease(ctx context.Context, tx *sql.Tx, owner string, taken []claim.Candidate, lease time.Duration) ([]outbox.Record, error) {
 	rows, err := tx.QueryContext(ctx, `UPDATE `+s.t.q+` SET available_at = `+now+` + `+micros("$1")+`,
 		claimed_by = $2, last_send_at = `+now+` WHERE id = ANY($3::bigint[]) RETURNING id, message`,
-		lease.Microseconds(), owner, idArray(candidateIDs(taken)))
+		lease.Microseconds(), owner, idArray(claim.IDs(taken)))
 	return scanRecords(rows, err, taken)
 }
 
@@ -202,16 +198,8 @@ func (s *Store) lease(ctx context.Context, tx *sql.Tx, owner string, taken []cla
 // them locked.
 func (s *Store) bodies(ctx context.Context, tx *sql.Tx, taken []claim.Candidate) ([]outbox.Record, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT id, message FROM `+s.t.q+` WHERE id = ANY($1::bigint[])`,
-		idArray(candidateIDs(taken)))
+		idArray(claim.IDs(taken)))
 	return scanRecords(rows, err, taken)
-}
-
-func candidateIDs(cs []claim.Candidate) []int64 {
-	ids := make([]int64, len(cs))
-	for i, c := range cs {
-		ids[i] = c.ID
-	}
-	return ids
 }
 
 // scanRecords reads rows of (id, message) of the candidates taken into

@@ -78,11 +78,7 @@ func (st *claimSteps) Candidates(ctx context.Context, limit, _ int, skip []int64
 		args = append(args, keyArgs...)
 	}
 	if len(taken) > 0 {
-		ids := make([]int64, len(taken))
-		for i, t := range taken {
-			ids[i] = t.ID
-		}
-		in, idArgs := inList(ids)
+		in, idArgs := inList(claim.IDs(taken))
 		query += ` AND id NOT IN ` + in
 		args = append(args, idArgs...)
 	}
@@ -150,12 +146,8 @@ func (st *claimSteps) KeyRows(ctx context.Context, keys, tops, _ []int64, limit 
 }
 
 // Lock returns rows as they are: the claim holds the write lock.
-func (st *claimSteps) Lock(_ context.Context, rows []claim.KeyRow) ([]claim.Candidate, error) {
-	cands := make([]claim.Candidate, len(rows))
-	for i, r := range rows {
-		cands[i] = r.Candidate
-	}
-	return cands, nil
+func (st *claimSteps) Lock(_ context.Context, rows []claim.Candidate) ([]claim.Candidate, error) {
+	return rows, nil
 }
 
 // Take leases the rows a pass takes and reads them back with their
@@ -169,11 +161,7 @@ func (st *claimSteps) Take(ctx context.Context, taken []claim.Candidate) error {
 // lease hides the rows taken from other claimers until lease has passed,
 // and returns them with their messages.
 func (s *Store) lease(ctx context.Context, c *sql.Conn, now int64, owner string, taken []claim.Candidate, lease time.Duration) ([]outbox.Record, error) {
-	ids := make([]int64, len(taken))
-	for i, cand := range taken {
-		ids[i] = cand.ID
-	}
-	in, idArgs := inList(ids)
+	in, idArgs := inList(claim.IDs(taken))
 	args := append([]any{now + lease.Microseconds(), owner, now}, idArgs...)
 	rows, err := c.QueryContext(ctx, `UPDATE `+s.t.q+` SET available_at = ?, claimed_by = ?, last_send_at = ?
 		WHERE id IN `+in+` RETURNING id, message, attempts, COALESCE(order_key, 0)`, args...)

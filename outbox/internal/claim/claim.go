@@ -55,12 +55,12 @@ type Steps interface {
 	// the rows as they are, they must be complete candidates (Size
 	// included: the byte budget counts it).
 	KeyRows(ctx context.Context, keys, tops, counts []int64, limit int) ([]KeyRow, error)
-	// Lock locks those of rows that are still available and that no other
-	// transaction holds, and returns them as candidates: ID, Key and Size
-	// at least (and Attempts and Body where the store's records take them
-	// from the candidates). A store that holds the whole table returns
-	// them as they are.
-	Lock(ctx context.Context, rows []KeyRow) ([]Candidate, error)
+	// Lock locks those of rows (KeyRows's, as read) that are still
+	// available and that no other transaction holds, and returns them as
+	// candidates: ID, Key and Size at least (and Attempts and Body where
+	// the store's records take them from the candidates). A store that
+	// holds the whole table returns them as they are.
+	Lock(ctx context.Context, rows []Candidate) ([]Candidate, error)
 	// Take is given the rows a pass takes, in id order, before the next
 	// pass looks for more: a leasing claim leases them there.
 	Take(ctx context.Context, rows []Candidate) error
@@ -135,6 +135,15 @@ func Rows(ctx context.Context, steps Steps, limit, maxBytes int) ([]Candidate, e
 
 func byID(a, b Candidate) int { return cmp.Compare(a.ID, b.ID) }
 
+// IDs returns the ids of cs, in their order.
+func IDs(cs []Candidate) []int64 {
+	ids := make([]int64, len(cs))
+	for i, c := range cs {
+		ids[i] = c.ID
+	}
+	return ids
+}
+
 // inOrder returns the rows of cands the claim may take, in their place the
 // rows that keep each key in order (see Rows), the order keys among
 // cands, and whether any of those keys yielded nothing.
@@ -170,7 +179,7 @@ func inOrder(ctx context.Context, steps Steps, cands []Candidate) (ok []Candidat
 	// The run of each key: its available rows from the lowest on, passing
 	// over those the owner is sending already, at most as many as it has
 	// candidates.
-	var wanted []KeyRow
+	var wanted []Candidate
 	for _, k := range keys {
 		run := heads[k][:0]
 		for _, r := range heads[k] {
@@ -183,7 +192,9 @@ func inOrder(ctx context.Context, steps Steps, cands []Candidate) (ok []Candidat
 			run = append(run, r)
 		}
 		heads[k] = run
-		wanted = append(wanted, run...)
+		for _, r := range run {
+			wanted = append(wanted, r.Candidate)
+		}
 	}
 	if len(wanted) == 0 {
 		return ok, keys, true, nil

@@ -60,7 +60,7 @@ func (f *fakeTable) KeyRows(_ context.Context, keys, tops, _ []int64, limit int)
 	return got[:min(len(got), limit)], nil
 }
 
-func (f *fakeTable) Lock(_ context.Context, rows []claim.KeyRow) ([]claim.Candidate, error) {
+func (f *fakeTable) Lock(_ context.Context, rows []claim.Candidate) ([]claim.Candidate, error) {
 	var got []claim.Candidate
 	for _, kr := range rows {
 		for _, r := range f.rows {
