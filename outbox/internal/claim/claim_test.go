@@ -3,6 +3,7 @@ package claim_test
 import (
 	"cmp"
 	"context"
+	"errors"
 	"slices"
 	"testing"
 
@@ -25,13 +26,22 @@ type fakeTable struct {
 	rows          []fakeRow
 	lockedByOther int64     // a row Lock does not get: another claim locked it after KeyRows
 	taken         [][]int64 // the ids of each Take
+	scans         int       // Candidates calls
+	keyRowsLimit  []int     // the limit of each KeyRows call
+	fail          string    // the step that fails: "Candidates", "KeyRows", "Lock" or "Take"
 }
+
+var errStep = errors.New("step failed")
 
 func (f *fakeTable) cand(r fakeRow) claim.Candidate {
 	return claim.Candidate{ID: r.id, Key: r.key, Size: r.size}
 }
 
 func (f *fakeTable) Candidates(_ context.Context, limit, _ int, skip []int64, taken []claim.Candidate) ([]claim.Candidate, error) {
+	f.scans++
+	if f.fail == "Candidates" {
+		return nil, errStep
+	}
 	rows := slices.Clone(f.rows)
 	slices.SortFunc(rows, func(a, b fakeRow) int { return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.id, b.id)) })
 	var got []claim.Candidate
@@ -49,6 +59,10 @@ func (f *fakeTable) Candidates(_ context.Context, limit, _ int, skip []int64, ta
 }
 
 func (f *fakeTable) KeyRows(_ context.Context, keys, tops, _ []int64, limit int) ([]claim.KeyRow, error) {
+	f.keyRowsLimit = append(f.keyRowsLimit, limit)
+	if f.fail == "KeyRows" {
+		return nil, errStep
+	}
 	var got []claim.KeyRow
 	for i, k := range keys {
 		for _, r := range f.rows { // in id order
@@ -61,6 +75,9 @@ func (f *fakeTable) KeyRows(_ context.Context, keys, tops, _ []int64, limit int)
 }
 
 func (f *fakeTable) Lock(_ context.Context, rows []claim.Candidate) ([]claim.Candidate, error) {
+	if f.fail == "Lock" {
+		return nil, errStep
+	}
 	var got []claim.Candidate
 	for _, kr := range rows {
 		for _, r := range f.rows {
@@ -73,6 +90,9 @@ func (f *fakeTable) Lock(_ context.Context, rows []claim.Candidate) ([]claim.Can
 }
 
 func (f *fakeTable) Take(_ context.Context, rows []claim.Candidate) error {
+	if f.fail == "Take" {
+		return errStep
+	}
 	var ids []int64
 	for _, r := range rows {
 		ids = append(ids, r.ID)
@@ -194,6 +214,75 @@ func TestRows(t *testing.T) {
 			}
 			if all := slices.Concat(f.taken...); !slices.Equal(all, tc.want) && tc.want != nil {
 				t.Errorf("the Takes had %v, want %v", all, tc.want)
+			}
+		})
+	}
+}
+
+// A claim makes at most 4 passes, however many keys are held back: each
+// pass here finds one key whose first row is not yet available, and the
+// row without a key that a fifth pass would find stays in the table.
+func TestRowsPassCap(t *testing.T) {
+	var rows []fakeRow
+	for k := int64(1); k <= 4; k++ {
+		rows = append(rows,
+			fakeRow{id: 2*k - 1, key: k, at: 100},               // not yet available: holds its key back
+			fakeRow{id: 2 * k, key: k, at: int(k), ready: true}, // found by pass k
+		)
+	}
+	rows = append(rows, fakeRow{id: 9, at: 50, ready: true})
+	f := &fakeTable{rows: rows}
+	got, err := claim.Rows(context.Background(), f, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 0 {
+		t.Errorf("took %v, want nothing (row 9 is past the fourth pass)", ids(got))
+	}
+	if f.scans != 4 {
+		t.Errorf("%d scans, want 4", f.scans)
+	}
+}
+
+// A key's rows are read up to 8 per candidate: a key with more of the
+// owner's rows in flight than that ahead of its available one yields
+// nothing to this claim (it is tried again by the next), rather than being
+// read to its end.
+func TestRowsOrderScanBound(t *testing.T) {
+	var rows []fakeRow
+	for id := int64(1); id <= 9; id++ {
+		rows = append(rows, fakeRow{id: id, key: 7, at: 100, mine: true})
+	}
+	rows = append(rows, fakeRow{id: 10, key: 7, at: 1, ready: true})
+	f := &fakeTable{rows: rows}
+	got, err := claim.Rows(context.Background(), f, 5, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 0 {
+		t.Errorf("took %v, want nothing: the key's first 8 rows are in flight", ids(got))
+	}
+	if len(f.keyRowsLimit) == 0 || f.keyRowsLimit[0] != 8 {
+		t.Errorf("KeyRows limits %v, want 8 (one candidate) first", f.keyRowsLimit)
+	}
+}
+
+// A failing step fails the claim with its error, and nothing is taken
+// after it.
+func TestRowsStepErrors(t *testing.T) {
+	rows := []fakeRow{
+		{id: 1, key: 7, at: 1, ready: true},
+		{id: 2, at: 2, ready: true},
+	}
+	for _, step := range []string{"Candidates", "KeyRows", "Lock", "Take"} {
+		t.Run(step, func(t *testing.T) {
+			f := &fakeTable{rows: rows, fail: step}
+			got, err := claim.Rows(context.Background(), f, 5, 0)
+			if !errors.Is(err, errStep) {
+				t.Fatalf("err %v, want errStep", err)
+			}
+			if got != nil || len(f.taken) != 0 {
+				t.Errorf("returned %v, took %v, want nothing", ids(got), f.taken)
 			}
 		})
 	}
