@@ -24,6 +24,9 @@ type outgoing struct {
 	// with its msg and body as above; nil for a row of one message. A pack
 	// is never keyed.
 	pack []outbox.Part
+	// read: the row was read from the table (outgoingOf), so its payloads
+	// are slices of its body (outbox.Record.Decode), not bytes of their own.
+	read bool
 	// sendBy is the last moment a publish of the row (of the first
 	// message of a pack) may start: for a claimed row, its lease's end less PublishTimeout, so that the publish
 	// is settled before another relay may claim the row; for a committed
@@ -42,14 +45,19 @@ type outgoing struct {
 // late reports whether o's window has closed (see outgoing.sendBy).
 func (o outgoing) late(now time.Time) bool { return !o.sendBy.IsZero() && now.After(o.sendBy) }
 
-// size is what o counts against Options.DispatchQueueBytes.
+// size is what o counts against Options.DispatchQueueBytes: its bodies,
+// and its payloads where they are bytes of their own (a committed row's,
+// kept when the message goes whole).
 func (o outgoing) size() int64 {
 	n := len(o.body)
-	if o.msg != nil {
-		n += len(o.msg.Payload) // kept when the message goes whole
+	if o.msg != nil && !o.read {
+		n += len(o.msg.Payload)
 	}
 	for _, p := range o.pack {
-		n += len(p.Body) + len(p.Message.Payload)
+		n += len(p.Body)
+		if !o.read {
+			n += len(p.Message.Payload)
+		}
 	}
 	return int64(n)
 }
@@ -58,7 +66,7 @@ func (o outgoing) size() int64 {
 // relay or read back by the overflow), which the caller has checked has no
 // Err.
 func outgoingOf(rec outbox.Record) outgoing {
-	o := outgoing{id: rec.ID, key: rec.OrderKey, msg: rec.Message, body: rec.Body}
+	o := outgoing{id: rec.ID, key: rec.OrderKey, msg: rec.Message, body: rec.Body, read: true}
 	if rec.Pack != nil {
 		o.body, o.pack = nil, rec.Pack // the parts' bodies are slices of it
 	}

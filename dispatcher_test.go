@@ -312,3 +312,31 @@ func TestDispatcherRelayRowGoesPastParkedBytes(t *testing.T) {
 
 // snapshot is Bus.snapshot in the default (envelope) wire format.
 func snapshot(m *message.Message) (outgoing, error) { return (&Bus{}).snapshot(m) }
+
+// A row read from the table counts its bytes once against
+// DispatchQueueBytes: its payloads are slices of its body. A committed
+// row's payload is a copy of its own and counts too.
+func TestOutgoingSizeCountsARowReadOnce(t *testing.T) {
+	payload := make([]byte, 1000)
+	one, err := message.Marshal(message.New("t", payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := outbox.Record{ID: 1, Body: one}
+	rec.Decode()
+	if got := outgoingOf(rec).size(); got != int64(len(one)) {
+		t.Errorf("a row read: size %d, want its body's %d", got, len(one))
+	}
+	pack := outbox.Record{ID: 2, Body: outbox.Pack([][]byte{one, one})}
+	pack.Decode()
+	if pack.Err != nil {
+		t.Fatal(pack.Err)
+	}
+	if got := outgoingOf(pack).size(); got != int64(2*len(one)) {
+		t.Errorf("a pack read: size %d, want its parts' bodies' %d", got, 2*len(one))
+	}
+	committed := outgoing{msg: message.New("t", payload), body: one}
+	if got := committed.size(); got != int64(len(one)+len(payload)) {
+		t.Errorf("a committed row: size %d, want body and payload, %d", got, len(one)+len(payload))
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -136,14 +137,25 @@ func btoi(b bool) int {
 // binary, a nil time, which made it panic) are refused, and so is input
 // that claims more than it holds (see msgpackcheck.Plausible): msgpack allocates what
 // a length claims before reading it.
-func Unmarshal(data []byte) (*Message, error) {
+func Unmarshal(data []byte) (*Message, error) { return unmarshal(data, false) }
+
+// UnmarshalShared is Unmarshal without a copy of the payload: the
+// message's Payload is a slice of data (its capacity ends with it, so an
+// append copies), and data must not change while the message is in use.
+// The outbox's relay decodes the rows it reads with it: it owns their
+// bytes and sends them as they are, and a large payload is then not
+// copied once more for nothing.
+func UnmarshalShared(data []byte) (*Message, error) { return unmarshal(data, true) }
+
+func unmarshal(data []byte, shared bool) (*Message, error) {
 	if !msgpackcheck.Plausible(data) {
 		return nil, fmt.Errorf("%w: a length beyond the end of the input, or values nested too deep", ErrDecode)
 	}
 	m := &Message{}
 	d := msgpack.GetDecoder()
-	d.Reset(bytes.NewReader(data))
-	err := decode(d, m)
+	in := &input{data: data, r: bytes.NewReader(data), shared: shared}
+	d.Reset(in.r) // a *bytes.Reader is read as it is, without a buffer ahead
+	err := decode(d, m, in)
 	msgpack.PutDecoder(d)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
@@ -163,7 +175,34 @@ func Unmarshal(data []byte) (*Message, error) {
 // errUncommon is the error of a value not in the type Marshal writes.
 var errUncommon = errors.New("a value not in the type Marshal writes")
 
-func decode(d *msgpack.Decoder, m *Message) error {
+// input is what a decoder reads: data, through r.
+type input struct {
+	data   []byte
+	r      *bytes.Reader
+	shared bool // the payload is a slice of data, not a copy
+}
+
+// payload reads a binary value (or nil) for Message.Payload: a copy, or a
+// slice of the input when it is shared.
+func (in *input) payload(d *msgpack.Decoder) ([]byte, error) {
+	if !in.shared {
+		return d.DecodeBytes()
+	}
+	n, err := d.DecodeBytesLen()
+	if err != nil || n == -1 {
+		return nil, err
+	}
+	at := len(in.data) - in.r.Len()
+	if n > in.r.Len() {
+		return nil, io.ErrUnexpectedEOF
+	}
+	if _, err := in.r.Seek(int64(n), io.SeekCurrent); err != nil {
+		return nil, err
+	}
+	return in.data[at : at+n : at+n], nil
+}
+
+func decode(d *msgpack.Decoder, m *Message, in *input) error {
 	if err := expect(d, isMap); err != nil {
 		return err
 	}
@@ -189,7 +228,7 @@ func decode(d *msgpack.Decoder, m *Message) error {
 			}
 		case "Payload":
 			if err = expect(d, isBinOrNil); err == nil {
-				m.Payload, err = d.DecodeBytes()
+				m.Payload, err = in.payload(d)
 			}
 		case "Policy":
 			err = decodePolicy(d, &m.Policy)

@@ -214,6 +214,10 @@ func sameAsReflection(t *testing.T, data []byte, i int) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("input %d %x: Unmarshal gave\n%#v\nthe reflection\n%#v", i, data, got, want)
 	}
+	shared, err := message.UnmarshalShared(data)
+	if err != nil || !reflect.DeepEqual(shared, got) {
+		t.Fatalf("input %d %x: UnmarshalShared gave\n%#v, %v\nUnmarshal\n%#v", i, data, shared, err, got)
+	}
 }
 
 // A header, or an array in one, claiming millions of entries in a few

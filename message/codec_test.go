@@ -1,6 +1,7 @@
 package message_test
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 
@@ -68,5 +69,36 @@ func BenchmarkNew(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = message.New("order.created", payload)
+	}
+}
+
+// UnmarshalShared's payload is the input's bytes, not a copy, and an
+// append to it does not write over the input; Unmarshal's is a copy.
+func TestUnmarshalSharedPayloadIsASliceOfTheInput(t *testing.T) {
+	m := message.New("t", []byte("payload"))
+	data, err := message.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared, err := message.UnmarshalShared(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied, err := message.Unmarshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(data, []byte("payload"))
+	data[at] = 'P'
+	if string(shared.Payload) != "Payload" {
+		t.Errorf("shared payload %q, want the input's bytes (%q)", shared.Payload, "Payload")
+	}
+	if string(copied.Payload) != "payload" {
+		t.Errorf("copied payload %q changed with the input", copied.Payload)
+	}
+	before := bytes.Clone(data)
+	_ = append(shared.Payload, "more"...)
+	if !bytes.Equal(data, before) {
+		t.Error("an append to the shared payload wrote over the input")
 	}
 }

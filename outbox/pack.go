@@ -35,7 +35,7 @@ const (
 
 // Part is one message of a pack.
 type Part struct {
-	// Message is the decoded message.
+	// Message is the decoded message; its Payload is a slice of Body.
 	Message *message.Message
 	// Body is the message as message.Marshal encoded it (a slice of the
 	// row's body).
@@ -138,15 +138,16 @@ func binString(b []byte) (s, rest []byte, err error) {
 	return b[at : at+n : at+n], b[at+n:], nil
 }
 
-// Decode sets r's Message, or its Pack when r.Body is a pack, from r.Body;
-// or, when the body cannot be decoded, r.Err (wrapping message.ErrDecode).
+// Decode sets r's Message, or its Pack when r.Body is a pack, from r.Body
+// (their payloads are slices of it, see message.UnmarshalShared); or, when
+// the body cannot be decoded, r.Err (wrapping message.ErrDecode).
 // A store calls it on every record it returns, once OrderKey is set: a
 // pack is never ordered, and one with an OrderKey (which this version
 // does not write) is refused rather than sent out of its key's order.
 func (r *Record) Decode() {
 	r.Message, r.Pack, r.Err = nil, nil, nil
 	if !IsPack(r.Body) {
-		r.Message, r.Err = message.Unmarshal(r.Body)
+		r.Message, r.Err = message.UnmarshalShared(r.Body)
 		return
 	}
 	if r.OrderKey != 0 {
@@ -160,7 +161,7 @@ func (r *Record) Decode() {
 	}
 	parts := make([]Part, len(bodies))
 	for i, b := range bodies {
-		m, err := message.Unmarshal(b)
+		m, err := message.UnmarshalShared(b)
 		if err != nil {
 			r.Err = fmt.Errorf("message %d of the pack: %w", i+1, err)
 			return

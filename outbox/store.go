@@ -78,7 +78,8 @@ func OrderKey(topic, key string) int64 {
 type Record struct {
 	ID int64
 	// Message is the row's decoded message; nil when the row is a pack or
-	// Err is set.
+	// Err is set. Its Payload is a slice of Body (message.UnmarshalShared),
+	// not a copy.
 	Message *message.Message
 	// Pack is the decoded messages of a row that holds several (see
 	// Pack); nil otherwise. Parts gives either as a list.
