@@ -273,7 +273,8 @@ func (d *dispatcher) publishPack(o outgoing) {
 
 // sent returns the flight of a row whose publish returned, and releases its
 // bytes: once written to the connection the body is no longer needed, so a
-// flight does not keep it.
+// flight does not keep it (a row read from the table still does while its
+// message, whose payload is a slice of it, waits for the confirm).
 func (d *dispatcher) sent(o outgoing, conf mq.Confirmation, err error) flight {
 	d.bytes.release(o.size())
 	o.body = nil

@@ -324,6 +324,9 @@ func TestOutgoingSizeCountsARowReadOnce(t *testing.T) {
 	}
 	rec := outbox.Record{ID: 1, Body: one}
 	rec.Decode()
+	if rec.Err != nil {
+		t.Fatal(rec.Err)
+	}
 	if got := outgoingOf(rec).size(); got != int64(len(one)) {
 		t.Errorf("a row read: size %d, want its body's %d", got, len(one))
 	}

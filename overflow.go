@@ -127,7 +127,9 @@ func (f *overflow) add(o outgoing) bool {
 	if len(f.rows)-f.head >= f.max {
 		return false
 	}
-	f.rows = append(f.rows, leftRow{id: o.id, size: o.size(), readBy: o.sendBy})
+	read := o
+	read.read = true // its size once read back: payloads sliced from its body
+	f.rows = append(f.rows, leftRow{id: o.id, size: read.size(), readBy: o.sendBy})
 	f.pending.Add(1)
 	select {
 	case f.wake <- struct{}{}:

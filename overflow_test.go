@@ -187,6 +187,28 @@ func TestOverflowIsBounded(t *testing.T) {
 	}
 }
 
+// A remembered row counts the bytes it will hold once read back: its
+// body, whose payload is then a slice of it, not its committed payload's
+// copy as well.
+func TestOverflowCountsARowAsReadBack(t *testing.T) {
+	s := &readerStore{rows: map[int64]outbox.Record{}}
+	o := DefaultOptions()
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	d := newDispatcher(context.Background(), memory.NewBroker().Provider(), newAcker(context.Background(), s, o), o)
+	f := newOverflow(s, d, o) // not started: nothing reads back
+	payload := make([]byte, 1000)
+	body, err := message.Marshal(message.New("t", payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.add(outgoing{id: 1, msg: message.New("t", payload), body: body}) {
+		t.Fatal("row not remembered")
+	}
+	if got := f.next(time.Now(), 1<<40); len(got) != 1 || got[0].size != int64(len(body)) {
+		t.Fatalf("remembered %+v, want one row of its body's %d bytes", got, len(body))
+	}
+}
+
 // A read that fails leaves every remembered row to the relay (they are in
 // the table) rather than trying each again while the database is away.
 func TestOverflowLeavesRowsToTheRelayWhenAReadFails(t *testing.T) {

@@ -205,6 +205,9 @@ func sameAsReflection(t *testing.T, data []byte, i int) {
 		if !errors.Is(err, message.ErrDecode) {
 			t.Fatalf("input %d: error %v does not wrap ErrDecode", i, err)
 		}
+		if m, err := message.UnmarshalShared(data); !errors.Is(err, message.ErrDecode) {
+			t.Fatalf("input %d %x: UnmarshalShared = %+v, %v where Unmarshal failed", i, data, m, err)
+		}
 		return
 	}
 	want, wantErr := reflectUnmarshal(data)
@@ -214,9 +217,20 @@ func sameAsReflection(t *testing.T, data []byte, i int) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("input %d %x: Unmarshal gave\n%#v\nthe reflection\n%#v", i, data, got, want)
 	}
-	shared, err := message.UnmarshalShared(data)
+	own := bytes.Clone(data)
+	shared, err := message.UnmarshalShared(own)
 	if err != nil || !reflect.DeepEqual(shared, got) {
 		t.Fatalf("input %d %x: UnmarshalShared gave\n%#v, %v\nUnmarshal\n%#v", i, data, shared, err, got)
+	}
+	// Its payload is the input's bytes, capacity and all.
+	if p := shared.Payload; len(p) > 0 {
+		was := p[0]
+		for j := range own {
+			own[j] ^= 0xff
+		}
+		if p[0] != was^0xff || cap(p) != len(p) {
+			t.Fatalf("input %d %x: UnmarshalShared's payload is not a slice of the input ending with it", i, data)
+		}
 	}
 }
 
