@@ -191,11 +191,7 @@ func TestOverflowIsBounded(t *testing.T) {
 // body, whose payload is then a slice of it, not its committed payload's
 // copy as well.
 func TestOverflowCountsARowAsReadBack(t *testing.T) {
-	s := &readerStore{rows: map[int64]outbox.Record{}}
-	o := DefaultOptions()
-	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	d := newDispatcher(context.Background(), memory.NewBroker().Provider(), newAcker(context.Background(), s, o), o)
-	f := newOverflow(s, d, o) // not started: nothing reads back
+	_, f := overflowOn(t, &readerStore{rows: map[int64]outbox.Record{}}, DefaultOptions()) // not started: nothing reads back
 	payload := make([]byte, 1000)
 	body, err := message.Marshal(message.New("t", payload))
 	if err != nil {
