@@ -26,29 +26,27 @@ type drainResult struct {
 	dups         int64         // deliveries of a message already handled, until the last was in
 }
 
-// drain builds a backlog of n committed messages while a proxy keeps the
-// broker unreachable, restores the link, and times the relay draining it
-// from the moment the provider is connected again, as the raw limit is
-// timed from its first publish on a connection it opened first: the wait
-// for the reconnection is the provider's backoff (at most a second), which
-// drain reports apart.
+// drain builds a backlog of n committed messages while the broker is
+// unreachable, restores the link, and times the relay draining it from
+// the moment the provider is connected again, as the raw limit is timed
+// from its first publish on a connection it opened first: the wait for
+// the reconnection is the provider's backoff (at most a second), which
+// drain reports apart. The link is cut by a gate in the provider's dialer
+// where the broker's provider takes one (RabbitMQ), so that the drain runs
+// on direct connections as the raw limit does; by a proxy otherwise, or
+// with -drain-link proxy.
 func (e *benchEnv) drain(n int) (drainResult, error) {
 	e.settle()
-	u, err := url.Parse(e.cfg.broker.url())
-	if err != nil {
-		return drainResult{}, fmt.Errorf("drain: the broker's URL: %w", err)
-	}
-	proxy, err := faultnet.NewProxy(u.Host)
+	link, providerURL, err := e.cutLink()
 	if err != nil {
 		return drainResult{}, err
 	}
-	defer proxy.Close()
-	u.Host = proxy.Addr()
+	defer link.close()
 
 	svc := e.service("drain")
 	topic := "bench." + svc
 	tr := newTracker()
-	provider := e.cfg.broker.provider(u.String())
+	provider := link.provider(providerURL)
 	ready, ok := provider.(mq.ReadyNotifier)
 	if !ok {
 		return drainResult{}, fmt.Errorf("drain: the %T cannot say when it is connected", provider)
@@ -59,7 +57,7 @@ func (e *benchEnv) drain(n int) (drainResult, error) {
 		return drainResult{}, err
 	}
 	defer bus.Shutdown()
-	proxy.Cut()
+	link.Cut()
 
 	const perTx = 100
 	var next atomic.Uint64
@@ -118,7 +116,7 @@ func (e *benchEnv) drain(n int) (drainResult, error) {
 		}
 	}()
 	restored := time.Now()
-	proxy.Restore()
+	link.Restore()
 	select {
 	case <-ready.Ready():
 	case <-time.After(time.Minute):
@@ -169,6 +167,40 @@ func (e *benchEnv) drain(n int) (drainResult, error) {
 		rssGrowthMiB: peak - base,
 		dups:         tr.dups.Load(),
 	}, nil
+}
+
+// cut is a link to the broker that drain cuts and restores.
+type cut struct {
+	Cut, Restore func()
+	close        func()
+	// provider is the library's provider over the link for the URL
+	// cutLink returned.
+	provider func(url string) mq.IProvider
+}
+
+// gatedBroker is a broker whose provider can dial through a faultnet.Gate.
+type gatedBroker interface {
+	gatedProvider(url string, g *faultnet.Gate) mq.IProvider
+}
+
+// cutLink returns the link drain cuts, and the URL to give its provider.
+func (e *benchEnv) cutLink() (cut, string, error) {
+	b := e.cfg.broker
+	if gb, ok := b.(gatedBroker); ok && e.cfg.drainLink != "proxy" {
+		g := faultnet.NewGate()
+		return cut{Cut: g.Cut, Restore: g.Restore, close: g.Restore,
+			provider: func(url string) mq.IProvider { return gb.gatedProvider(url, g) }}, b.url(), nil
+	}
+	u, err := url.Parse(b.url())
+	if err != nil {
+		return cut{}, "", fmt.Errorf("drain: the broker's URL: %w", err)
+	}
+	proxy, err := faultnet.NewProxy(u.Host)
+	if err != nil {
+		return cut{}, "", err
+	}
+	u.Host = proxy.Addr()
+	return cut{Cut: proxy.Cut, Restore: proxy.Restore, close: proxy.Close, provider: b.provider}, u.String(), nil
 }
 
 // rssMiB is the process's resident set size.

@@ -10,6 +10,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/finalbus/final/internal/coalesce"
+	"github.com/finalbus/final/internal/faultnet"
 	"github.com/finalbus/final/mq"
 	"github.com/finalbus/final/mq/amqp"
 )
@@ -64,6 +65,10 @@ func (b rabbitMQ) settings(s rawSettings) string {
 func (b rabbitMQ) url() string { return b.addr }
 
 func (rabbitMQ) provider(url string) mq.IProvider { return amqp.NewProvider(url) }
+
+func (rabbitMQ) gatedProvider(url string, g *faultnet.Gate) mq.IProvider {
+	return amqp.NewProvider(url, amqp.WithDialer(g.DialContext))
+}
 
 func (b rabbitMQ) cleanup(services []string) {
 	conn, err := amqp091.Dial(b.addr)

@@ -1,6 +1,7 @@
 package amqp
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -26,20 +27,34 @@ var (
 	ErrCertificate = errors.New("amqp: the broker's TLS certificate does not verify")
 )
 
-// coalescingDial is amqp091-go's DefaultDial with the connection's writes
+// dialFunc is amqp091-go's DefaultDial on dialer (net.Dialer's when nil):
+// the connection attempt bounded by timeout, and a deadline as long on the
+// connection for the TLS and AMQP handshakes, which amqp091-go clears once
+// the connection is open. With coalesced, the connection's writes are
 // coalesced (coalesce.Conn): a publish's write no longer waits for a
-// system call. TLS, when the URL asks for it, runs above. Only the
+// system call; TLS, when the URL asks for it, runs above. Only the
 // publishing connection is dialled so: a publish whose bytes die with the
 // process is never confirmed and is sent again, where an acknowledgement
 // is counted as done once written (the acks' duplicate bound).
-func coalescingDial(timeout time.Duration) func(network, addr string) (net.Conn, error) {
-	dial := amqp.DefaultDial(timeout)
+func dialFunc(dialer Dialer, timeout time.Duration, coalesced bool) func(network, addr string) (net.Conn, error) {
+	if dialer == nil {
+		dialer = (&net.Dialer{}).DialContext
+	}
 	return func(network, addr string) (net.Conn, error) {
-		conn, err := dial(network, addr)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		conn, err := dialer(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
-		return coalesce.New(conn), nil
+		if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		if coalesced {
+			return coalesce.New(conn), nil
+		}
+		return conn, nil
 	}
 }
 
@@ -55,13 +70,10 @@ func (p *Provider) dial(timeout time.Duration, role string) (*amqp.Connection, e
 	}
 	cfg := amqp.Config{
 		Heartbeat: p.opts.heartbeat,
-		Dial:      amqp.DefaultDial(timeout),
+		Dial:      dialFunc(p.opts.dialer, timeout, role == "publish"),
 		Properties: amqp.Table{
 			"connection_name": "final." + p.cfg.Service + "." + role,
 		},
-	}
-	if role == "publish" {
-		cfg.Dial = coalescingDial(timeout)
 	}
 	if p.opts.tls != nil {
 		if uri.Scheme != "amqps" {
