@@ -188,7 +188,8 @@ func (e *benchEnv) cutLink() (cut, string, error) {
 	b := e.cfg.broker
 	if gb, ok := b.(gatedBroker); ok && e.cfg.drainLink != "proxy" {
 		g := faultnet.NewGate()
-		return cut{Cut: g.Cut, Restore: g.Restore, close: g.Restore,
+		// Nothing to close: the bus's Shutdown closes what the gate dialled.
+		return cut{Cut: g.Cut, Restore: g.Restore, close: func() {},
 			provider: func(url string) mq.IProvider { return gb.gatedProvider(url, g) }}, b.url(), nil
 	}
 	u, err := url.Parse(b.url())

@@ -140,7 +140,7 @@ func main() {
 	flag.IntVar(&c.perTx, "per-tx", 1, "messages per transaction in the main phases (a 10-per-tx phase always runs too)")
 	flag.DurationVar(&c.duration, "d", 10*time.Second, "length of each timed phase")
 	flag.IntVar(&c.backlog, "backlog", 100000, "messages in the backlog-drain phase")
-	flag.StringVar(&c.drainLink, "drain-link", "gate", "how the drain cuts the link to the broker while it builds the backlog: gate (a dialer that refuses, so that the drain runs on direct connections, as the raw limit's; RabbitMQ only, NATS always uses a proxy) or proxy (a TCP proxy in the process, which every byte of the drain then crosses: the figures before 2026-12-02's sixth session)")
+	flag.StringVar(&c.drainLink, "drain-link", "gate", "how the drain cuts the link to the broker while it builds the backlog: gate (a dialer that refuses, so that the drain runs on direct connections, as the raw limit's; RabbitMQ only, NATS always uses a proxy) or proxy (a TCP proxy in the process, which every byte of the drain then crosses, as the drain's figures before -drain-link were measured)")
 	flag.IntVar(&c.drainKeys, "drain-keys", 0, "give the backlog's messages keys spread over this many keys (0: no keys), to measure the ordered relay")
 	flag.IntVar(&c.consume, "consume", 50000, "messages in the consumer phase")
 	flag.StringVar(&sweep, "sweep", "1,2,4,8,16", "producer counts for the chart (empty: no chart)")

@@ -18,11 +18,11 @@ type Gate struct {
 
 	mu    sync.Mutex
 	down  bool
-	conns map[net.Conn]struct{}
+	conns map[*gateConn]struct{}
 }
 
 // NewGate returns an open gate.
-func NewGate() *Gate { return &Gate{conns: map[net.Conn]struct{}{}} }
+func NewGate() *Gate { return &Gate{conns: map[*gateConn]struct{}{}} }
 
 // DialContext dials addr, or fails with ECONNREFUSED while the link is cut.
 func (g *Gate) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -51,7 +51,7 @@ func (g *Gate) Cut() {
 	defer g.mu.Unlock()
 	g.down = true
 	for c := range g.conns {
-		c.(*gateConn).Conn.Close()
+		c.Conn.Close()
 		delete(g.conns, c)
 	}
 }

@@ -1,4 +1,4 @@
-package faultnet_test
+package faultnet
 
 import (
 	"context"
@@ -8,12 +8,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/finalbus/final/internal/faultnet"
 )
 
 // A gate's Cut closes what it dialled and refuses new dials with
-// ECONNREFUSED until Restore.
+// ECONNREFUSED until Restore; it forgets a connection once closed.
 func TestGateCutsAndRestores(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -31,7 +29,7 @@ func TestGateCutsAndRestores(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	g := faultnet.NewGate()
+	g := NewGate()
 	echo := func(c net.Conn) error {
 		if _, err := c.Write([]byte("x")); err != nil {
 			return err
@@ -60,8 +58,20 @@ func TestGateCutsAndRestores(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dial after Restore: %v", err)
 	}
-	defer c.Close()
 	if err := echo(c); err != nil {
 		t.Fatalf("after Restore: %v", err)
 	}
+	if n := g.open(); n != 1 {
+		t.Fatalf("the gate holds %d connections, want the one open", n)
+	}
+	c.Close()
+	if n := g.open(); n != 0 {
+		t.Fatalf("the gate holds %d connections after they were closed", n)
+	}
+}
+
+func (g *Gate) open() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.conns)
 }

@@ -1,9 +1,7 @@
 package amqp
 
 import (
-	"context"
 	"crypto/tls"
-	"net"
 	"time"
 )
 
@@ -68,23 +66,6 @@ func WithExchange(name string) Option {
 // WithDialTimeout bounds one connection attempt. Default 5s.
 func WithDialTimeout(d time.Duration) Option {
 	return func(o *options) { o.dialTimeout = d }
-}
-
-// Dialer opens a connection to addr ("host:port") on network ("tcp"), the
-// signature of net.Dialer's DialContext and of golang.org/x/net/proxy's
-// ContextDialer.
-type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
-
-// WithDialer opens the provider's connections with dial instead of plain
-// TCP: through a SOCKS proxy, a service mesh's socket, or a test's gate
-// that cuts the link. The context given to dial ends after
-// WithDialTimeout's duration, which also bounds the AMQP and TLS
-// handshakes over the returned connection, as without WithDialer; TLS
-// (an amqps:// URL) runs above it. An error dial returns is the
-// connection attempt's, retried with the reconnect backoff and wrapped
-// in mq.ErrUnavailable. Default nil: net.Dialer's DialContext.
-func WithDialer(dial Dialer) Option {
-	return func(o *options) { o.dialer = dial }
 }
 
 // WithHeartbeat sets the AMQP heartbeat, which detects a silently dead

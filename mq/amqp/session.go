@@ -49,7 +49,7 @@ func (p *Provider) connect(ctx context.Context) (*session, error) {
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 		timeout = time.Until(dl)
 	}
-	dial := func(role string) (*amqp.Connection, error) { return p.dial(timeout, role) } // tls.go
+	dial := func(role string) (*amqp.Connection, error) { return p.dial(timeout, role) } // tls.go, dial.go
 	conn, err := dial("publish")
 	if err != nil {
 		return nil, err

@@ -1,16 +1,13 @@
 package amqp
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/finalbus/final/internal/coalesce"
 	"github.com/finalbus/final/internal/redact"
 	"github.com/finalbus/final/mq"
 )
@@ -26,37 +23,6 @@ var (
 	// mq.ErrUnavailable and the *tls.CertificateVerificationError.
 	ErrCertificate = errors.New("amqp: the broker's TLS certificate does not verify")
 )
-
-// dialFunc is amqp091-go's DefaultDial on dialer (net.Dialer's when nil):
-// the connection attempt bounded by timeout, and a deadline as long on the
-// connection for the TLS and AMQP handshakes, which amqp091-go clears once
-// the connection is open. With coalesced, the connection's writes are
-// coalesced (coalesce.Conn): a publish's write no longer waits for a
-// system call; TLS, when the URL asks for it, runs above. Only the
-// publishing connection is dialled so: a publish whose bytes die with the
-// process is never confirmed and is sent again, where an acknowledgement
-// is counted as done once written (the acks' duplicate bound).
-func dialFunc(dialer Dialer, timeout time.Duration, coalesced bool) func(network, addr string) (net.Conn, error) {
-	if dialer == nil {
-		dialer = (&net.Dialer{}).DialContext
-	}
-	return func(network, addr string) (net.Conn, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		conn, err := dialer(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
-			conn.Close()
-			return nil, err
-		}
-		if coalesced {
-			return coalesce.New(conn), nil
-		}
-		return conn, nil
-	}
-}
 
 // dial opens one connection, over TLS for an amqps:// URL. Its errors show
 // the URL with the password masked: amqp091-go's parse errors quote the
