@@ -13,7 +13,6 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,19 +20,18 @@ import (
 	"time"
 
 	_ "github.com/go-sql-driver/mysql"
+
+	"github.com/finalbus/final/internal/proccpu"
 )
 
 // ticks returns the user and system CPU of process pid, in clock ticks
 // (1/100 s).
 func ticks(pid string) int64 {
-	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	t, err := proccpu.Ticks(pid)
 	if err != nil {
 		log.Fatal(err)
 	}
-	f := strings.Fields(string(b)[strings.LastIndex(string(b), ")")+2:])
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	s, _ := strconv.ParseInt(f[12], 10, 64)
-	return u + s
+	return t
 }
 
 const cols = `id BIGINT AUTO_INCREMENT PRIMARY KEY, message LONGBLOB NULL, status BIGINT NULL, create_at DATETIME(3) NULL, last_send_at DATETIME(3) NULL,

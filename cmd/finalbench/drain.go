@@ -37,7 +37,7 @@ type drainResult struct {
 // with -drain-link proxy.
 func (e *benchEnv) drain(n int) (drainResult, error) {
 	e.settle()
-	link, providerURL, err := e.cutLink()
+	link, err := e.cutLink()
 	if err != nil {
 		return drainResult{}, err
 	}
@@ -46,7 +46,7 @@ func (e *benchEnv) drain(n int) (drainResult, error) {
 	svc := e.service("drain")
 	topic := "bench." + svc
 	tr := newTracker()
-	provider := link.provider(providerURL)
+	provider := link.provider()
 	ready, ok := provider.(mq.ReadyNotifier)
 	if !ok {
 		return drainResult{}, fmt.Errorf("drain: the %T cannot say when it is connected", provider)
@@ -57,7 +57,7 @@ func (e *benchEnv) drain(n int) (drainResult, error) {
 		return drainResult{}, err
 	}
 	defer bus.Shutdown()
-	link.Cut()
+	link.cut()
 
 	const perTx = 100
 	var next atomic.Uint64
@@ -116,7 +116,7 @@ func (e *benchEnv) drain(n int) (drainResult, error) {
 		}
 	}()
 	restored := time.Now()
-	link.Restore()
+	link.restore()
 	select {
 	case <-ready.Ready():
 	case <-time.After(time.Minute):
@@ -169,13 +169,11 @@ func (e *benchEnv) drain(n int) (drainResult, error) {
 	}, nil
 }
 
-// cut is a link to the broker that drain cuts and restores.
-type cut struct {
-	Cut, Restore func()
-	close        func()
-	// provider is the library's provider over the link for the URL
-	// cutLink returned.
-	provider func(url string) mq.IProvider
+// brokerLink is the link to the broker that drain cuts and restores, and
+// the library's provider over it.
+type brokerLink struct {
+	cut, restore, close func()
+	provider            func() mq.IProvider
 }
 
 // gatedBroker is a broker whose provider can dial through a faultnet.Gate.
@@ -183,25 +181,27 @@ type gatedBroker interface {
 	gatedProvider(url string, g *faultnet.Gate) mq.IProvider
 }
 
-// cutLink returns the link drain cuts, and the URL to give its provider.
-func (e *benchEnv) cutLink() (cut, string, error) {
+// cutLink returns the link drain cuts: a gate in the provider's dialer
+// where the broker has one and -drain-link is not proxy, a proxy otherwise.
+func (e *benchEnv) cutLink() (brokerLink, error) {
 	b := e.cfg.broker
 	if gb, ok := b.(gatedBroker); ok && e.cfg.drainLink != "proxy" {
 		g := faultnet.NewGate()
 		// Nothing to close: the bus's Shutdown closes what the gate dialled.
-		return cut{Cut: g.Cut, Restore: g.Restore, close: func() {},
-			provider: func(url string) mq.IProvider { return gb.gatedProvider(url, g) }}, b.url(), nil
+		return brokerLink{cut: g.Cut, restore: g.Restore, close: func() {},
+			provider: func() mq.IProvider { return gb.gatedProvider(b.url(), g) }}, nil
 	}
 	u, err := url.Parse(b.url())
 	if err != nil {
-		return cut{}, "", fmt.Errorf("drain: the broker's URL: %w", err)
+		return brokerLink{}, fmt.Errorf("drain: the broker's URL: %w", err)
 	}
 	proxy, err := faultnet.NewProxy(u.Host)
 	if err != nil {
-		return cut{}, "", err
+		return brokerLink{}, err
 	}
 	u.Host = proxy.Addr()
-	return cut{Cut: proxy.Cut, Restore: proxy.Restore, close: proxy.Close, provider: b.provider}, u.String(), nil
+	return brokerLink{cut: proxy.Cut, restore: proxy.Restore, close: proxy.Close,
+		provider: func() mq.IProvider { return b.provider(u.String()) }}, nil
 }
 
 // rssMiB is the process's resident set size.

@@ -27,7 +27,7 @@ func NewGate() *Gate { return &Gate{conns: map[*gateConn]struct{}{}} }
 // DialContext dials addr, or fails with ECONNREFUSED while the link is cut.
 func (g *Gate) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	if g.isDown() {
-		return nil, g.refused(network, addr)
+		return nil, refused(network, addr)
 	}
 	c, err := g.dialer.DialContext(ctx, network, addr)
 	if err != nil {
@@ -37,7 +37,7 @@ func (g *Gate) DialContext(ctx context.Context, network, addr string) (net.Conn,
 	defer g.mu.Unlock()
 	if g.down { // cut while dialling
 		c.Close()
-		return nil, g.refused(network, addr)
+		return nil, refused(network, addr)
 	}
 	gc := &gateConn{Conn: c, g: g}
 	g.conns[gc] = struct{}{}
@@ -69,7 +69,8 @@ func (g *Gate) isDown() bool {
 	return g.down
 }
 
-func (g *Gate) refused(network, addr string) error {
+// refused is the error of a dial while the link is cut.
+func refused(network, addr string) error {
 	return &net.OpError{Op: "dial", Net: network, Err: fmt.Errorf("faultnet: link to %s cut: %w", addr, syscall.ECONNREFUSED)}
 }
 
