@@ -144,7 +144,7 @@ func main() {
 	flag.IntVar(&c.drainKeys, "drain-keys", 0, "give the backlog's messages keys spread over this many keys (0: no keys), to measure the ordered relay")
 	flag.IntVar(&c.consume, "consume", 50000, "messages in the consumer phase")
 	flag.StringVar(&sweep, "sweep", "1,2,4,8,16", "producer counts for the chart (empty: no chart)")
-	flag.StringVar(&c.out, "out", "bench/latest", "directory for results.json and throughput.svg")
+	flag.StringVar(&c.out, "out", "bench/latest", "directory for results.json and throughput.svg (bench/latest is ignored by git: name a directory to keep a run)")
 	phases := flag.String("phases", strings.Join(defaultPhases, ","), "phases to run: "+strings.Join(allPhases, ","))
 	flag.BoolVar(&c.batch, "batch", true, "with more than one message per transaction, publish them with one TxBus.PublishMessages (one multi-row\n"+
 		"INSERT where the store has it) and write the raw limit's rows with one multi-row INSERT; false: one Publish, and one raw INSERT, per message")
@@ -457,6 +457,8 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 		say("  %.0f rows/s", storeRate)
 		r.addRef("backlog drain vs the store alone (msg/s)", drain.delivered, storeRate,
 			"claim + delete without a broker: the database's ceiling for a drain")
+		r.addRef("backlog drain vs broker and store in series (msg/s)", drain.delivered, inSeries(rawDrain.consumed, storeRate),
+			"1/(1/raw publish+consume + 1/store alone): the drain if the library added nothing to the two")
 	}
 	if c.runs("consume") {
 		say("consumers: raw and library, %d messages, prefetch %d", c.consume, env.raw.Prefetch)

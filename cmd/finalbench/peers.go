@@ -224,7 +224,7 @@ func (r *report) addLimitRows() {
 		CommitTx: m.stack.commitTx, E2ETx: m.stack.e2eTx, DrainMsgs: m.drainLimit(),
 		Setup: "the raw transaction, then amqp091-go publishing with pipelined confirms to a raw consumer; drain: raw confirmed publish + consume" + r.rawSetup()}))
 	if lib := m.lib; lib != nil {
-		row := peerRow{System: "final (this run)", CommitTx: lib.commitTx, E2ETx: lib.e2eTx,
+		row := peerRow{System: libRow, CommitTx: lib.commitTx, E2ETx: lib.e2eTx,
 			P50: lib.lat.p50, P99: lib.lat.p99, Lost: lib.lost, Duplicates: lib.dups, Setup: "the library's defaults, -max-unconfirmed, -prefetch and -wire"}
 		if d := m.drain; d != nil {
 			row.DrainMsgs, row.Duplicates = d.delivered, row.Duplicates+d.dups

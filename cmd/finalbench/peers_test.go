@@ -69,7 +69,9 @@ func TestPeerRows(t *testing.T) {
 	}
 	table := r.table()
 	for _, want := range []string{"Watermill SQL forwarder v4.1.2", "NOTE Watermill SQL forwarder v4.1.2: commit phase: 6 of 2728 messages never delivered",
-		"behind the subscriber's acknowledged position"} {
+		"behind the subscriber's acknowledged position",
+		"final vs Watermill SQL forwarder v4.1.2: commit ahead (1500 vs 900 tx/s, the peer delivering 0.56 of its commits within the phase), " +
+			"end to end ahead (1500 vs 500 tx/s), p99 ahead (10.0 vs 2091.5 ms), drain ahead (5000 vs 580 msg/s), lost ahead (0 vs 6)"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
@@ -82,5 +84,22 @@ func TestPeerRows(t *testing.T) {
 	}
 	if _, err := json.Marshal(r); err != nil {
 		t.Errorf("results.json: %v", err)
+	}
+}
+
+// TestVersus checks the verdicts against a peer that is faster on some
+// figures: a higher rate or a lower p99 wins, a figure the peer has not
+// measured is left out, and a commit rate the peer delivered is not
+// flagged.
+func TestVersus(t *testing.T) {
+	r := &report{Peers: []peerRow{
+		{System: "raw DB + broker, no outbox (the limit)", CommitTx: 3000, E2ETx: 3000},
+		{System: libRow, CommitTx: 1000, E2ETx: 990, P99: 20, DrainMsgs: 5000},
+		{System: "peer", CommitTx: 1200, E2ETx: 1150, P99: 15, Lost: 0},
+	}}
+	got := r.versus()
+	want := "final vs peer: commit BEHIND (1000 vs 1200 tx/s), end to end BEHIND (990 vs 1150 tx/s), p99 BEHIND (20.0 vs 15.0 ms), lost ahead (0 vs 0)"
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("versus = %q,\nwant [%q]", got, want)
 	}
 }

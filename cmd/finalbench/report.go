@@ -195,6 +195,9 @@ func (r *report) peersTable(b *strings.Builder) {
 	for _, n := range notes {
 		fmt.Fprintf(b, "  NOTE %s\n", n)
 	}
+	for _, v := range r.versus() {
+		fmt.Fprintf(b, "  %s\n", v)
+	}
 }
 
 // peerLabels are the peers in the sweep, sorted.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"testing"
 
 	"github.com/finalbus/final"
@@ -82,5 +83,16 @@ func TestPhasesWithARawLimitChooseRawSettings(t *testing.T) {
 	}
 	if (config{phases: map[string]bool{"libonly": true}}).usesRawBroker() {
 		t.Error("-phases libonly: chooses raw settings it does not use")
+	}
+}
+
+// TestInSeries checks the drain the broker and the store allow together:
+// a message costs the time of each, and an unknown rate gives no figure.
+func TestInSeries(t *testing.T) {
+	if got := inSeries(30000, 120000); math.Abs(got-24000) > 1e-6 {
+		t.Errorf("inSeries(30000, 120000) = %v, want 24000 (0.80 of the broker's rate)", got)
+	}
+	if got := inSeries(30000, 0); got != 0 {
+		t.Errorf("inSeries without the store's rate = %v, want 0", got)
 	}
 }

@@ -11,6 +11,20 @@ import (
 	"github.com/finalbus/final/outbox"
 )
 
+// inSeries is the rate of a drain in which every message costs the broker
+// the time it costs at its own rate a and the store the time at its rate b:
+// 1/(1/a + 1/b). On two cores that the broker, the database and the process
+// share, a drain is close to it (docs/performance.md, "The drain: what the
+// store and the broker each allow"), so a drain reaches 0.80 of the
+// broker's rate only with a store four times as fast. 0 when either is
+// unknown.
+func inSeries(a, b float64) float64 {
+	if a <= 0 || b <= 0 {
+		return 0
+	}
+	return 1 / (1/a + 1/b)
+}
+
 // storeDrain measures the database's share of a backlog drain, without a
 // broker: n rows written as the drain phase writes them (100 per
 // transaction), then claimed by the store alone, OutboxScanOffset rows a

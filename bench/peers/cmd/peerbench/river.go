@@ -100,7 +100,8 @@ func (s *riverSystem) relayName() string { return "worker" }
 
 func (s *riverSystem) describe() string {
 	return fmt.Sprintf("river on pgx v5 (riverpgxv5), InsertTx per message, MaxWorkers %d, "+
-		"FetchCooldown %s, FetchPollInterval %s, LISTEN/NOTIFY, other Config defaults; no-op worker",
+		"FetchCooldown %s, FetchPollInterval %s, LISTEN/NOTIFY, other Config defaults; no-op worker; no broker: "+
+		"the job table is the queue, so its limit is the raw DB alone, not raw DB + broker",
 		s.c.riverWorkers, river.FetchCooldownDefault, river.FetchPollIntervalDefault)
 }
 

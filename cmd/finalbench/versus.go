@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// libRow names the library's row of the peers table.
+const libRow = "final (this run)"
+
+// sameJob is the share of its commits a system must deliver within the
+// commit phase for its commit rate to be the library's job: one that
+// delivers less defers its broker work and leaves a backlog that grows
+// (Watermill's forwarder, one message in flight, falls seconds behind).
+const sameJob = 0.9
+
+// versus compares the library's row of the peers table with each peer's,
+// figure by figure: ahead is a higher rate, a lower p99, and no more
+// messages lost. A commit rate whose messages the peer did not deliver
+// within the phase is flagged beside its verdict: the verdict stands, and
+// the reader sees why the peer's figure is high.
+func (r *report) versus() []string {
+	var lib *peerRow
+	var out []string
+	for i, p := range r.Peers {
+		if p.System == libRow {
+			lib = &r.Peers[i]
+			continue
+		}
+		if lib == nil || strings.HasPrefix(p.System, "raw") {
+			continue
+		}
+		var figs []string
+		higher := func(name string, mine, theirs float64, unit string) {
+			if mine == 0 || theirs == 0 {
+				return
+			}
+			figs = append(figs, fmt.Sprintf("%s %s (%.0f vs %.0f%s)", name, verdict(mine >= theirs), mine, theirs, unit))
+		}
+		higher("commit", lib.CommitTx, p.CommitTx, " tx/s")
+		if lib.CommitTx > 0 && p.CommitTx > 0 && p.E2ETx < sameJob*p.CommitTx { // the commit figure is the last
+			last := &figs[len(figs)-1]
+			*last = strings.TrimSuffix(*last, ")") + fmt.Sprintf(", the peer delivering %.2f of its commits within the phase)", p.E2ETx/p.CommitTx)
+		}
+		higher("end to end", lib.E2ETx, p.E2ETx, " tx/s")
+		if lib.P99 > 0 && p.P99 > 0 {
+			figs = append(figs, fmt.Sprintf("p99 %s (%.1f vs %.1f ms)", verdict(lib.P99 <= p.P99), lib.P99, p.P99))
+		}
+		higher("drain", lib.DrainMsgs, p.DrainMsgs, " msg/s")
+		figs = append(figs, fmt.Sprintf("lost %s (%d vs %d)", verdict(lib.Lost <= p.Lost), lib.Lost, p.Lost))
+		out = append(out, fmt.Sprintf("final vs %s: %s", p.System, strings.Join(figs, ", ")))
+	}
+	return out
+}
+
+func verdict(ahead bool) string {
+	if ahead {
+		return "ahead"
+	}
+	return "BEHIND"
+}
