@@ -6,7 +6,13 @@
 // three seconds after them (InnoDB's purge). The forms: acker, the store's
 // own Delete (the acker's path: the rows locked by id, then deleted by id,
 // in one transaction); in, one DELETE by an IN list; range, one DELETE of
-// a range of consecutive ids.
+// a range of consecutive ids; json, one DELETE by ids joined from a JSON
+// array, as a held claim's Commit deletes (outbox/mysql's byIDs); mark, one UPDATE by an IN list of a column no
+// index holds (status), the confirmation a design that drops partitions
+// instead of deleting rows would still write; partition, the same marks
+// on a table partitioned by id ranges of -part rows, each partition
+// truncated once its rows are marked. The last two weigh a partitioned
+// outbox (docs/performance.md, "What is not met"); the library has none.
 //
 //	go run ./bench/delcost -form acker $(pidof mariadbd)
 package main
@@ -29,19 +35,22 @@ import (
 
 func main() {
 	dsn := flag.String("dsn", "root@tcp(127.0.0.1:3306)/test", "the MariaDB to measure (it creates and drops final_delcost)")
-	form := flag.String("form", "acker", "acker (the store's Delete), in, or range")
+	form := flag.String("form", "acker", "acker (the store's Delete), in, range, json, mark or partition")
+	part := flag.Int("part", 10000, "-form partition: rows a partition")
 	batch := flag.Int("batch", 450, "ids per delete")
 	n := flag.Int("rows", 100000, "rows to insert and delete")
 	flag.Parse()
 	pid := flag.Arg(0)
 	if pid == "" {
-		log.Fatal("usage: delcost [-form acker|in|range] [-batch N] [-rows N] [-dsn DSN] <pid of mariadbd>")
+		log.Fatal("usage: delcost [-form acker|in|range|json|mark|partition] [-batch N] [-rows N] [-part N] [-dsn DSN] <pid of mariadbd>")
 	}
-	if *form != "acker" && *form != "in" && *form != "range" {
-		log.Fatalf("bad -form %q: acker, in or range", *form)
+	switch *form {
+	case "acker", "in", "range", "json", "mark", "partition":
+	default:
+		log.Fatalf("bad -form %q: acker, in, range, json, mark or partition", *form)
 	}
-	if *batch <= 0 || *n <= 0 {
-		log.Fatal("-batch and -rows must be positive")
+	if *batch <= 0 || *n <= 0 || *part <= 0 {
+		log.Fatal("-batch, -rows and -part must be positive")
 	}
 	cpu := func() float64 {
 		t, err := proccpu.Ticks(pid)
@@ -68,6 +77,17 @@ func main() {
 	if err := store.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}
+	if *form == "partition" {
+		// The fresh table's ids start at 1.
+		var parts []string
+		for i := 0; i*(*part) < *n; i++ {
+			parts = append(parts, fmt.Sprintf("PARTITION p%d VALUES LESS THAN (%d)", i, 1+(i+1)*(*part)))
+		}
+		parts = append(parts, "PARTITION pmax VALUES LESS THAN MAXVALUE")
+		if _, err := db.Exec(`ALTER TABLE ` + table + ` PARTITION BY RANGE (id) (` + strings.Join(parts, ", ") + `)`); err != nil {
+			log.Fatal(err)
+		}
+	}
 	payload := make([]byte, 300)
 	insert := `INSERT INTO ` + table + ` (message, create_at) VALUES ` + strings.TrimSuffix(strings.Repeat("(?, NOW(3)),", 100), ",")
 	args := make([]any, 100)
@@ -83,22 +103,39 @@ func main() {
 	if err := db.QueryRow(`SELECT MIN(id) FROM ` + table).Scan(&lo); err != nil {
 		log.Fatal(err)
 	}
+	if *form == "partition" && lo != 1 {
+		log.Fatalf("ids start at %d, not at 1: the partitions would not hold the rows they are truncated for", lo)
+	}
 	time.Sleep(2 * time.Second) // the inserts' background work: waiting it out, not synchronising
+	var nextPart int64          // -form partition: the first partition not truncated
 	c0, t0 := cpu(), time.Now()
 	for first := lo; first < lo+int64(*n); first += int64(*batch) {
 		ids := make([]int64, 0, *batch)
 		for id := first; id < first+int64(*batch) && id < lo+int64(*n); id++ {
 			ids = append(ids, id)
 		}
+		list := make([]string, len(ids))
+		for i, id := range ids {
+			list[i] = strconv.FormatInt(id, 10)
+		}
 		switch *form {
 		case "acker":
 			err = store.Delete(ctx, ids)
 		case "in":
-			list := make([]string, len(ids))
-			for i, id := range ids {
-				list[i] = strconv.FormatInt(id, 10)
-			}
 			_, err = db.Exec(`DELETE FROM ` + table + ` WHERE id IN (` + strings.Join(list, ",") + `)`)
+		case "json":
+			_, err = db.Exec(`DELETE o FROM JSON_TABLE(?, '$[*]' COLUMNS (outbox_id BIGINT PATH '$')) AS ids STRAIGHT_JOIN `+table+
+				` AS o FORCE INDEX (PRIMARY) ON o.id = ids.outbox_id`, "["+strings.Join(list, ",")+"]")
+		case "mark", "partition":
+			_, err = db.Exec(`UPDATE ` + table + ` SET status = 1 WHERE id IN (` + strings.Join(list, ",") + `)`)
+			// A partition goes once its last row is marked (the rows are
+			// marked in id order), the last one at the last row.
+			marked := ids[len(ids)-1] - lo + 1
+			for err == nil && *form == "partition" && nextPart*int64(*part) < marked &&
+				((nextPart+1)*int64(*part) <= marked || marked == int64(*n)) {
+				_, err = db.Exec(fmt.Sprintf(`ALTER TABLE %s TRUNCATE PARTITION p%d`, table, nextPart))
+				nextPart++
+			}
 		case "range":
 			_, err = db.Exec(`DELETE FROM `+table+` WHERE id BETWEEN ? AND ?`, ids[0], ids[len(ids)-1])
 		}
