@@ -13,6 +13,10 @@
 // on a table partitioned by id ranges of -part rows, each partition
 // truncated once its rows are marked. The last two weigh a partitioned
 // outbox (docs/performance.md, "What is not met"); the library has none.
+// held: the relay's held claims, one after another, each claiming -batch
+// rows (the store's ClaimHeld: scan, lock, read) and deleting them in its
+// own transaction (Held.Commit); this process's CPU is reported too, so
+// the claim's share of a drain shows beside the DELETE's (-form json).
 //
 //	go run ./bench/delcost -form acker $(pidof mariadbd)
 package main
@@ -23,6 +27,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -30,24 +35,25 @@ import (
 	_ "github.com/go-sql-driver/mysql"
 
 	"github.com/finalbus/final/internal/proccpu"
+	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/outbox/mysql"
 )
 
 func main() {
 	dsn := flag.String("dsn", "root@tcp(127.0.0.1:3306)/test", "the MariaDB to measure (it creates and drops final_delcost)")
-	form := flag.String("form", "acker", "acker (the store's Delete), in, range, json, mark or partition")
+	form := flag.String("form", "acker", "acker (the store's Delete), in, range, json, mark, partition or held")
 	part := flag.Int("part", 10000, "-form partition: rows a partition")
 	batch := flag.Int("batch", 450, "ids per delete")
 	n := flag.Int("rows", 100000, "rows to insert and delete")
 	flag.Parse()
 	pid := flag.Arg(0)
 	if pid == "" {
-		log.Fatal("usage: delcost [-form acker|in|range|json|mark|partition] [-batch N] [-rows N] [-part N] [-dsn DSN] <pid of mariadbd>")
+		log.Fatal("usage: delcost [-form acker|in|range|json|mark|partition|held] [-batch N] [-rows N] [-part N] [-dsn DSN] <pid of mariadbd>")
 	}
 	switch *form {
-	case "acker", "in", "range", "json", "mark", "partition":
+	case "acker", "in", "range", "json", "mark", "partition", "held":
 	default:
-		log.Fatalf("bad -form %q: acker, in, range, json, mark or partition", *form)
+		log.Fatalf("bad -form %q: acker, in, range, json, mark, partition or held", *form)
 	}
 	if *batch <= 0 || *n <= 0 || *part <= 0 {
 		log.Fatal("-batch, -rows and -part must be positive")
@@ -88,7 +94,12 @@ func main() {
 			log.Fatal(err)
 		}
 	}
-	payload := make([]byte, 300)
+	// A message as the library stores it (an envelope of a 256-byte
+	// payload, about 300 bytes), so that a claim decodes it as the relay's.
+	payload, err := message.Marshal(message.New("delcost", make([]byte, 256)))
+	if err != nil {
+		log.Fatal(err)
+	}
 	insert := `INSERT INTO ` + table + ` (message, create_at) VALUES ` + strings.TrimSuffix(strings.Repeat("(?, NOW(3)),", 100), ",")
 	args := make([]any, 100)
 	for j := range args {
@@ -108,8 +119,38 @@ func main() {
 	}
 	time.Sleep(2 * time.Second) // the inserts' background work: waiting it out, not synchronising
 	var nextPart int64          // -form partition: the first partition not truncated
-	c0, t0 := cpu(), time.Now()
-	for first := lo; first < lo+int64(*n); first += int64(*batch) {
+	self := strconv.Itoa(os.Getpid())
+	own := func() float64 {
+		t, err := proccpu.Ticks(self)
+		if err != nil {
+			log.Fatal(err)
+		}
+		return float64(t) / 100
+	}
+	c0, t0, o0 := cpu(), time.Now(), own()
+	if *form == "held" {
+		for {
+			h, err := store.ClaimHeld(ctx, "delcost", *batch, 0, time.Minute)
+			if err != nil {
+				log.Fatal(err)
+			}
+			if h == nil {
+				break
+			}
+			recs := h.Records()
+			ids := make([]int64, len(recs))
+			for i, r := range recs {
+				ids[i] = r.ID
+			}
+			if err := h.Commit(ctx, ids); err != nil {
+				log.Fatal(err)
+			}
+		}
+		if left, err := store.Len(ctx); err != nil || left != 0 {
+			log.Fatalf("%d rows left after the claims found none (%v)", left, err)
+		}
+	}
+	for first := lo; *form != "held" && first < lo+int64(*n); first += int64(*batch) {
 		ids := make([]int64, 0, *batch)
 		for id := first; id < first+int64(*batch) && id < lo+int64(*n); id++ {
 			ids = append(ids, id)
@@ -144,9 +185,9 @@ func main() {
 		}
 	}
 	took := time.Since(t0)
-	c1 := cpu()
+	c1, o1 := cpu(), own()
 	time.Sleep(3 * time.Second) // the purge of the deleted rows: measured, not waited for
 	c2 := cpu()
-	fmt.Printf("%s, %d ids a delete: %v; mariadbd %.2f s during (%.1f µs a row), %.2f s in the 3 s after (%.1f µs a row, purge)\n",
-		*form, *batch, took.Round(time.Millisecond), c1-c0, (c1-c0)/float64(*n)*1e6, c2-c1, (c2-c1)/float64(*n)*1e6)
+	fmt.Printf("%s, %d ids a delete: %v; mariadbd %.2f s during (%.1f µs a row), %.2f s in the 3 s after (%.1f µs a row, purge); delcost %.2f s (%.1f µs a row)\n",
+		*form, *batch, took.Round(time.Millisecond), c1-c0, (c1-c0)/float64(*n)*1e6, c2-c1, (c2-c1)/float64(*n)*1e6, o1-o0, (o1-o0)/float64(*n)*1e6)
 }
