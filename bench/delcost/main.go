@@ -55,8 +55,8 @@ func main() {
 	default:
 		log.Fatalf("bad -form %q: acker, in, range, json, mark, partition or held", *form)
 	}
-	if *batch <= 0 || *n <= 0 || *part <= 0 {
-		log.Fatal("-batch, -rows and -part must be positive")
+	if *batch <= 0 || *n <= 0 || *part <= 0 || *n%100 != 0 {
+		log.Fatal("-batch, -rows and -part must be positive, and -rows a multiple of 100 (the rows go in 100 a statement)")
 	}
 	cpu := func() float64 {
 		t, err := proccpu.Ticks(pid)
@@ -155,9 +155,12 @@ func main() {
 		for id := first; id < first+int64(*batch) && id < lo+int64(*n); id++ {
 			ids = append(ids, id)
 		}
-		list := make([]string, len(ids))
-		for i, id := range ids {
-			list[i] = strconv.FormatInt(id, 10)
+		var list []string // the ids as SQL literals, for the forms that write them
+		if *form != "acker" && *form != "range" {
+			list = make([]string, len(ids))
+			for i, id := range ids {
+				list[i] = strconv.FormatInt(id, 10)
+			}
 		}
 		switch *form {
 		case "acker":

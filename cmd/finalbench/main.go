@@ -458,7 +458,7 @@ func (r *report) brokerPhases(env *benchEnv, say func(string, ...any)) error {
 		r.addRef("backlog drain vs the store alone (msg/s)", drain.delivered, storeRate,
 			"claim + delete without a broker: the database's ceiling for a drain")
 		r.addRef("backlog drain vs broker and store in series (msg/s)", drain.delivered, inSeries(rawDrain.consumed, storeRate),
-			"1/(1/raw publish+consume + 1/store alone): the drain if the library added nothing to the two")
+			"model, not a bound: 1/(1/raw publish+consume + 1/store alone), the two jobs sharing the machine")
 	}
 	if c.runs("consume") {
 		say("consumers: raw and library, %d messages, prefetch %d", c.consume, env.raw.Prefetch)

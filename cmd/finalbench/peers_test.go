@@ -88,18 +88,27 @@ func TestPeerRows(t *testing.T) {
 }
 
 // TestVersus checks the verdicts against a peer that is faster on some
-// figures: a higher rate or a lower p99 wins, a figure the peer has not
-// measured is left out, and a commit rate the peer delivered is not
-// flagged.
+// figures: a higher rate or a lower p99 wins, a tie is level, a figure
+// either side has not measured is left out, and a commit rate the peer
+// delivered, or whose delivery it did not measure, is not flagged.
 func TestVersus(t *testing.T) {
 	r := &report{Peers: []peerRow{
 		{System: "raw DB + broker, no outbox (the limit)", CommitTx: 3000, E2ETx: 3000},
 		{System: libRow, CommitTx: 1000, E2ETx: 990, P99: 20, DrainMsgs: 5000},
 		{System: "peer", CommitTx: 1200, E2ETx: 1150, P99: 15, Lost: 0},
+		{System: "no e2e", CommitTx: 900, P99: 20, Lost: 3},
 	}}
 	got := r.versus()
-	want := "final vs peer: commit BEHIND (1000 vs 1200 tx/s), end to end BEHIND (990 vs 1150 tx/s), p99 BEHIND (20.0 vs 15.0 ms), lost ahead (0 vs 0)"
-	if len(got) != 1 || got[0] != want {
-		t.Errorf("versus = %q,\nwant [%q]", got, want)
+	want := []string{
+		"final vs peer: commit BEHIND (1000 vs 1200 tx/s), end to end BEHIND (990 vs 1150 tx/s), p99 BEHIND (20.0 vs 15.0 ms), lost level (0 vs 0)",
+		"final vs no e2e: commit ahead (1000 vs 900 tx/s), p99 level (20.0 vs 20.0 ms), lost ahead (0 vs 3)",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("versus = %q,\nwant %q", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("versus[%d] = %q,\nwant %q", i, got[i], want[i])
+		}
 	}
 }

@@ -95,4 +95,7 @@ func TestInSeries(t *testing.T) {
 	if got := inSeries(30000, 0); got != 0 {
 		t.Errorf("inSeries without the store's rate = %v, want 0", got)
 	}
+	if got := inSeries(0, 120000); got != 0 {
+		t.Errorf("inSeries without the broker's rate = %v, want 0", got)
+	}
 }

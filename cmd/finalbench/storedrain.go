@@ -11,13 +11,13 @@ import (
 	"github.com/finalbus/final/outbox"
 )
 
-// inSeries is the rate of a drain in which every message costs the broker
+// inSeries is a model of a drain in which every message costs the broker
 // the time it costs at its own rate a and the store the time at its rate b:
-// 1/(1/a + 1/b). On two cores that the broker, the database and the process
-// share, a drain is close to it (docs/performance.md, "The drain: what the
-// store and the broker each allow"), so a drain reaches 0.80 of the
-// broker's rate only with a store four times as fast. 0 when either is
-// unknown.
+// 1/(1/a + 1/b). It is not a bound: on two cores that the broker, the
+// database and the process share, drains have run at 0.79-1.14 of it
+// (docs/performance.md, "The drain: what the store and the broker each
+// allow"). By it a drain reaches 0.80 of the broker's rate only with a
+// store four times as fast. 0 when either is unknown.
 func inSeries(a, b float64) float64 {
 	if a <= 0 || b <= 0 {
 		return 0

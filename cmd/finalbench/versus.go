@@ -15,10 +15,12 @@ const libRow = "final (this run)"
 const sameJob = 0.9
 
 // versus compares the library's row of the peers table with each peer's,
-// figure by figure: ahead is a higher rate, a lower p99, and no more
-// messages lost. A commit rate whose messages the peer did not deliver
-// within the phase is flagged beside its verdict: the verdict stands, and
-// the reader sees why the peer's figure is high.
+// figure by figure: ahead is a higher rate, a lower p99, fewer messages
+// lost; level is the same figure. A commit rate whose messages the peer did
+// not deliver within the phase is flagged beside its verdict: the verdict
+// stands, and the reader sees why the peer's figure is high. The library's
+// lost count is its commit phase's and drain's; a peer's is all its phases'
+// (the sweep's too).
 func (r *report) versus() []string {
 	var lib *peerRow
 	var out []string
@@ -31,31 +33,37 @@ func (r *report) versus() []string {
 			continue
 		}
 		var figs []string
-		higher := func(name string, mine, theirs float64, unit string) {
+		// higher adds a figure where more is better and both systems
+		// measured it, and reports whether it did.
+		higher := func(name string, mine, theirs float64, unit string) bool {
 			if mine == 0 || theirs == 0 {
-				return
+				return false
 			}
-			figs = append(figs, fmt.Sprintf("%s %s (%.0f vs %.0f%s)", name, verdict(mine >= theirs), mine, theirs, unit))
+			figs = append(figs, fmt.Sprintf("%s %s (%.0f vs %.0f%s)", name, verdict(mine, theirs), mine, theirs, unit))
+			return true
 		}
-		higher("commit", lib.CommitTx, p.CommitTx, " tx/s")
-		if lib.CommitTx > 0 && p.CommitTx > 0 && p.E2ETx < sameJob*p.CommitTx { // the commit figure is the last
+		if higher("commit", lib.CommitTx, p.CommitTx, " tx/s") && p.E2ETx > 0 && p.E2ETx < sameJob*p.CommitTx {
 			last := &figs[len(figs)-1]
 			*last = strings.TrimSuffix(*last, ")") + fmt.Sprintf(", the peer delivering %.2f of its commits within the phase)", p.E2ETx/p.CommitTx)
 		}
 		higher("end to end", lib.E2ETx, p.E2ETx, " tx/s")
 		if lib.P99 > 0 && p.P99 > 0 {
-			figs = append(figs, fmt.Sprintf("p99 %s (%.1f vs %.1f ms)", verdict(lib.P99 <= p.P99), lib.P99, p.P99))
+			figs = append(figs, fmt.Sprintf("p99 %s (%.1f vs %.1f ms)", verdict(-lib.P99, -p.P99), lib.P99, p.P99))
 		}
 		higher("drain", lib.DrainMsgs, p.DrainMsgs, " msg/s")
-		figs = append(figs, fmt.Sprintf("lost %s (%d vs %d)", verdict(lib.Lost <= p.Lost), lib.Lost, p.Lost))
+		figs = append(figs, fmt.Sprintf("lost %s (%d vs %d)", verdict(float64(-lib.Lost), float64(-p.Lost)), lib.Lost, p.Lost))
 		out = append(out, fmt.Sprintf("final vs %s: %s", p.System, strings.Join(figs, ", ")))
 	}
 	return out
 }
 
-func verdict(ahead bool) string {
-	if ahead {
+// verdict compares two figures where more is better.
+func verdict(mine, theirs float64) string {
+	switch {
+	case mine > theirs:
 		return "ahead"
+	case mine == theirs:
+		return "level"
 	}
 	return "BEHIND"
 }
