@@ -19,8 +19,9 @@ const sameJob = 0.9
 // lost; level is the same figure. A commit rate whose messages the peer did
 // not deliver within the phase is flagged beside its verdict: the verdict
 // stands, and the reader sees why the peer's figure is high. The library's
-// lost count is its commit phase's and drain's; a peer's is all its phases'
-// (the sweep's too).
+// lost count is its commit phase's (its drain ends only once every message
+// arrived, or the run fails); a peer's is all its phases' (the sweep's
+// too).
 func (r *report) versus() []string {
 	var lib *peerRow
 	var out []string
