@@ -3,7 +3,7 @@
 # (default: the runs of 2026-12-02): raw = raw publish + consume beside the drain, store = the
 # store alone (claim + delete, no broker), model = 1/(1/raw + 1/store), lib = the library's drain
 # to the subscriber. Usage: bash bench/perf-2026-12-02g/drainmodel.sh [log ...]
-[ $# -gt 0 ] || set -- bench/perf-2026-12-02{-pack,b,c,d,e,f,g}/*.log
+[ $# -gt 0 ] || set -- bench/perf-2026-12-02{-pack,b,c,d,e,f,g,h}/*.log
 for f in "$@"; do
   a=$(grep "backlog drain to subscriber" "$f" | head -1 | awk -F'|' '{print $3,$4}')
   s=$(grep "vs the store alone" "$f" | head -1 | awk -F'|' '{print $4}')
