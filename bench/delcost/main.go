@@ -58,13 +58,17 @@ func main() {
 	if *batch <= 0 || *n <= 0 || *part <= 0 || *n%100 != 0 {
 		log.Fatal("-batch, -rows and -part must be positive, and -rows a multiple of 100 (the rows go in 100 a statement)")
 	}
-	cpu := func() float64 {
-		t, err := proccpu.Ticks(pid)
+	// seconds is the CPU process p has used (user and system).
+	seconds := func(p string) float64 {
+		t, err := proccpu.Ticks(p)
 		if err != nil {
 			log.Fatal(err)
 		}
 		return float64(t) / 100
 	}
+	self := strconv.Itoa(os.Getpid())
+	cpu := func() float64 { return seconds(pid) }  // mariadbd's
+	own := func() float64 { return seconds(self) } // this process's
 	ctx := context.Background()
 	db, err := sql.Open("mysql", *dsn)
 	if err != nil {
@@ -119,14 +123,6 @@ func main() {
 	}
 	time.Sleep(2 * time.Second) // the inserts' background work: waiting it out, not synchronising
 	var nextPart int64          // -form partition: the first partition not truncated
-	self := strconv.Itoa(os.Getpid())
-	own := func() float64 {
-		t, err := proccpu.Ticks(self)
-		if err != nil {
-			log.Fatal(err)
-		}
-		return float64(t) / 100
-	}
 	c0, t0, o0 := cpu(), time.Now(), own()
 	if *form == "held" {
 		for {
