@@ -7,6 +7,7 @@ import (
 
 	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/mq"
+	"github.com/finalbus/final/mq/amqp"
 )
 
 // broker is what differs between the brokers finalbench runs on, so that
@@ -112,7 +113,11 @@ const (
 func newBroker(name string, c config) (broker, error) {
 	switch name {
 	case "rabbitmq":
-		return rabbitMQ{addr: c.amqpURL, coalesce: c.rawCoalesce}, nil
+		b := rabbitMQ{addr: c.amqpURL, coalesce: c.rawCoalesce}
+		if c.ackBatch >= 0 {
+			b.opts = append(b.opts, amqp.WithAckBatch(c.ackBatch))
+		}
+		return b, nil
 	case "nats":
 		return jetStream{addr: c.natsURL}, nil
 	}

@@ -88,6 +88,7 @@ type config struct {
 	peersDir     string        // the bench/peers module
 	peerFlags    []string      // more flags for every peerbench run
 	rawSweep     bool          // choose the raw limits' settings by a sweep
+	ackBatch     int           // RabbitMQ: the library's amqp.WithAckBatch (-ack-batch; below 0 its default)
 	rawCoalesce  bool          // RabbitMQ: the raw publishing connection coalesces its writes (-raw-coalesce)
 	rawFixed     rawSettings   // the raw limits' settings without the sweep
 	batch        bool          // several messages of a transaction in one insert (PublishMessages; the raw limit likewise)
@@ -150,6 +151,7 @@ func main() {
 		"INSERT where the store has it) and write the raw limit's rows with one multi-row INSERT; false: one Publish, and one raw INSERT, per message")
 	flag.BoolVar(&c.rawSweep, "raw-sweep", true, "choose the raw broker limits' confirm window, consumer prefetch and publishers as the best of a\n"+
 		"12-point sweep of raw publish and consume (false: the settings of -raw, for quick runs and profiling)")
+	flag.IntVar(&c.ackBatch, "ack-batch", -1, "RabbitMQ: the library's amqp.WithAckBatch, the acks of handled deliveries that may wait unwritten (below 0: its default, amqp.DefaultAckBatch)")
 	flag.BoolVar(&c.rawCoalesce, "raw-coalesce", true, "RabbitMQ: the raw limits' publishing connection coalesces its writes as the library's does (a publish does not wait for a\n"+
 		"write system call of its own); false: amqp091-go's one write per publish, as it ships")
 	rawFixed := flag.String("raw", defaultRawSettings.flag(), "the raw broker limits' confirm window, prefetch and publishers with -raw-sweep=false")
@@ -506,6 +508,9 @@ func (c config) describe() string {
 	}
 	if !c.pack {
 		d += " pack=false"
+	}
+	if c.ackBatch >= 0 {
+		d += fmt.Sprintf(" ack-batch=%d", c.ackBatch)
 	}
 	if c.paceLibrary > 0 {
 		d += fmt.Sprintf(" pace-library=%g (the library's commit rate is paced: not a measure of it)", c.paceLibrary)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
@@ -23,6 +24,9 @@ type rabbitMQ struct {
 	// (internal/coalesce), as the library's does, instead of amqp091-go's
 	// one write per publish (-raw-coalesce).
 	coalesce bool
+	// opts are the library's provider options the flags set (-ack-batch);
+	// none: its defaults.
+	opts []amqp.Option
 }
 
 // dial opens a raw connection, its writes coalesced with coalesced.
@@ -64,10 +68,10 @@ func (b rabbitMQ) settings(s rawSettings) string {
 
 func (b rabbitMQ) url() string { return b.addr }
 
-func (rabbitMQ) provider(url string) mq.IProvider { return amqp.NewProvider(url) }
+func (b rabbitMQ) provider(url string) mq.IProvider { return amqp.NewProvider(url, b.opts...) }
 
-func (rabbitMQ) gatedProvider(url string, g *faultnet.Gate) mq.IProvider {
-	return amqp.NewProvider(url, amqp.WithDialer(g.DialContext))
+func (b rabbitMQ) gatedProvider(url string, g *faultnet.Gate) mq.IProvider {
+	return amqp.NewProvider(url, append(slices.Clip(b.opts), amqp.WithDialer(g.DialContext))...)
 }
 
 func (b rabbitMQ) cleanup(services []string) {
