@@ -327,5 +327,6 @@ func (e *benchEnv) versions() (string, string) {
 func (e *benchEnv) options() final.Options {
 	return final.DefaultOptions().WithLogger(quietLogger()).WithMaxUnconfirmed(e.cfg.unconfirmed).
 		WithOutboxHeldClaims(e.cfg.heldClaims).WithPrefetch(e.cfg.prefetch).WithWireFormat(e.cfg.wire).
-		WithDispatchQueueSize(e.cfg.queue).WithOutboxScanAgoTime(e.cfg.scanAgo).WithPackMessages(e.cfg.pack)
+		WithDispatchQueueSize(e.cfg.queue).WithOutboxScanAgoTime(e.cfg.scanAgo).WithPackMessages(e.cfg.pack).
+		WithAckLinger(e.cfg.ackLinger)
 }

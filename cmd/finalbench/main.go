@@ -82,6 +82,7 @@ type config struct {
 	prefetch     int           // the library's Prefetch (0: its default)
 	queue        int           // the library's DispatchQueueSize
 	scanAgo      time.Duration // the library's OutboxScanAgoTime
+	ackLinger    time.Duration // the library's AckLinger
 	pack         bool          // the library's PackMessages
 	wire         mq.WireFormat // the library's Options.WireFormat
 	peers        []string      // the peers of the peers phase
@@ -165,6 +166,7 @@ func main() {
 	flag.IntVar(&c.unconfirmed, "max-unconfirmed", final.DefaultOptions().MaxUnconfirmed, "the library's MaxUnconfirmed")
 	flag.IntVar(&c.queue, "dispatch-queue", final.DefaultOptions().DispatchQueueSize, "the library's DispatchQueueSize")
 	flag.DurationVar(&c.scanAgo, "scan-ago", final.DefaultOptions().OutboxScanAgoTime, "the library's OutboxScanAgoTime")
+	flag.DurationVar(&c.ackLinger, "ack-linger", final.DefaultOptions().AckLinger, "the library's AckLinger (at most half of -scan-ago)")
 	flag.BoolVar(&c.pack, "pack", final.DefaultOptions().PackMessages, "the library's PackMessages: with -batch, a transaction's messages in one row (the limit then writes them in one row too)")
 	flag.IntVar(&c.heldClaims, "held-claims", final.DefaultOptions().OutboxHeldClaims, "the library's OutboxHeldClaims (0: leased claims; applies to a store that can hold its claims)")
 	flag.IntVar(&c.prefetch, "prefetch", final.DefaultOptions().Prefetch, "the library's Prefetch (0: its default, final.DefaultPrefetch unless the consumer timeout needs less)")
@@ -511,6 +513,9 @@ func (c config) describe() string {
 	}
 	if c.ackBatch >= 0 {
 		d += fmt.Sprintf(" ack-batch=%d", c.ackBatch)
+	}
+	if c.ackLinger != final.DefaultOptions().AckLinger {
+		d += fmt.Sprintf(" ack-linger=%s", c.ackLinger)
 	}
 	if c.paceLibrary > 0 {
 		d += fmt.Sprintf(" pace-library=%g (the library's commit rate is paced: not a measure of it)", c.paceLibrary)
