@@ -406,7 +406,7 @@ func (r *report) commitPhases(env *benchEnv, rawTx float64, say func(string, ...
 	if err != nil {
 		return err
 	}
-	say("  commit to delivery p50 %.1f ms, p99 %.1f ms, max %.1f ms", stackHalf.lat.p50, stackHalf.lat.p99, stackHalf.lat.max)
+	say("  commit to delivery p50 %.1f ms, p99 %.1f ms, max %.1f ms, %.0f tx/s", stackHalf.lat.p50, stackHalf.lat.p99, stackHalf.lat.max, stackHalf.commitTx)
 	say("library paced at %.0f tx/s", half)
 	halfRun, err := env.library(c.concurrency, c.perTx, c.duration, half)
 	if err != nil {
