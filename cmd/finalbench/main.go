@@ -48,6 +48,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,6 +75,7 @@ type config struct {
 	out          string
 	phases       map[string]bool
 	cpuprofile   string
+	tracefile    string // -trace: a runtime/trace of the whole run
 	blockprofile string
 	pacedRate    float64
 	rounds       int           // the commit, drain and 10 msg/tx phases alternate the limit and the library this many times
@@ -157,6 +159,8 @@ func main() {
 		"write system call of its own); false: amqp091-go's one write per publish, as it ships")
 	rawFixed := flag.String("raw", defaultRawSettings.flag(), "the raw broker limits' confirm window, prefetch and publishers with -raw-sweep=false")
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.StringVar(&c.tracefile, "trace", "", "write an execution trace of the whole run to this file (go tool trace; -pprof=sched shows where\n"+
+		"goroutines waited for a P once runnable): best with one short phase (-phases libonly -d 5s)")
 	flag.StringVar(&c.blockprofile, "blockprofile", "", "write a profile of where goroutines waited (channels, locks, selects; one sample per 10µs waited) during the\n"+
 		"backlog drain, from the reconnection until every message was delivered and the outbox was empty, to this file (with -rounds, every round's drain together):\n"+
 		"where a drain that does not use the whole machine waits")
@@ -260,8 +264,19 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if c.tracefile != "" {
+		f, err := os.Create(c.tracefile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := trace.Start(f); err != nil {
+			log.Fatal(err)
+		}
+		defer trace.Stop()
+	}
 	if err := run(c); err != nil {
 		pprof.StopCPUProfile()
+		trace.Stop()
 		log.Fatal(err)
 	}
 }
