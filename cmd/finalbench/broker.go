@@ -7,7 +7,6 @@ import (
 
 	"github.com/finalbus/final/message"
 	"github.com/finalbus/final/mq"
-	"github.com/finalbus/final/mq/amqp"
 )
 
 // broker is what differs between the brokers finalbench runs on, so that
@@ -115,7 +114,7 @@ func newBroker(name string, c config) (broker, error) {
 	case "rabbitmq":
 		b := rabbitMQ{addr: c.amqpURL, coalesce: c.rawCoalesce}
 		if c.ackBatch >= 0 {
-			b.opts = append(b.opts, amqp.WithAckBatch(c.ackBatch))
+			b.ackBatch = &c.ackBatch
 		}
 		return b, nil
 	case "nats":

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
@@ -24,9 +23,9 @@ type rabbitMQ struct {
 	// (internal/coalesce), as the library's does, instead of amqp091-go's
 	// one write per publish (-raw-coalesce).
 	coalesce bool
-	// opts are the library's provider options the flags set (-ack-batch);
-	// none: its defaults.
-	opts []amqp.Option
+	// ackBatch is the library's amqp.WithAckBatch (-ack-batch); nil: its
+	// default. (Not a slice of options: a broker stays comparable.)
+	ackBatch *int
 }
 
 // dial opens a raw connection, its writes coalesced with coalesced.
@@ -68,10 +67,18 @@ func (b rabbitMQ) settings(s rawSettings) string {
 
 func (b rabbitMQ) url() string { return b.addr }
 
-func (b rabbitMQ) provider(url string) mq.IProvider { return amqp.NewProvider(url, b.opts...) }
+// options are the library's provider options the flags set.
+func (b rabbitMQ) options() []amqp.Option {
+	if b.ackBatch == nil {
+		return nil
+	}
+	return []amqp.Option{amqp.WithAckBatch(*b.ackBatch)}
+}
+
+func (b rabbitMQ) provider(url string) mq.IProvider { return amqp.NewProvider(url, b.options()...) }
 
 func (b rabbitMQ) gatedProvider(url string, g *faultnet.Gate) mq.IProvider {
-	return amqp.NewProvider(url, append(slices.Clip(b.opts), amqp.WithDialer(g.DialContext))...)
+	return amqp.NewProvider(url, append(b.options(), amqp.WithDialer(g.DialContext))...)
 }
 
 func (b rabbitMQ) cleanup(services []string) {
