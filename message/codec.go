@@ -152,12 +152,8 @@ func unmarshal(data []byte, shared bool) (*Message, error) {
 		return nil, fmt.Errorf("%w: a length beyond the end of the input, or values nested too deep", ErrDecode)
 	}
 	m := &Message{}
-	d := msgpack.GetDecoder()
-	in := &input{data: data, r: bytes.NewReader(data), shared: shared}
-	d.Reset(in.r) // a *bytes.Reader is read as it is, without a buffer ahead
-	err := decode(d, m, in)
-	msgpack.PutDecoder(d)
-	if err != nil {
+	in := &input{data: data, shared: shared}
+	if err := in.message(m); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
 	}
 	if m.UUID == "" || m.Topic == "" {
@@ -175,80 +171,69 @@ func unmarshal(data []byte, shared bool) (*Message, error) {
 // errUncommon is the error of a value not in the type Marshal writes.
 var errUncommon = errors.New("a value not in the type Marshal writes")
 
-// input is what a decoder reads: data, through r.
+// input is what Unmarshal reads: the values of data from off. The values
+// Marshal writes are read from the slice itself (a decoder reading byte by
+// byte through an io.Reader cost about as much again); a Header, and a
+// field Unmarshal does not know, are read by msgpack's decoder, as the
+// reflection reads them.
 type input struct {
 	data   []byte
-	r      *bytes.Reader
+	off    int
 	shared bool // the payload is a slice of data, not a copy
 }
 
-// payload reads a binary value (or nil) for Message.Payload: a copy, or a
-// slice of the input when it is shared.
-func (in *input) payload(d *msgpack.Decoder) ([]byte, error) {
-	if !in.shared {
-		return d.DecodeBytes()
-	}
-	n, err := d.DecodeBytesLen()
-	if err != nil || n == -1 {
-		return nil, err
-	}
-	at := len(in.data) - in.r.Len()
-	if n > in.r.Len() {
-		return nil, io.ErrUnexpectedEOF
-	}
-	if _, err := in.r.Seek(int64(n), io.SeekCurrent); err != nil {
-		return nil, err
-	}
-	return in.data[at : at+n : at+n], nil
-}
-
-func decode(d *msgpack.Decoder, m *Message, in *input) error {
-	if err := expect(d, isMap); err != nil {
+func (in *input) message(m *Message) error {
+	if err := in.expect(isMap); err != nil {
 		return err
 	}
-	n, err := d.DecodeMapLen()
+	n, err := in.mapLen()
 	if err != nil {
 		return err
 	}
-	return fields(d, n, func(name []byte) (err error) {
+	return in.fields(n, func(name []byte) (err error) {
 		switch string(name) {
 		case "UUID":
-			err = decodeStr(d, &m.UUID)
+			m.UUID, err = in.str()
 		case "Topic":
-			err = decodeStr(d, &m.Topic)
+			m.Topic, err = in.str()
 		case "Key":
-			err = decodeStr(d, &m.Key)
+			m.Key, err = in.str()
 		case "ContentType":
-			err = decodeStr(d, &m.ContentType)
+			m.ContentType, err = in.str()
 		case "Source":
-			err = decodeStr(d, &m.Source)
+			m.Source, err = in.str()
 		case "Header":
-			if err = expect(d, isMapOrNil); err == nil {
-				m.Header, err = d.DecodeMap()
+			if err = in.expect(isMapOrNil); err == nil {
+				err = in.decoder(func(d *msgpack.Decoder) (err error) {
+					m.Header, err = d.DecodeMap()
+					return err
+				})
 			}
 		case "Payload":
-			if err = expect(d, isBinOrNil); err == nil {
-				m.Payload, err = in.payload(d)
+			if err = in.expect(isBinOrNil); err == nil {
+				m.Payload, err = in.payload()
 			}
 		case "Policy":
-			err = decodePolicy(d, &m.Policy)
+			err = in.policy(&m.Policy)
 		case "Time":
-			if err = expect(d, isExt); err == nil {
-				m.Time, err = decodeTime(d)
+			if err = in.expect(isExt); err == nil {
+				m.Time, err = in.time()
 			}
 		default: // a field of the ancestor library's, or of a later version
-			err = d.Skip()
+			err = in.skip()
 		}
 		return err
 	})
 }
 
 // fields reads the n fields of a map by name: field reads the value of
-// each.
-func fields(d *msgpack.Decoder, n int, field func(name []byte) error) error {
-	var buf [16]byte
+// each. A name is a slice of the input, valid during the call.
+func (in *input) fields(n int, field func(name []byte) error) error {
 	for range n {
-		name, err := fieldName(d, buf[:])
+		if err := in.expect(isStr); err != nil {
+			return err
+		}
+		name, err := in.strBytes()
 		if err != nil {
 			return err
 		}
@@ -259,13 +244,13 @@ func fields(d *msgpack.Decoder, n int, field func(name []byte) error) error {
 	return nil
 }
 
-// decodePolicy decodes a Policy as the reflection decodes a *Policy field:
-// nil clears it, a map fills it, allocated if it was nil.
-func decodePolicy(d *msgpack.Decoder, pp **Policy) error {
-	if err := expect(d, isMapOrNil); err != nil {
+// policy decodes a Policy as the reflection decodes a *Policy field: nil
+// clears it, a map fills it, allocated if it was nil.
+func (in *input) policy(pp **Policy) error {
+	if err := in.expect(isMapOrNil); err != nil {
 		return err
 	}
-	n, err := d.DecodeMapLen()
+	n, err := in.mapLen()
 	if err != nil {
 		return err
 	}
@@ -277,68 +262,260 @@ func decodePolicy(d *msgpack.Decoder, pp **Policy) error {
 		*pp = &Policy{}
 	}
 	p := *pp
-	return fields(d, n, func(name []byte) (err error) {
+	return in.fields(n, func(name []byte) (err error) {
 		switch string(name) {
 		case "Confirm":
-			err = decodeBool(d, &p.Confirm)
+			p.Confirm, err = in.bool()
 		case "Durable":
-			err = decodeBool(d, &p.Durable)
+			p.Durable, err = in.bool()
 		case "TTL":
-			err = decodeDuration(d, &p.TTL)
+			p.TTL, err = in.duration()
 		case "Delay":
-			err = decodeDuration(d, &p.Delay)
+			p.Delay, err = in.duration()
 		case "Key":
-			err = decodeStr(d, &p.Key)
+			p.Key, err = in.str()
 		default: // ContentType is not encoded ("-"), as any unknown field
-			err = d.Skip()
+			err = in.skip()
 		}
 		return err
 	})
 }
 
-// fieldName reads a field's name into buf when it fits (the names of
-// Message and Policy do), without allocating. msgpackcheck.Plausible has
-// checked that the input holds the length it claims.
-func fieldName(d *msgpack.Decoder, buf []byte) ([]byte, error) {
-	if err := expect(d, isStr); err != nil {
-		return nil, err
+// decoder runs f with msgpack's decoder on the input from off, and moves
+// off past what it read (a *bytes.Reader is read as it is, without a
+// buffer ahead).
+func (in *input) decoder(f func(d *msgpack.Decoder) error) error {
+	r := bytes.NewReader(in.data[in.off:])
+	d := msgpack.GetDecoder()
+	d.Reset(r)
+	err := f(d)
+	msgpack.PutDecoder(d)
+	in.off = len(in.data) - r.Len()
+	return err
+}
+
+// skip passes over a value, as the reflection skips a field it does not
+// know.
+func (in *input) skip() error {
+	return in.decoder(func(d *msgpack.Decoder) error { return d.Skip() })
+}
+
+// next returns the next n bytes of the input.
+func (in *input) next(n int) ([]byte, error) {
+	if n < 0 || n > len(in.data)-in.off {
+		return nil, io.ErrUnexpectedEOF
 	}
-	n, err := d.DecodeBytesLen()
+	b := in.data[in.off : in.off+n : in.off+n]
+	in.off += n
+	return b, nil
+}
+
+// code reads a value's first byte.
+func (in *input) code() (byte, error) {
+	b, err := in.next(1)
+	if err != nil {
+		return 0, err
+	}
+	return b[0], nil
+}
+
+// uint reads a big-endian unsigned integer of size bytes (1, 2, 4 or 8).
+func (in *input) uint(size int) (uint64, error) {
+	b, err := in.next(size)
+	if err != nil {
+		return 0, err
+	}
+	switch size {
+	case 1:
+		return uint64(b[0]), nil
+	case 2:
+		return uint64(binary.BigEndian.Uint16(b)), nil
+	case 4:
+		return uint64(binary.BigEndian.Uint32(b)), nil
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
+
+// length reads the length that follows code c in size bytes (0: the code
+// holds it, masked by fixed).
+func (in *input) length(c byte, size int, fixed byte) (int, error) {
+	if size == 0 {
+		return int(c & fixed), nil
+	}
+	n, err := in.uint(size)
+	return int(n), err
+}
+
+// mapLen reads a map's header (expect has checked its code): its length,
+// or -1 for nil.
+func (in *input) mapLen() (int, error) {
+	c, err := in.code()
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case c == msgpcode.Nil:
+		return -1, nil
+	case c == msgpcode.Map16:
+		return in.length(c, 2, 0)
+	case c == msgpcode.Map32:
+		return in.length(c, 4, 0)
+	}
+	return in.length(c, 0, msgpcode.FixedMapMask)
+}
+
+// strBytes reads a string (expect has checked its code) as a slice of the
+// input.
+func (in *input) strBytes() ([]byte, error) {
+	c, err := in.code()
 	if err != nil {
 		return nil, err
 	}
-	if n > len(buf) {
-		buf = make([]byte, n)
+	var n int
+	switch c {
+	case msgpcode.Str8:
+		n, err = in.length(c, 1, 0)
+	case msgpcode.Str16:
+		n, err = in.length(c, 2, 0)
+	case msgpcode.Str32:
+		n, err = in.length(c, 4, 0)
+	default:
+		n, err = in.length(c, 0, msgpcode.FixedStrMask)
 	}
-	buf = buf[:n]
-	return buf, d.ReadFull(buf)
+	if err != nil {
+		return nil, err
+	}
+	return in.next(n)
 }
 
-// decodeTime reads msgpack's timestamp extension (type -1) as the
-// reflection reads a time.Time field: the zero time in UTC, any other in
-// local time. DecodeTime would also take NodeJS's type 13, which the
-// reflection refuses.
-func decodeTime(d *msgpack.Decoder) (time.Time, error) {
-	id, n, err := d.DecodeExtHeader()
+// str reads a string, refusing any other type.
+func (in *input) str() (string, error) {
+	if err := in.expect(isStr); err != nil {
+		return "", err
+	}
+	b, err := in.strBytes()
+	return string(b), err
+}
+
+// payload reads a binary value (expect has checked its code) or nil for
+// Message.Payload: a copy, or a slice of the input when it is shared. An
+// empty one is empty, not nil, as the reflection reads it.
+func (in *input) payload() ([]byte, error) {
+	c, err := in.code()
+	if err != nil {
+		return nil, err
+	}
+	var n int
+	switch c {
+	case msgpcode.Nil:
+		return nil, nil
+	case msgpcode.Bin8:
+		n, err = in.length(c, 1, 0)
+	case msgpcode.Bin16:
+		n, err = in.length(c, 2, 0)
+	default: // Bin32
+		n, err = in.length(c, 4, 0)
+	}
+	if err != nil {
+		return nil, err
+	}
+	b, err := in.next(n)
+	if err != nil || in.shared {
+		return b, err
+	}
+	return append(make([]byte, 0, n), b...), nil
+}
+
+// bool reads a boolean, refusing any other type.
+func (in *input) bool() (bool, error) {
+	c, err := in.code()
+	if err != nil {
+		return false, err
+	}
+	switch c {
+	case msgpcode.True:
+		return true, nil
+	case msgpcode.False:
+		return false, nil
+	}
+	return false, errUncommon
+}
+
+// duration reads an integer of any of msgpack's forms, as the reflection
+// reads an int64 field (a uint64 past the int64 range wraps, as there),
+// refusing any other type.
+func (in *input) duration() (time.Duration, error) {
+	c, err := in.code()
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	switch {
+	case msgpcode.IsFixedNum(c):
+		return time.Duration(int8(c)), nil
+	case c == msgpcode.Uint8:
+		n, err = in.uint(1)
+	case c == msgpcode.Uint16:
+		n, err = in.uint(2)
+	case c == msgpcode.Uint32:
+		n, err = in.uint(4)
+	case c == msgpcode.Uint64:
+		n, err = in.uint(8)
+	case c == msgpcode.Int8:
+		n, err = in.uint(1)
+		return time.Duration(int8(n)), err
+	case c == msgpcode.Int16:
+		n, err = in.uint(2)
+		return time.Duration(int16(n)), err
+	case c == msgpcode.Int32:
+		n, err = in.uint(4)
+		return time.Duration(int32(n)), err
+	case c == msgpcode.Int64:
+		n, err = in.uint(8)
+	default:
+		return 0, errUncommon
+	}
+	return time.Duration(int64(n)), err
+}
+
+// time reads msgpack's timestamp extension (type -1; expect has checked
+// the extension's code) as the reflection reads a time.Time field: the
+// zero time in UTC, any other in local time. msgpack's DecodeTime would
+// also take NodeJS's type 13, which the reflection refuses.
+func (in *input) time() (time.Time, error) {
+	c, err := in.code()
 	if err != nil {
 		return time.Time{}, err
 	}
-	if id != -1 {
-		return time.Time{}, fmt.Errorf("extension type %d where a time is", id)
+	n := 4
+	switch c {
+	case msgpcode.FixExt8:
+		n = 8
+	case msgpcode.Ext8:
+		if n, err = in.length(c, 1, 0); err != nil {
+			return time.Time{}, err
+		}
 	}
-	var b [12]byte
+	id, err := in.code()
+	if err != nil {
+		return time.Time{}, err
+	}
+	if int8(id) != -1 {
+		return time.Time{}, fmt.Errorf("extension type %d where a time is", int8(id))
+	}
 	if n != 4 && n != 8 && n != 12 {
 		return time.Time{}, fmt.Errorf("a time of %d bytes", n)
 	}
-	if err := d.ReadFull(b[:n]); err != nil {
+	b, err := in.next(n)
+	if err != nil {
 		return time.Time{}, err
 	}
 	var t time.Time
 	switch n {
 	case 4:
-		t = time.Unix(int64(binary.BigEndian.Uint32(b[:4])), 0)
+		t = time.Unix(int64(binary.BigEndian.Uint32(b)), 0)
 	case 8:
-		v := binary.BigEndian.Uint64(b[:8])
+		v := binary.BigEndian.Uint64(b)
 		t = time.Unix(int64(v&0x3ffffffff), int64(v>>34))
 	case 12:
 		t = time.Unix(int64(binary.BigEndian.Uint64(b[4:12])), int64(binary.BigEndian.Uint32(b[:4])))
@@ -349,38 +526,13 @@ func decodeTime(d *msgpack.Decoder) (time.Time, error) {
 	return t, nil
 }
 
-func decodeStr(d *msgpack.Decoder, s *string) (err error) {
-	if err = expect(d, isStr); err == nil {
-		*s, err = d.DecodeString()
-	}
-	return err
-}
-
-func decodeBool(d *msgpack.Decoder, b *bool) (err error) {
-	if err = expect(d, func(c byte) bool { return c == msgpcode.True || c == msgpcode.False }); err == nil {
-		*b, err = d.DecodeBool()
-	}
-	return err
-}
-
-// decodeDuration reads an integer, as the reflection reads an int64 field.
-func decodeDuration(d *msgpack.Decoder, t *time.Duration) error {
-	if err := expect(d, isInt); err != nil {
-		return err
-	}
-	n, err := d.DecodeInt64()
-	*t = time.Duration(n)
-	return err
-}
-
 // expect returns errUncommon unless the next value's code satisfies ok; a
 // read error (the input ended) is returned as it is.
-func expect(d *msgpack.Decoder, ok func(byte) bool) error {
-	c, err := d.PeekCode()
-	if err != nil {
-		return err
+func (in *input) expect(ok func(byte) bool) error {
+	if in.off >= len(in.data) {
+		return io.ErrUnexpectedEOF
 	}
-	if !ok(c) {
+	if !ok(in.data[in.off]) {
 		return errUncommon
 	}
 	return nil
@@ -402,10 +554,4 @@ func isBinOrNil(c byte) bool {
 
 func isExt(c byte) bool {
 	return c == msgpcode.FixExt4 || c == msgpcode.FixExt8 || c == msgpcode.Ext8
-}
-
-func isInt(c byte) bool {
-	return msgpcode.IsFixedNum(c) ||
-		c == msgpcode.Uint8 || c == msgpcode.Uint16 || c == msgpcode.Uint32 || c == msgpcode.Uint64 ||
-		c == msgpcode.Int8 || c == msgpcode.Int16 || c == msgpcode.Int32 || c == msgpcode.Int64
 }
