@@ -204,10 +204,7 @@ func (in *input) message(m *Message) error {
 			m.Source, err = in.str()
 		case "Header":
 			if err = in.expect(isMapOrNil); err == nil {
-				err = in.decoder(func(d *msgpack.Decoder) (err error) {
-					m.Header, err = d.DecodeMap()
-					return err
-				})
+				m.Header, err = in.header()
 			}
 		case "Payload":
 			if err = in.expect(isBinOrNil); err == nil {
@@ -242,6 +239,48 @@ func (in *input) fields(n int, field func(name []byte) error) error {
 		}
 	}
 	return nil
+}
+
+// header reads a Header (expect has checked its code). A map of strings
+// to strings, the usual one, is read here; any other (nil, or a value of
+// another type) by msgpack's decoder, as the reflection reads it.
+func (in *input) header() (map[string]any, error) {
+	at := in.off
+	if h, ok := in.stringMap(); ok {
+		return h, nil
+	}
+	in.off = at
+	var h map[string]any
+	err := in.decoder(func(d *msgpack.Decoder) (err error) {
+		h, err = d.DecodeMap()
+		return err
+	})
+	return h, err
+}
+
+// stringMap reads a map whose keys and values are all strings, or reports
+// that the map is not one (nil included), the input then read partway.
+func (in *input) stringMap() (map[string]any, bool) {
+	n, err := in.mapLen()
+	if err != nil || n < 0 {
+		return nil, false
+	}
+	h := make(map[string]any, n)
+	for range n {
+		if in.expect(isStr) != nil {
+			return nil, false
+		}
+		k, err := in.strBytes()
+		if err != nil || in.expect(isStr) != nil {
+			return nil, false
+		}
+		v, err := in.strBytes()
+		if err != nil {
+			return nil, false
+		}
+		h[string(k)] = string(v)
+	}
+	return h, true
 }
 
 // policy decodes a Policy as the reflection decodes a *Policy field: nil

@@ -273,3 +273,41 @@ func TestMarshalledIsPlausible(t *testing.T) {
 		}
 	}
 }
+
+// Unmarshal reads a header of strings itself and hands any other to
+// msgpack's decoder: a header whose strings come first and another type
+// after them is read from its start again, as the reflection reads it.
+func TestUnmarshalHeadersMatchReflection(t *testing.T) {
+	for i, entries := range [][]any{
+		{"a", "x", "b", "y"},
+		{"a", "x", "n", int64(5)},
+		{"a", "x", "b", []byte("y")},
+		{"a", "x", "m", map[string]any{"k": "v"}},
+		{"n", nil, "a", "x"},
+		{},
+	} {
+		var buf bytes.Buffer
+		e := msgpack.NewEncoder(&buf)
+		for _, err := range []error{
+			e.EncodeMapLen(3), e.EncodeString("UUID"), e.EncodeString("u"),
+			e.EncodeString("Topic"), e.EncodeString("t"), e.EncodeString("Header"), e.EncodeMapLen(len(entries) / 2),
+		} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, v := range entries {
+			if err := e.Encode(v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m, err := message.Unmarshal(buf.Bytes())
+		if err != nil {
+			t.Fatalf("header %d: %v", i, err)
+		}
+		if len(m.Header) != len(entries)/2 {
+			t.Fatalf("header %d: %v, want %d entries", i, m.Header, len(entries)/2)
+		}
+		sameAsReflection(t, buf.Bytes(), i)
+	}
+}
