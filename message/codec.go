@@ -130,9 +130,9 @@ func btoi(b bool) int {
 //
 // It reads the form Marshal writes, as the ancestor library did: a map of
 // the fields by name, each in the type Marshal writes it in, fields it
-// does not know skipped. Each field is read with the decoder msgpack's
-// reflection uses for it, so both return the same message
-// (TestUnmarshalMatchesReflection, FuzzUnmarshalMatchesReflection). Other
+// does not know skipped. Each field is read as msgpack's reflection reads
+// it, so both return the same message (TestUnmarshalMatchesReflection,
+// TestUnmarshalHeadersMatchReflection, FuzzUnmarshalMatchesReflection). Other
 // forms that the reflection read (a struct as an array, a string as
 // binary, a nil time, which made it panic) are refused, and so is input
 // that claims more than it holds (see msgpackcheck.Plausible): msgpack allocates what
@@ -173,9 +173,9 @@ var errUncommon = errors.New("a value not in the type Marshal writes")
 
 // input is what Unmarshal reads: the values of data from off. The values
 // Marshal writes are read from the slice itself (a decoder reading byte by
-// byte through an io.Reader cost about as much again); a Header, and a
-// field Unmarshal does not know, are read by msgpack's decoder, as the
-// reflection reads them.
+// byte through an io.Reader cost about as much again), and so is a Header
+// of strings to strings; any other Header, and a field Unmarshal does not
+// know, are read by msgpack's decoder, as the reflection reads them.
 type input struct {
 	data   []byte
 	off    int
@@ -214,7 +214,7 @@ func (in *input) message(m *Message) error {
 			err = in.policy(&m.Policy)
 		case "Time":
 			if err = in.expect(isExt); err == nil {
-				m.Time, err = in.time()
+				m.Time, err = in.timestamp()
 			}
 		default: // a field of the ancestor library's, or of a later version
 			err = in.skip()
@@ -259,7 +259,9 @@ func (in *input) header() (map[string]any, error) {
 }
 
 // stringMap reads a map whose keys and values are all strings, or reports
-// that the map is not one (nil included), the input then read partway.
+// that the map is not one (nil included), the input then read partway
+// (header reads it again from its start, the strings copied so far thrown
+// away: the usual header costs nothing more).
 func (in *input) stringMap() (map[string]any, bool) {
 	n, err := in.mapLen()
 	if err != nil || n < 0 {
@@ -304,9 +306,9 @@ func (in *input) policy(pp **Policy) error {
 	return in.fields(n, func(name []byte) (err error) {
 		switch string(name) {
 		case "Confirm":
-			p.Confirm, err = in.bool()
+			p.Confirm, err = in.boolean()
 		case "Durable":
-			p.Durable, err = in.bool()
+			p.Durable, err = in.boolean()
 		case "TTL":
 			p.TTL, err = in.duration()
 		case "Delay":
@@ -358,8 +360,9 @@ func (in *input) code() (byte, error) {
 	return b[0], nil
 }
 
-// uint reads a big-endian unsigned integer of size bytes (1, 2, 4 or 8).
-func (in *input) uint(size int) (uint64, error) {
+// unsigned reads a big-endian unsigned integer of size bytes (1, 2, 4 or
+// 8).
+func (in *input) unsigned(size int) (uint64, error) {
 	b, err := in.next(size)
 	if err != nil {
 		return 0, err
@@ -375,13 +378,10 @@ func (in *input) uint(size int) (uint64, error) {
 	return binary.BigEndian.Uint64(b), nil
 }
 
-// length reads the length that follows code c in size bytes (0: the code
-// holds it, masked by fixed).
-func (in *input) length(c byte, size int, fixed byte) (int, error) {
-	if size == 0 {
-		return int(c & fixed), nil
-	}
-	n, err := in.uint(size)
+// length reads a length of size bytes (1, 2 or 4) that follows a value's
+// code.
+func (in *input) length(size int) (int, error) {
+	n, err := in.unsigned(size)
 	return int(n), err
 }
 
@@ -396,11 +396,11 @@ func (in *input) mapLen() (int, error) {
 	case c == msgpcode.Nil:
 		return -1, nil
 	case c == msgpcode.Map16:
-		return in.length(c, 2, 0)
+		return in.length(2)
 	case c == msgpcode.Map32:
-		return in.length(c, 4, 0)
+		return in.length(4)
 	}
-	return in.length(c, 0, msgpcode.FixedMapMask)
+	return int(c & msgpcode.FixedMapMask), nil
 }
 
 // strBytes reads a string (expect has checked its code) as a slice of the
@@ -413,13 +413,13 @@ func (in *input) strBytes() ([]byte, error) {
 	var n int
 	switch c {
 	case msgpcode.Str8:
-		n, err = in.length(c, 1, 0)
+		n, err = in.length(1)
 	case msgpcode.Str16:
-		n, err = in.length(c, 2, 0)
+		n, err = in.length(2)
 	case msgpcode.Str32:
-		n, err = in.length(c, 4, 0)
+		n, err = in.length(4)
 	default:
-		n, err = in.length(c, 0, msgpcode.FixedStrMask)
+		n = int(c & msgpcode.FixedStrMask)
 	}
 	if err != nil {
 		return nil, err
@@ -449,11 +449,11 @@ func (in *input) payload() ([]byte, error) {
 	case msgpcode.Nil:
 		return nil, nil
 	case msgpcode.Bin8:
-		n, err = in.length(c, 1, 0)
+		n, err = in.length(1)
 	case msgpcode.Bin16:
-		n, err = in.length(c, 2, 0)
+		n, err = in.length(2)
 	default: // Bin32
-		n, err = in.length(c, 4, 0)
+		n, err = in.length(4)
 	}
 	if err != nil {
 		return nil, err
@@ -465,8 +465,8 @@ func (in *input) payload() ([]byte, error) {
 	return append(make([]byte, 0, n), b...), nil
 }
 
-// bool reads a boolean, refusing any other type.
-func (in *input) bool() (bool, error) {
+// boolean reads a boolean, refusing any other type.
+func (in *input) boolean() (bool, error) {
 	c, err := in.code()
 	if err != nil {
 		return false, err
@@ -493,35 +493,35 @@ func (in *input) duration() (time.Duration, error) {
 	case msgpcode.IsFixedNum(c):
 		return time.Duration(int8(c)), nil
 	case c == msgpcode.Uint8:
-		n, err = in.uint(1)
+		n, err = in.unsigned(1)
 	case c == msgpcode.Uint16:
-		n, err = in.uint(2)
+		n, err = in.unsigned(2)
 	case c == msgpcode.Uint32:
-		n, err = in.uint(4)
+		n, err = in.unsigned(4)
 	case c == msgpcode.Uint64:
-		n, err = in.uint(8)
+		n, err = in.unsigned(8)
 	case c == msgpcode.Int8:
-		n, err = in.uint(1)
+		n, err = in.unsigned(1)
 		return time.Duration(int8(n)), err
 	case c == msgpcode.Int16:
-		n, err = in.uint(2)
+		n, err = in.unsigned(2)
 		return time.Duration(int16(n)), err
 	case c == msgpcode.Int32:
-		n, err = in.uint(4)
+		n, err = in.unsigned(4)
 		return time.Duration(int32(n)), err
 	case c == msgpcode.Int64:
-		n, err = in.uint(8)
+		n, err = in.unsigned(8)
 	default:
 		return 0, errUncommon
 	}
 	return time.Duration(int64(n)), err
 }
 
-// time reads msgpack's timestamp extension (type -1; expect has checked
-// the extension's code) as the reflection reads a time.Time field: the
-// zero time in UTC, any other in local time. msgpack's DecodeTime would
-// also take NodeJS's type 13, which the reflection refuses.
-func (in *input) time() (time.Time, error) {
+// timestamp reads msgpack's timestamp extension (type -1; expect has
+// checked the extension's code) as the reflection reads a time.Time field:
+// the zero time in UTC, any other in local time. Any other extension type
+// is refused, as by the reflection.
+func (in *input) timestamp() (time.Time, error) {
 	c, err := in.code()
 	if err != nil {
 		return time.Time{}, err
@@ -531,7 +531,7 @@ func (in *input) time() (time.Time, error) {
 	case msgpcode.FixExt8:
 		n = 8
 	case msgpcode.Ext8:
-		if n, err = in.length(c, 1, 0); err != nil {
+		if n, err = in.length(1); err != nil {
 			return time.Time{}, err
 		}
 	}

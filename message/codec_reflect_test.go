@@ -284,6 +284,7 @@ func TestUnmarshalHeadersMatchReflection(t *testing.T) {
 		{"a", "x", "b", []byte("y")},
 		{"a", "x", "m", map[string]any{"k": "v"}},
 		{"n", nil, "a", "x"},
+		{[]byte("a"), "x"}, // a binary key: msgpack's decoder reads it as a string
 		{},
 	} {
 		var buf bytes.Buffer
