@@ -227,9 +227,6 @@ func (in *input) message(m *Message) error {
 // each. A name is a slice of the input, valid during the call.
 func (in *input) fields(n int, field func(name []byte) error) error {
 	for range n {
-		if err := in.expect(isStr); err != nil {
-			return err
-		}
 		name, err := in.strBytes()
 		if err != nil {
 			return err
@@ -269,11 +266,8 @@ func (in *input) stringMap() (map[string]any, bool) {
 	}
 	h := make(map[string]any, n)
 	for range n {
-		if in.expect(isStr) != nil {
-			return nil, false
-		}
 		k, err := in.strBytes()
-		if err != nil || in.expect(isStr) != nil {
+		if err != nil {
 			return nil, false
 		}
 		v, err := in.strBytes()
@@ -403,9 +397,12 @@ func (in *input) mapLen() (int, error) {
 	return int(c & msgpcode.FixedMapMask), nil
 }
 
-// strBytes reads a string (expect has checked its code) as a slice of the
-// input.
+// strBytes reads a string as a slice of the input, refusing any other
+// type.
 func (in *input) strBytes() ([]byte, error) {
+	if err := in.expect(isStr); err != nil {
+		return nil, err
+	}
 	c, err := in.code()
 	if err != nil {
 		return nil, err
@@ -429,9 +426,6 @@ func (in *input) strBytes() ([]byte, error) {
 
 // str reads a string, refusing any other type.
 func (in *input) str() (string, error) {
-	if err := in.expect(isStr); err != nil {
-		return "", err
-	}
 	b, err := in.strBytes()
 	return string(b), err
 }

@@ -96,7 +96,10 @@ func main() {
 		if *form == "held" || *form == "acker" {
 			log.Fatal("-drop-index: the store's own statements (-form held, acker) use both indexes")
 		}
-		if _, err := db.Exec(`ALTER TABLE ` + table + ` DROP INDEX ` + "`" + strings.ReplaceAll(ix, "`", "") + "`"); err != nil {
+		if ix != "idx_final_available" && ix != "idx_final_order_id" {
+			log.Fatalf("-drop-index %q: idx_final_available or idx_final_order_id", ix)
+		}
+		if _, err := db.Exec(`ALTER TABLE ` + table + ` DROP INDEX ` + ix); err != nil {
 			log.Fatal(err)
 		}
 	}
