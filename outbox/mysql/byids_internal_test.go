@@ -46,8 +46,16 @@ func TestStatementsByIDsLockOnlyTheirRows(t *testing.T) {
 		{"fail", func(tx *sql.Tx, ids []int64) error { return s.fail(ctx, tx, ids, "refused") }},
 	}
 	for _, st := range statements {
-		for _, rows := range []int{4, 12} {
-			t.Run(fmt.Sprintf("%s/rows=%d", st.name, rows), func(t *testing.T) {
+		for _, c := range []struct {
+			rows int
+			run  bool // mine: the middle rows, consecutive, instead of every other row
+		}{{4, false}, {12, false}, {12, true}} {
+			rows := c.rows
+			name := fmt.Sprintf("%s/rows=%d", st.name, rows)
+			if c.run {
+				name += "/consecutive"
+			}
+			t.Run(name, func(t *testing.T) {
 				if _, err := s.Purge(ctx); err != nil {
 					t.Fatal(err)
 				}
@@ -64,13 +72,12 @@ func TestStatementsByIDsLockOnlyTheirRows(t *testing.T) {
 					all = append(all, id)
 				}
 				// Every other row, so that a range from the first to the last
-				// would cover the others too.
-				var mine, others []int64
+				// would cover the others too; or the middle ones, so that a
+				// range scan would read the row after them.
+				var mine []int64
 				for i, id := range all {
-					if i%2 == 1 {
+					if (!c.run && i%2 == 1) || (c.run && i >= rows/4 && i < rows-rows/4) {
 						mine = append(mine, id)
-					} else {
-						others = append(others, id)
 					}
 				}
 				tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
@@ -94,5 +101,74 @@ func TestStatementsByIDsLockOnlyTheirRows(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestDeleteOfConsecutiveRowsWaitsForNoOther deletes, by its range form,
+// rows whose neighbours on both sides another transaction holds: it must
+// neither wait for them nor delete them. A range scan without its LIMIT
+// reads the row after the range and waits for its lock.
+func TestDeleteOfConsecutiveRowsWaitsForNoOther(t *testing.T) {
+	s, db := newInternalStore(t)
+	ctx := context.Background()
+	if _, err := s.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var all []int64
+	for i := 0; i < 6; i++ {
+		id, err := s.Insert(ctx, nil, outbox.Row{Body: []byte("m")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, id)
+	}
+	if _, ok := claim.Consecutive(all); !ok {
+		t.Fatalf("ids %v are not consecutive: the test needs a table no other test writes to", all)
+	}
+	other, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback() //nolint:errcheck // rolled back at the end either way
+	// One row a statement: by a list, a short table is read whole and
+	// every row of it locked (see byIDs).
+	for _, id := range []int64{all[0], all[5]} {
+		if _, err := other.ExecContext(ctx, `SELECT id FROM `+s.t.q+` WHERE id = ? FOR UPDATE`, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // committed below
+	// A wait fails the statement after a second instead of the default 50.
+	if _, err := tx.ExecContext(ctx, `SET SESSION innodb_lock_wait_timeout = 1`); err != nil {
+		t.Fatal(err)
+	}
+	mine := []int64{all[3], all[1], all[4], all[2]} // in any order
+	if got, err := s.lockAvailable(ctx, tx, mine); err != nil || len(got) != len(mine) {
+		t.Fatalf("lock: %d rows, %v", len(got), err)
+	}
+	if err := s.delete(ctx, tx, mine); err != nil {
+		t.Fatalf("delete of %v beside held rows %d and %d: %v", mine, all[0], all[5], err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	var left []int64
+	rows, err := db.QueryContext(ctx, `SELECT id FROM `+s.t.q+` ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left, err = scanIDs(rows); err != nil {
+		t.Fatal(err)
+	}
+	if want := []int64{all[0], all[5]}; !slices.Equal(left, want) {
+		t.Fatalf("rows left: %v, want %v", left, want)
 	}
 }

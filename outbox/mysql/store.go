@@ -20,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/finalbus/final/outbox"
+	"github.com/finalbus/final/outbox/internal/claim"
 )
 
 // Options tunes a Store (outbox.StoreOptions).
@@ -152,8 +153,24 @@ type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
+// delete deletes the rows of ids, every one of them locked by ex's
+// transaction (a held claim's rows, or those skipHeld locked). Ids that
+// are consecutive, as a claim's from a backlog mostly are, go by a range
+// of the primary key, which costs the server about a quarter less a row
+// than the join of byIDs (bench/delcost -form range against -form json).
+// No other row can be in that range, since its ids are all of ids, and
+// its LIMIT ends the scan at the last of them: without it InnoDB reads
+// and locks the row after the range too, and waits for it when another
+// transaction holds it (a fresh insert, another claim's row).
 func (s *Store) delete(ctx context.Context, ex execer, ids []int64) error {
 	if len(ids) == 0 {
+		return nil
+	}
+	if first, ok := claim.Consecutive(ids); ok && len(ids) > 1 {
+		if _, err := ex.ExecContext(ctx, `DELETE FROM `+s.t.q+` WHERE id BETWEEN ? AND ? LIMIT ?`,
+			first, first+int64(len(ids))-1, len(ids)); err != nil {
+			return wrapError("delete", err)
+		}
 		return nil
 	}
 	if _, err := ex.ExecContext(ctx, `DELETE o FROM `+byIDs(s.t.q), idJSON(ids)); err != nil {

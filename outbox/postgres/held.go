@@ -80,7 +80,7 @@ func (h *held) Fail(ctx context.Context, ids []int64, cause string) error {
 
 func (h *held) Commit(ctx context.Context, ids []int64) error {
 	defer h.conn.Close()
-	if err := h.s.delete(ctx, h.tx, ids); err != nil {
+	if err := h.s.deleteHeld(ctx, h.tx, ids); err != nil {
 		_ = h.tx.Rollback()
 		return err
 	}

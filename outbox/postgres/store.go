@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 
 	"github.com/finalbus/final/outbox"
+	"github.com/finalbus/final/outbox/internal/claim"
 )
 
 // Options tunes a Store (outbox.StoreOptions).
@@ -118,6 +119,26 @@ func (s *Store) delete(ctx context.Context, ex execer, ids []int64) error {
 		return nil
 	}
 	if _, err := ex.ExecContext(ctx, `DELETE FROM `+s.t.q+` WHERE id IN (`+s.unlocked(1, "")+`)`, idArray(ids)); err != nil {
+		return wrapError("delete", err)
+	}
+	return nil
+}
+
+// deleteHeld deletes the rows of ids, every one of them locked by tx (a
+// held claim's), so it needs no subquery skipping the rows others hold.
+// Consecutive ids, as a claim's from a backlog mostly are, go by a range
+// of the primary key: no other row can be in it.
+func (s *Store) deleteHeld(ctx context.Context, tx *sql.Tx, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	var err error
+	if first, ok := claim.Consecutive(ids); ok && len(ids) > 1 {
+		_, err = tx.ExecContext(ctx, `DELETE FROM `+s.t.q+` WHERE id BETWEEN $1 AND $2`, first, first+int64(len(ids))-1)
+	} else {
+		_, err = tx.ExecContext(ctx, `DELETE FROM `+s.t.q+` WHERE id = ANY($1::bigint[])`, idArray(ids))
+	}
+	if err != nil {
 		return wrapError("delete", err)
 	}
 	return nil
