@@ -14,6 +14,7 @@ import (
 // it skips them.
 func runHeld(t *testing.T, h Harness) {
 	t.Run("HeldClaimHidesRowsAndCommitDeletes", func(t *testing.T) { testHeldCommit(t, h) })
+	t.Run("HeldCommitOfConsecutiveRows", func(t *testing.T) { testHeldCommitConsecutive(t, h) })
 	t.Run("HeldRollbackChangesNothing", func(t *testing.T) { testHeldRollback(t, h) })
 	t.Run("HeldFailBacksOff", func(t *testing.T) { testHeldFail(t, h) })
 	t.Run("HeldClaimLetsInsertsCommit", func(t *testing.T) { testHeldInserts(t, h) })
@@ -93,6 +94,32 @@ func testHeldCommit(t *testing.T, h Harness) {
 	got := claim(t, s, "b", 10, time.Hour)
 	if len(got) != 1 || got[0].ID != b || got[0].Attempts != 0 {
 		t.Fatalf("after the commit claimed %v, want row %d at once, with no attempt", got, b)
+	}
+}
+
+// testHeldCommitConsecutive commits consecutive rows of a claim (which a
+// store may delete by a range of ids) between rows that must stay: the
+// claim's first row, not confirmed, and a row after them, not due.
+func testHeldCommitConsecutive(t *testing.T, h Harness) {
+	s, _ := newHolder(t, h)
+	a, _ := insert(t, s, nil, 0)
+	b, _ := insert(t, s, nil, 0)
+	c, _ := insert(t, s, nil, 0)
+	d, _ := insert(t, s, nil, 0)
+	later, _ := insert(t, s, nil, time.Hour) // not available
+	held := claimHeld(t, s, "a", 10)
+	if !equal(ids(records(held)), []int64{a, b, c, d}) {
+		t.Fatalf("held claim took %v, want %v", ids(records(held)), []int64{a, b, c, d})
+	}
+	if err := held.Commit(ctx, []int64{d, b, c}); err != nil { // in any order
+		t.Fatalf("Commit: %v", err)
+	}
+	if n := length(t, s); n != 2 {
+		t.Fatalf("rows after the commit = %d, want 2 (%d, and %d not due)", n, a, later)
+	}
+	got := claim(t, s, "b", 10, time.Hour)
+	if len(got) != 1 || got[0].ID != a {
+		t.Fatalf("after the commit claimed %v, want row %d", ids(got), a)
 	}
 }
 
