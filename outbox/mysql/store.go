@@ -166,7 +166,7 @@ func (s *Store) delete(ctx context.Context, ex execer, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	if first, ok := claim.Consecutive(ids); ok && len(ids) > 1 {
+	if first, ok := claim.Consecutive(ids); ok {
 		if _, err := ex.ExecContext(ctx, `DELETE FROM `+s.t.q+` WHERE id BETWEEN ? AND ? LIMIT ?`,
 			first, first+int64(len(ids))-1, len(ids)); err != nil {
 			return wrapError("delete", err)

@@ -97,8 +97,18 @@ func (s *Store) Insert(ctx context.Context, tx outbox.Tx, row outbox.Row) (int64
 	return id, nil
 }
 
-// Delete implements outbox.Store, in one statement for all of ids.
-func (s *Store) Delete(ctx context.Context, ids []int64) error { return s.delete(ctx, s.db, ids) }
+// Delete implements outbox.Store, in one statement for all of ids. It
+// skips the rows another transaction holds (see unlocked); a held claim
+// deletes its own rows by deleteHeld.
+func (s *Store) Delete(ctx context.Context, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM `+s.t.q+` WHERE id IN (`+s.unlocked(1, "")+`)`, idArray(ids)); err != nil {
+		return wrapError("delete", err)
+	}
+	return nil
+}
 
 // execer runs statements: the *sql.DB, or a held claim's *sql.Tx.
 type execer interface {
@@ -114,16 +124,6 @@ func (s *Store) unlocked(n int, cond string) string {
 	return `SELECT id FROM ` + s.t.q + ` WHERE id = ANY($` + strconv.Itoa(n) + `::bigint[])` + cond + ` FOR UPDATE SKIP LOCKED`
 }
 
-func (s *Store) delete(ctx context.Context, ex execer, ids []int64) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	if _, err := ex.ExecContext(ctx, `DELETE FROM `+s.t.q+` WHERE id IN (`+s.unlocked(1, "")+`)`, idArray(ids)); err != nil {
-		return wrapError("delete", err)
-	}
-	return nil
-}
-
 // deleteHeld deletes the rows of ids, every one of them locked by tx (a
 // held claim's), so it needs no subquery skipping the rows others hold.
 // Consecutive ids, as a claim's from a backlog mostly are, go by a range
@@ -133,7 +133,7 @@ func (s *Store) deleteHeld(ctx context.Context, tx *sql.Tx, ids []int64) error {
 		return nil
 	}
 	var err error
-	if first, ok := claim.Consecutive(ids); ok && len(ids) > 1 {
+	if first, ok := claim.Consecutive(ids); ok {
 		_, err = tx.ExecContext(ctx, `DELETE FROM `+s.t.q+` WHERE id BETWEEN $1 AND $2`, first, first+int64(len(ids))-1)
 	} else {
 		_, err = tx.ExecContext(ctx, `DELETE FROM `+s.t.q+` WHERE id = ANY($1::bigint[])`, idArray(ids))
