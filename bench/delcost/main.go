@@ -17,6 +17,9 @@
 // rows (the store's ClaimHeld: scan, lock, read) and deleting them in its
 // own transaction (Held.Commit); this process's CPU is reported too, so
 // the claim's share of a drain shows beside the DELETE's (-form json).
+// held2: the same, but each claim is taken while the one before it is still
+// held, and that one commits after it, as the relay's two held claims
+// (OutboxHeldClaims) do while their messages are published.
 //
 //	go run ./bench/delcost -form acker $(pidof mariadbd)
 package main
@@ -36,12 +39,13 @@ import (
 
 	"github.com/finalbus/final/internal/proccpu"
 	"github.com/finalbus/final/message"
+	"github.com/finalbus/final/outbox"
 	"github.com/finalbus/final/outbox/mysql"
 )
 
 func main() {
 	dsn := flag.String("dsn", "root@tcp(127.0.0.1:3306)/test", "the MariaDB to measure (it creates and drops final_delcost)")
-	form := flag.String("form", "acker", "acker (the store's Delete), in, range, json, mark, partition or held")
+	form := flag.String("form", "acker", "acker (the store's Delete), in, range, json, mark, partition, held or held2")
 	part := flag.Int("part", 10000, "-form partition: rows a partition")
 	batch := flag.Int("batch", 450, "ids per delete")
 	n := flag.Int("rows", 100000, "rows to insert and delete")
@@ -49,13 +53,14 @@ func main() {
 	flag.Parse()
 	pid := flag.Arg(0)
 	if pid == "" {
-		log.Fatal("usage: delcost [-form acker|in|range|json|mark|partition|held] [-batch N] [-rows N] [-part N] [-dsn DSN] <pid of mariadbd>")
+		log.Fatal("usage: delcost [-form acker|in|range|json|mark|partition|held|held2] [-batch N] [-rows N] [-part N] [-dsn DSN] <pid of mariadbd>")
 	}
 	switch *form {
-	case "acker", "in", "range", "json", "mark", "partition", "held":
+	case "acker", "in", "range", "json", "mark", "partition", "held", "held2":
 	default:
-		log.Fatalf("bad -form %q: acker, in, range, json, mark, partition or held", *form)
+		log.Fatalf("bad -form %q: acker, in, range, json, mark, partition, held or held2", *form)
 	}
+	held := *form == "held" || *form == "held2"
 	if *batch <= 0 || *n <= 0 || *part <= 0 || *n%100 != 0 {
 		log.Fatal("-batch, -rows and -part must be positive, and -rows a multiple of 100 (the rows go in 100 a statement)")
 	}
@@ -93,8 +98,8 @@ func main() {
 		if ix == "" {
 			continue
 		}
-		if *form == "held" || *form == "acker" {
-			log.Fatal("-drop-index: the store's own statements (-form held, acker) use both indexes")
+		if held || *form == "acker" {
+			log.Fatal("-drop-index: the store's own statements (-form held, held2, acker) use both indexes")
 		}
 		if ix != "idx_final_available" && ix != "idx_final_order_id" {
 			log.Fatalf("-drop-index %q: idx_final_available or idx_final_order_id", ix)
@@ -142,15 +147,8 @@ func main() {
 	time.Sleep(2 * time.Second) // the inserts' background work: waiting it out, not synchronising
 	var nextPart int64          // -form partition: the first partition not truncated
 	c0, t0, o0 := cpu(), time.Now(), own()
-	if *form == "held" {
-		for {
-			h, err := store.ClaimHeld(ctx, "delcost", *batch, 0, time.Minute)
-			if err != nil {
-				log.Fatal(err)
-			}
-			if h == nil {
-				break
-			}
+	if held {
+		commit := func(h outbox.Held) {
 			recs := h.Records()
 			ids := make([]int64, len(recs))
 			for i, r := range recs {
@@ -160,11 +158,30 @@ func main() {
 				log.Fatal(err)
 			}
 		}
+		var open outbox.Held // -form held2: the claim before, still held
+		for {
+			h, err := store.ClaimHeld(ctx, "delcost", *batch, 0, time.Minute)
+			if err != nil {
+				log.Fatal(err)
+			}
+			if open != nil {
+				commit(open)
+				open = nil
+			}
+			if h == nil {
+				break
+			}
+			if *form == "held2" {
+				open = h
+				continue
+			}
+			commit(h)
+		}
 		if left, err := store.Len(ctx); err != nil || left != 0 {
 			log.Fatalf("%d rows left after the claims found none (%v)", left, err)
 		}
 	}
-	for first := lo; *form != "held" && first < lo+int64(*n); first += int64(*batch) {
+	for first := lo; !held && first < lo+int64(*n); first += int64(*batch) {
 		ids := make([]int64, 0, *batch)
 		for id := first; id < first+int64(*batch) && id < lo+int64(*n); id++ {
 			ids = append(ids, id)

@@ -240,7 +240,9 @@ func (s *Store) bodies(ctx context.Context, tx *sql.Tx, taken []claim.Candidate)
 // the row, and a large message's size its whole value, so sizes are read
 // as the rows are locked. So it also sees the rows other
 // claims hold: a held claim's for as long as it lasts, a leasing claim's
-// until it commits. The lock passes over them. The scan goes on past them
+// until it commits. Those of this store's own held claims (claim.Own) it
+// leaves out, by ranges of ids in the statement and the rest before the
+// lock; the lock passes over the others. The scan goes on past them
 // a page at a time (a cursor on available_at, id) for up to maxScanPages
 // pages, so that concurrent claims take the rows that follow each other's.
 // The rows of the last page past budget stay locked and are not taken (see
@@ -250,6 +252,7 @@ func (c *claimSteps) Candidates(ctx context.Context, limit, budget int, skip []i
 	for _, t := range taken {
 		mine[t.ID] = true
 	}
+	own := c.s.own.Held()
 	var (
 		got   []claim.Candidate
 		spent int
@@ -258,13 +261,13 @@ func (c *claimSteps) Candidates(ctx context.Context, limit, budget int, skip []i
 	full := func() bool { return len(got) >= limit || (budget > 0 && spent >= budget) }
 	for page := 0; page < maxScanPages && !full(); page++ {
 		want := limit - len(got)
-		scanned, err := c.s.scanAvailable(ctx, c.tx, want, skip, after)
+		scanned, err := c.s.scanAvailable(ctx, c.tx, want, skip, own.Ranges, after)
 		if err != nil {
 			return nil, err
 		}
 		var ids []int64
 		for _, at := range scanned {
-			if !mine[at.id] {
+			if !mine[at.id] && !own.Has(at.id) {
 				ids = append(ids, at.id)
 			}
 		}
@@ -303,13 +306,19 @@ type scanCursor struct {
 
 // scanAvailable reads the positions, not the messages, and without
 // locking them, of up to limit available rows past after (nil: from the
-// first), whose order key is not in skip, first available first.
-func (s *Store) scanAvailable(ctx context.Context, tx *sql.Tx, limit int, skip []int64, after *scanCursor) ([]scanCursor, error) {
+// first), whose order key is not in skip and whose id is in none of
+// except, first available first. The index it scans holds the id, so the
+// rows left out by except are not read.
+func (s *Store) scanAvailable(ctx context.Context, tx *sql.Tx, limit int, skip []int64, except []claim.Range, after *scanCursor) ([]scanCursor, error) {
 	query := `SELECT id, DATE_FORMAT(available_at, '%Y-%m-%d %H:%i:%s.%f') FROM ` + s.t.q + ` WHERE available_at <= NOW(6)`
 	var args []any
 	if after != nil {
 		query += ` AND (available_at > ? OR (available_at = ? AND id > ?))`
 		args = append(args, after.at, after.at, after.id)
+	}
+	for _, r := range except {
+		query += ` AND id NOT BETWEEN ? AND ?`
+		args = append(args, r.First, r.Last)
 	}
 	if len(skip) > 0 {
 		in, keyArgs := inList(skip)

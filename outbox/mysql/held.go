@@ -43,6 +43,7 @@ func (s *Store) claimHeld(ctx context.Context, owner string, limit, maxBytes int
 	// rolls back a transaction whose BeginTx context ends, and a relay
 	// stopping must still be able to delete the rows its claims got
 	// confirmed.
+	start := time.Now() // before the claim's statements: its rows' idle bound (claim.Own) falls before the server's
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("outbox/mysql: claim: %w", err)
@@ -63,6 +64,7 @@ func (s *Store) claimHeld(ctx context.Context, owner string, limit, maxBytes int
 		return nil, err
 	}
 	decode(h.recs)
+	h.forget = s.own.Hold(h.recs, start.Add(idle))
 	return h, nil
 }
 
@@ -88,6 +90,9 @@ type held struct {
 	// timed: the session's wait_timeout is the claim's idle bound, its own
 	// value kept in @final_wait_timeout.
 	timed bool
+	// forget takes the rows out of the store's own held rows (claim.Own);
+	// nil until the claim holds them.
+	forget func()
 }
 
 func (h *held) Records() []outbox.Record { return h.recs }
@@ -122,6 +127,9 @@ func (h *held) Rollback() error {
 func (h *held) release() {
 	if h.conn == nil {
 		return
+	}
+	if h.forget != nil {
+		defer h.forget() // once the transaction has ended
 	}
 	if h.timed {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -38,6 +38,7 @@ type Store struct {
 	batch     map[int]*sql.Stmt // with returning: the multi-row inserts, by row count, prepared at Migrate
 
 	counted atomic.Int64 // redeliveries counted, to prune old counts now and then
+	own     claim.Own    // the rows this store's open held claims hold, which its claims pass over
 }
 
 var _ outbox.Store = (*Store)(nil)

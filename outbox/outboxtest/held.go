@@ -23,6 +23,7 @@ func runHeld(t *testing.T, h Harness) {
 	t.Run("HeldClaimEndsWhenIdleTooLong", func(t *testing.T) { testHeldIdle(t, h) })
 	t.Run("HeldRowsAreNotWaitedFor", func(t *testing.T) { testHeldNotWaitedFor(t, h) })
 	t.Run("ConcurrentHeldClaimsDisjoint", func(t *testing.T) { testHeldConcurrent(t, h) })
+	t.Run("HeldClaimsPassOverTheStoresOwnHeldRows", func(t *testing.T) { testHeldPassOverOwn(t, h) })
 }
 
 // newHolder returns a store of h that implements outbox.Holder, or skips.
@@ -120,6 +121,54 @@ func testHeldCommitConsecutive(t *testing.T, h Harness) {
 	got := claim(t, s, "b", 10, time.Hour)
 	if len(got) != 1 || got[0].ID != a {
 		t.Fatalf("after the commit claimed %v, want row %d", ids(got), a)
+	}
+}
+
+// testHeldPassOverOwn: a claim finds the available row behind many rows
+// another claim of the same store holds, however it scans (a store that
+// scans a page at a time and locks after would give up after its last
+// page of held rows), and rows a claim held are found again once it has
+// rolled back.
+func testHeldPassOverOwn(t *testing.T, h Harness) {
+	s, _ := newHolder(t, h)
+	const n = 40
+	var first, last int64
+	for i := range n + 1 {
+		id, _ := insert(t, s, nil, 0)
+		if i == 0 {
+			first = id
+		}
+		last = id
+	}
+	a := claimHeld(t, s, "a", n)
+	t.Cleanup(func() { _ = a.Rollback() }) // a no-op once it has ended
+	if got := ids(records(a)); len(got) != n || got[0] != first {
+		t.Fatalf("first claim took %v, want the %d rows from %d", got, n, first)
+	}
+	b := claimHeld(t, s, "a", 1) // one row a page, if the store pages
+	if b != nil {
+		t.Cleanup(func() { _ = b.Rollback() })
+	}
+	if got := ids(records(b)); !equal(got, []int64{last}) {
+		t.Fatalf("claim behind %d held rows took %v, want [%d]", n, got, last)
+	}
+	if err := a.Rollback(); err != nil {
+		t.Fatalf("Rollback: %v", err)
+	}
+	c := claimHeld(t, s, "a", 2*n)
+	if c != nil {
+		t.Cleanup(func() { _ = c.Rollback() })
+	}
+	if got := ids(records(c)); len(got) != n || got[0] != first {
+		t.Fatalf("after the first claim's rollback a claim took %v, want its %d rows from %d", got, n, first)
+	}
+	for _, held := range []outbox.Held{b, c} {
+		if err := held.Commit(ctx, ids(held.Records())); err != nil {
+			t.Fatalf("Commit: %v", err)
+		}
+	}
+	if left := length(t, s); left != 0 {
+		t.Fatalf("%d rows left after both commits, want 0", left)
 	}
 }
 

@@ -91,10 +91,17 @@ func decode(recs []outbox.Record) {
 const candidateColumns = `id, COALESCE(octet_length(message), 0), attempts, order_key`
 
 // Candidates locks up to limit available rows whose order key is not in
-// skip and which are not among taken, first available first.
+// skip and which are not among taken, first available first. It leaves
+// out the runs of rows this store's own held claims hold (claim.Own) by
+// ranges of ids, without trying to lock each; SKIP LOCKED passes over the
+// rest of the rows others hold.
 func (c *claimSteps) Candidates(ctx context.Context, limit, _ int, skip []int64, taken []claim.Candidate) ([]claim.Candidate, error) {
 	query := `SELECT ` + candidateColumns + ` FROM ` + c.s.t.q + ` WHERE available_at <= ` + now
 	args := []any{limit}
+	for _, r := range c.s.own.Held().Ranges {
+		args = append(args, r.First, r.Last)
+		query += ` AND id NOT BETWEEN $` + strconv.Itoa(len(args)-1) + ` AND $` + strconv.Itoa(len(args))
+	}
 	if len(skip) > 0 {
 		args = append(args, idArray(skip))
 		query += ` AND (order_key IS NULL OR order_key <> ALL($` + strconv.Itoa(len(args)) + `::bigint[]))`

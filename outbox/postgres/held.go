@@ -31,6 +31,7 @@ func (s *Store) claimHeld(ctx context.Context, owner string, limit, maxBytes int
 	// rolls back a transaction whose BeginTx context ends, and a relay
 	// stopping must still be able to delete the rows its claims got
 	// confirmed.
+	start := time.Now() // before the claim's statements: its rows' idle bound (claim.Own) falls before the server's
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("outbox/postgres: claim: %w", err)
@@ -51,7 +52,7 @@ func (s *Store) claimHeld(ctx context.Context, owner string, limit, maxBytes int
 		return nil, err
 	}
 	decode(recs)
-	return &held{s: s, conn: conn, tx: tx, recs: recs}, nil
+	return &held{s: s, conn: conn, tx: tx, recs: recs, forget: s.own.Hold(recs, start.Add(idle))}, nil
 }
 
 // holdFor sets the claim's idle_in_transaction_session_timeout (at least
@@ -70,6 +71,9 @@ type held struct {
 	conn *sql.Conn // returned to the pool when the claim ends
 	tx   *sql.Tx
 	recs []outbox.Record
+	// forget takes the rows out of the store's own held rows (claim.Own)
+	// once the claim's transaction has ended.
+	forget func()
 }
 
 func (h *held) Records() []outbox.Record { return h.recs }
@@ -79,7 +83,7 @@ func (h *held) Fail(ctx context.Context, ids []int64, cause string) error {
 }
 
 func (h *held) Commit(ctx context.Context, ids []int64) error {
-	defer h.conn.Close()
+	defer h.end()
 	if err := h.s.deleteHeld(ctx, h.tx, ids); err != nil {
 		_ = h.tx.Rollback()
 		return err
@@ -91,9 +95,16 @@ func (h *held) Commit(ctx context.Context, ids []int64) error {
 }
 
 func (h *held) Rollback() error {
-	defer h.conn.Close()
+	defer h.end()
 	if err := h.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
 		return fmt.Errorf("outbox/postgres: claim rollback: %w", err)
 	}
 	return nil
+}
+
+// end returns the claim's connection to the pool once its transaction has
+// ended, and forgets its rows.
+func (h *held) end() {
+	h.conn.Close()
+	h.forget()
 }

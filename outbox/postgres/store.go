@@ -40,6 +40,7 @@ type Store struct {
 	insertSQL string
 
 	counted atomic.Int64 // redeliveries counted, to prune old counts now and then
+	own     claim.Own    // the rows this store's open held claims hold, which its claims pass over
 }
 
 var _ outbox.Store = (*Store)(nil)
