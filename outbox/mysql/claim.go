@@ -308,7 +308,8 @@ type scanCursor struct {
 // locking them, of up to limit available rows past after (nil: from the
 // first), whose order key is not in skip and whose id is in none of
 // except, first available first. The index it scans holds the id, so the
-// rows left out by except are not read.
+// rows left out by except are passed over in the index: neither looked up
+// nor returned to be locked.
 func (s *Store) scanAvailable(ctx context.Context, tx *sql.Tx, limit int, skip []int64, except []claim.Range, after *scanCursor) ([]scanCursor, error) {
 	query := `SELECT id, DATE_FORMAT(available_at, '%Y-%m-%d %H:%i:%s.%f') FROM ` + s.t.q + ` WHERE available_at <= NOW(6)`
 	var args []any

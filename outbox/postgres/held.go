@@ -52,18 +52,24 @@ func (s *Store) claimHeld(ctx context.Context, owner string, limit, maxBytes int
 		return nil, err
 	}
 	decode(recs)
-	return &held{s: s, conn: conn, tx: tx, recs: recs, forget: s.own.Hold(recs, start.Add(idle))}, nil
+	// The server's bound is idle in whole milliseconds (holdFor).
+	until := start.Add(time.Duration(idleMillis(idle)) * time.Millisecond)
+	return &held{s: s, conn: conn, tx: tx, recs: recs, forget: s.own.Hold(recs, until)}, nil
 }
 
 // holdFor sets the claim's idle_in_transaction_session_timeout (at least
 // a millisecond, PostgreSQL's unit; 0 would turn it off) for tx alone.
 func (s *Store) holdFor(ctx context.Context, tx *sql.Tx, idle time.Duration) error {
-	ms := max(idle.Milliseconds(), 1)
+	ms := idleMillis(idle)
 	if _, err := tx.ExecContext(ctx, `SELECT set_config('idle_in_transaction_session_timeout', $1, true)`, strconv.FormatInt(ms, 10)); err != nil {
 		return fmt.Errorf("outbox/postgres: claim: %w", err)
 	}
 	return nil
 }
+
+// idleMillis is idle as PostgreSQL's idle_in_transaction_session_timeout:
+// whole milliseconds, at least one (0 would turn it off).
+func idleMillis(idle time.Duration) int64 { return max(idle.Milliseconds(), 1) }
 
 // held is a claim held by its transaction.
 type held struct {

@@ -21,7 +21,7 @@ import (
 // ones.
 //
 // Passing them over changes nothing a claim may take: a row is in Own
-// only while a claim of this store holds it (from just after its lock to
+// only while a claim of this store holds it (from the end of its claim to
 // just after its transaction ends), and a row a claim passed over while it
 // was becoming available again (its claim rolled back) is taken by the
 // next one. A claim's rows leave Own at its idle bound too, however it
@@ -29,6 +29,11 @@ import (
 // own (the holder stuck), and the rows must be found again, as they are
 // by other instances. Other instances' claims are not in Own; the lock
 // still passes over those.
+//
+// Only a claim's search for candidates (Steps.Candidates) leaves them out.
+// The rows of an order key (Steps.KeyRows, Steps.Lock) must be read and
+// tried whoever holds them: a key whose first row is held must wait, not
+// go on from its second.
 //
 // The zero value is ready to use.
 type Own struct {
@@ -45,11 +50,11 @@ type ownClaim struct {
 type Range struct{ First, Last int64 }
 
 // Hold records the rows of a claim that holds them locked, in any order,
-// until its idle bound (counted from no later than the claim's first
-// statement, so that it falls before the server's); release forgets them
-// once the claim's transaction has ended. release may be called more than
-// once.
-func (o *Own) Hold(rows []outbox.Record, until time.Time) (release func()) {
+// until its idle bound, which must fall no later than the server's: counted
+// from before the claim's first statement, and no longer than the bound the
+// server was given. forget forgets them once the claim's transaction has
+// ended; it may be called more than once.
+func (o *Own) Hold(rows []outbox.Record, until time.Time) (forget func()) {
 	ids := make([]int64, len(rows))
 	for i, r := range rows {
 		ids[i] = r.ID
@@ -69,25 +74,28 @@ func (o *Own) Hold(rows []outbox.Record, until time.Time) (release func()) {
 	}
 }
 
-// Held returns the rows held now: by the claims not yet released, within
-// their idle bound.
-func (o *Own) Held() Held {
+// Held returns the rows held now: by the claims not yet forgotten, within
+// their idle bound. A claim past its bound is dropped, whether or not it
+// is ever ended.
+func (o *Own) Held() Snapshot {
 	now := time.Now()
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	h := Held{claims: make([][]int64, 0, len(o.claims))}
+	h := Snapshot{claims: make([][]int64, 0, len(o.claims))}
 	for c := range o.claims {
-		if now.Before(c.until) {
-			h.claims = append(h.claims, c.ids)
+		if !now.Before(c.until) {
+			delete(o.claims, c)
+			continue
 		}
+		h.claims = append(h.claims, c.ids)
 	}
 	h.Ranges = ranges(h.claims)
 	return h
 }
 
-// Held is the rows a store's open held claims held when Own.Held was
+// Snapshot is the rows a store's open held claims held when Own.Held was
 // called.
-type Held struct {
+type Snapshot struct {
 	// Ranges are the runs of consecutive held ids, ascending, none
 	// adjacent to another: every id in them is held. A store's scan may
 	// leave them out by a condition on the primary key (a claim of a
@@ -98,7 +106,7 @@ type Held struct {
 }
 
 // Has reports whether id is held.
-func (h Held) Has(id int64) bool {
+func (h Snapshot) Has(id int64) bool {
 	for _, ids := range h.claims {
 		if _, ok := slices.BinarySearch(ids, id); ok {
 			return true
