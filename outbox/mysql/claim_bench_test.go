@@ -23,6 +23,12 @@ func BenchmarkClaimHeld(b *testing.B) {
 	outboxtest.BenchClaims(b, openBench, outboxtest.HeldClaim[*mysql.Store])
 }
 
+// BenchmarkClaimHeldOverlapped claims as the relay's two held claims do,
+// each taken while the one before it is held.
+func BenchmarkClaimHeldOverlapped(b *testing.B) {
+	outboxtest.BenchClaims(b, openBench, outboxtest.OverlappedHeldClaims[*mysql.Store]())
+}
+
 func openBench(b *testing.B) (*mysql.Store, *sql.DB) {
 	db := testenv.DB(b)
 	s, err := mysql.New(db, "final_"+testenv.Service(b, db)+"_outbox", mysql.Options{})

@@ -23,6 +23,12 @@ func BenchmarkClaimHeld(b *testing.B) {
 	outboxtest.BenchClaims(b, openBench, outboxtest.HeldClaim[*postgres.Store])
 }
 
+// BenchmarkClaimHeldOverlapped claims as the relay's two held claims do,
+// each taken while the one before it is held.
+func BenchmarkClaimHeldOverlapped(b *testing.B) {
+	outboxtest.BenchClaims(b, openBench, outboxtest.OverlappedHeldClaims[*postgres.Store]())
+}
+
 func openBench(b *testing.B) (*postgres.Store, *sql.DB) {
 	db := testenv.Postgres(b)
 	s, err := postgres.New(db, tableName(b, db, "_outbox"), postgres.Options{})
