@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,12 +30,14 @@ type libResult struct {
 	msgs     int64 // messages committed
 	readBack int64 // rows the overflow read back from the table (see paths)
 	relayed  int64 // the relay's claims of rows (a row claimed again counts again)
+	tr       *tracker
 }
 
 // tracker records when each message's transaction committed and when its
 // first delivery arrived.
 type tracker struct {
 	mu       sync.Mutex
+	start    time.Time // the producers' start, for writeLog
 	commit   map[uint64]time.Time
 	recv     map[uint64]time.Time
 	received atomic.Int64 // distinct messages delivered
@@ -101,6 +104,31 @@ func (t *tracker) latency() latency {
 	return latency{p50: at(0.50), p99: at(0.99), max: ds[len(ds)-1]}
 }
 
+// writeLog writes to path one line a delivered message, in commit order:
+// its commit and its delivery, in milliseconds from the producers' start, and the
+// latency between them. -latency-log: where in a phase the slow deliveries
+// were, and whether they came together.
+func (t *tracker) writeLog(path string) error {
+	start := t.start
+	type row struct{ commit, recv time.Time }
+	t.mu.Lock()
+	rows := make([]row, 0, len(t.recv))
+	for seq, r := range t.recv {
+		if c, ok := t.commit[seq]; ok {
+			rows = append(rows, row{c, r})
+		}
+	}
+	t.mu.Unlock()
+	slices.SortFunc(rows, func(a, b row) int { return a.commit.Compare(b.commit) })
+	var b strings.Builder
+	b.WriteString("commit_ms\tdelivered_ms\tlatency_ms\n")
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%.3f\t%.3f\t%.3f\n", ms(r.commit.Sub(start)), ms(r.recv.Sub(start)), ms(r.recv.Sub(r.commit)))
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // library runs n producers committing a business insert and perTx messages
@@ -126,6 +154,7 @@ func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResu
 
 	var next atomic.Uint64
 	start := time.Now()
+	tr.start = start
 	commits, took := produce(n, d, rate, func(int) error {
 		tx, err := e.db.Begin()
 		if err != nil {
@@ -194,6 +223,7 @@ func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResu
 		msgs:     want,
 		readBack: slow.readBack.Load(),
 		relayed:  slow.relayed.Load(),
+		tr:       tr,
 	}, nil
 }
 

@@ -16,6 +16,7 @@ type rawStackResult struct {
 	e2eTx    float64 // transactions per second until the raw consumer had every message
 	loadMsgs float64 // messages consumed per second while the producers ran
 	lat      latency // commit to the raw consumer's delivery, as the library's is measured
+	tr       *tracker
 }
 
 // stackWindow bounds, in rawStack, the committed messages queued for the
@@ -105,6 +106,7 @@ func (e *benchEnv) rawStack(n, perTx int, d time.Duration, rate float64) (rawSta
 	var seq atomic.Uint64
 
 	start := time.Now()
+	tr.start = start
 	commits, took := produce(n, d, rate, func(int) error {
 		if err := raw.commit(body, perTx); err != nil {
 			return err
@@ -142,5 +144,6 @@ func (e *benchEnv) rawStack(n, perTx int, d time.Duration, rate float64) (rawSta
 		e2eTx:    float64(commits) / e2e.Seconds(),
 		loadMsgs: float64(underLoad) / took.Seconds(),
 		lat:      tr.latency(),
+		tr:       tr,
 	}, nil
 }

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The latency log has one line a delivered message, in commit order, with
+// its commit, its delivery and the latency between them in milliseconds
+// from the producers' start; a message committed but not delivered has
+// no line, and a duplicate delivery does not move the first.
+func TestLatencyLogListsDeliveriesInCommitOrder(t *testing.T) {
+	tr := newTracker()
+	start := time.Unix(1000, 0)
+	tr.start = start
+	ms := func(f float64) time.Time { return start.Add(time.Duration(f * float64(time.Millisecond))) }
+	tr.committed([]uint64{2}, ms(5))
+	tr.committed([]uint64{1}, ms(10))
+	tr.committed([]uint64{3}, ms(12)) // never delivered
+	tr.delivered(1, ms(11.5))
+	tr.delivered(2, ms(25))
+	tr.delivered(1, ms(40)) // a duplicate
+	path := filepath.Join(t.TempDir(), "lat.tsv")
+	if err := tr.writeLog(path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "commit_ms\tdelivered_ms\tlatency_ms\n" +
+		"5.000\t25.000\t20.000\n" +
+		"10.000\t11.500\t1.500\n"
+	if got := string(b); got != want {
+		t.Fatalf("latency log:\n%s\nwant:\n%s", strings.TrimSpace(got), strings.TrimSpace(want))
+	}
+}
