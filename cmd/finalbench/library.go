@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -127,6 +128,21 @@ func (t *tracker) writeLog(path string) error {
 		fmt.Fprintf(&b, "%.3f\t%.3f\t%.3f\n", ms(r.commit.Sub(start)), ms(r.recv.Sub(start)), ms(r.recv.Sub(r.commit)))
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// writeLatencyLogs writes the limit's and the library's latency logs of a
+// phase, name-limit.tsv and name-library.tsv, to -latency-log's directory
+// (nothing without it).
+func (e *benchEnv) writeLatencyLogs(name string, limit, lib *tracker) error {
+	dir := e.cfg.latencyLog
+	if dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return errors.Join(limit.writeLog(filepath.Join(dir, name+"-limit.tsv")),
+		lib.writeLog(filepath.Join(dir, name+"-library.tsv")))
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -42,7 +42,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -166,7 +165,8 @@ func main() {
 	flag.StringVar(&c.blockprofile, "blockprofile", "", "write a profile of where goroutines waited (channels, locks, selects; one sample per 10µs waited) during the\n"+
 		"backlog drain, from the reconnection until every message was delivered and the outbox was empty, to this file (with -rounds, every round's drain together):\n"+
 		"where a drain that does not use the whole machine waits")
-	flag.StringVar(&c.latencyLog, "latency-log", "", "write, for the paced latency phase, each message's commit, delivery and latency (ms) to limit.tsv and library.tsv in this directory")
+	flag.StringVar(&c.latencyLog, "latency-log", "", "write each message's commit, delivery and latency (ms), for the limit and the library, to this directory:\n"+
+		"paced-{limit,library}.tsv for the paced latency phase, rounds-Nmsg-R-{limit,library}.tsv for round R of the N msg/tx commit phases")
 	flag.Float64Var(&c.pacedRate, "rate", 0, "tx/s of the paced latency phase (0: half the limit, raw DB + broker, when the commit phase runs, else half the raw database rate)")
 	flag.IntVar(&c.rounds, "rounds", 3, "rounds of the commit, drain and 10 msg/tx phases: each runs the limit and the library in turn, and the report gives\n"+
 		"the pair of the round whose ratio is the median (the machine's speed drifts between phases as much as the gaps measured)")
@@ -431,14 +431,8 @@ func (r *report) commitPhases(env *benchEnv, rawTx float64, say func(string, ...
 		return err
 	}
 	say("  commit to handled p50 %.1f ms, p99 %.1f ms, max %.1f ms", halfRun.lat.p50, halfRun.lat.p99, halfRun.lat.max)
-	if c.latencyLog != "" {
-		if err := os.MkdirAll(c.latencyLog, 0o755); err != nil {
-			return err
-		}
-		if err := errors.Join(stackHalf.tr.writeLog(filepath.Join(c.latencyLog, "limit.tsv")),
-			halfRun.tr.writeLog(filepath.Join(c.latencyLog, "library.tsv"))); err != nil {
-			return err
-		}
+	if err := env.writeLatencyLogs("paced", stackHalf.tr, halfRun.tr); err != nil {
+		return err
 	}
 	r.add("paced commit rate (tx/s) at "+label, halfRun.commitTx, half, "reaches the paced rate", 0.97)
 	r.addLatency("latency p50 at "+label+" (ms)", halfRun.lat.p50, 0)

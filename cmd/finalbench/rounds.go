@@ -40,6 +40,9 @@ func (e *benchEnv) alternate(perTx int, say func(string, ...any)) (rawStackResul
 		say("  commit %.0f tx/s = %.2f, end-to-end %.0f tx/s = %.2f, %d duplicates; of the messages, %s read back from the table, %s relayed",
 			lib.commitTx, ratio(lib.commitTx, stack.commitTx), lib.e2eTx, ratio(lib.e2eTx, stack.e2eTx), lib.dups,
 			share(lib.readBack, lib.msgs), share(lib.relayed, lib.msgs))
+		if err := e.writeLatencyLogs(fmt.Sprintf("rounds-%dmsg-%d", perTx, i+1), stack.tr, lib.tr); err != nil {
+			return rawStackResult{}, libResult{}, err
+		}
 		stacks[i], libs[i] = stack, lib
 	}
 	stack, lib, m := medianPair(stacks, libs)
