@@ -34,15 +34,16 @@ func defaultOptions() options {
 }
 
 // DefaultAckBatch is WithAckBatch's default.
-const DefaultAckBatch = 16
+const DefaultAckBatch = 64
 
 // WithAckBatch lets up to n acknowledgements of handled deliveries wait
 // (about 0.5 ms, more while an earlier write is under way) to be written
 // to the broker together, one multiple ack
 // for a run of them: RabbitMQ spends much of a consumer's CPU on ack
 // frames, and the consumer runs about 1.4 times as fast with them batched
-// (docs/performance.md). An Ack returns before its frame is written only
-// while fewer than n others wait; the rest wait for the write.
+// (docs/performance.md); a backlog drained from MariaDB 11 % faster with 64
+// than with 16. An Ack returns before its frame is written only while
+// fewer than n others wait; the rest wait for the write.
 //
 // The cost is in duplicates: a consumer that dies (SIGKILL, a cut link)
 // loses the acks still waiting, so up to n messages it had handled come
@@ -50,7 +51,7 @@ const DefaultAckBatch = 16
 // channel, and a Provider consumes on one). A consumer that stops writes
 // them first (waiting at most a second for a dying link). An Ordered topic's acks, and a
 // dead-lettered delivery's, are written before Ack returns whatever n is.
-// Default 16 (DefaultAckBatch); 0 writes each ack before Ack returns
+// Default 64 (DefaultAckBatch); 0 writes each ack before Ack returns
 // (those settled at the same moment may still share a frame); a negative
 // n is taken as 0.
 func WithAckBatch(n int) Option {
