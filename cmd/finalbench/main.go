@@ -406,6 +406,8 @@ func (r *report) commitPhases(env *benchEnv, rawTx float64, say func(string, ...
 		r.addLatency("latency p50 at full load (ms)", lib.lat.p50, 0)
 		r.addLatency("latency p99 at full load (ms)", lib.lat.p99, 0)
 		r.addLatency("latency max at full load (ms)", lib.lat.max, 0)
+		r.addRef("p99 at full load vs the limit's (ms)", lib.lat.p99, stack.lat.p99,
+			"raw DB + broker at full load, the same round, for reference")
 	}
 	if !c.runs("latency") {
 		return nil

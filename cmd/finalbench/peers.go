@@ -222,6 +222,7 @@ func (r *report) addLimitRows() {
 		Setup: "the business insert and -per-tx outbox-shaped inserts, prepared statements"}))
 	r.Peers = append(r.Peers, r.withRatios(peerRow{System: "raw DB + broker, no outbox (the limit)",
 		CommitTx: m.stack.commitTx, E2ETx: m.stack.e2eTx, DrainMsgs: m.drainLimit(),
+		P50: m.stack.lat.p50, P99: m.stack.lat.p99, // commit to the raw consumer, at full load
 		Setup: "the raw transaction, then amqp091-go publishing with pipelined confirms to a raw consumer; drain: raw confirmed publish + consume" + r.rawSetup()}))
 	if lib := m.lib; lib != nil {
 		row := peerRow{System: libRow, CommitTx: lib.commitTx, E2ETx: lib.e2eTx,

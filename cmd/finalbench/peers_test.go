@@ -35,7 +35,7 @@ func TestPeerRows(t *testing.T) {
 	r := &report{}
 	r.measured = measured{
 		rawTx:  4000,
-		stack:  &rawStackResult{commitTx: 2000, e2eTx: 2000},
+		stack:  &rawStackResult{commitTx: 2000, e2eTx: 2000, lat: latency{p50: 2, p99: 30}},
 		rawPub: &rawPublishResult{confirmed: 12000, consumed: 10000},
 		lib:    &libResult{commitTx: 1500, e2eTx: 1500, lat: latency{p50: 1, p99: 10}},
 		drain:  &drainResult{delivered: 5000, dups: 2},
@@ -45,7 +45,7 @@ func TestPeerRows(t *testing.T) {
 	if len(r.Peers) != 4 {
 		t.Fatalf("%d rows, want raw DB, limit, final and the peer", len(r.Peers))
 	}
-	lib, peer := r.Peers[2], r.Peers[3]
+	limit, lib, peer := r.Peers[1], r.Peers[2], r.Peers[3]
 	near := func(name string, got, want float64) {
 		t.Helper()
 		if math.Abs(got-want) > 1e-9 {
@@ -53,6 +53,8 @@ func TestPeerRows(t *testing.T) {
 		}
 	}
 	near("final commit / limit", lib.CommitVsLimit, 0.75)
+	near("limit p50 at full load", limit.P50, 2) // the limit's own latency, beside the peers'
+	near("limit p99 at full load", limit.P99, 30)
 	near("final drain / raw", lib.DrainVsRaw, 0.5)
 	if lib.Duplicates != 2 {
 		t.Errorf("final duplicates = %d, want the drain's 2", lib.Duplicates)
