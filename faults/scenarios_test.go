@@ -78,7 +78,8 @@ func (sc scenario) runsIn(w *world) bool {
 // the kernel resets the connection of a killed process that still holds
 // deliveries it never read, and drops what it had not sent yet, acks that
 // a broker reading slowly under load had not taken (once in CI: 143
-// duplicates after 4 kills, against the 96 of that narrower count). The
+// duplicates after 4 kills, against the 96 of that narrower count with
+// an ack batch of 16; 64 since, which makes it 288). The
 // consumer is a whole instance of the service, so its relay may have
 // claimed rows too: the scenarios with resends allow those on top.
 func perKilledConsumer(faults int) int {

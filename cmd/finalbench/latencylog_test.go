@@ -11,7 +11,8 @@ import (
 // The latency log has one line a delivered message, in commit order, with
 // its commit, its delivery and the latency between them in milliseconds
 // from the producers' start; a message committed but not delivered has
-// no line, and a duplicate delivery does not move the first.
+// no line, a duplicate delivery does not move the first, and a delivery
+// recorded before its commit counts 0, as latency() counts it.
 func TestLatencyLogListsDeliveriesInCommitOrder(t *testing.T) {
 	tr := newTracker()
 	start := time.Unix(1000, 0)
@@ -20,6 +21,8 @@ func TestLatencyLogListsDeliveriesInCommitOrder(t *testing.T) {
 	tr.committed([]uint64{2}, ms(5))
 	tr.committed([]uint64{1}, ms(10))
 	tr.committed([]uint64{3}, ms(12)) // never delivered
+	tr.committed([]uint64{4}, ms(14)) // recorded after its delivery: latency 0
+	tr.delivered(4, ms(13.5))
 	tr.delivered(1, ms(11.5))
 	tr.delivered(2, ms(25))
 	tr.delivered(1, ms(40)) // a duplicate
@@ -33,7 +36,8 @@ func TestLatencyLogListsDeliveriesInCommitOrder(t *testing.T) {
 	}
 	want := "commit_ms\tdelivered_ms\tlatency_ms\n" +
 		"5.000\t25.000\t20.000\n" +
-		"10.000\t11.500\t1.500\n"
+		"10.000\t11.500\t1.500\n" +
+		"14.000\t13.500\t0.000\n"
 	if got := string(b); got != want {
 		t.Fatalf("latency log:\n%s\nwant:\n%s", strings.TrimSpace(got), strings.TrimSpace(want))
 	}

@@ -107,8 +107,10 @@ func (t *tracker) latency() latency {
 
 // writeLog writes to path one line a delivered message, in commit order:
 // its commit and its delivery, in milliseconds from the producers' start, and the
-// latency between them. -latency-log: where in a phase the slow deliveries
-// were, and whether they came together.
+// latency between them, at least 0 as latency() counts it (a delivery can
+// be recorded before its producer records the commit it returned from).
+// -latency-log: where in a phase the slow deliveries were, and whether they
+// came together.
 func (t *tracker) writeLog(path string) error {
 	start := t.start
 	type row struct{ commit, recv time.Time }
@@ -125,7 +127,7 @@ func (t *tracker) writeLog(path string) error {
 	b.WriteString("commit_ms\tdelivered_ms\tlatency_ms\n")
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	for _, r := range rows {
-		fmt.Fprintf(&b, "%.3f\t%.3f\t%.3f\n", ms(r.commit.Sub(start)), ms(r.recv.Sub(start)), ms(r.recv.Sub(r.commit)))
+		fmt.Fprintf(&b, "%.3f\t%.3f\t%.3f\n", ms(r.commit.Sub(start)), ms(r.recv.Sub(start)), max(0, ms(r.recv.Sub(r.commit))))
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
@@ -143,6 +145,15 @@ func (e *benchEnv) writeLatencyLogs(name string, limit, lib *tracker) error {
 	}
 	return errors.Join(limit.writeLog(filepath.Join(dir, name+"-limit.tsv")),
 		lib.writeLog(filepath.Join(dir, name+"-library.tsv")))
+}
+
+// keepFor returns tr when -latency-log wants it (dir set), else nil: a
+// round's maps need not outlive it otherwise.
+func keepFor(dir string, tr *tracker) *tracker {
+	if dir == "" {
+		return nil
+	}
+	return tr
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -239,7 +250,7 @@ func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResu
 		msgs:     want,
 		readBack: slow.readBack.Load(),
 		relayed:  slow.relayed.Load(),
-		tr:       tr,
+		tr:       keepFor(e.cfg.latencyLog, tr),
 	}, nil
 }
 

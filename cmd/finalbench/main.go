@@ -78,7 +78,7 @@ type config struct {
 	tracefile    string // -trace: a runtime/trace of the whole run
 	blockprofile string
 	pacedRate    float64
-	latencyLog   string        // -latency-log: a directory for each delivery's commit and latency in the paced phase
+	latencyLog   string        // -latency-log: a directory for each delivery's commit and latency in the paced phase and each commit round
 	rounds       int           // the commit, drain and 10 msg/tx phases alternate the limit and the library this many times
 	unconfirmed  int           // the library's MaxUnconfirmed
 	heldClaims   int           // the library's OutboxHeldClaims

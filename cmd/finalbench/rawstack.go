@@ -144,6 +144,6 @@ func (e *benchEnv) rawStack(n, perTx int, d time.Duration, rate float64) (rawSta
 		e2eTx:    float64(commits) / e2e.Seconds(),
 		loadMsgs: float64(underLoad) / took.Seconds(),
 		lat:      tr.latency(),
-		tr:       tr,
+		tr:       keepFor(e.cfg.latencyLog, tr),
 	}, nil
 }
