@@ -31,7 +31,7 @@ type libResult struct {
 	msgs     int64 // messages committed
 	readBack int64 // rows the overflow read back from the table (see paths)
 	relayed  int64 // the relay's claims of rows (a row claimed again counts again)
-	tr       *tracker
+	tr       *tracker // the round's commits and deliveries, kept only under -latency-log (keepFor)
 }
 
 // tracker records when each message's transaction committed and when its

@@ -16,7 +16,7 @@ type rawStackResult struct {
 	e2eTx    float64 // transactions per second until the raw consumer had every message
 	loadMsgs float64 // messages consumed per second while the producers ran
 	lat      latency // commit to the raw consumer's delivery, as the library's is measured
-	tr       *tracker
+	tr       *tracker // the round's commits and deliveries, kept only under -latency-log (keepFor)
 }
 
 // stackWindow bounds, in rawStack, the committed messages queued for the
