@@ -28,9 +28,9 @@ type libResult struct {
 	dups     int64   // deliveries of a message already handled, until the end-to-end mark
 	lost     int64   // committed messages not handled at the end-to-end mark (the phase fails if any is still missing after 2 minutes)
 	lat      latency
-	msgs     int64 // messages committed
-	readBack int64 // rows the overflow read back from the table (see paths)
-	relayed  int64 // the relay's claims of rows (a row claimed again counts again)
+	msgs     int64    // messages committed
+	readBack int64    // rows the overflow read back from the table (see paths)
+	relayed  int64    // the relay's claims of rows (a row claimed again counts again)
 	tr       *tracker // the round's commits and deliveries, kept only under -latency-log (keepFor)
 }
 

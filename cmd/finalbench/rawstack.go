@@ -12,10 +12,10 @@ import (
 // rawStackResult is the database and the broker doing, without the
 // library, the least that an outbox makes them do.
 type rawStackResult struct {
-	commitTx float64 // transactions committed per second while producing
-	e2eTx    float64 // transactions per second until the raw consumer had every message
-	loadMsgs float64 // messages consumed per second while the producers ran
-	lat      latency // commit to the raw consumer's delivery, as the library's is measured
+	commitTx float64  // transactions committed per second while producing
+	e2eTx    float64  // transactions per second until the raw consumer had every message
+	loadMsgs float64  // messages consumed per second while the producers ran
+	lat      latency  // commit to the raw consumer's delivery, as the library's is measured
 	tr       *tracker // the round's commits and deliveries, kept only under -latency-log (keepFor)
 }
 
