@@ -43,6 +43,7 @@ type tracker struct {
 	recv     map[uint64]time.Time
 	received atomic.Int64 // distinct messages delivered
 	dups     atomic.Int64 // deliveries of a message already delivered
+	watch    *flight      // -flight-lag: told each first delivery's latency; nil: none
 }
 
 func newTracker() *tracker {
@@ -68,6 +69,9 @@ func (t *tracker) delivered(seq uint64, now time.Time) {
 	if _, dup := t.recv[seq]; !dup {
 		t.recv[seq] = now
 		t.received.Add(1)
+		if c, ok := t.commit[seq]; ok {
+			t.watch.observe(now.Sub(c))
+		}
 	} else {
 		t.dups.Add(1)
 	}
@@ -166,6 +170,7 @@ func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResu
 	svc := e.service("lib")
 	topic := "bench." + svc
 	tr := newTracker()
+	tr.watch = e.cfg.flight
 	var slow paths
 	bus := final.New(svc, e.db, e.cfg.broker.provider(e.cfg.broker.url()), e.options().WithLogger(slow.logger()))
 	bus.Subscribe(topic).Handler(tr.handle)

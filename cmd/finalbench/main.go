@@ -75,7 +75,9 @@ type config struct {
 	out          string
 	phases       map[string]bool
 	cpuprofile   string
-	tracefile    string // -trace: a runtime/trace of the whole run
+	tracefile    string        // -trace: a runtime/trace of the whole run
+	flightLag    time.Duration // -flight-lag: write the flight recorder's trace when a library delivery takes longer
+	flight       *flight       // the flight recorder under -flight-lag; nil otherwise
 	blockprofile string
 	pacedRate    float64
 	latencyLog   string        // -latency-log: a directory for each delivery's commit and latency in the paced phase and each commit round
@@ -162,6 +164,8 @@ func main() {
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.StringVar(&c.tracefile, "trace", "", "write an execution trace of the whole run to this file (go tool trace; -pprof=sched shows where\n"+
 		"goroutines waited for a P once runnable): best with one short phase (-phases libonly -d 5s)")
+	flag.DurationVar(&c.flightLag, "flight-lag", 0, "keep the last seconds of an execution trace in memory (runtime/trace's flight recorder) and write them\n"+
+		"to flight.trace in -out the first time a message the library delivers took longer than this from commit (0: off): a stall seen goroutine by goroutine")
 	flag.StringVar(&c.blockprofile, "blockprofile", "", "write a profile of where goroutines waited (channels, locks, selects; one sample per 10µs waited) during the\n"+
 		"backlog drain, from the reconnection until every message was delivered and the outbox was empty, to this file (with -rounds, every round's drain together):\n"+
 		"where a drain that does not use the whole machine waits")
@@ -277,7 +281,19 @@ func main() {
 		}
 		defer trace.Stop()
 	}
+	if c.flightLag > 0 {
+		if err := os.MkdirAll(c.out, 0o755); err != nil {
+			log.Fatal(err)
+		}
+		f, err := startFlight(c.flightLag, filepath.Join(c.out, "flight.trace"))
+		if err != nil {
+			log.Fatal(err)
+		}
+		c.flight = f
+		defer f.stop()
+	}
 	if err := run(c); err != nil {
+		c.flight.stop()
 		pprof.StopCPUProfile()
 		trace.Stop()
 		log.Fatal(err)
