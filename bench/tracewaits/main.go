@@ -44,7 +44,7 @@ type goroutine struct {
 }
 
 func main() {
-	min := flag.Duration("min", 25*time.Millisecond, "list stretches at least this long")
+	least := flag.Duration("min", 25*time.Millisecond, "list stretches at least this long")
 	from := flag.Float64("from", 0, "list stretches starting at or after this many seconds into the trace")
 	to := flag.Float64("to", 0, "... and before this many (0: the end)")
 	skip := flag.String("skip", "", "leave out stretches whose reason or frames match this regular expression")
@@ -61,7 +61,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer f.Close()
-	stretches, first, err := read(f, *min)
+	stretches, first, err := read(f, *least)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -75,9 +75,9 @@ func main() {
 	}
 }
 
-// read returns every stretch of at least min, and the time of the trace's
+// read returns every stretch of at least least, and the time of the trace's
 // first event.
-func read(r io.Reader, min time.Duration) ([]stretch, trace.Time, error) {
+func read(r io.Reader, least time.Duration) ([]stretch, trace.Time, error) {
 	tr, err := trace.NewReader(r)
 	if err != nil {
 		return nil, 0, err
@@ -114,7 +114,7 @@ func read(r io.Reader, min time.Duration) ([]stretch, trace.Time, error) {
 		}
 		switch g.state {
 		case trace.GoWaiting, trace.GoRunnable, trace.GoSyscall:
-			if d := time.Duration(ev.Time() - g.since); d >= min {
+			if d := time.Duration(ev.Time() - g.since); d >= least {
 				out = append(out, stretch{g: id, state: g.state, from: g.since, dur: d, why: g.why})
 			}
 		}

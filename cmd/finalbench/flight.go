@@ -9,8 +9,9 @@ import (
 )
 
 // flight is -flight-lag: the runtime's flight recorder keeps the last
-// seconds of an execution trace in memory, and the first delivery whose
-// latency exceeds lag writes them to path, once. A stall that a whole-run
+// seconds of an execution trace in memory, and the first delivery of the
+// library's paced latency phase whose latency exceeds lag writes them to
+// path, once. A stall that a whole-run
 // -trace seldom meets (its cost changes the timing) can then be seen
 // goroutine by goroutine: go tool trace path.
 type flight struct {
@@ -19,18 +20,22 @@ type flight struct {
 	path string
 	once sync.Once
 	done chan struct{} // closed once the snapshot is written (or failed)
+	// settle is how long the snapshot waits after the slow delivery, so
+	// that the stall's end and its last deliveries are in it.
+	settle time.Duration
 }
 
-// startFlight starts the recorder; nil when lag is 0.
+// startFlight starts the recorder; nil when lag <= 0. It keeps at least the
+// last 5 s, in up to 64 MiB (a paced phase's trace is about 1 MB a second).
 func startFlight(lag time.Duration, path string) (*flight, error) {
 	if lag <= 0 {
 		return nil, nil
 	}
-	fr := trace.NewFlightRecorder(trace.FlightRecorderConfig{MinAge: 5 * time.Second})
+	fr := trace.NewFlightRecorder(trace.FlightRecorderConfig{MinAge: 5 * time.Second, MaxBytes: 64 << 20})
 	if err := fr.Start(); err != nil {
 		return nil, fmt.Errorf("flight recorder: %w", err)
 	}
-	return &flight{fr: fr, lag: lag, path: path, done: make(chan struct{})}, nil
+	return &flight{fr: fr, lag: lag, path: path, done: make(chan struct{}), settle: time.Second}, nil
 }
 
 // observe writes the recorded window, in a goroutine of its own, the
@@ -43,9 +48,7 @@ func (f *flight) observe(latency time.Duration) {
 	f.once.Do(func() {
 		go func() {
 			defer close(f.done)
-			// Let the stall end and its last deliveries arrive first.
-			t := time.NewTimer(time.Second)
-			<-t.C
+			time.Sleep(f.settle) // a delay for the stall to end in, not a synchronisation
 			if err := f.write(); err != nil {
 				fmt.Fprintln(os.Stderr, "finalbench: flight recorder:", err)
 				return

@@ -16,6 +16,7 @@ func TestFlightWritesOnceWhenADeliveryLags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.settle = 0
 	f.observe(10 * time.Millisecond)
 	f.observe(50 * time.Millisecond) // at the lag, not over it
 	f.stop()                         // would wait for a snapshot under way
@@ -27,8 +28,28 @@ func TestFlightWritesOnceWhenADeliveryLags(t *testing.T) {
 	if f, err = startFlight(50*time.Millisecond, over); err != nil {
 		t.Fatal(err)
 	}
+	f.settle = 0
 	f.observe(80 * time.Millisecond)
-	f.observe(90 * time.Millisecond)
+	<-f.done // the first snapshot is written
+	if err := os.Remove(over); err != nil {
+		t.Fatal(err)
+	}
+	f.observe(90 * time.Millisecond) // a second slow delivery writes nothing more
+	f.stop()
+	if _, err := os.Stat(over); !os.IsNotExist(err) {
+		t.Fatalf("a second slow delivery wrote the trace again: %v", err)
+	}
+}
+
+// TestFlightWritesTheTrace: the snapshot holds a trace.
+func TestFlightWritesTheTrace(t *testing.T) {
+	over := filepath.Join(t.TempDir(), "over.trace")
+	f, err := startFlight(50*time.Millisecond, over)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.settle = 0
+	f.observe(80 * time.Millisecond)
 	f.stop() // waits for the snapshot
 	info, err := os.Stat(over)
 	if err != nil {

@@ -165,7 +165,8 @@ func main() {
 	flag.StringVar(&c.tracefile, "trace", "", "write an execution trace of the whole run to this file (go tool trace; -pprof=sched shows where\n"+
 		"goroutines waited for a P once runnable): best with one short phase (-phases libonly -d 5s)")
 	flag.DurationVar(&c.flightLag, "flight-lag", 0, "keep the last seconds of an execution trace in memory (runtime/trace's flight recorder) and write them\n"+
-		"to flight.trace in -out the first time a message the library delivers took longer than this from commit (0: off): a stall seen goroutine by goroutine")
+		"to flight.trace in -out the first time a message the library delivers in the paced latency phase took longer than this from commit\n"+
+		"(0: off): a stall seen goroutine by goroutine (bench/tracewaits)")
 	flag.StringVar(&c.blockprofile, "blockprofile", "", "write a profile of where goroutines waited (channels, locks, selects; one sample per 10µs waited) during the\n"+
 		"backlog drain, from the reconnection until every message was delivered and the outbox was empty, to this file (with -rounds, every round's drain together):\n"+
 		"where a drain that does not use the whole machine waits")
