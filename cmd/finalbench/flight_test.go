@@ -70,3 +70,39 @@ func TestFlightOffByDefault(t *testing.T) {
 	f.observe(time.Hour)
 	f.stop()
 }
+
+// TestTrackerTellsFlightOfSlowDeliveries: a tracker watched by a flight
+// recorder writes the trace when a first delivery comes later than the lag
+// after its commit; a duplicate or a quick one does not count.
+func TestTrackerTellsFlightOfSlowDeliveries(t *testing.T) {
+	dir := t.TempDir()
+	at := time.Unix(1000, 0)
+	watched := func(path string) (*flight, *tracker) {
+		f, err := startFlight(50*time.Millisecond, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.settle = 0
+		tr := newTracker()
+		tr.watch = f
+		tr.committed([]uint64{1, 2}, at)
+		return f, tr
+	}
+
+	quick := filepath.Join(dir, "quick.trace")
+	f, tr := watched(quick)
+	tr.delivered(1, at.Add(10*time.Millisecond))
+	tr.delivered(1, at.Add(time.Second)) // a duplicate: its first delivery was quick
+	f.stop()                             // would wait for a snapshot under way
+	if _, err := os.Stat(quick); !os.IsNotExist(err) {
+		t.Fatalf("a quick delivery, or a duplicate, set off the recorder: %v", err)
+	}
+
+	slow := filepath.Join(dir, "slow.trace")
+	f, tr = watched(slow)
+	tr.delivered(2, at.Add(80*time.Millisecond))
+	f.stop()
+	if _, err := os.Stat(slow); err != nil {
+		t.Fatalf("no trace after a delivery 80 ms after its commit: %v", err)
+	}
+}

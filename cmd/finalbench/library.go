@@ -69,8 +69,10 @@ func (t *tracker) delivered(seq uint64, now time.Time) {
 	if _, dup := t.recv[seq]; !dup {
 		t.recv[seq] = now
 		t.received.Add(1)
-		if c, ok := t.commit[seq]; ok {
-			t.watch.observe(now.Sub(c))
+		if t.watch != nil { // -flight-lag only: no lookup on every delivery otherwise
+			if c, ok := t.commit[seq]; ok {
+				t.watch.observe(now.Sub(c))
+			}
 		}
 	} else {
 		t.dups.Add(1)
