@@ -80,3 +80,13 @@ func (f *flight) stop() {
 	<-f.done
 	f.fr.Stop()
 }
+
+// flightWatch is the recorder a library run's tracker tells of its
+// deliveries: -flight-lag's, in the paced phase (paced) or, with
+// -flight-full, in the full-load rounds; nil in the others.
+func (c *config) flightWatch(paced bool) *flight {
+	if paced == c.flightFull {
+		return nil
+	}
+	return c.flight
+}

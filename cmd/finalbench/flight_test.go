@@ -106,3 +106,23 @@ func TestTrackerTellsFlightOfSlowDeliveries(t *testing.T) {
 		t.Fatalf("no trace after a delivery 80 ms after its commit: %v", err)
 	}
 }
+
+// TestFlightWatchesOnePhase: the recorder watches the paced phase, or with
+// -flight-full the full-load rounds, never both.
+func TestFlightWatchesOnePhase(t *testing.T) {
+	f := &flight{}
+	for _, c := range []struct {
+		full, paced bool
+		want        *flight
+	}{
+		{full: false, paced: true, want: f},
+		{full: false, paced: false, want: nil},
+		{full: true, paced: true, want: nil},
+		{full: true, paced: false, want: f},
+	} {
+		cfg := &config{flight: f, flightFull: c.full}
+		if got := cfg.flightWatch(c.paced); got != c.want {
+			t.Errorf("-flight-full=%v, paced %v: watched by %p, want %p", c.full, c.paced, got, c.want)
+		}
+	}
+}

@@ -172,9 +172,7 @@ func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResu
 	svc := e.service("lib")
 	topic := "bench." + svc
 	tr := newTracker()
-	if rate > 0 {
-		tr.watch = e.cfg.flight // the paced phase: at full load slow deliveries are the rule
-	}
+	tr.watch = e.cfg.flightWatch(rate > 0)
 	var slow paths
 	bus := final.New(svc, e.db, e.cfg.broker.provider(e.cfg.broker.url()), e.options().WithLogger(slow.logger()))
 	bus.Subscribe(topic).Handler(tr.handle)

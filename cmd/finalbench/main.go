@@ -78,6 +78,7 @@ type config struct {
 	tracefile    string        // -trace: a runtime/trace of the whole run
 	flightLag    time.Duration // -flight-lag: write the flight recorder's trace when a library delivery takes longer
 	flight       *flight       // the flight recorder under -flight-lag; nil otherwise
+	flightFull   bool          // -flight-full: it watches the full-load commit rounds instead of the paced phase
 	blockprofile string
 	pacedRate    float64
 	latencyLog   string        // -latency-log: a directory for each delivery's commit and latency in the paced phase and each commit round
@@ -165,8 +166,11 @@ func main() {
 	flag.StringVar(&c.tracefile, "trace", "", "write an execution trace of the whole run to this file (go tool trace; -pprof=sched shows where\n"+
 		"goroutines waited for a P once runnable): best with one short phase (-phases libonly -d 5s)")
 	flag.DurationVar(&c.flightLag, "flight-lag", 0, "keep the last seconds of an execution trace in memory (runtime/trace's flight recorder) and write them\n"+
-		"to flight.trace in -out the first time a message the library delivers in the paced latency phase took longer than this from commit\n"+
+		"to flight.trace in -out the first time a message the library delivers in the paced latency phase (or, with -flight-full, at full load)\n"+
+		"took longer than this from commit "+
 		"(0: off): a stall seen goroutine by goroutine (bench/tracewaits)")
+	flag.BoolVar(&c.flightFull, "flight-full", false, "-flight-lag watches the library's full-load commit rounds (1 and 10 msg/tx) instead of the paced phase:\n"+
+		"set a lag above most of the rounds' deliveries (their p99 is tens to hundreds of ms)")
 	flag.StringVar(&c.blockprofile, "blockprofile", "", "write a profile of where goroutines waited (channels, locks, selects; one sample per 10µs waited) during the\n"+
 		"backlog drain, from the reconnection until every message was delivered and the outbox was empty, to this file (with -rounds, every round's drain together):\n"+
 		"where a drain that does not use the whole machine waits")
