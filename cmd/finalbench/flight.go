@@ -82,10 +82,11 @@ func (f *flight) stop() {
 }
 
 // flightWatch is the recorder a library run's tracker tells of its
-// deliveries: -flight-lag's, in the paced phase (paced) or, with
-// -flight-full, in the full-load rounds; nil in the others.
-func (c *config) flightWatch(paced bool) *flight {
-	if paced == c.flightFull {
+// deliveries: -flight-lag's in the paced latency phase (latencyPhase) or,
+// with -flight-full, in every other library run (the commit and 10 msg/tx
+// rounds, libonly, the sweep); nil in the others.
+func (c *config) flightWatch(latencyPhase bool) *flight {
+	if latencyPhase == c.flightFull {
 		return nil
 	}
 	return c.flight

@@ -107,22 +107,22 @@ func TestTrackerTellsFlightOfSlowDeliveries(t *testing.T) {
 	}
 }
 
-// TestFlightWatchesOnePhase: the recorder watches the paced phase, or with
-// -flight-full the full-load rounds, never both.
+// TestFlightWatchesOnePhase: the recorder watches the paced latency phase,
+// or with -flight-full the other library runs, never both.
 func TestFlightWatchesOnePhase(t *testing.T) {
 	f := &flight{}
 	for _, c := range []struct {
-		full, paced bool
-		want        *flight
+		full, latency bool
+		want          *flight
 	}{
-		{full: false, paced: true, want: f},
-		{full: false, paced: false, want: nil},
-		{full: true, paced: true, want: nil},
-		{full: true, paced: false, want: f},
+		{full: false, latency: true, want: f},
+		{full: false, latency: false, want: nil},
+		{full: true, latency: true, want: nil},
+		{full: true, latency: false, want: f},
 	} {
 		cfg := &config{flight: f, flightFull: c.full}
-		if got := cfg.flightWatch(c.paced); got != c.want {
-			t.Errorf("-flight-full=%v, paced %v: watched by %p, want %p", c.full, c.paced, got, c.want)
+		if got := cfg.flightWatch(c.latency); got != c.want {
+			t.Errorf("-flight-full=%v, latency phase %v: watched by %p, want %p", c.full, c.latency, got, c.want)
 		}
 	}
 }

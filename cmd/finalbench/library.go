@@ -166,13 +166,14 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 // library runs n producers committing a business insert and perTx messages
 // per transaction through the bus for d (paced to rate tx/s when rate > 0),
-// with a subscriber in the same process.
-func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64) (libResult, error) {
+// with a subscriber in the same process. watch, if not nil, is told each
+// first delivery's latency (-flight-lag).
+func (e *benchEnv) library(n, perTx int, d time.Duration, rate float64, watch *flight) (libResult, error) {
 	e.settle()
 	svc := e.service("lib")
 	topic := "bench." + svc
 	tr := newTracker()
-	tr.watch = e.cfg.flightWatch(rate > 0)
+	tr.watch = watch
 	var slow paths
 	bus := final.New(svc, e.db, e.cfg.broker.provider(e.cfg.broker.url()), e.options().WithLogger(slow.logger()))
 	bus.Subscribe(topic).Handler(tr.handle)

@@ -78,7 +78,7 @@ type config struct {
 	tracefile    string        // -trace: a runtime/trace of the whole run
 	flightLag    time.Duration // -flight-lag: write the flight recorder's trace when a library delivery takes longer
 	flight       *flight       // the flight recorder under -flight-lag; nil otherwise
-	flightFull   bool          // -flight-full: it watches the full-load commit rounds instead of the paced phase
+	flightFull   bool          // -flight-full: the recorder watches the library runs other than the paced phase instead
 	blockprofile string
 	pacedRate    float64
 	latencyLog   string        // -latency-log: a directory for each delivery's commit and latency in the paced phase and each commit round
@@ -166,11 +166,11 @@ func main() {
 	flag.StringVar(&c.tracefile, "trace", "", "write an execution trace of the whole run to this file (go tool trace; -pprof=sched shows where\n"+
 		"goroutines waited for a P once runnable): best with one short phase (-phases libonly -d 5s)")
 	flag.DurationVar(&c.flightLag, "flight-lag", 0, "keep the last seconds of an execution trace in memory (runtime/trace's flight recorder) and write them\n"+
-		"to flight.trace in -out the first time a message the library delivers in the paced latency phase (or, with -flight-full, at full load)\n"+
+		"to flight.trace in -out the first time a message the library delivers in the paced latency phase (or, with -flight-full, in the other library runs)\n"+
 		"took longer than this from commit "+
 		"(0: off): a stall seen goroutine by goroutine (bench/tracewaits)")
-	flag.BoolVar(&c.flightFull, "flight-full", false, "-flight-lag watches the library's full-load commit rounds (1 and 10 msg/tx) instead of the paced phase:\n"+
-		"set a lag above most of the rounds' deliveries (their p99 is tens to hundreds of ms)")
+	flag.BoolVar(&c.flightFull, "flight-full", false, "with -flight-lag: it watches every library run but the paced latency phase (the commit and 10 msg/tx rounds,\n"+
+		"libonly, the sweep) instead of that phase; set a lag above most of their deliveries (their p99 is tens to hundreds of ms)")
 	flag.StringVar(&c.blockprofile, "blockprofile", "", "write a profile of where goroutines waited (channels, locks, selects; one sample per 10µs waited) during the\n"+
 		"backlog drain, from the reconnection until every message was delivered and the outbox was empty, to this file (with -rounds, every round's drain together):\n"+
 		"where a drain that does not use the whole machine waits")
@@ -286,6 +286,9 @@ func main() {
 		}
 		defer trace.Stop()
 	}
+	if c.flightFull && c.flightLag <= 0 {
+		log.Fatal("finalbench: -flight-full needs -flight-lag")
+	}
 	if c.flightLag > 0 {
 		if err := os.MkdirAll(c.out, 0o755); err != nil {
 			log.Fatal(err)
@@ -346,7 +349,7 @@ func run(c config) error {
 		}
 	}
 	if c.runs("libonly") { // for profiling: the library's commit phase alone
-		lib, err := env.library(c.concurrency, c.perTx, c.duration, 0)
+		lib, err := env.library(c.concurrency, c.perTx, c.duration, 0, c.flightWatch(false))
 		if err != nil {
 			return err
 		}
@@ -385,7 +388,7 @@ func run(c config) error {
 		for _, n := range c.sweep {
 			say("sweep: %d producers", n)
 			rawN := env.rawDB(n, c.perTx, c.duration/3, 0)
-			libN, err := env.library(n, c.perTx, c.duration/3, 0)
+			libN, err := env.library(n, c.perTx, c.duration/3, 0, c.flightWatch(false))
 			if err != nil {
 				return err
 			}
@@ -449,7 +452,7 @@ func (r *report) commitPhases(env *benchEnv, rawTx float64, say func(string, ...
 	}
 	say("  commit to delivery p50 %.1f ms, p99 %.1f ms, max %.1f ms, %.0f tx/s", stackHalf.lat.p50, stackHalf.lat.p99, stackHalf.lat.max, stackHalf.commitTx)
 	say("library paced at %.0f tx/s", half)
-	halfRun, err := env.library(c.concurrency, c.perTx, c.duration, half)
+	halfRun, err := env.library(c.concurrency, c.perTx, c.duration, half, c.flightWatch(true))
 	if err != nil {
 		return err
 	}

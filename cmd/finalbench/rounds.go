@@ -32,7 +32,7 @@ func (e *benchEnv) alternate(perTx int, say func(string, ...any)) (rawStackResul
 			say("  the library paced at %.0f tx/s (-pace-library %.2f)", pace, c.paceLibrary)
 		}
 		lib, err := labeled(fmt.Sprintf("library-%d", perTx), func() (libResult, error) {
-			return e.library(c.concurrency, perTx, c.duration, pace)
+			return e.library(c.concurrency, perTx, c.duration, pace, c.flightWatch(false))
 		})
 		if err != nil {
 			return rawStackResult{}, libResult{}, err
