@@ -9,9 +9,9 @@ import (
 )
 
 // flight is -flight-lag: the runtime's flight recorder keeps the last
-// seconds of an execution trace in memory, and the first delivery of the
-// library's paced latency phase whose latency exceeds lag writes them to
-// path, once. A stall that a whole-run -trace seldom meets (its cost
+// seconds of an execution trace in memory, and the first delivery whose
+// latency exceeds lag, in the library runs it watches (flightWatch), writes
+// them to path, once. A stall that a whole-run -trace seldom meets (its cost
 // changes the timing) can then be seen goroutine by goroutine (go tool
 // trace, or bench/tracewaits). Its one goroutine, which writes the
 // snapshot, is waited for by stop.

@@ -167,8 +167,7 @@ func main() {
 		"goroutines waited for a P once runnable): best with one short phase (-phases libonly -d 5s)")
 	flag.DurationVar(&c.flightLag, "flight-lag", 0, "keep the last seconds of an execution trace in memory (runtime/trace's flight recorder) and write them\n"+
 		"to flight.trace in -out the first time a message the library delivers in the paced latency phase (or, with -flight-full, in the other library runs)\n"+
-		"took longer than this from commit "+
-		"(0: off): a stall seen goroutine by goroutine (bench/tracewaits)")
+		"took longer than this from commit (0: off): a stall seen goroutine by goroutine (bench/tracewaits)")
 	flag.BoolVar(&c.flightFull, "flight-full", false, "with -flight-lag: it watches every library run but the paced latency phase (the commit and 10 msg/tx rounds,\n"+
 		"libonly, the sweep) instead of that phase; set a lag above most of their deliveries (their p99 is tens to hundreds of ms)")
 	flag.StringVar(&c.blockprofile, "blockprofile", "", "write a profile of where goroutines waited (channels, locks, selects; one sample per 10µs waited) during the\n"+
