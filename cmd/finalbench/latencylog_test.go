@@ -12,7 +12,8 @@ import (
 // its commit, its delivery and the latency between them in milliseconds
 // from the producers' start; a message committed but not delivered has
 // no line, a duplicate delivery does not move the first, and a delivery
-// recorded before its commit counts 0, as latency() counts it.
+// recorded before its commit counts 0, as latency() counts it. The start
+// goes to a file of its own beside the log.
 func TestLatencyLogListsDeliveriesInCommitOrder(t *testing.T) {
 	tr := newTracker()
 	start := time.Unix(1000, 0)
@@ -40,5 +41,14 @@ func TestLatencyLogListsDeliveriesInCommitOrder(t *testing.T) {
 		"14.000\t13.500\t0.000\n"
 	if got := string(b); got != want {
 		t.Fatalf("latency log:\n%s\nwant:\n%s", strings.TrimSpace(got), strings.TrimSpace(want))
+	}
+	// Beside it, the start its times count from, to line it up with other
+	// tools' wall-clock times (bench/vcpuprobe).
+	b, err = os.ReadFile(filepath.Join(filepath.Dir(path), "lat.start"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(b); got != "1000.000000\n" {
+		t.Fatalf("start file %q, want the start as Unix seconds, 1000.000000", got)
 	}
 }

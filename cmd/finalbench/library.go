@@ -116,7 +116,9 @@ func (t *tracker) latency() latency {
 // latency between them, at least 0 as latency() counts it (a delivery can
 // be recorded before its producer records the commit it returned from).
 // -latency-log: where in a phase the slow deliveries were, and whether they
-// came together.
+// came together. The producers' start, as Unix seconds, goes to path's
+// ".start" file beside it, to line the log up with what other tools saw
+// at the same moment (bench/vcpuprobe).
 func (t *tracker) writeLog(path string) error {
 	start := t.start
 	type row struct{ commit, recv time.Time }
@@ -135,7 +137,8 @@ func (t *tracker) writeLog(path string) error {
 	for _, r := range rows {
 		fmt.Fprintf(&b, "%.3f\t%.3f\t%.3f\n", ms(r.commit.Sub(start)), ms(r.recv.Sub(start)), max(0, ms(r.recv.Sub(r.commit))))
 	}
-	return os.WriteFile(path, []byte(b.String()), 0o644)
+	return errors.Join(os.WriteFile(path, []byte(b.String()), 0o644),
+		os.WriteFile(strings.TrimSuffix(path, ".tsv")+".start", fmt.Appendf(nil, "%.6f\n", float64(start.UnixNano())/1e9), 0o644))
 }
 
 // writeLatencyLogs writes the limit's and the library's latency logs of a

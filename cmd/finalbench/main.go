@@ -174,7 +174,8 @@ func main() {
 		"backlog drain, from the reconnection until every message was delivered and the outbox was empty, to this file (with -rounds, every round's drain together):\n"+
 		"where a drain that does not use the whole machine waits")
 	flag.StringVar(&c.latencyLog, "latency-log", "", "write each message's commit, delivery and latency (ms), for the limit and the library, to this directory:\n"+
-		"paced-{limit,library}.tsv for the paced latency phase, rounds-Nmsg-R-{limit,library}.tsv for round R of the N msg/tx commit phases")
+		"paced-{limit,library}.tsv for the paced latency phase, rounds-Nmsg-R-{limit,library}.tsv for round R of the N msg/tx commit phases,\n"+
+		"each with a .start file beside it: the producers' start as Unix seconds, which its times count from")
 	flag.Float64Var(&c.pacedRate, "rate", 0, "tx/s of the paced latency phase (0: half the limit, raw DB + broker, when the commit phase runs, else half the raw database rate)")
 	flag.IntVar(&c.rounds, "rounds", 3, "rounds of the commit, drain and 10 msg/tx phases: each runs the limit and the library in turn, and the report gives\n"+
 		"the pair of the round whose ratio is the median (the machine's speed drifts between phases as much as the gaps measured)")

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Lines a finalbench latency log up with vcpuprobe's late wake-ups.
+
+    python3 bench/vcpuprobe/overlap.py GAPS LOG.tsv [SLOW_MS]
+
+GAPS is vcpuprobe's output (unix time of the late wake-up, cpu, late by ms); LOG.tsv (or
+.tsv.gz) a -latency-log file with its LOG.start beside it. A CPU is taken as not running from
+(wake-up - late) to the wake-up. Prints, for the deliveries slower than SLOW_MS (10) and for
+the rest, the share whose commit-to-delivery interval overlaps such a pause, and how much
+pause (summed over both CPUs) the slow ones spanned.
+"""
+import gzip
+import re
+import sys
+
+gaps_path, log_path = sys.argv[1], sys.argv[2]
+slow_ms = float(sys.argv[3]) if len(sys.argv) > 3 else 10.0
+start = float(open(re.sub(r"\.tsv(\.gz)?$", ".start", log_path)).read())
+gaps = []  # (from, to) in ms from the log's start
+for line in open(gaps_path):
+    t, cpu, late = line.split()
+    to = (float(t) - start) * 1e3
+    gaps.append((to - float(late), to, int(cpu)))
+gaps.sort()
+rows = []
+with (gzip.open(log_path, "rt") if log_path.endswith(".gz") else open(log_path)) as f:
+    next(f)
+    for line in f:
+        c, d, l = map(float, line.split())
+        rows.append((c, d, l))
+end = max(d for _, d, _ in rows)
+inrun = [g for g in gaps if g[1] >= 0 and g[0] <= end]
+
+def spanned(c, d):
+    return sum(min(d, b) - max(c, a) for a, b, _ in inrun if a < d and b > c)
+
+slow = [r for r in rows if r[2] > slow_ms]
+fast = [r for r in rows if r[2] <= slow_ms]
+def share(rs):
+    return sum(1 for c, d, _ in rs if spanned(c, d) > 0) / max(1, len(rs))
+print(f"{log_path}: {len(rows)} deliveries over {end/1e3:.1f} s; {len(inrun)} pauses in it "
+      f"(total {sum(b-a for a,b,_ in inrun):.0f} ms, longest {max((b-a for a,b,_ in inrun), default=0):.1f} ms)")
+print(f"  slower than {slow_ms:g} ms: {len(slow)}, of which {share(slow):.0%} span a pause "
+      f"(mean pause spanned {sum(spanned(c,d) for c,d,_ in slow)/max(1,len(slow)):.1f} ms, "
+      f"mean latency {sum(l for *_,l in slow)/max(1,len(slow)):.1f} ms)")
+print(f"  the rest: {len(fast)}, of which {share(fast):.0%} span a pause")
