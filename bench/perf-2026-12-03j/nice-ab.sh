@@ -1,16 +1,22 @@
 #!/bin/bash
-# RabbitMQ at the machine's usual priority (nice 0) against ahead of the rest (every thread of
-# beam.smp at nice -10), interleaved, nothing else running:
+# RabbitMQ at the priority it runs at (nice 0 here) against ahead of the rest (every thread
+# of beam.smp at nice -10), interleaved (always the first in a pair), nothing else running;
+# as root:
 #   bash bench/perf-2026-12-03j/nice-ab.sh OUTDIR ROUNDS [finalbench flags...]
-# writes OUTDIR/{nice0,nice-10}-R.log (bench/perf-2026-12-03b/run.sh each) and leaves the
-# broker at nice 0. FINALBENCH=/dir/finalbench names the binary.
+# writes OUTDIR/{nice0,nice-10}-R.log (bench/perf-2026-12-03b/run.sh each) and gives every
+# thread back the nice value it had when it started. FINALBENCH=/dir/finalbench names the
+# binary.
 set -e
 cd "$(dirname "$0")/../.."
 out=$1 rounds=$2; shift 2
 mkdir -p "$out"
-beam=$(pgrep -f beam.smp | head -1)
-prio() { for t in /proc/$beam/task/*; do renice -n "$1" -p "${t##*/}" >/dev/null; done; }
-trap 'prio 0' EXIT
+beam=$(pgrep -x beam.smp | head -1)
+declare -A was # thread id -> its nice value at the start
+for t in /proc/$beam/task/*; do was[${t##*/}]=$(sed 's/.*) //' "$t/stat" | awk '{print $17}'); done
+prio() { # prio N|back
+  for tid in "${!was[@]}"; do renice -n "$([ "$1" = back ] && echo "${was[$tid]}" || echo "$1")" -p "$tid" >/dev/null || true; done
+}
+trap 'prio back' EXIT
 for r in $(seq 1 "$rounds"); do
   for n in 0 -10; do
     prio $n

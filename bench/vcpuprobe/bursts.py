@@ -34,8 +34,8 @@ if a.sysmon:
         if not e:
             continue
         t, kind = e.split()[:2]
-        to = re.search(r"\{timeout,(\d+)\}", e)
-        what = re.search(r"\{in,\{(\w+),(\w+),", e)
+        to = re.search(r"\{timeout,\s*(\d+)\}", e)
+        what = re.search(r"\{in,\s*\{(\w+),\s*(\w+),", e)
         where = f" {what.group(1)}:{what.group(2)}" if what else (" port" if "#Port" in e else "")
         events.append((float(t) - start, f"{kind} {to.group(1) if to else '?'}ms{where}"))
 if a.gaps:

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Lines a finalbench latency log up with vcpuprobe's late wake-ups.
 
-    python3 bench/vcpuprobe/overlap.py GAPS LOG.tsv [SLOW_MS]
+    python3 bench/vcpuprobe/overlap.py GAPS LOG.tsv [SLOW_MS [SHIFT_MS...]]
 
 GAPS is vcpuprobe's output (unix time of the late wake-up, cpu, late by ms); LOG.tsv (or
 .tsv.gz) a -latency-log file with its LOG.start beside it. A CPU is taken as not running from
 (wake-up - late) to the wake-up. Prints, for the deliveries slower than SLOW_MS (10) and for
 the rest, the share whose commit-to-delivery interval overlaps such a pause, and how much
-pause (summed over both CPUs) the slow ones spanned.
+pause (summed over both CPUs) the slow ones spanned. Each SHIFT_MS repeats the count with
+every pause moved that much later: where the pauses would be met by chance by intervals as
+long as the slow ones (a control for their length).
 """
 import gzip
 import re
@@ -15,6 +17,7 @@ import sys
 
 gaps_path, log_path = sys.argv[1], sys.argv[2]
 slow_ms = float(sys.argv[3]) if len(sys.argv) > 3 else 10.0
+shifts = [float(x) for x in sys.argv[4:]]
 start = float(open(re.sub(r"\.tsv(\.gz)?$", ".start", log_path)).read())
 gaps = []  # (from, to) in ms from the log's start
 for line in open(gaps_path):
@@ -44,3 +47,8 @@ print(f"  slower than {slow_ms:g} ms: {len(slow)}, of which {share(slow):.0%} sp
       f"(mean pause spanned {sum(spanned(c,d) for c,d,_ in slow)/max(1,len(slow)):.1f} ms, "
       f"mean latency {sum(l for *_,l in slow)/max(1,len(slow)):.1f} ms)")
 print(f"  the rest: {len(fast)}, of which {share(fast):.0%} span a pause")
+for shift in shifts:
+    real = inrun
+    inrun = [(a + shift, b + shift, cpu) for a, b, cpu in gaps if b + shift >= 0 and a + shift <= end]
+    print(f"  pauses moved {shift:g} ms later: slower ones spanning one {share(slow):.0%}, the rest {share(fast):.0%}")
+    inrun = real

@@ -3,10 +3,12 @@
 
     python3 bench/vcpuprobe/runqwait.py PID 'REGEX' SECONDS [EVERY_MS] > waits.txt
 
-Every EVERY_MS (5) it reads /proc/PID/task/*/schedstat of the threads whose name matches
+Every EVERY_MS (5; a best-effort sleep) it reads /proc/PID/task/*/schedstat of the threads whose name matches
 REGEX (e.g. 'scheduler' for an Erlang VM's schedulers) and prints one line per interval
 in which a thread waited on a run queue 2 ms or more:
     <unix time at the interval's end, s> <thread name> <ms waited in the interval> <ms run in it>
+Intervals with less wait are not printed, so sums over its output are lower bounds. A wait
+includes any time the CPU the thread was queued on was itself stopped (vcpuprobe.c).
 """
 import os
 import re
@@ -26,9 +28,13 @@ last = {}
 end = time.monotonic() + seconds
 while time.monotonic() < end:
     now = time.time()
-    for tid, (name, f) in tasks.items():
-        f.seek(0)
-        run, wait, _ = map(int, f.read().split())
+    for tid, (name, f) in list(tasks.items()):
+        try:
+            f.seek(0)
+            run, wait, _ = map(int, f.read().split())
+        except (OSError, ValueError):  # the thread ended
+            del tasks[tid]
+            continue
         if tid in last:
             dr, dw = run - last[tid][0], wait - last[tid][1]
             if dw >= 2_000_000:
