@@ -10,7 +10,7 @@ set -e
 cd "$(dirname "$0")/../.."
 out=$1 rounds=$2; shift 2
 mkdir -p "$out"
-beam=$(pgrep -x beam.smp | head -1)
+beam=$(ss -ltnpH 'sport = :5672' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2) # the node on the broker's port
 declare -A was # scheduler thread id -> its CPU list at the start
 for t in /proc/$beam/task/*; do
   case $(cat "$t/comm") in

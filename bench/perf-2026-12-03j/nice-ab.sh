@@ -10,11 +10,11 @@ set -e
 cd "$(dirname "$0")/../.."
 out=$1 rounds=$2; shift 2
 mkdir -p "$out"
-beam=$(pgrep -x beam.smp | head -1)
+beam=$(ss -ltnpH 'sport = :5672' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2) # the node on the broker's port
 declare -A was # thread id -> its nice value at the start
 for t in /proc/$beam/task/*; do was[${t##*/}]=$(sed 's/.*) //' "$t/stat" | awk '{print $17}'); done
 prio() { # prio N|back
-  for tid in "${!was[@]}"; do renice -n "$([ "$1" = back ] && echo "${was[$tid]}" || echo "$1")" -p "$tid" >/dev/null || true; done
+  for tid in "${!was[@]}"; do renice --priority "$([ "$1" = back ] && echo "${was[$tid]}" || echo "$1")" -p "$tid" >/dev/null || echo "nice-ab: renice of thread $tid failed" >&2; done
 }
 trap 'prio back' EXIT
 for r in $(seq 1 "$rounds"); do

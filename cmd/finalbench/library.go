@@ -138,7 +138,7 @@ func (t *tracker) writeLog(path string) error {
 		fmt.Fprintf(&b, "%.3f\t%.3f\t%.3f\n", ms(r.commit.Sub(start)), ms(r.recv.Sub(start)), max(0, ms(r.recv.Sub(r.commit))))
 	}
 	return errors.Join(os.WriteFile(path, []byte(b.String()), 0o644),
-		os.WriteFile(strings.TrimSuffix(path, ".tsv")+".start", fmt.Appendf(nil, "%.6f\n", float64(start.UnixNano())/1e9), 0o644))
+		os.WriteFile(strings.TrimSuffix(path, ".tsv")+".start", fmt.Appendf(nil, "%d.%06d\n", start.Unix(), start.Nanosecond()/1000), 0o644))
 }
 
 // writeLatencyLogs writes the limit's and the library's latency logs of a
