@@ -14,8 +14,9 @@ interval). With --runq it first gives the scheduler threads' waits over the log'
 in seconds from the producers' start (LOG.start).
 """
 import argparse
-import gzip
 import re
+
+import latlog
 
 ap = argparse.ArgumentParser()
 ap.add_argument("log")
@@ -25,7 +26,7 @@ ap.add_argument("--runq")
 ap.add_argument("--slow", type=float, default=15.0)
 ap.add_argument("--min", type=int, default=5)
 a = ap.parse_args()
-start = float(open(re.sub(r"\.tsv(\.gz)?$", ".start", a.log)).read())
+start = latlog.start(a.log)
 
 events = []  # (t, text)
 if a.sysmon:
@@ -39,9 +40,8 @@ if a.sysmon:
         where = f" {what.group(1)}:{what.group(2)}" if what else (" port" if "#Port" in e else "")
         events.append((float(t) - start, f"{kind} {to.group(1) if to else '?'}ms{where}"))
 if a.gaps:
-    for line in open(a.gaps):
-        t, cpu, late = line.split()
-        events.append((float(t) - start, f"cpu{cpu} paused {float(late):.0f}ms"))
+    for frm, to, cpu in latlog.pauses(a.gaps, start):
+        events.append((to / 1e3, f"cpu{cpu} paused {to - frm:.0f}ms"))
 waits = []  # (t, thread, ms waited)
 if a.runq:
     for line in open(a.runq):
@@ -52,12 +52,7 @@ if a.runq:
                 events.append((float(t) - start, f"{name} waited {float(waited):.0f}ms for a CPU"))
 events.sort()
 
-rows = []
-with (gzip.open(a.log, "rt") if a.log.endswith(".gz") else open(a.log)) as f:
-    next(f)
-    for line in f:
-        c, d, l = map(float, line.split())
-        rows.append((c / 1e3, d / 1e3, l))
+rows = [(c / 1e3, d / 1e3, l) for c, d, l in latlog.deliveries(a.log)]
 end = max(d for _, d, _ in rows)
 if a.runq:
     span = [w for w in waits if 0 <= w[0] <= end]

@@ -11,26 +11,15 @@ pause (summed over both CPUs) the slow ones spanned. Each SHIFT_MS repeats the c
 every pause moved that much later: where the pauses would be met by chance by intervals as
 long as the slow ones (a control for their length).
 """
-import gzip
-import re
 import sys
+
+import latlog
 
 gaps_path, log_path = sys.argv[1], sys.argv[2]
 slow_ms = float(sys.argv[3]) if len(sys.argv) > 3 else 10.0
 shifts = [float(x) for x in sys.argv[4:]]
-start = float(open(re.sub(r"\.tsv(\.gz)?$", ".start", log_path)).read())
-gaps = []  # (from, to) in ms from the log's start
-for line in open(gaps_path):
-    t, cpu, late = line.split()
-    to = (float(t) - start) * 1e3
-    gaps.append((to - float(late), to, int(cpu)))
-gaps.sort()
-rows = []
-with (gzip.open(log_path, "rt") if log_path.endswith(".gz") else open(log_path)) as f:
-    next(f)
-    for line in f:
-        c, d, l = map(float, line.split())
-        rows.append((c, d, l))
+gaps = latlog.pauses(gaps_path, latlog.start(log_path))  # (from, to, cpu), ms from the log's start
+rows = latlog.deliveries(log_path)
 end = max(d for _, d, _ in rows)
 inrun = [g for g in gaps if g[1] >= 0 and g[0] <= end]
 
