@@ -460,6 +460,8 @@ func (r *report) commitPhases(env *benchEnv, rawTx float64, say func(string, ...
 	if err := env.writeLatencyLogs("paced", stackHalf.tr, halfRun.tr); err != nil {
 		return err
 	}
+	r.measured.paced = &pacedResult{rate: half, stack: stackHalf.lat, lib: halfRun.lat,
+		stackTx: stackHalf.commitTx, libTx: halfRun.commitTx}
 	r.add("paced commit rate (tx/s) at "+label, halfRun.commitTx, half, "reaches the paced rate", 0.97)
 	r.addLatency("latency p50 at "+label+" (ms)", halfRun.lat.p50, 0)
 	r.addLatency("latency p99 at "+label+" (ms)", halfRun.lat.p99, 10)

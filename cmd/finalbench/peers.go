@@ -37,6 +37,13 @@ type peerOutput struct {
 		Duplicates int64                           `json:"duplicates"`
 		Complete   bool                            `json:"all_delivered"`
 	} `json:"commit"`
+	Paced *struct {
+		CommitTx  float64                         `json:"commit_tx_per_s"`
+		Latency   struct{ P50, P99, Max float64 } `json:"latency_ms"`
+		Committed int64                           `json:"committed"`
+		Lost      int64                           `json:"lost"`
+		Complete  bool                            `json:"all_delivered"`
+	} `json:"paced"`
 	Drain *struct {
 		MsgPerS    float64 `json:"msg_per_s"`
 		Lost       int64   `json:"lost"`
@@ -126,6 +133,9 @@ func (r *report) peersPhase(env *benchEnv, say func(string, ...any)) (map[string
 				ns = append(ns, strconv.Itoa(n))
 			}
 			args = append(args, "-sweep", strings.Join(ns, ","))
+		}
+		if p := m.paced; p != nil { // the peer held to the library's paced rate too
+			args = append(args, "-rate", strconv.FormatFloat(p.rate, 'f', 0, 64))
 		}
 		args = append(args, c.peerFlags...)
 		shown := slices.Clone(args)
@@ -220,13 +230,20 @@ func (r *report) addLimitRows() {
 	}
 	r.Peers = append(r.Peers, r.withRatios(peerRow{System: "raw DB alone", CommitTx: m.rawTx,
 		Setup: "the business insert and -per-tx outbox-shaped inserts, prepared statements"}))
-	r.Peers = append(r.Peers, r.withRatios(peerRow{System: "raw DB + broker, no outbox (the limit)",
+	limit := peerRow{System: "raw DB + broker, no outbox (the limit)",
 		CommitTx: m.stack.commitTx, E2ETx: m.stack.e2eTx, DrainMsgs: m.drainLimit(),
 		P50: m.stack.lat.p50, P99: m.stack.lat.p99, // commit to the raw consumer, at full load
-		Setup: "the raw transaction, then amqp091-go publishing with pipelined confirms to a raw consumer; drain: raw confirmed publish + consume" + r.rawSetup()}))
+		Setup: "the raw transaction, then amqp091-go publishing with pipelined confirms to a raw consumer; drain: raw confirmed publish + consume" + r.rawSetup()}
+	if p := m.paced; p != nil {
+		limit.PacedTx, limit.PacedP99 = p.stackTx, p.stack.p99
+	}
+	r.Peers = append(r.Peers, r.withRatios(limit))
 	if lib := m.lib; lib != nil {
 		row := peerRow{System: libRow, CommitTx: lib.commitTx, E2ETx: lib.e2eTx,
 			P50: lib.lat.p50, P99: lib.lat.p99, Lost: lib.lost, Duplicates: lib.dups, Setup: "the library's defaults, -max-unconfirmed, -prefetch and -wire"}
+		if p := m.paced; p != nil {
+			row.PacedTx, row.PacedP99 = p.libTx, p.lib.p99
+		}
 		if d := m.drain; d != nil {
 			row.DrainMsgs, row.Duplicates = d.delivered, row.Duplicates+d.dups
 		}
@@ -245,6 +262,12 @@ func (r *report) addPeer(p *peerOutput) {
 	}
 	if p.Commit.LostNote != "" {
 		row.Notes = append(row.Notes, "commit phase: "+p.Commit.LostNote)
+	}
+	if p.Paced != nil {
+		row.PacedTx, row.PacedP99 = p.Paced.CommitTx, p.Paced.Latency.P99
+		if !p.Paced.Complete {
+			row.Notes = append(row.Notes, fmt.Sprintf("paced phase: %d of %d messages never delivered", p.Paced.Lost, p.Paced.Committed))
+		}
 	}
 	var sweepLost int64
 	for _, s := range p.Sweep {
@@ -279,4 +302,12 @@ func (r *report) addPeerSweeps(sweeps map[string][]peerSweepPoint) {
 			}
 		}
 	}
+}
+
+// pacedRateText says at what rate the paced columns were measured.
+func (r *report) pacedRateText() string {
+	if p := r.measured.paced; p != nil {
+		return fmt.Sprintf("%.0f tx/s", p.rate)
+	}
+	return "not run (no latency phase)"
 }

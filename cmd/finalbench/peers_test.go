@@ -19,9 +19,12 @@ const peerSample = `{
     "committed": 2728, "delivered": 2722, "lost": 6,
     "lost_note": "of 6 lost, 6 rows are in the table behind the subscriber's acknowledged position",
     "duplicates": 0, "phantoms": 0, "all_delivered": false},
+  "paced": {"producers": 8, "commit_tx_per_s": 900, "e2e_tx_per_s": 400,
+    "latency_ms": {"p50": 1200, "p99": 2500, "max": 2600},
+    "committed": 5000, "delivered": 4998, "lost": 2, "duplicates": 0, "phantoms": 0, "all_delivered": false},
   "drain": {"messages": 2000, "msg_per_s": 580, "delivered": 2000, "lost": 0, "duplicates": 1},
   "sweep": [{"producers": 2, "commit_tx_per_s": 700}, {"producers": 8, "commit_tx_per_s": 950}],
-  "totals": {"committed": 4728, "lost": 6, "duplicates": 1, "phantoms": 0}
+  "totals": {"committed": 9728, "lost": 8, "duplicates": 1, "phantoms": 0}
 }`
 
 // TestPeerRows checks that a peer's output becomes a row beside the
@@ -39,6 +42,7 @@ func TestPeerRows(t *testing.T) {
 		rawPub: &rawPublishResult{confirmed: 12000, consumed: 10000},
 		lib:    &libResult{commitTx: 1500, e2eTx: 1500, lat: latency{p50: 1, p99: 10}},
 		drain:  &drainResult{delivered: 5000, dups: 2},
+		paced:  &pacedResult{rate: 1000, stack: latency{p99: 3}, lib: latency{p99: 4}, stackTx: 1000, libTx: 1000},
 	}
 	r.addLimitRows()
 	r.addPeer(&out)
@@ -66,14 +70,21 @@ func TestPeerRows(t *testing.T) {
 	near("peer commit / limit", peer.CommitVsLimit, 900.0/2000)
 	near("peer e2e / limit", peer.E2EVsLimit, 500.0/2000)
 	near("peer drain / raw", peer.DrainVsRaw, 580.0/10000)
-	if peer.Lost != 6 || peer.Duplicates != 1 || peer.Committed != 4728 {
-		t.Errorf("peer lost %d, duplicates %d, committed %d; want every phase's 6, 1, 4728", peer.Lost, peer.Duplicates, peer.Committed)
+	if peer.Lost != 8 || peer.Duplicates != 1 || peer.Committed != 9728 {
+		t.Errorf("peer lost %d, duplicates %d, committed %d; want every phase's 8, 1, 9728", peer.Lost, peer.Duplicates, peer.Committed)
 	}
+	near("limit paced p99", limit.PacedP99, 3)
+	near("final paced p99", lib.PacedP99, 4)
+	near("peer paced p99", peer.PacedP99, 2500)
+	near("peer paced commit", peer.PacedTx, 900)
 	table := r.table()
 	for _, want := range []string{"Watermill SQL forwarder v4.1.2", "NOTE Watermill SQL forwarder v4.1.2: commit phase: 6 of 2728 messages never delivered",
 		"behind the subscriber's acknowledged position",
+		"NOTE Watermill SQL forwarder v4.1.2: paced phase: 2 of 5000 messages never delivered",
+		"the paced latency phase's rate, 1000 tx/s",
 		"final vs Watermill SQL forwarder v4.1.2: commit ahead (1500 vs 900 tx/s, the peer delivering 0.56 of its commits within the phase), " +
-			"end to end ahead (1500 vs 500 tx/s), p99 ahead (10.0 vs 2091.5 ms), drain ahead (5000 vs 580 msg/s), lost ahead (0 vs 6)"} {
+			"end to end ahead (1500 vs 500 tx/s), p99 ahead (10.0 vs 2091.5 ms, the peer committing at 0.60 of final's rate), " +
+			"p99 paced ahead (4.0 vs 2500.0 ms, the peer reaching 0.90 of final's paced rate), drain ahead (5000 vs 580 msg/s), lost ahead (0 vs 8)"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
@@ -96,13 +107,13 @@ func TestPeerRows(t *testing.T) {
 func TestVersus(t *testing.T) {
 	r := &report{Peers: []peerRow{
 		{System: "raw DB + broker, no outbox (the limit)", CommitTx: 3000, E2ETx: 3000},
-		{System: libRow, CommitTx: 1000, E2ETx: 990, P99: 20, DrainMsgs: 5000},
-		{System: "peer", CommitTx: 1200, E2ETx: 1150, P99: 15, Lost: 0},
+		{System: libRow, CommitTx: 1000, E2ETx: 990, P99: 20, PacedTx: 500, PacedP99: 8, DrainMsgs: 5000},
+		{System: "peer", CommitTx: 1200, E2ETx: 1150, P99: 15, PacedTx: 490, PacedP99: 6, Lost: 0},
 		{System: "no e2e", CommitTx: 900, P99: 20, Lost: 3},
 	}}
 	got := r.versus()
 	want := []string{
-		"final vs peer: commit BEHIND (1000 vs 1200 tx/s), end to end BEHIND (990 vs 1150 tx/s), p99 BEHIND (20.0 vs 15.0 ms), lost level (0 vs 0)",
+		"final vs peer: commit BEHIND (1000 vs 1200 tx/s), end to end BEHIND (990 vs 1150 tx/s), p99 BEHIND (20.0 vs 15.0 ms), p99 paced BEHIND (8.0 vs 6.0 ms), lost level (0 vs 0)",
 		"final vs no e2e: commit ahead (1000 vs 900 tx/s), p99 level (20.0 vs 20.0 ms), lost ahead (0 vs 3)",
 	}
 	if len(got) != len(want) {

@@ -43,6 +43,8 @@ type peerRow struct {
 	E2EVsLimit    float64  `json:"e2e_vs_limit,omitempty"`
 	P50           float64  `json:"latency_p50_ms,omitempty"` // commit to handled at full load
 	P99           float64  `json:"latency_p99_ms,omitempty"`
+	PacedTx       float64  `json:"paced_tx_per_s,omitempty"`       // commit rate with the producers held to the paced latency phase's rate
+	PacedP99      float64  `json:"paced_p99_ms,omitempty"`         // commit to handled p99 then
 	DrainMsgs     float64  `json:"drain_msgs_per_s,omitempty"`     // backlog drain to the consumer
 	DrainVsRaw    float64  `json:"drain_vs_raw_publish,omitempty"` // against raw confirmed publish + consume
 	Committed     int64    `json:"committed_messages,omitempty"`   // the peer's, in all its phases
@@ -52,6 +54,14 @@ type peerRow struct {
 	Notes         []string `json:"notes,omitempty"`
 }
 
+// pacedResult is the paced latency phase: its rate and what the limit and
+// the library delivered at it.
+type pacedResult struct {
+	rate           float64
+	stack, lib     latency
+	stackTx, libTx float64 // the commit rates they reached
+}
+
 // measured keeps the figures of this run that the peers phase compares.
 type measured struct {
 	rawTx  float64
@@ -59,6 +69,9 @@ type measured struct {
 	rawPub *rawPublishResult
 	lib    *libResult
 	drain  *drainResult
+	// paced is the paced latency phase, if it ran: the peers are held to
+	// its rate too.
+	paced *pacedResult
 	// rawDrain is the raw publish and consume rate the drain was compared
 	// with: that of the median round of those that alternated with it (0:
 	// no drain).
@@ -161,12 +174,14 @@ func (r *report) peersTable(b *strings.Builder) {
 	if len(r.Peers) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "\npeers, same database, broker and transaction (ratios: /raw = to raw DB alone, /limit = to raw DB + broker):\n\n")
-	fmt.Fprintf(b, "| %-40s | %8s | %5s | %6s | %8s | %6s | %8s | %8s | %8s | %6s | %6s | %4s |\n",
-		"system", "commit", "/raw", "/limit", "e2e", "/limit", "p50 ms", "p99 ms", "drain", "/raw", "lost", "dup")
-	fmt.Fprintf(b, "|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 42), strings.Repeat("-", 10),
+	fmt.Fprintf(b, "\npeers, same database, broker and transaction (ratios: /raw = to raw DB alone, /limit = to raw DB + broker;\n"+
+		"p50, p99: commit to handled at full load; paced: the producers held to the paced latency phase's rate, %s):\n\n", r.pacedRateText())
+	fmt.Fprintf(b, "| %-40s | %8s | %5s | %6s | %8s | %6s | %8s | %8s | %8s | %9s | %8s | %6s | %6s | %4s |\n",
+		"system", "commit", "/raw", "/limit", "e2e", "/limit", "p50 ms", "p99 ms", "paced", "p99 paced", "drain", "/raw", "lost", "dup")
+	fmt.Fprintf(b, "|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 42), strings.Repeat("-", 10),
 		strings.Repeat("-", 7), strings.Repeat("-", 8), strings.Repeat("-", 10), strings.Repeat("-", 8), strings.Repeat("-", 10),
-		strings.Repeat("-", 10), strings.Repeat("-", 10), strings.Repeat("-", 8), strings.Repeat("-", 8), strings.Repeat("-", 6))
+		strings.Repeat("-", 10), strings.Repeat("-", 10), strings.Repeat("-", 11), strings.Repeat("-", 10), strings.Repeat("-", 8),
+		strings.Repeat("-", 8), strings.Repeat("-", 6))
 	blank := func(v float64, f string) string {
 		if v == 0 {
 			return ""
@@ -179,9 +194,10 @@ func (r *report) peersTable(b *strings.Builder) {
 		if strings.HasPrefix(p.System, "raw") {
 			lost, dup = "", ""
 		}
-		fmt.Fprintf(b, "| %-40s | %8s | %5s | %6s | %8s | %6s | %8s | %8s | %8s | %6s | %6s | %4s |\n", p.System,
+		fmt.Fprintf(b, "| %-40s | %8s | %5s | %6s | %8s | %6s | %8s | %8s | %8s | %9s | %8s | %6s | %6s | %4s |\n", p.System,
 			blank(p.CommitTx, "%.0f"), blank(p.CommitVsRaw, "%.2f"), blank(p.CommitVsLimit, "%.2f"),
 			blank(p.E2ETx, "%.0f"), blank(p.E2EVsLimit, "%.2f"), blank(p.P50, "%.2f"), blank(p.P99, "%.2f"),
+			blank(p.PacedTx, "%.0f"), blank(p.PacedP99, "%.2f"),
 			blank(p.DrainMsgs, "%.0f"), blank(p.DrainVsRaw, "%.2f"), lost, dup)
 		for _, n := range p.Notes {
 			notes = append(notes, p.System+": "+n)

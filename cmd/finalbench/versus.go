@@ -14,6 +14,10 @@ const libRow = "final (this run)"
 // (Watermill's forwarder, one message in flight, falls seconds behind).
 const sameJob = 0.9
 
+// pacedReach is the share of the library's paced commit rate below which
+// a peer's paced p99 is flagged: it did not carry the same load.
+const pacedReach = 0.97
+
 // versus compares the library's row of the peers table with each peer's,
 // figure by figure: ahead is a higher rate, a lower p99, fewer messages
 // lost; level is the same figure. A commit rate whose messages the peer did
@@ -49,7 +53,18 @@ func (r *report) versus() []string {
 		}
 		higher("end to end", lib.E2ETx, p.E2ETx, " tx/s")
 		if lib.P99 > 0 && p.P99 > 0 {
-			figs = append(figs, fmt.Sprintf("p99 %s (%.1f vs %.1f ms)", verdict(-lib.P99, -p.P99), lib.P99, p.P99))
+			fig := fmt.Sprintf("p99 %s (%.1f vs %.1f ms", verdict(-lib.P99, -p.P99), lib.P99, p.P99)
+			if p.CommitTx < sameJob*lib.CommitTx { // a shorter queue behind the broker's stalls
+				fig += fmt.Sprintf(", the peer committing at %.2f of final's rate", p.CommitTx/lib.CommitTx)
+			}
+			figs = append(figs, fig+")")
+		}
+		if lib.PacedP99 > 0 && p.PacedP99 > 0 {
+			fig := fmt.Sprintf("p99 paced %s (%.1f vs %.1f ms", verdict(-lib.PacedP99, -p.PacedP99), lib.PacedP99, p.PacedP99)
+			if p.PacedTx < pacedReach*lib.PacedTx {
+				fig += fmt.Sprintf(", the peer reaching %.2f of final's paced rate", p.PacedTx/lib.PacedTx)
+			}
+			figs = append(figs, fig+")")
 		}
 		higher("drain", lib.DrainMsgs, p.DrainMsgs, " msg/s")
 		figs = append(figs, fmt.Sprintf("lost %s (%d vs %d)", verdict(float64(-lib.Lost), float64(-p.Lost)), lib.Lost, p.Lost))

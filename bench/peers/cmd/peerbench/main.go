@@ -17,7 +17,8 @@
 //
 // Phases, each on tables and queues of its own: commit (producers for -d
 // doing a business insert and -per-tx messages per transaction while the
-// forwarder or worker runs, then waiting for every message), drain (-backlog
+// forwarder or worker runs, then waiting for every message), paced (the
+// same with the producers held to -rate tx/s, when -rate is set), drain (-backlog
 // messages committed while the forwarder or worker is stopped, then
 // drained) and sweep (the commit phase for -d/3 per producer count). Every
 // phase counts, per message id, what was delivered: a message committed and
@@ -51,6 +52,7 @@ type config struct {
 	size         int
 	perTx        int
 	duration     time.Duration
+	rate         float64 // tx/s of the paced phase (0: none)
 	backlog      int
 	sweep        []int
 	grace        time.Duration // no new delivery for this long: the rest is lost
@@ -76,6 +78,8 @@ func main() {
 	flag.IntVar(&c.size, "size", 256, "payload bytes")
 	flag.IntVar(&c.perTx, "per-tx", 1, "messages per transaction")
 	flag.DurationVar(&c.duration, "d", 10*time.Second, "length of the commit phase (a sweep point takes a third of it)")
+	flag.Float64Var(&c.rate, "rate", 0, "tx/s of a paced phase after the commit phase: the producers held to this rate for -d, for the p99 at a given rate\n"+
+		"(cmd/finalbench passes its paced latency phase's, half the limit; 0: no paced phase)")
 	flag.IntVar(&c.backlog, "backlog", 100000, "messages in the backlog-drain phase (0: no drain phase)")
 	flag.StringVar(&sweep, "sweep", "", "producer counts of the sweep (empty: no sweep)")
 	flag.DurationVar(&c.grace, "grace", 30*time.Second, "a phase's messages not delivered after this long without a new delivery are lost")
@@ -95,8 +99,8 @@ func main() {
 			c.sweep = append(c.sweep, n)
 		}
 	}
-	if c.producers <= 0 || c.size <= 0 || c.perTx <= 0 || c.backlog < 0 || c.duration <= 0 {
-		log.Fatal("peerbench: -c, -size, -per-tx and -d must be positive, -backlog not negative")
+	if c.producers <= 0 || c.size <= 0 || c.perTx <= 0 || c.backlog < 0 || c.duration <= 0 || c.rate < 0 {
+		log.Fatal("peerbench: -c, -size, -per-tx and -d must be positive, -backlog and -rate not negative")
 	}
 	if c.dsn == "" {
 		c.dsn = defaultDSN(c.db)
@@ -153,13 +157,23 @@ func run(ctx context.Context, c config) (*result, error) {
 		Started: time.Now().UTC()}
 
 	say("%s on %s: commit phase, %d producers, %d msg/tx, %s", c.system, c.db, c.producers, c.perTx, c.duration)
-	ph, err := commitPhase(ctx, sys, "commit", c.producers, c.duration, c)
+	ph, err := commitPhase(ctx, sys, "commit", c.producers, c.duration, 0, c)
 	if err != nil {
 		return nil, err
 	}
 	say("  commit %.0f tx/s, end to end %.0f tx/s, p50 %.2f ms, p99 %.2f ms, %d lost, %d duplicates",
 		ph.CommitTx, ph.E2ETx, ph.Latency.P50, ph.Latency.P99, ph.Lost, ph.Duplicates)
 	r.Commit = ph
+	if c.rate > 0 {
+		say("paced phase: %d producers held to %.0f tx/s, %s", c.producers, c.rate, c.duration)
+		ph, err := commitPhase(ctx, sys, "paced", c.producers, c.duration, c.rate, c)
+		if err != nil {
+			return nil, err
+		}
+		say("  commit %.0f tx/s, p50 %.2f ms, p99 %.2f ms, %d lost, %d duplicates",
+			ph.CommitTx, ph.Latency.P50, ph.Latency.P99, ph.Lost, ph.Duplicates)
+		r.Paced = ph
+	}
 	if c.backlog > 0 {
 		say("backlog of %d with the %s stopped, then drain", c.backlog, sys.relayName())
 		d, err := drainPhase(ctx, sys, c)
@@ -171,7 +185,7 @@ func run(ctx context.Context, c config) (*result, error) {
 	}
 	for i, n := range c.sweep {
 		say("sweep: %d producers", n)
-		ph, err := commitPhase(ctx, sys, "sweep"+strconv.Itoa(i), n, c.duration/3, c)
+		ph, err := commitPhase(ctx, sys, "sweep"+strconv.Itoa(i), n, c.duration/3, 0, c)
 		if err != nil {
 			return nil, err
 		}
@@ -184,8 +198,8 @@ func run(ctx context.Context, c config) (*result, error) {
 }
 
 func (c config) describe() string {
-	return fmt.Sprintf("producers=%d payload=%dB per-tx=%d phase=%s backlog=%d grace=%s",
-		c.producers, c.size, c.perTx, c.duration, c.backlog, c.grace)
+	return fmt.Sprintf("producers=%d payload=%dB per-tx=%d phase=%s rate=%.0f backlog=%d grace=%s",
+		c.producers, c.size, c.perTx, c.duration, c.rate, c.backlog, c.grace)
 }
 
 // versions lists the peer's modules as built.

@@ -10,9 +10,10 @@ import (
 )
 
 // commitPhase runs n producers for d, each committing a business insert
-// and -per-tx messages per transaction while the relay runs, then waits
-// for the messages and accounts for them.
-func commitPhase(ctx context.Context, sys system, name string, n int, d time.Duration, c config) (*phaseResult, error) {
+// and -per-tx messages per transaction while the relay runs (all together
+// held to rate tx/s when rate > 0, as fast as they go otherwise), then
+// waits for the messages and accounts for them.
+func commitPhase(ctx context.Context, sys system, name string, n int, d time.Duration, rate float64, c config) (*phaseResult, error) {
 	sys.settle(ctx)
 	tr := newTracker()
 	ph, err := sys.open(ctx, name, tr)
@@ -25,7 +26,7 @@ func commitPhase(ctx context.Context, sys system, name string, n int, d time.Dur
 	}
 	var next atomic.Uint64
 	start := time.Now()
-	commits, failed, took, err := produce(n, d, func() error {
+	commits, failed, took, err := produce(n, d, rate, func() error {
 		seqs := make([]uint64, c.perTx)
 		for k := range seqs {
 			seqs[k] = next.Add(1)
@@ -112,10 +113,12 @@ func drainPhase(ctx context.Context, sys system, c config) (*drainResult, error)
 }
 
 // produce runs n producers until d has passed, each calling tx for its
-// next transaction. It returns the transactions committed, those that
-// failed (a deadlock, say: the producer goes on, as in cmd/finalbench),
-// the time taken and the first error.
-func produce(n int, d time.Duration, tx func() error) (commits, failed int64, took time.Duration, err error) {
+// next transaction; with rate > 0 they start transactions at rate tx/s
+// between them, evenly spaced, as cmd/finalbench's paced producers do. It
+// returns the transactions committed, those that failed (a deadlock, say:
+// the producer goes on, as in cmd/finalbench), the time taken and the
+// first error.
+func produce(n int, d time.Duration, rate float64, tx func() error) (commits, failed int64, took time.Duration, err error) {
 	var (
 		done     atomic.Int64
 		fails    atomic.Int64
@@ -125,11 +128,22 @@ func produce(n int, d time.Duration, tx func() error) (commits, failed int64, to
 		start    = time.Now()
 		stop     = start.Add(d)
 	)
-	for range n {
+	var every time.Duration // each producer's interval when paced
+	if rate > 0 {
+		every = time.Duration(float64(n) / rate * float64(time.Second))
+	}
+	for w := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			next := start.Add(time.Duration(w) * every / time.Duration(n))
 			for time.Now().Before(stop) {
+				if every > 0 {
+					if wait := time.Until(next); wait > 0 {
+						time.Sleep(wait) // pacing the load, not synchronisation
+					}
+					next = next.Add(every)
+				}
 				if err := tx(); err != nil {
 					fails.Add(1)
 					errOnce.Do(func() { firstErr = err })

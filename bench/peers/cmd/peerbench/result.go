@@ -13,12 +13,13 @@ type result struct {
 	Finished time.Time         `json:"finished"`
 
 	Commit *phaseResult  `json:"commit"`
+	Paced  *phaseResult  `json:"paced,omitempty"` // the commit phase held to -rate
 	Drain  *drainResult  `json:"drain,omitempty"`
 	Sweep  []sweepPoint  `json:"sweep,omitempty"`
 	Totals deliveryTotal `json:"totals"` // every phase's messages
 }
 
-// phaseResult is a commit phase at full load.
+// phaseResult is a commit phase, at full load or paced.
 type phaseResult struct {
 	Producers  int     `json:"producers"`
 	FailedTx   int64   `json:"failed_tx"`           // transactions that returned an error (not counted as committed)
@@ -68,11 +69,13 @@ type deliveryTotal struct {
 // total adds up every phase's accounting.
 func (r *result) total() {
 	t := &r.Totals
-	if p := r.Commit; p != nil {
-		t.Committed += p.Committed
-		t.Lost += p.Lost
-		t.Duplicates += p.Duplicates
-		t.Phantoms += p.Phantoms
+	for _, p := range []*phaseResult{r.Commit, r.Paced} {
+		if p != nil {
+			t.Committed += p.Committed
+			t.Lost += p.Lost
+			t.Duplicates += p.Duplicates
+			t.Phantoms += p.Phantoms
+		}
 	}
 	if d := r.Drain; d != nil {
 		t.Committed += d.Messages
