@@ -85,7 +85,9 @@ func TestQuorumQueuesCarryEverySubscriptionKind(t *testing.T) {
 	}
 	mu.Unlock()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// A bound against a hang for the rest of the test, the wait below
+	// and what follows it included.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	testenv.Eventually(t, 20*time.Second, func() bool {
 		dls, err := b.DeadLetters(ctx, 10)

@@ -171,7 +171,9 @@ func TestReplayReachesOnlyTheReplayingService(t *testing.T) {
 	require.NoError(t, bus.Publish(topic, []byte("plain")))
 	require.NoError(t, bus.PublishMessage(message.New(ordered, []byte("keyed"), message.WithKey("k"))))
 	theirs.waitAll(t, []string{"plain"}, 20*time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// A bound against a hang for the rest of the test, the wait below
+	// and what follows it included.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	testenv.Eventually(t, 20*time.Second, func() bool {
 		dls, err := bus.DeadLetters(ctx, 10)

@@ -16,8 +16,9 @@ import (
 const MaxPending = 1 << 20
 
 // closeFlush bounds how long Close waits for the bytes accepted before it to
-// reach the socket.
-const closeFlush = 100 * time.Millisecond
+// reach the socket. A variable only so that a test can give a peer on a
+// loaded machine the time it needs to read them.
+var closeFlush = 100 * time.Millisecond
 
 // Conn is a connection whose writes reach the socket several at a time.
 // amqp091-go flushes each publish (its method, header and body frames)

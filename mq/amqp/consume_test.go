@@ -87,7 +87,9 @@ func TestCloseGivesAShardBackInOrder(t *testing.T) {
 			topic := svc + ".o"
 			cfg := mq.Config{Service: svc, Ordered: []string{topic}, Prefetch: 2, Logger: quiet()}
 			testenv.DropQueues(t, amqp.Queues(cfg)...)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			// One deadline for the whole subtest (declaring 16 shard queues
+			// twice, quorum ones too): generous, against a hang only.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			first := amqp.NewProvider(url, opts...)
 			require.NoError(t, first.Init(ctx, cfg))
