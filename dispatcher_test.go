@@ -179,6 +179,12 @@ func TestDispatcherWindowBoundsUnconfirmedPublishes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Nothing confirmed yet: the window fills and the rest wait for it.
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.outstanding == 4
+	}, "the window did not fill")
 	for i := 0; i < n; i++ {
 		p.release <- struct{}{}
 	}
