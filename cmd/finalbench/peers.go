@@ -42,6 +42,7 @@ type peerOutput struct {
 		Latency   struct{ P50, P99, Max float64 } `json:"latency_ms"`
 		Committed int64                           `json:"committed"`
 		Lost      int64                           `json:"lost"`
+		LostNote  string                          `json:"lost_note"`
 		Complete  bool                            `json:"all_delivered"`
 	} `json:"paced"`
 	Drain *struct {
@@ -135,7 +136,7 @@ func (r *report) peersPhase(env *benchEnv, say func(string, ...any)) (map[string
 			args = append(args, "-sweep", strings.Join(ns, ","))
 		}
 		if p := m.paced; p != nil { // the peer held to the library's paced rate too
-			args = append(args, "-rate", strconv.FormatFloat(p.rate, 'f', 0, 64))
+			args = append(args, "-rate", strconv.FormatFloat(p.rate, 'f', -1, 64))
 		}
 		args = append(args, c.peerFlags...)
 		shown := slices.Clone(args)
@@ -267,6 +268,9 @@ func (r *report) addPeer(p *peerOutput) {
 		row.PacedTx, row.PacedP99 = p.Paced.CommitTx, p.Paced.Latency.P99
 		if !p.Paced.Complete {
 			row.Notes = append(row.Notes, fmt.Sprintf("paced phase: %d of %d messages never delivered", p.Paced.Lost, p.Paced.Committed))
+		}
+		if p.Paced.LostNote != "" {
+			row.Notes = append(row.Notes, "paced phase: "+p.Paced.LostNote)
 		}
 	}
 	var sweepLost int64

@@ -14,6 +14,11 @@ const libRow = "final (this run)"
 // (Watermill's forwarder, one message in flight, falls seconds behind).
 const sameJob = 0.9
 
+// slowerPeer is the share of the library's commit rate below which a
+// peer's full-load p99 is flagged: its queues behind the broker's stalls
+// are shorter.
+const slowerPeer = 0.9
+
 // pacedReach is the share of the library's paced commit rate below which
 // a peer's paced p99 is flagged: it did not carry the same load.
 const pacedReach = 0.97
@@ -21,8 +26,10 @@ const pacedReach = 0.97
 // versus compares the library's row of the peers table with each peer's,
 // figure by figure: ahead is a higher rate, a lower p99, fewer messages
 // lost; level is the same figure. A commit rate whose messages the peer did
-// not deliver within the phase is flagged beside its verdict: the verdict
-// stands, and the reader sees why the peer's figure is high. The library's
+// not deliver within the phase is flagged beside its verdict, as are a
+// full-load p99 of a peer committing below slowerPeer of the library's
+// rate and a paced p99 of a peer below pacedReach of its paced rate: the
+// verdict stands, and the reader sees why the peer's figure differs. The library's
 // lost count is its commit phase's (its drain ends only once every message
 // arrived, or the run fails); a peer's is all its phases' (the sweep's
 // too).
@@ -54,7 +61,7 @@ func (r *report) versus() []string {
 		higher("end to end", lib.E2ETx, p.E2ETx, " tx/s")
 		if lib.P99 > 0 && p.P99 > 0 {
 			fig := fmt.Sprintf("p99 %s (%.1f vs %.1f ms", verdict(-lib.P99, -p.P99), lib.P99, p.P99)
-			if p.CommitTx < sameJob*lib.CommitTx { // a shorter queue behind the broker's stalls
+			if p.CommitTx < slowerPeer*lib.CommitTx {
 				fig += fmt.Sprintf(", the peer committing at %.2f of final's rate", p.CommitTx/lib.CommitTx)
 			}
 			figs = append(figs, fig+")")

@@ -160,6 +160,12 @@ func TestAcksWriteARunInOneFrame(t *testing.T) {
 	f.gate = make(chan struct{}) // the broker takes no frame for now
 	a := newAcks(f, make(chan *amqp.Error), DefaultAckBatch)
 	defer closeSoon(a)
+	opened := false
+	defer func() { // a failure before the gate opens must not hold closeSoon
+		if !opened {
+			close(f.gate)
+		}
+	}()
 	f.meant(1, true)
 	if err := a.ack(1, false); err != nil {
 		t.Fatal(err)
@@ -177,6 +183,7 @@ func TestAcksWriteARunInOneFrame(t *testing.T) {
 		}
 	}
 	close(f.gate)
+	opened = true
 	eventually(t, "the run was not written within 5 s", func() bool { return f.isSettled(run) })
 	f.mu.Lock()
 	defer f.mu.Unlock()

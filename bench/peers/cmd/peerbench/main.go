@@ -18,9 +18,9 @@
 // Phases, each on tables and queues of its own: commit (producers for -d
 // doing a business insert and -per-tx messages per transaction while the
 // forwarder or worker runs, then waiting for every message), paced (the
-// same with the producers held to -rate tx/s, when -rate is set), drain (-backlog
-// messages committed while the forwarder or worker is stopped, then
-// drained) and sweep (the commit phase for -d/3 per producer count). Every
+// same with the producers held to -rate tx/s, when -rate is set), drain
+// (-backlog messages committed while the forwarder or worker is stopped,
+// then drained) and sweep (the commit phase for -d/3 per producer count). Every
 // phase counts, per message id, what was delivered: a message committed and
 // never delivered (no new delivery for -grace) is lost, a second delivery
 // is a duplicate.
