@@ -257,14 +257,16 @@ func TestHoldExtendsUpToMaxHold(t *testing.T) {
 	url := testenv.NATS(t)
 	svc := service()
 	topic := svc + ".t"
+	// An ack wait of 3 s is extended every second: a stall of nearly 2 s
+	// on a loaded machine still extends it in time.
 	p := start(t, url, mq.Config{Service: svc, Topics: []string{topic}},
-		nats.WithAckWait(time.Second), nats.WithMaxHold(3*time.Second))
-	require.Equal(t, 3*time.Second, p.HoldLimit())
+		nats.WithAckWait(3*time.Second), nats.WithMaxHold(9*time.Second))
+	require.Equal(t, 9*time.Second, p.HoldLimit())
 	ch := consume(t, p)
 	m := message.New(topic, []byte("held"))
 	publish(t, p, m)
 	d, _ := next(t, ch)
-	nothing(t, ch, 2500*time.Millisecond) // more than twice the ack wait: extended
+	nothing(t, ch, 7*time.Second) // more than twice the ack wait: extended
 	require.False(t, d.(mq.Staler).Stale())
 	d2, got := next(t, ch) // past the maximum hold: delivered again
 	require.Equal(t, m.UUID, got.UUID)
