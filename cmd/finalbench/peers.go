@@ -27,25 +27,9 @@ type peerOutput struct {
 	System   string            `json:"system"`
 	Versions map[string]string `json:"versions"`
 	Setup    string            `json:"setup"`
-	Commit   *struct {
-		CommitTx   float64                         `json:"commit_tx_per_s"`
-		E2ETx      float64                         `json:"e2e_tx_per_s"`
-		Latency    struct{ P50, P99, Max float64 } `json:"latency_ms"`
-		Committed  int64                           `json:"committed"`
-		Lost       int64                           `json:"lost"`
-		LostNote   string                          `json:"lost_note"`
-		Duplicates int64                           `json:"duplicates"`
-		Complete   bool                            `json:"all_delivered"`
-	} `json:"commit"`
-	Paced *struct {
-		CommitTx  float64                         `json:"commit_tx_per_s"`
-		Latency   struct{ P50, P99, Max float64 } `json:"latency_ms"`
-		Committed int64                           `json:"committed"`
-		Lost      int64                           `json:"lost"`
-		LostNote  string                          `json:"lost_note"`
-		Complete  bool                            `json:"all_delivered"`
-	} `json:"paced"`
-	Drain *struct {
+	Commit   *peerPhase        `json:"commit"`
+	Paced    *peerPhase        `json:"paced"` // the commit phase held to -rate, if finalbench passed one
+	Drain    *struct {
 		MsgPerS    float64 `json:"msg_per_s"`
 		Lost       int64   `json:"lost"`
 		LostNote   string  `json:"lost_note"`
@@ -58,6 +42,31 @@ type peerOutput struct {
 		Duplicates int64 `json:"duplicates"`
 		Phantoms   int64 `json:"phantoms"`
 	} `json:"totals"`
+}
+
+// peerPhase is one of peerbench's commit phases, at full load or paced.
+type peerPhase struct {
+	CommitTx   float64                         `json:"commit_tx_per_s"`
+	E2ETx      float64                         `json:"e2e_tx_per_s"`
+	Latency    struct{ P50, P99, Max float64 } `json:"latency_ms"`
+	Committed  int64                           `json:"committed"`
+	Lost       int64                           `json:"lost"`
+	LostNote   string                          `json:"lost_note"`
+	Duplicates int64                           `json:"duplicates"`
+	Complete   bool                            `json:"all_delivered"`
+}
+
+// notes says what of the phase's messages was never delivered, and where
+// the peer found them.
+func (ph *peerPhase) notes(name string) []string {
+	var n []string
+	if !ph.Complete {
+		n = append(n, fmt.Sprintf("%s phase: %d of %d messages never delivered", name, ph.Lost, ph.Committed))
+	}
+	if ph.LostNote != "" {
+		n = append(n, name+" phase: "+ph.LostNote)
+	}
+	return n
 }
 
 type peerSweepPoint struct {
@@ -258,20 +267,10 @@ func (r *report) addPeer(p *peerOutput) {
 	row := peerRow{System: p.label(), Setup: p.Setup,
 		CommitTx: p.Commit.CommitTx, E2ETx: p.Commit.E2ETx, P50: p.Commit.Latency.P50, P99: p.Commit.Latency.P99,
 		Lost: p.Totals.Lost, Duplicates: p.Totals.Duplicates, Phantoms: p.Totals.Phantoms, Committed: p.Totals.Committed}
-	if !p.Commit.Complete {
-		row.Notes = append(row.Notes, fmt.Sprintf("commit phase: %d of %d messages never delivered", p.Commit.Lost, p.Commit.Committed))
-	}
-	if p.Commit.LostNote != "" {
-		row.Notes = append(row.Notes, "commit phase: "+p.Commit.LostNote)
-	}
+	row.Notes = append(row.Notes, p.Commit.notes("commit")...)
 	if p.Paced != nil {
 		row.PacedTx, row.PacedP99 = p.Paced.CommitTx, p.Paced.Latency.P99
-		if !p.Paced.Complete {
-			row.Notes = append(row.Notes, fmt.Sprintf("paced phase: %d of %d messages never delivered", p.Paced.Lost, p.Paced.Committed))
-		}
-		if p.Paced.LostNote != "" {
-			row.Notes = append(row.Notes, "paced phase: "+p.Paced.LostNote)
-		}
+		row.Notes = append(row.Notes, p.Paced.notes("paced")...)
 	}
 	var sweepLost int64
 	for _, s := range p.Sweep {

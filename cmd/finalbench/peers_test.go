@@ -21,7 +21,8 @@ const peerSample = `{
     "duplicates": 0, "phantoms": 0, "all_delivered": false},
   "paced": {"producers": 8, "commit_tx_per_s": 900, "e2e_tx_per_s": 400,
     "latency_ms": {"p50": 1200, "p99": 2500, "max": 2600},
-    "committed": 5000, "delivered": 4998, "lost": 2, "duplicates": 0, "phantoms": 0, "all_delivered": false},
+    "committed": 5000, "delivered": 4998, "lost": 2, "lost_note": "of 2 lost, 2 rows are in the table ahead of the subscriber's acknowledged position",
+    "duplicates": 0, "phantoms": 0, "all_delivered": false},
   "drain": {"messages": 2000, "msg_per_s": 580, "delivered": 2000, "lost": 0, "duplicates": 1},
   "sweep": [{"producers": 2, "commit_tx_per_s": 700}, {"producers": 8, "commit_tx_per_s": 950}],
   "totals": {"committed": 9728, "lost": 8, "duplicates": 1, "phantoms": 0}
@@ -81,6 +82,7 @@ func TestPeerRows(t *testing.T) {
 	for _, want := range []string{"Watermill SQL forwarder v4.1.2", "NOTE Watermill SQL forwarder v4.1.2: commit phase: 6 of 2728 messages never delivered",
 		"behind the subscriber's acknowledged position",
 		"NOTE Watermill SQL forwarder v4.1.2: paced phase: 2 of 5000 messages never delivered",
+		"NOTE Watermill SQL forwarder v4.1.2: paced phase: of 2 lost, 2 rows are in the table ahead",
 		"the paced latency phase's rate, 1000 tx/s",
 		"final vs Watermill SQL forwarder v4.1.2: commit ahead (1500 vs 900 tx/s, the peer delivering 0.56 of its commits within the phase), " +
 			"end to end ahead (1500 vs 500 tx/s), p99 ahead (10.0 vs 2091.5 ms, the peer committing at 0.60 of final's rate), " +

@@ -160,12 +160,8 @@ func TestAcksWriteARunInOneFrame(t *testing.T) {
 	f.gate = make(chan struct{}) // the broker takes no frame for now
 	a := newAcks(f, make(chan *amqp.Error), DefaultAckBatch)
 	defer closeSoon(a)
-	opened := false
-	defer func() { // a failure before the gate opens must not hold closeSoon
-		if !opened {
-			close(f.gate)
-		}
-	}()
+	open := sync.OnceFunc(func() { close(f.gate) })
+	defer open() // before closeSoon: a failure with the gate shut must not hold it
 	f.meant(1, true)
 	if err := a.ack(1, false); err != nil {
 		t.Fatal(err)
@@ -182,8 +178,7 @@ func TestAcksWriteARunInOneFrame(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	close(f.gate)
-	opened = true
+	open()
 	eventually(t, "the run was not written within 5 s", func() bool { return f.isSettled(run) })
 	f.mu.Lock()
 	defer f.mu.Unlock()
