@@ -69,5 +69,5 @@
 //     after the commit without a row, and may be lost.
 //
 // Everything above is exercised by the tests against real MariaDB and
-// RabbitMQ; see README.md for the numbers.
+// RabbitMQ; see docs/databases.md and docs/faults.md for the numbers.
 package final

@@ -224,8 +224,8 @@ type Options struct {
 	// WireFormat is the format messages take on the broker. Default
 	// mq.Envelope, the ancestor library's msgpack envelope, which only
 	// final reads; mq.CloudEvents sends CloudEvents 1.0 in binary content
-	// mode, which any language reads with its broker client (see the
-	// README's "Wire format"). Consumers read both whatever this says.
+	// mode, which any language reads with its broker client (see
+	// docs/wire-format.md). Consumers read both whatever this says.
 	// The default is the envelope so that upgrading a service never sends
 	// a format its peers, still on an earlier version, cannot read:
 	// upgrade every consumer first, then switch the producers.
