@@ -121,7 +121,7 @@ func perLinkCut(faults int) int {
 // requests it writes after those acks are lost with them. Usually far
 // fewer (ackedNATSLinkCut). With half the producers committing packs the
 // consumer is busy when a cut falls: the full suite's "both broker links
-// cut together" then saw 7 to 216 duplicates for 12 cuts (against 1 or 2
+// cut together" then saw 7 to 395 duplicates for 12 cuts (against 1 or 2
 // with one message a transaction), each stream holding every message once
 // (its last sequence was the committed count) and its consumer having
 // delivered hundreds more than that.

@@ -12,26 +12,33 @@ import (
 	"github.com/finalbus/final/outbox/postgres"
 )
 
-// A large message is stored compressed with lz4 where the server has it
-// (pglz, PostgreSQL's default, costs 20–30 times its CPU), in a table
-// created now and in one migrated from version 1; a server without lz4
-// keeps its default.
+// A large message is stored compressed with lz4 in a table Migrate
+// creates, where the server has lz4 (pglz, PostgreSQL's default, costs
+// 22–32 times its CPU); a server without lz4 keeps its default; and a table
+// that exists already is left as it is (no DDL on an existing table).
 func TestMessagesAreCompressedWithLZ4(t *testing.T) {
 	db := testenv.Postgres(t)
 	ctx := context.Background()
-	name := tableName(t, db, "_outbox")
-	s, err := postgres.New(db, name, postgres.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { s.Close() })
-	require.NoError(t, s.Migrate(ctx))
-
+	var version int
+	require.NoError(t, db.QueryRow(`SELECT current_setting('server_version_num')::int`).Scan(&version))
+	if version < 140000 {
+		t.Skipf("PostgreSQL %d compresses with pglz only, and has no pg_column_compression to check", version)
+	}
 	var lz4 bool
 	require.NoError(t, db.QueryRow(`SELECT EXISTS (SELECT FROM pg_settings
 		WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals))`).Scan(&lz4))
 	want := "pglz"
 	if lz4 {
 		want = "lz4"
+	} else {
+		t.Log("this server has no lz4: checking that the table keeps the server's default, pglz")
 	}
+
+	name := tableName(t, db, "_outbox")
+	s, err := postgres.New(db, name, postgres.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	require.NoError(t, s.Migrate(ctx))
 
 	stored := func() string {
 		t.Helper()
@@ -46,14 +53,12 @@ func TestMessagesAreCompressedWithLZ4(t *testing.T) {
 		require.NoError(t, db.QueryRow(`SELECT pg_column_compression(message) FROM "`+name+`" ORDER BY id DESC LIMIT 1`).Scan(&method))
 		return method
 	}
-	require.Equal(t, want, stored(), "a new table")
+	require.Equal(t, want, stored(), "a table Migrate created")
 
-	// The table as version 1 left it: pglz, the version 2 record gone.
+	// A table an earlier version created (pglz) and recorded: Migrate
+	// leaves it as it is.
 	_, err = db.Exec(`ALTER TABLE "` + name + `" ALTER COLUMN message SET COMPRESSION pglz`)
 	require.NoError(t, err)
-	_, err = db.Exec(`DELETE FROM final_schema_migrations WHERE table_name = $1 AND version > 1`, name)
-	require.NoError(t, err)
-	require.Equal(t, "pglz", stored(), "the table at version 1")
 	require.NoError(t, s.Migrate(ctx))
-	require.Equal(t, want, stored(), "the table migrated from version 1")
+	require.Equal(t, "pglz", stored(), "a table that existed")
 }

@@ -20,9 +20,13 @@ type migration struct {
 // change it in place.
 var migrations = []migration{
 	{1, "create outbox table", func(ctx context.Context, tx *sql.Tx, t table) error {
-		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+t.q+` (
+		compression, err := messageCompression(ctx, tx)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+t.q+` (
 			id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-			message      BYTEA NULL,
+			message      BYTEA `+compression+` NULL,
 			create_at    TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
 			last_send_at TIMESTAMPTZ NULL,
 			available_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
@@ -46,21 +50,27 @@ var migrations = []migration{
 			` ON `+t.q+` (order_key, id) WHERE order_key IS NOT NULL`)
 		return err
 	}},
-	// PostgreSQL compresses a value of more than about 2 KB when it stores
-	// it, with pglz unless told otherwise: a 64 KiB message's insert took
-	// 225–320 µs with pglz against 10 µs with lz4, inside the producer's
-	// transaction (docs/performance.md, "Levers weighed"). lz4 is there
-	// from PostgreSQL 14 in servers built with it; elsewhere the step
-	// changes nothing. Rows stored before keep their compression.
-	{2, "compress messages with lz4", func(ctx context.Context, tx *sql.Tx, t table) error {
-		var lz4 bool
-		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT FROM pg_settings
-			WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals))`).Scan(&lz4); err != nil || !lz4 {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `ALTER TABLE `+t.q+` ALTER COLUMN message SET COMPRESSION lz4`)
-		return err
-	}},
+}
+
+// messageCompression returns the clause that has a new outbox table store
+// its messages compressed with lz4, where the server has it (PostgreSQL 14
+// and later, built with lz4), or "" to leave the server's default.
+// PostgreSQL compresses a value of more than about 2 KB when it stores it,
+// with pglz unless told otherwise: a 64 KiB message's insert took 225–320
+// µs with pglz against 10 µs with lz4, inside the producer's transaction
+// (docs/performance.md, "Levers weighed"). A table that exists is left as
+// it is: changing it is an ALTER TABLE, which would need its owner and its
+// exclusive lock at an upgrade (docs/databases.md says how to do it by hand).
+func messageCompression(ctx context.Context, tx *sql.Tx) (string, error) {
+	var lz4 bool
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT FROM pg_settings
+		WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals))`).Scan(&lz4); err != nil {
+		return "", err
+	}
+	if !lz4 {
+		return "", nil
+	}
+	return "COMPRESSION lz4", nil
 }
 
 // SchemaVersion is the version Migrate brings an outbox table to.
