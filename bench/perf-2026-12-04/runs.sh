@@ -9,7 +9,7 @@ set -e
 cd "$(dirname "$0")/../.."
 dir=${1:-bench/perf-2026-12-04}
 mkdir -p "$dir"
-vmstat -t 5 > "$dir/vmstat.txt" &
+vmstat -t 5 >> "$dir/vmstat.txt" &
 vm=$!
 trap 'kill $vm' EXIT
 for db in ${DBS:-mysql postgres}; do
