@@ -10,18 +10,17 @@ set -e
 dir=$1; pairs=${2:-2}; first=${3:-1}
 mkdir -p "$dir"
 fb=${FINALBENCH:?a finalbench binary built before the lz4 migration}
+args="-phases commit" rows="^\| (commit rate vs raw DB alone|raw DB \+ broker, no outbox|commit rate vs that limit)"
+if [ "${PHASE:-commit}" = drain ]; then
+  args="-backlog 10000 -phases drain" rows="^\| (backlog drain to subscriber|backlog drain vs the store alone)"
+fi
 for i in $(seq "$first" "$pairs"); do
   for m in pglz lz4; do
     psql -h 127.0.0.1 -U postgres -d test -qAtc "ALTER SYSTEM SET default_toast_compression = '$m'" -c "SELECT pg_reload_conf()" >/dev/null
     sleep 1
     echo "$m-$i $(date -u +%T) $(psql -h 127.0.0.1 -U postgres -d test -qAtc 'SHOW default_toast_compression')"
-    if [ "${PHASE:-commit}" = drain ]; then
-      "$fb" -db postgres -size 65536 -backlog 10000 -phases drain -rounds 1 -raw-sweep=false -raw 256,256,1 -out "$dir/$m-$i" > "$dir/$m-$i.log" 2>&1
-      grep -E "^\| (backlog drain to subscriber|backlog drain vs the store alone)" "$dir/$m-$i.log"
-    else
-      "$fb" -db postgres -size 65536 -phases commit -rounds 1 -raw-sweep=false -raw 256,256,1 -out "$dir/$m-$i" > "$dir/$m-$i.log" 2>&1
-      grep -E "^\| (commit rate vs raw DB alone|raw DB \+ broker, no outbox|commit rate vs that limit)" "$dir/$m-$i.log"
-    fi
+    "$fb" -db postgres -size 65536 $args -rounds 1 -raw-sweep=false -raw 256,256,1 -out "$dir/$m-$i" > "$dir/$m-$i.log" 2>&1
+    grep -E "$rows" "$dir/$m-$i.log"
   done
 done
 psql -h 127.0.0.1 -U postgres -d test -qAtc "ALTER SYSTEM RESET default_toast_compression" -c "SELECT pg_reload_conf()" >/dev/null
